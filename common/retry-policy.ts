@@ -1,0 +1,116 @@
+/**
+ * Pure retry and backoff decisions (no timers, no I/O), shared by the edge uplink's reconnects
+ * and the bridge's transaction retries. Defaults follow the design: 1 s initial, ×2, 60 s cap,
+ * 5 attempts for an operation; reconnects never give up.
+ */
+
+export interface BackoffPolicy {
+  initialDelayMs: number;
+  maxDelayMs: number;
+  multiplier: number;
+  /** 'full': uniform in [0, d]; 'equal': d/2 + uniform in [0, d/2]; 'none': exactly d */
+  jitter: 'full' | 'equal' | 'none';
+}
+
+export interface RetryPolicy extends BackoffPolicy {
+  /** total attempts including the first; Infinity retries forever */
+  maxAttempts: number;
+}
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = {
+  initialDelayMs: 1000,
+  maxDelayMs: 60_000,
+  multiplier: 2,
+  jitter: 'equal',
+  maxAttempts: 5,
+};
+
+/** Delay before retry number `attempt` (1 = the first retry). `random` returns [0, 1). */
+export function backoffDelay(policy: BackoffPolicy, attempt: number, random: () => number = Math.random): number {
+  const exponent = Math.max(0, attempt - 1);
+  const ceiling = Math.min(policy.maxDelayMs, policy.initialDelayMs * Math.pow(policy.multiplier, exponent));
+  switch (policy.jitter) {
+    case 'none':
+      return Math.round(ceiling);
+    case 'full':
+      return Math.round(random() * ceiling);
+    case 'equal':
+      return Math.round(ceiling / 2 + random() * (ceiling / 2));
+  }
+}
+
+export type ErrorClass = 'network' | 'auth' | 'data' | 'conflict' | 'resource' | 'unknown';
+
+export interface RetryDecision {
+  shouldRetry: boolean;
+  delayMs: number;
+  maxAttempts: number;
+}
+
+/**
+ * Whether to try again after `attemptsMade` failed attempts of an operation whose last error was
+ * of class `errorClass`. Network, conflict (SQLSTATE 40001/40P01) and resource errors are retried
+ * with backoff; data errors never (the input will not get better); auth errors never for an
+ * operation (a reconnect loop decides on its own, see reconnectDelay).
+ */
+export function decideRetry(
+  policy: RetryPolicy,
+  attemptsMade: number,
+  errorClass: ErrorClass,
+  random: () => number = Math.random,
+): RetryDecision {
+  const retryable = errorClass === 'network' || errorClass === 'conflict' || errorClass === 'resource';
+  const shouldRetry = retryable && attemptsMade < policy.maxAttempts;
+  return {
+    shouldRetry,
+    delayMs: shouldRetry ? backoffDelay(policy, attemptsMade, random) : 0,
+    maxAttempts: policy.maxAttempts,
+  };
+}
+
+/**
+ * Delay before the next reconnect of a long-lived link that never gives up. An authentication
+ * failure waits the maximum delay every time: a revoked or wrong certificate does not get better
+ * by hammering the broker, but a replaced one is picked up.
+ */
+export function reconnectDelay(
+  policy: BackoffPolicy,
+  consecutiveFailures: number,
+  lastErrorClass: ErrorClass,
+  random: () => number = Math.random,
+): number {
+  if (lastErrorClass === 'auth') return policy.maxDelayMs;
+  return backoffDelay(policy, Math.max(1, consecutiveFailures), random);
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND',
+  'EAI_AGAIN', 'ECONNABORTED', 'ERR_SOCKET_CLOSED', 'ERR_STREAM_PREMATURE_CLOSE',
+  // PostgreSQL / CockroachDB: connection failures and "cannot connect now"
+  '08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03',
+]);
+const CONFLICT_CODES = new Set(['40001', '40P01']);
+const RESOURCE_CODES = new Set(['ENOSPC', 'ENOMEM', 'EMFILE', 'SQLITE_FULL', 'SQLITE_BUSY', '53000', '53100', '53200', '53300']);
+const AUTH_CODES = new Set([
+  '28000', '28P01', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE', 'CERT_REVOKED',
+]);
+
+/** Classifies an error from node, TLS, mqtt.js (CONNACK codes) or PostgreSQL/CockroachDB (SQLSTATE). */
+export function classifyError(error: unknown): ErrorClass {
+  if (typeof error !== 'object' || error === null) return 'unknown';
+  const code = String((error as { code?: unknown }).code ?? '');
+  const message = String((error as { message?: unknown }).message ?? '');
+  if (CONFLICT_CODES.has(code) || /restart transaction/i.test(message)) return 'conflict';
+  if (AUTH_CODES.has(code) || /not authorized|bad user name or password|certificate|handshake/i.test(message)) {
+    return 'auth';
+  }
+  // mqtt.js puts the CONNACK return code in `code` as a number: 4 bad credentials, 5 not authorized
+  if (code === '4' || code === '5' || code === '134' || code === '135') return 'auth';
+  if (NETWORK_CODES.has(code) || /timed? ?out|connection (closed|terminated|reset)|socket hang up/i.test(message)) {
+    return 'network';
+  }
+  if (RESOURCE_CODES.has(code)) return 'resource';
+  if (/^(22|23|42)/.test(code)) return 'data';
+  return 'unknown';
+}

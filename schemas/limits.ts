@@ -1,0 +1,19 @@
+/** Limits shared by edge, broker and bridge. Changing one is a contract change. */
+
+/** Most readings in one devices/{id}/telemetry message. */
+export const MAX_BATCH_RECORDS = 1000;
+
+/** Largest MQTT payload the cluster broker accepts (bytes). */
+export const MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+/** Largest telemetry batch the edge builds (bytes of JSON); below MAX_PAYLOAD_BYTES with headroom. */
+export const MAX_BATCH_BYTES = 768 * 1024;
+
+/** Largest sensor reading payload the edge accepts (bytes). */
+export const MAX_SENSOR_PAYLOAD_BYTES = 16 * 1024;
+
+/** Allowed characters of a sensorId or dataType topic level. */
+export const TOPIC_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** Device ids are UUIDs (the CN of the device certificate). */
+export const DEVICE_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

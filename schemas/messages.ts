@@ -1,0 +1,69 @@
+/**
+ * Wire types of the MQTT topic contract (see README "Topic contract" and ../shared/ARCHITECTURE.md).
+ * Every payload is UTF-8 JSON so that mosquitto_sub and MQTT Explorer can read it.
+ */
+
+/** What a sensor publishes on sensors/{sensorId}/{dataType} (or a bare JSON number). */
+export interface SensorReadingInput {
+  value: number;
+  unit?: string;
+  /** epoch milliseconds or ISO 8601 date-time */
+  ts?: number | string;
+  /** UUID; lets a sensor re-send (or correct) a reading idempotently */
+  id?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** One reading on devices/{id}/telemetry. The device id is the topic's, never the payload's. */
+export interface TelemetryRecord {
+  id: string;
+  sensorId: string;
+  dataType: string;
+  /** ISO 8601 date-time with milliseconds, UTC */
+  timestamp: string;
+  value: number;
+  unit?: string | null;
+  metadata?: Record<string, unknown> | null;
+  /** starts at 1; the edge increments it when a reading with the same id is corrected */
+  version: number;
+}
+
+/** Payload of devices/{id}/telemetry: at most MAX_BATCH_RECORDS readings. */
+export interface TelemetryBatch {
+  batchId: string;
+  records: TelemetryRecord[];
+  /** readings still waiting on the device after this batch (informational, feeds sync_status) */
+  pendingCount?: number;
+}
+
+export interface RejectedRecord {
+  id: string;
+  reason: string;
+}
+
+/** Payload of devices/{id}/sync/ack, published by the bridge after the rows are committed. */
+export interface SyncAck {
+  /** null only when the batch could not be read at all (then `error` says why) */
+  batchId: string | null;
+  /** how many records of the batch are now stored (new, updated, or already present) */
+  accepted: number;
+  rejected: RejectedRecord[];
+  /** how many records met a different stored version (each is written to conflict_log) */
+  conflicts: number;
+  error?: string;
+}
+
+/** Payload of devices/{id}/status (retained; the edge's will says online:false). */
+export interface DeviceStatus {
+  online: boolean;
+  at: string;
+}
+
+/** Payload the edge publishes locally on sensors/{sensorId}/{dataType}/error for a rejected reading. */
+export interface SensorReadingError {
+  error: string;
+  topic: string;
+  /** the offending payload, truncated, as text */
+  payload: string;
+  at: string;
+}

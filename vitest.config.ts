@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['tests/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // two cores: integration files each start real servers (PostgreSQL, brokers)
+    fileParallelism: true,
+    maxWorkers: 2,
+    pool: 'forks',
+  },
+});
