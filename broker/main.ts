@@ -1,0 +1,56 @@
+/**
+ * Broker process: `npx tsx broker/main.ts` (configuration: config/broker.ts).
+ * For a local run, create certificates first: `npx tsx certs/cli.ts dev`.
+ */
+import { loadTlsMaterial } from '../certs/dev-bundle.js';
+import { createLogger } from '../common/logger.js';
+import { loadBrokerConfig } from '../config/broker.js';
+import { startBroker } from './server.js';
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function main(): Promise<void> {
+  const logger = createLogger('broker');
+  const config = loadBrokerConfig();
+  const tls = await loadTlsMaterial(config.tls);
+  const broker = await startBroker({
+    tls,
+    host: config.host,
+    port: config.port,
+    maxPayloadBytes: config.maxPayloadBytes,
+    logger,
+    ...(config.metricsPort === undefined ? {} : { metricsPort: config.metricsPort }),
+    ...(config.brokerId === undefined ? {} : { brokerId: config.brokerId }),
+  });
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const forceExit = setTimeout(() => {
+      logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'shutdown took too long: exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS);
+    forceExit.unref();
+    broker.close().then(
+      () => {
+        process.exitCode = 0;
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'error while shutting down');
+        process.exitCode = 1;
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? `broker failed to start: ${error.message}` : error);
+  process.exitCode = 1;
+});

@@ -1,0 +1,61 @@
+/** Prometheus metrics of one broker node, registered in a registry the caller may share. */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { ClientRole } from './identity.js';
+
+export interface BrokerMetrics {
+  registry: Registry;
+  connectedClients: Gauge;
+  /** label reason: 'tls-handshake' or an IdentityRefusalCode / 'will-denied' */
+  refusedConnections: Counter<'reason'>;
+  deniedPublishes: Counter<'role'>;
+  deniedSubscriptions: Counter<'role'>;
+  deniedDeliveries: Counter<'role'>;
+  oversizePackets: Counter;
+}
+
+export function createBrokerMetrics(registry: Registry, connectedClientCount: () => number): BrokerMetrics {
+  return {
+    registry,
+    connectedClients: new Gauge({
+      name: 'mqtt_broker_connected_clients',
+      help: 'MQTT clients with an established session on this broker node',
+      registers: [registry],
+      collect() {
+        this.set(connectedClientCount());
+      },
+    }),
+    refusedConnections: new Counter({
+      name: 'mqtt_broker_refused_connections_total',
+      help: 'Connections refused during the TLS handshake or at CONNECT, by reason',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    deniedPublishes: new Counter({
+      name: 'mqtt_broker_denied_publishes_total',
+      help: 'PUBLISH packets denied by the topic ACL (the client is disconnected), by role',
+      labelNames: ['role'],
+      registers: [registry],
+    }),
+    deniedSubscriptions: new Counter({
+      name: 'mqtt_broker_denied_subscriptions_total',
+      help: 'Subscriptions denied by the topic ACL (SUBACK 128), by role',
+      labelNames: ['role'],
+      registers: [registry],
+    }),
+    deniedDeliveries: new Counter({
+      name: 'mqtt_broker_denied_deliveries_total',
+      help: 'Messages withheld from a client the ACL does not allow to receive them, by role',
+      labelNames: ['role'],
+      registers: [registry],
+    }),
+    oversizePackets: new Counter({
+      name: 'mqtt_broker_oversize_packets_total',
+      help: 'Incoming MQTT packets refused by their declared length before being buffered',
+      registers: [registry],
+    }),
+  };
+}
+
+export function roleLabel(role: ClientRole | undefined): string {
+  return role ?? 'unknown';
+}

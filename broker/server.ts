@@ -1,0 +1,261 @@
+/**
+ * One broker node: Aedes behind a mutual-TLS listener (TLS 1.3 only, client certificate required
+ * and verified against the cluster CA). Identity and topic permissions: ./authorization-hooks.ts.
+ */
+import type { Socket } from 'node:net';
+import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { Aedes, type AedesOptions } from 'aedes';
+import { Registry } from 'prom-client';
+import { createLogger, type Logger } from '../common/logger.js';
+import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
+import { createAuthorizationHooks } from './authorization-hooks.js';
+import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
+import { startMetricsEndpoint, type RunningMetricsEndpoint } from './metrics-endpoint.js';
+import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
+
+export interface BrokerTlsOptions {
+  /** PEM private key of the broker's server certificate */
+  key: Buffer | string;
+  /** PEM server certificate */
+  cert: Buffer | string;
+  /** PEM CA that client certificates must chain to */
+  ca: Buffer | string;
+}
+
+/**
+ * Cluster extension point: a cluster module builds a shared message bus and persistence (e.g.
+ * mqemitter-redis and aedes-persistence-redis) and passes them here. Standalone when omitted.
+ */
+export interface BrokerBackends {
+  mq?: AedesOptions['mq'];
+  persistence?: AedesOptions['persistence'];
+}
+
+export interface BrokerOptions {
+  tls: BrokerTlsOptions;
+  /** default 0.0.0.0 */
+  host?: string;
+  /** default 8883; 0 picks a free port (see RunningBroker.port) */
+  port?: number;
+  /** default MAX_PAYLOAD_BYTES (schemas/limits.ts) */
+  maxPayloadBytes?: number;
+  logger?: Logger;
+  /** metrics are registered here (one broker per registry: the names are fixed); a new registry when omitted */
+  registry?: Registry;
+  /** serve GET /metrics and /healthz on this port (0 picks one); no HTTP endpoint when omitted */
+  metricsPort?: number;
+  /** default: host */
+  metricsHost?: string;
+  brokerId?: string;
+  /** time allowed for the TLS handshake; default 10 s */
+  handshakeTimeoutMs?: number;
+  /** time allowed between the TLS handshake and CONNECT; default 10 s */
+  connectTimeoutMs?: number;
+  /** largest keepalive a client may ask for (seconds); a client asking for 0 (none) is refused; default 600 */
+  keepaliveLimitSeconds?: number;
+  /** disconnect a client whose socket has not drained for this long; default 30 s */
+  drainTimeoutMs?: number;
+  backends?: BrokerBackends;
+}
+
+export interface RunningBroker {
+  host: string;
+  port: number;
+  aedes: Aedes;
+  registry: Registry;
+  metrics: BrokerMetrics;
+  /** set when options.metricsPort was given */
+  metricsPort: number | undefined;
+  close(): Promise<void>;
+}
+
+const DEFAULT_PORT = 8883;
+const DEFAULT_HOST = '0.0.0.0';
+
+export async function startBroker(options: BrokerOptions): Promise<RunningBroker> {
+  const logger = options.logger ?? createLogger('broker');
+  const registry = options.registry ?? new Registry();
+  const maxPayloadBytes = options.maxPayloadBytes ?? MAX_PAYLOAD_BYTES;
+  const host = options.host ?? DEFAULT_HOST;
+
+  assertTlsMaterial(options.tls);
+
+  let aedesRef: Aedes | undefined;
+  const metrics = createBrokerMetrics(registry, () => aedesRef?.connectedClients ?? 0);
+  const hooks = createAuthorizationHooks({ logger, metrics, limits: { maxPayloadBytes } });
+
+  const aedes = await Aedes.createBroker({
+    ...(options.brokerId === undefined ? {} : { id: options.brokerId }),
+    ...(options.backends?.mq === undefined ? {} : { mq: options.backends.mq }),
+    ...(options.backends?.persistence === undefined ? {} : { persistence: options.backends.persistence }),
+    connectTimeout: options.connectTimeoutMs ?? 10_000,
+    keepaliveLimit: options.keepaliveLimitSeconds ?? 600,
+    drainTimeout: options.drainTimeoutMs ?? 30_000,
+    // device ids are 36-character UUIDs; the default (23) would refuse them for MQTT 3.1 clients
+    maxClientsIdLength: 64,
+    // the contract's deepest topic has 5 levels
+    maxTopicLevels: 16,
+    preConnect: hooks.preConnect,
+    authenticate: hooks.authenticate,
+    authorizePublish: hooks.authorizePublish,
+    authorizeSubscribe: hooks.authorizeSubscribe,
+    authorizeForward: hooks.authorizeForward,
+  });
+  aedesRef = aedes;
+  observeAedes(aedes, logger);
+
+  const { server, sockets } = createMqttsServer(aedes, options, { logger, metrics, maxPacketBytes: maxPacketBytesFor(maxPayloadBytes) });
+
+  try {
+    await listen(server, host, options.port ?? DEFAULT_PORT);
+  } catch (error) {
+    await closeAedes(aedes);
+    throw error;
+  }
+  const port = (server.address() as { port: number }).port;
+
+  let endpoint: RunningMetricsEndpoint | undefined;
+  if (options.metricsPort !== undefined) {
+    try {
+      endpoint = await startMetricsEndpoint({
+        host: options.metricsHost ?? host,
+        port: options.metricsPort,
+        registry,
+        isHealthy: () => server.listening && !aedes.closed,
+      });
+    } catch (error) {
+      await shutdown(server, aedes, sockets, undefined);
+      throw error;
+    }
+  }
+  logger.info({ host, port, metricsPort: endpoint?.port, maxPayloadBytes }, 'broker listening (MQTT over mutual TLS)');
+
+  let closing: Promise<void> | undefined;
+  return {
+    host,
+    port,
+    aedes,
+    registry,
+    metrics,
+    metricsPort: endpoint?.port,
+    close() {
+      closing ??= shutdown(server, aedes, sockets, endpoint).then(() => logger.info({ port }, 'broker closed'));
+      return closing;
+    },
+  };
+}
+
+/** Fails early, before anything is started, when the key, certificate or CA cannot be used. */
+function assertTlsMaterial(material: BrokerTlsOptions): void {
+  try {
+    createSecureContext({ key: material.key, cert: material.cert, ca: material.ca });
+  } catch (error) {
+    throw new Error(`the broker's TLS key, certificate or CA is unusable: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+interface MqttsServerContext {
+  logger: Logger;
+  metrics: BrokerMetrics;
+  maxPacketBytes: number;
+}
+
+/** TLS 1.3 only; a client certificate signed by the CA is required before MQTT starts. */
+function createMqttsServer(
+  aedes: Aedes,
+  options: BrokerOptions,
+  { logger, metrics, maxPacketBytes }: MqttsServerContext,
+): { server: TlsServer; sockets: Set<Socket> } {
+  let warnedGuardUnavailable = false;
+  const server = createTlsServer(
+    {
+      key: options.tls.key,
+      cert: options.tls.cert,
+      ca: options.tls.ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+    },
+    (socket) => {
+      const client = aedes.handle(socket);
+      const guarded = limitIncomingPacketSize(client, maxPacketBytes, (error) => {
+        metrics.oversizePackets.inc();
+        logger.warn(
+          { clientId: client.id, remoteAddress: socket.remoteAddress, reason: error.message },
+          'packet too large, closing the connection',
+        );
+      });
+      if (!guarded && !warnedGuardUnavailable) {
+        warnedGuardUnavailable = true;
+        logger.error('cannot bound MQTT packet size at parse time (aedes internals changed); payload size is still checked after parsing');
+      }
+    },
+  );
+  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => {
+    metrics.refusedConnections.inc({ reason: 'tls-handshake' });
+    // node verifies the client chain after the handshake and just destroys the socket when it fails
+    // (no TLS alert), so `error` reads "socket hang up"; authorizationError has the real cause
+    const verifyError = socket.authorizationError as Error | string | null | undefined;
+    const reason = verifyError
+      ? `client certificate rejected: ${typeof verifyError === 'string' ? verifyError : verifyError.message}`
+      : error.message.trim();
+    logger.warn({ remoteAddress: socket.remoteAddress, code: error.code, reason }, 'TLS handshake refused');
+  });
+  return { server, sockets: trackSockets(server) };
+}
+
+function observeAedes(aedes: Aedes, logger: Logger): void {
+  aedes.on('clientError', (client, error) => {
+    logger.info({ clientId: client.id, reason: error.message }, 'client connection closed after an error');
+  });
+  aedes.on('connectionError', (client, error) => {
+    logger.info({ clientId: client.id, reason: error.message }, 'connection closed before the session was established');
+  });
+  aedes.on('keepaliveTimeout', (client) => {
+    logger.info({ clientId: client.id }, 'keepalive timeout');
+  });
+  aedes.on('clientDisconnect', (client) => {
+    logger.debug({ clientId: client.id }, 'client disconnected');
+  });
+}
+
+/** Sockets that never reach aedes (a stalled handshake) would keep server.close() waiting. */
+function trackSockets(server: TlsServer): Set<Socket> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  return sockets;
+}
+
+async function shutdown(
+  server: TlsServer,
+  aedes: Aedes,
+  sockets: Set<Socket>,
+  endpoint: RunningMetricsEndpoint | undefined,
+): Promise<void> {
+  const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+  await closeAedes(aedes);
+  for (const socket of sockets) socket.destroy();
+  await serverClosed;
+  await endpoint?.close();
+}
+
+function closeAedes(aedes: Aedes): Promise<void> {
+  return new Promise((resolve) => aedes.close(() => resolve()));
+}
+
+function listen(server: TlsServer, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      reject(new Error(`broker cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { cause: error }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,89 @@
+/**
+ * Certificates for integration tests: a fresh CA, broker, service, observer and device
+ * certificates in a temporary folder (through certs/dev-bundle.ts, like a real deployment), plus
+ * certificates from an unrelated ("rogue") CA for negative tests. Key generation is native RSA
+ * (~0.1 s per key on the thread pool), so keep the number of certificates small.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCertificateAuthority, issueClientCertificate, type CertificateRole } from '../../certs/authority.js';
+import {
+  ensureDevCertificates,
+  loadTlsMaterial,
+  type CertificateBundle,
+  type CertificateFiles,
+  type TlsMaterial,
+} from '../../certs/dev-bundle.js';
+
+export type { TlsMaterial } from '../../certs/dev-bundle.js';
+
+export interface TestCertificateRequest {
+  deviceIds: string[];
+  serviceNames?: string[];
+  observerNames?: string[];
+}
+
+export interface TestCertificates {
+  dir: string;
+  bundle: CertificateBundle;
+  /** the CA certificate (PEM) every party trusts */
+  ca: Buffer;
+  broker: TlsMaterial;
+  devices: Record<string, TlsMaterial>;
+  services: Record<string, TlsMaterial>;
+  observers: Record<string, TlsMaterial>;
+  /** removes the temporary folder */
+  cleanup(): Promise<void>;
+}
+
+export async function createTestCertificates(request: TestCertificateRequest): Promise<TestCertificates> {
+  const dir = await mkdtemp(join(tmpdir(), 'mqtt-edge-sync-certs-'));
+  try {
+    const bundle = await ensureDevCertificates({
+      dir,
+      deviceIds: request.deviceIds,
+      serviceNames: request.serviceNames ?? [],
+      observerNames: request.observerNames ?? [],
+      brokerHosts: ['localhost', '127.0.0.1'],
+      validDays: 2,
+    });
+    const load = (files: CertificateFiles) => loadTlsMaterial({ caPath: bundle.ca.certPath, ...files });
+    const loadAll = async (entries: Record<string, CertificateFiles>) =>
+      Object.fromEntries(await Promise.all(Object.entries(entries).map(async ([id, files]) => [id, await load(files)] as const)));
+    const [broker, devices, services, observers] = await Promise.all([
+      load(bundle.broker),
+      loadAll(bundle.devices),
+      loadAll(bundle.services),
+      loadAll(bundle.observers),
+    ]);
+    return {
+      dir,
+      bundle,
+      ca: broker.ca,
+      broker,
+      devices,
+      services,
+      observers,
+      cleanup: () => rm(dir, { recursive: true, force: true }),
+    };
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/**
+ * A client certificate with a plausible subject, signed by a freshly made CA the broker does not
+ * trust. `ca` is that rogue CA: to reach the broker, connect with the real CA as `ca` and this
+ * `cert`/`key`.
+ */
+export async function createRogueClientCertificate(subject: { commonName: string; role: CertificateRole }): Promise<TlsMaterial> {
+  const rogueAuthority = await createCertificateAuthority({ commonName: 'mqtt-edge-sync development CA', validDays: 2 });
+  const issued = await issueClientCertificate(rogueAuthority, { ...subject, validDays: 2 });
+  return {
+    ca: Buffer.from(rogueAuthority.certPem),
+    cert: Buffer.from(issued.certPem),
+    key: Buffer.from(issued.keyPem),
+  };
+}

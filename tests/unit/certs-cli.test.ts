@@ -1,0 +1,66 @@
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCertificateCli } from '../../certs/cli.js';
+import { isDeviceId } from '../../schemas/topics.js';
+
+let root: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'certs-cli-test-'));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCertificateCli(argv, { log: (line) => out.push(line), error: (line) => err.push(line) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('certs/cli.ts', () => {
+  it('refuses a device id that is not a UUID', async () => {
+    const result = await run('device', '--id', 'not-a-uuid', '--dir', join(root, 'a'));
+    expect(result.code).toBe(1);
+    expect(result.err).toContain("device id 'not-a-uuid' is not a lowercase UUID");
+  });
+
+  it('says to run init when there is no CA', async () => {
+    const result = await run('service', '--name', 'bridge', '--dir', join(root, 'empty'));
+    expect(result.code).toBe(1);
+    expect(result.err).toContain("no certificate authority in");
+    expect(result.err).toContain("run the 'init' command first");
+    await expect(access(join(root, 'empty'))).rejects.toThrow();
+  });
+
+  it('requires --name for services and observers', async () => {
+    expect(await run('observer', '--dir', join(root, 'a'))).toMatchObject({ code: 1, err: 'error: --name is required' });
+  });
+
+  it('init, then a device with a generated id, then inspect', async () => {
+    const dir = join(root, 'flow');
+    expect((await run('init', '--dir', dir)).out).toMatch(/^created certificate authority/);
+    expect((await run('init', '--dir', dir)).out).toMatch(/^kept existing certificate authority/);
+
+    const device = await run('device', '--dir', dir);
+    expect(device.code).toBe(0);
+    const id = /device id: (\S+)/.exec(device.out)?.[1] ?? '';
+    expect(isDeviceId(id)).toBe(true);
+
+    const inspected = await run('inspect', join(dir, 'devices', `${id}.crt`));
+    expect(inspected.code).toBe(0);
+    expect(inspected.out).toContain(`CN:         ${id}`);
+    expect(inspected.out).toContain('OU (role):  device');
+    expect(inspected.out).toContain('usage:      clientAuth');
+  });
+
+  it('reports usage errors with exit code 2', async () => {
+    expect((await run('frobnicate')).code).toBe(2);
+    expect((await run('init', '--bogus')).code).toBe(2);
+    expect(await run('inspect', join(root, 'missing.crt'))).toMatchObject({ code: 1, err: expect.stringContaining('ENOENT') });
+  });
+});
