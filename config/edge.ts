@@ -1,0 +1,79 @@
+/**
+ * Edge agent configuration from the environment.
+ *
+ *   DEVICE_ID            required; UUID, the CN of the device certificate
+ *   EDGE_DB_URL          default file:.data/edge-<DEVICE_ID>.db
+ *   SENSOR_HOST          default 127.0.0.1
+ *   SENSOR_PORT          default 1883 (0: any free port)
+ *   BROKER_URL           required; mqtts://host:port
+ *   TLS_CA, TLS_CERT, TLS_KEY   paths of the CA certificate, the device certificate and its key;
+ *                        required for mqtts://
+ *   ACK_TIMEOUT_MS       default 30000
+ *   MAX_IN_FLIGHT_BATCHES default 4
+ *   SYNC_INTERVAL_MS     default 30000
+ *   METRICS_PORT         optional; serves Prometheus metrics on 127.0.0.1:<port>/metrics
+ */
+import { readFileSync } from 'node:fs';
+import { isDeviceId } from '../schemas/topics.js';
+import type { EdgeAgentConfig, UplinkTls } from '../edge/agent-config.js';
+import { ConfigError, envInt, envOptional, envString } from './env.js';
+
+type Env = Record<string, string | undefined>;
+
+export interface EdgeProcessConfig {
+  agent: EdgeAgentConfig;
+  /** undefined: no metrics endpoint */
+  metricsPort: number | undefined;
+}
+
+function readPemFile(variable: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`${variable}: cannot read '${path}': ${(error as Error).message}`);
+  }
+}
+
+function loadTls(env: Env, brokerUrl: string): UplinkTls | undefined {
+  const paths = { ca: envOptional(env, 'TLS_CA'), cert: envOptional(env, 'TLS_CERT'), key: envOptional(env, 'TLS_KEY') };
+  const given = Object.values(paths).filter((path) => path !== undefined).length;
+  const secure = brokerUrl.startsWith('mqtts:');
+  if (given === 0 && !secure) return undefined;
+  if (given !== 3) {
+    throw new ConfigError(
+      secure
+        ? 'TLS_CA, TLS_CERT and TLS_KEY are all required for an mqtts:// BROKER_URL (mutual TLS)'
+        : 'TLS_CA, TLS_CERT and TLS_KEY must be given together',
+    );
+  }
+  return {
+    ca: readPemFile('TLS_CA', paths.ca as string),
+    cert: readPemFile('TLS_CERT', paths.cert as string),
+    key: readPemFile('TLS_KEY', paths.key as string),
+  };
+}
+
+export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
+  const deviceId = envString(env, 'DEVICE_ID');
+  if (!isDeviceId(deviceId)) throw new ConfigError(`DEVICE_ID must be a lower-case UUID (the certificate CN), got '${deviceId}'`);
+  const brokerUrl = envString(env, 'BROKER_URL');
+  if (!/^mqtts?:\/\/[^/]+/.test(brokerUrl)) throw new ConfigError(`BROKER_URL must look like mqtts://host:port, got '${brokerUrl}'`);
+  const dbUrl = envString(env, 'EDGE_DB_URL', `file:.data/edge-${deviceId}.db`);
+  if (!dbUrl.startsWith('file:')) throw new ConfigError(`EDGE_DB_URL must be a file: URL, got '${dbUrl}'`);
+  const tls = loadTls(env, brokerUrl);
+  const metricsPort = envOptional(env, 'METRICS_PORT') === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65535 });
+  return {
+    agent: {
+      deviceId,
+      dbUrl,
+      sensorHost: envString(env, 'SENSOR_HOST', '127.0.0.1'),
+      sensorPort: envInt(env, 'SENSOR_PORT', 1883, { min: 0, max: 65535 }),
+      brokerUrl,
+      ...(tls ? { tls } : {}),
+      ackTimeoutMs: envInt(env, 'ACK_TIMEOUT_MS', 30_000, { min: 100 }),
+      maxInFlightBatches: envInt(env, 'MAX_IN_FLIGHT_BATCHES', 4, { min: 1, max: 100 }),
+      syncIntervalMs: envInt(env, 'SYNC_INTERVAL_MS', 30_000, { min: 100 }),
+    },
+    metricsPort,
+  };
+}

@@ -1,0 +1,39 @@
+/**
+ * Configuration of one edge agent. Only the identity, the database and the broker are required;
+ * everything else has the defaults of the design (30 s sync interval and ack timeout, 4 batches
+ * in flight, 1 s → 60 s reconnect backoff).
+ */
+import type { BackoffPolicy } from '../common/retry-policy.js';
+import type { Logger } from '../common/logger.js';
+import type { UplinkTls } from './uplink/mqtt-options.js';
+
+export type { UplinkTls };
+
+export interface EdgeAgentConfig {
+  /** UUID; the CN of the device certificate and the MQTT client id */
+  deviceId: string;
+  /** libSQL file: URL, e.g. file:.data/edge-<id>.db */
+  dbUrl: string;
+  /** sensor listener address; default 127.0.0.1 */
+  sensorHost?: string;
+  /** sensor listener port; default 1883; 0 picks a free port (reported as sensorPort) */
+  sensorPort?: number;
+  /** cluster broker, mqtts://host:port (mqtt:// only for tests) */
+  brokerUrl: string;
+  /** client certificate, key and CA for mutual TLS */
+  tls?: UplinkTls;
+  /** how long a telemetry batch waits for its sync/ack before going back to pending; default 30 000 */
+  ackTimeoutMs?: number;
+  /** default 4 */
+  maxInFlightBatches?: number;
+  /** periodic send attempt; default 30 000 */
+  syncIntervalMs?: number;
+  /** wait after a commit before sending, to gather a fuller batch; default 20 */
+  sendLingerMs?: number;
+  /** most readings in one group commit; default 2000 */
+  maxRecordsPerCommit?: number;
+  /** uplink reconnect backoff; default 1 s ×2 up to 60 s, equal jitter */
+  reconnectPolicy?: BackoffPolicy;
+  /** default: a pino logger named edge-agent */
+  logger?: Logger;
+}

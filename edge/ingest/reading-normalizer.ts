@@ -1,0 +1,106 @@
+/**
+ * Turns one sensor publish into a TelemetryRecord, or a one-line reason why it cannot be stored
+ * (pure: no clock, no I/O; the receive time is an argument).
+ *
+ * Identity of a reading (what makes a re-sent reading land on the same row):
+ *   - the sensor's `id` when it sends one (a UUID, stored in canonical lower-case form);
+ *   - otherwise, when it sends `ts`, a name-based UUID of (device, sensor, data type, ts);
+ *   - otherwise a random UUID (the reading cannot be recognised if re-sent).
+ */
+import { nameBasedId, newId } from '../../common/ids.js';
+import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
+import type { TelemetryRecord } from '../../schemas/messages.js';
+import { parseSensorTopic } from '../../schemas/topics.js';
+import { checkSensorReading, parseJson } from '../../schemas/validators.js';
+
+export type NormalizedReading = { ok: true; record: TelemetryRecord } | { ok: false; reason: string };
+
+export interface NormalizeOptions {
+  /** readings stamped earlier than this are refused (default 2000-01-01T00:00:00Z) */
+  earliestTimestampMs?: number;
+  /** how far ahead of the receive time a reading's ts may be (clock skew; default 24 h) */
+  maxFutureSkewMs?: number;
+}
+
+export const DEFAULT_EARLIEST_TIMESTAMP_MS = Date.UTC(2000, 0, 1);
+export const DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 60 * 60 * 1000;
+
+type TimestampResult = { ok: true; ms: number } | { ok: false; reason: string };
+
+function resolveTimestamp(ts: number | string | undefined, receivedAtMs: number, options: NormalizeOptions): TimestampResult {
+  if (ts === undefined) return { ok: true, ms: receivedAtMs };
+  const ms = typeof ts === 'number' ? ts : Date.parse(ts);
+  if (!Number.isFinite(ms)) {
+    return { ok: false, reason: `ts '${String(ts)}' is not a representable date-time` };
+  }
+  const earliest = options.earliestTimestampMs ?? DEFAULT_EARLIEST_TIMESTAMP_MS;
+  const latest = receivedAtMs + (options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS);
+  if (ms < earliest) {
+    const looksLikeSeconds = typeof ts === 'number' && ts * 1000 >= earliest && ts * 1000 <= latest;
+    return {
+      ok: false,
+      reason:
+        `ts ${JSON.stringify(ts)} is before ${new Date(earliest).toISOString()}` +
+        (looksLikeSeconds ? ' (it looks like epoch seconds; send epoch milliseconds)' : ''),
+    };
+  }
+  if (ms > latest) {
+    return {
+      ok: false,
+      reason: `ts ${JSON.stringify(ts)} is more than ${Math.round((latest - receivedAtMs) / 1000)} s ahead of the edge clock (${new Date(receivedAtMs).toISOString()})`,
+    };
+  }
+  return { ok: true, ms: Math.trunc(ms) };
+}
+
+/** A UUID as the sensor sent it (possibly upper-case or urn:uuid:-prefixed), in canonical form. */
+function canonicalUuid(id: string): string {
+  return id.toLowerCase().replace(/^urn:uuid:/, '');
+}
+
+export function normalizeReading(
+  deviceId: string,
+  topic: string,
+  payload: Buffer,
+  receivedAtMs: number,
+  options: NormalizeOptions = {},
+): NormalizedReading {
+  const parsedTopic = parseSensorTopic(topic);
+  if (parsedTopic === null) {
+    return {
+      ok: false,
+      reason: `topic '${topic}' is not sensors/{sensorId}/{dataType} with ids of 1-64 characters from A-Z a-z 0-9 _ . : -`,
+    };
+  }
+  if (payload.length > MAX_SENSOR_PAYLOAD_BYTES) {
+    return { ok: false, reason: `payload is ${payload.length} bytes; a sensor reading may be at most ${MAX_SENSOR_PAYLOAD_BYTES} bytes` };
+  }
+  const json = parseJson(payload);
+  if (!json.ok) return json;
+  const reading = checkSensorReading(json.value);
+  if (!reading.ok) return { ok: false, reason: `invalid reading: ${reading.reason}` };
+
+  const { sensorId, dataType } = parsedTopic;
+  const input = reading.value;
+  const timestamp = resolveTimestamp(input.ts, receivedAtMs, options);
+  if (!timestamp.ok) return timestamp;
+
+  let id: string;
+  if (input.id !== undefined) id = canonicalUuid(input.id);
+  else if (input.ts !== undefined) id = nameBasedId(deviceId, `${sensorId}/${dataType}/${timestamp.ms}`);
+  else id = newId();
+
+  return {
+    ok: true,
+    record: {
+      id,
+      sensorId,
+      dataType,
+      timestamp: new Date(timestamp.ms).toISOString(),
+      value: input.value,
+      unit: input.unit ?? null,
+      metadata: input.metadata ?? null,
+      version: 1,
+    },
+  };
+}

@@ -1,0 +1,172 @@
+/**
+ * The local MQTT listener sensors publish to: an embedded Aedes on plain TCP.
+ *
+ * Aedes 1.2.0 writes a QoS 1 PUBACK *before* routing a message; only authorizePublish runs before
+ * it (lib/handlers/publish.js). So the work happens in authorizePublish: normalize, hand to the
+ * group commit, and call back only after the commit. A PUBACK therefore proves the reading is in
+ * libSQL (guarantee 1).
+ *
+ * A malformed reading must not disconnect the sensor: mqtt.js would re-send it after every
+ * reconnect and it would block everything behind it. It is recorded in rejected_readings, logged,
+ * announced on sensors/{sensorId}/{dataType}/error, and acknowledged (dropped, not stored). If the
+ * database itself fails, the callback gets the error: no PUBACK, the connection closes and the
+ * sensor re-sends later. Publishing anywhere but sensors/{sensorId}/{dataType} is refused.
+ */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { Aedes, type AedesOptions } from 'aedes';
+import type { Logger } from '../../common/logger.js';
+import type { SensorReadingError, TelemetryRecord } from '../../schemas/messages.js';
+import { topics } from '../../schemas/topics.js';
+import type { EdgeMetrics } from '../metrics.js';
+import type { TelemetryStore } from '../store/telemetry-store.js';
+import type { GroupCommitWriter } from './group-commit.js';
+import { normalizeReading, type NormalizeOptions } from './reading-normalizer.js';
+
+export interface SensorListenerOptions {
+  deviceId: string;
+  /** default 127.0.0.1 */
+  host?: string;
+  /** default 1883; 0 picks a free port (see SensorListener.port) */
+  port?: number;
+  writer: GroupCommitWriter<TelemetryRecord>;
+  store: TelemetryStore;
+  logger: Logger;
+  metrics?: EdgeMetrics;
+  normalizeOptions?: NormalizeOptions;
+  /** clock for receive times (epoch ms) */
+  now?: () => number;
+}
+
+export interface SensorListener {
+  readonly host: string;
+  /** the port actually listened on */
+  readonly port: number;
+  /**
+   * Graceful stop: refuses new connections and new readings, waits until every reading already
+   * being handled is committed and acknowledged, then disconnects the sensors.
+   */
+  close(): Promise<void>;
+}
+
+/** Longest stretch of a rejected payload quoted in an error notice. */
+const NOTICE_PAYLOAD_CHARS = 256;
+
+/** sensors/{a}/{b}: the only shape of topic a sensor may publish on (its ids are checked by the normalizer). */
+function isReadingTopic(topic: string): boolean {
+  const levels = topic.split('/');
+  return levels.length === 3 && levels[0] === 'sensors';
+}
+
+function noticeTopic(readingTopic: string): string {
+  const [, sensorId = '', dataType = ''] = readingTopic.split('/');
+  return topics.sensorError(sensorId, dataType);
+}
+
+export async function startSensorListener(options: SensorListenerOptions): Promise<SensorListener> {
+  const host = options.host ?? '127.0.0.1';
+  const now = options.now ?? Date.now;
+  const log = options.logger.child({ component: 'sensor-listener' });
+  const inProgress = new Set<Promise<void>>();
+  let closing = false;
+
+  async function rejectReading(topic: string, payload: Buffer, reason: string, clientId: string | undefined): Promise<void> {
+    const receivedAt = now();
+    await options.store.recordRejectedReading({ receivedAt, topic, payload, reason });
+    options.metrics?.readingsRejected.inc();
+    log.warn({ topic, clientId, reason }, `rejected sensor reading on ${topic}: ${reason}`);
+    const notice: SensorReadingError = {
+      error: reason,
+      topic,
+      payload: payload.subarray(0, NOTICE_PAYLOAD_CHARS * 4).toString('utf8').slice(0, NOTICE_PAYLOAD_CHARS),
+      at: new Date(receivedAt).toISOString(),
+    };
+    // QoS 1 like the readings: a subscriber of sensors/# must never get QoS 0 mixed with QoS 1 (aedes#994)
+    broker.publish(
+      { cmd: 'publish', topic: noticeTopic(topic), payload: Buffer.from(JSON.stringify(notice)), qos: 1, retain: false, dup: false },
+      (error) => {
+        if (error) log.warn({ err: error, topic }, 'could not publish the rejection notice');
+      },
+    );
+  }
+
+  async function handleReading(topic: string, payload: Buffer, clientId: string | undefined): Promise<void> {
+    const normalized = normalizeReading(options.deviceId, topic, payload, now(), options.normalizeOptions);
+    if (!normalized.ok) {
+      await rejectReading(topic, payload, normalized.reason, clientId);
+      return;
+    }
+    await options.writer.write(normalized.record);
+    options.metrics?.readingsAccepted.inc();
+  }
+
+  const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (client, packet, callback) => {
+    const clientId = client?.id;
+    const topic = packet.topic;
+    if (!isReadingTopic(topic)) {
+      log.warn({ topic, clientId }, `refused a publish on '${topic}': sensors may publish only on sensors/{sensorId}/{dataType}`);
+      callback(new Error(`sensors may publish only on sensors/{sensorId}/{dataType}; refused '${topic}'`));
+      return;
+    }
+    if (closing) {
+      callback(new Error('the edge agent is shutting down; publish again later'));
+      return;
+    }
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload, 'utf8') : packet.payload;
+    const handling = handleReading(topic, payload, clientId).then(
+      () => callback(null),
+      (error: unknown) => {
+        log.error({ err: error, topic, clientId }, 'could not store a sensor reading; withholding the acknowledgement so the sensor re-sends it');
+        callback(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+    inProgress.add(handling);
+    handling.finally(() => inProgress.delete(handling)).catch((error: unknown) => log.error({ err: error }, 'reading handler failed'));
+  };
+
+  const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, subscription, callback) => {
+    if (subscription.topic.startsWith('sensors/')) {
+      callback(null, subscription);
+      return;
+    }
+    log.warn({ topic: subscription.topic, clientId: client.id }, 'refused a sensor subscription outside sensors/');
+    callback(null, null); // negated: SUBACK 0x80, the connection stays up
+  };
+
+  const broker = await Aedes.createBroker({ authorizePublish, authorizeSubscribe });
+  broker.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error }, 'sensor connection error'));
+
+  const sockets = new Set<Socket>();
+  const server = createServer(broker.handle);
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 1883, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ host, port }, `sensor listener on mqtt://${host}:${port}`);
+
+  let closed: Promise<void> | null = null;
+  async function close(): Promise<void> {
+    closing = true;
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    while (inProgress.size > 0) await Promise.allSettled([...inProgress]);
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    for (const socket of sockets) socket.destroy();
+    await serverClosed;
+  }
+
+  return {
+    host,
+    port,
+    close: () => {
+      closed ??= close();
+      return closed;
+    },
+  };
+}

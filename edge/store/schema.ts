@@ -1,0 +1,121 @@
+/**
+ * The edge's libSQL schema: the design document's four tables exactly (telemetry_data,
+ * device_config, command_queue, sync_log and their indexes), plus what the sync protocol needs:
+ *
+ * - telemetry_data.sync_batch_id: the batch the row's current content was last sent in
+ *   (set when claimed, kept when released so a late sync/ack can still confirm it, cleared by a
+ *   correction because the new content has not been sent yet);
+ * - telemetry_data.sync_error: why a row is 'failed' (the bridge's rejection reason);
+ * - rejected_readings: sensor payloads refused at the local listener, for diagnosis.
+ *
+ * Timestamps (timestamp, sync_timestamp, received_at, started_at, completed_at) are epoch
+ * milliseconds; created_at keeps the seed's default (epoch seconds).
+ *
+ * Migrations are numbered; PRAGMA user_version records the last one applied. Each migration runs
+ * in one write transaction together with the user_version bump, so it is applied fully or not at all.
+ */
+import type { Client } from '@libsql/client';
+
+export interface Migration {
+  version: number;
+  description: string;
+  statements: readonly string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'design-document schema plus sync protocol columns and rejected_readings',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS telemetry_data (
+        id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        sensor_id TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        data_type TEXT NOT NULL,
+        value REAL NOT NULL,
+        unit TEXT,
+        metadata TEXT,
+        sync_status TEXT DEFAULT 'pending',
+        sync_timestamp INTEGER,
+        version INTEGER DEFAULT 1,
+        created_at INTEGER DEFAULT (strftime('%s', 'now')),
+        sync_batch_id TEXT,
+        sync_error TEXT
+      )`,
+      `CREATE INDEX IF NOT EXISTS idx_sync_status ON telemetry_data(sync_status, timestamp)`,
+      `CREATE INDEX IF NOT EXISTS idx_device_sensor ON telemetry_data(device_id, sensor_id, timestamp)`,
+      `CREATE INDEX IF NOT EXISTS idx_sync_batch ON telemetry_data(sync_batch_id) WHERE sync_batch_id IS NOT NULL`,
+      `CREATE TABLE IF NOT EXISTS device_config (
+        id TEXT PRIMARY KEY,
+        config_key TEXT NOT NULL UNIQUE,
+        config_value TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        applied_at INTEGER,
+        received_at INTEGER NOT NULL
+      )`,
+      `CREATE TABLE IF NOT EXISTS command_queue (
+        id TEXT PRIMARY KEY,
+        command_type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT DEFAULT 'pending',
+        received_at INTEGER NOT NULL,
+        executed_at INTEGER,
+        result TEXT
+      )`,
+      `CREATE TABLE IF NOT EXISTS sync_log (
+        id TEXT PRIMARY KEY,
+        sync_type TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        completed_at INTEGER,
+        records_count INTEGER,
+        status TEXT NOT NULL,
+        error_message TEXT
+      )`,
+      `CREATE TABLE IF NOT EXISTS rejected_readings (
+        id TEXT PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        reason TEXT NOT NULL
+      )`,
+      `CREATE INDEX IF NOT EXISTS idx_rejected_received ON rejected_readings(received_at)`,
+    ],
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.reduce((highest, migration) => Math.max(highest, migration.version), 0);
+
+export async function readSchemaVersion(client: Client): Promise<number> {
+  const result = await client.execute('PRAGMA user_version');
+  return Number(result.rows[0]?.['user_version'] ?? 0);
+}
+
+/** Applies every migration newer than the database's user_version; returns the versions before and after. */
+export async function migrate(client: Client): Promise<{ from: number; to: number }> {
+  const from = await readSchemaVersion(client);
+  if (from > SCHEMA_VERSION) {
+    throw new Error(
+      `edge database schema version ${from} is newer than this agent understands (${SCHEMA_VERSION}); ` +
+        'upgrade the agent or point EDGE_DB_URL at another file',
+    );
+  }
+  for (const migration of MIGRATIONS) {
+    if (migration.version <= from) continue;
+    const transaction = await client.transaction('write');
+    try {
+      for (const statement of migration.statements) await transaction.execute(statement);
+      // user_version is part of the database header, so it commits (or rolls back) with the DDL
+      await transaction.execute(`PRAGMA user_version = ${migration.version}`);
+      await transaction.commit();
+    } catch (error) {
+      await transaction.rollback();
+      throw new Error(`edge schema migration ${migration.version} (${migration.description}) failed: ${(error as Error).message}`, {
+        cause: error,
+      });
+    } finally {
+      transaction.close();
+    }
+  }
+  return { from, to: Math.max(from, SCHEMA_VERSION) };
+}

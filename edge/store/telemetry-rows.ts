@@ -1,0 +1,66 @@
+/**
+ * Pure conversion between TelemetryRecord (wire shape: ISO timestamp, metadata object) and
+ * telemetry_data rows (epoch-ms INTEGER timestamp, metadata as canonical JSON text).
+ */
+import type { Row } from '@libsql/client';
+import type { TelemetryRecord } from '../../schemas/messages.js';
+
+/** The content columns of telemetry_data, in INSERT order. A change in any of them is a correction. */
+export const CONTENT_COLUMNS = ['id', 'device_id', 'sensor_id', 'timestamp', 'data_type', 'value', 'unit', 'metadata'] as const;
+
+/** The columns read back to rebuild a TelemetryRecord. */
+export const RECORD_COLUMNS = 'id, sensor_id, data_type, timestamp, value, unit, metadata, version';
+
+export type ContentValues = [string, string, string, number, string, number, string | null, string | null];
+
+/**
+ * JSON with object keys sorted at every level, so the same metadata always yields the same text
+ * and a re-sent reading whose keys arrive in another order is a duplicate, not a correction.
+ */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === 'object') {
+    const sorted: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) sorted[key] = sortKeys((value as Record<string, unknown>)[key]);
+    return sorted;
+  }
+  return value;
+}
+
+export function timestampToMs(isoTimestamp: string): number {
+  const ms = Date.parse(isoTimestamp);
+  if (!Number.isFinite(ms)) throw new Error(`reading timestamp '${isoTimestamp}' is not a valid date-time`);
+  return ms;
+}
+
+export function contentValues(deviceId: string, record: TelemetryRecord): ContentValues {
+  return [
+    record.id,
+    deviceId,
+    record.sensorId,
+    timestampToMs(record.timestamp),
+    record.dataType,
+    record.value,
+    record.unit ?? null,
+    record.metadata === undefined || record.metadata === null ? null : canonicalJson(record.metadata),
+  ];
+}
+
+export function recordFromRow(row: Row): TelemetryRecord {
+  const metadataText = row['metadata'];
+  const unit = row['unit'];
+  return {
+    id: String(row['id']),
+    sensorId: String(row['sensor_id']),
+    dataType: String(row['data_type']),
+    timestamp: new Date(Number(row['timestamp'])).toISOString(),
+    value: Number(row['value']),
+    unit: unit === null || unit === undefined ? null : String(unit),
+    metadata: metadataText === null || metadataText === undefined ? null : (JSON.parse(String(metadataText)) as Record<string, unknown>),
+    version: Number(row['version']),
+  };
+}

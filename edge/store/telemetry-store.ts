@@ -1,0 +1,264 @@
+/**
+ * Everything the edge agent does with its libSQL database: readings in (one multi-row upsert per
+ * group commit), batches out (claim, ack, release), the sync log and rejected readings. SQL lives
+ * here; decisions (which readings fit a batch) come from pure modules.
+ *
+ * Sync states of telemetry_data.sync_status: pending -> syncing (claimed into a batch) -> synced
+ * (the bridge's sync/ack named the batch) | failed (the bridge rejected the reading, or it can
+ * never fit a batch). A correction of a reading sends it back to pending from any state.
+ */
+import type { Client, InStatement, ResultSet, Transaction } from '@libsql/client';
+import { newId } from '../../common/ids.js';
+import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
+import type { SyncAck, TelemetryRecord } from '../../schemas/messages.js';
+import { envelopeBytes, planBatch, recordBytes } from '../uplink/batch-planner.js';
+import { openEdgeDatabase, type EdgeDatabase, type EdgeDatabaseOptions } from './database.js';
+import { RECORD_COLUMNS, recordFromRow } from './telemetry-rows.js';
+import { buildUpsertStatements } from './upsert-statement.js';
+
+export type SyncStatus = 'pending' | 'syncing' | 'synced' | 'failed';
+
+export type StatusCounts = Record<SyncStatus, number>;
+
+export interface InsertOutcome {
+  /** readings with a new id (version 1) */
+  inserted: number;
+  /** readings whose id existed with other content (version + 1, pending again) */
+  corrected: number;
+  /** readings identical to the stored row (nothing changed) */
+  duplicates: number;
+}
+
+export interface AckOutcome {
+  /** rows of the batch now 'synced' */
+  synced: number;
+  /** rows of the batch now 'failed' because the bridge rejected them */
+  failed: number;
+}
+
+export interface SyncLogEntry {
+  syncType: 'upstream' | 'downstream';
+  /** epoch ms */
+  startedAt: number;
+  /** epoch ms */
+  completedAt: number | null;
+  recordsCount: number;
+  status: 'success' | 'partial' | 'failed';
+  errorMessage?: string | null;
+}
+
+export interface RejectedReadingEntry {
+  /** epoch ms */
+  receivedAt: number;
+  topic: string;
+  payload: Buffer | string;
+  reason: string;
+}
+
+export interface OpenTelemetryStoreOptions extends EdgeDatabaseOptions {
+  url: string;
+  deviceId: string;
+}
+
+const SYNC_STATUSES: readonly SyncStatus[] = ['pending', 'syncing', 'synced', 'failed'];
+
+async function inWriteTransaction<T>(client: Client, work: (transaction: Transaction) => Promise<T>): Promise<T> {
+  const transaction = await client.transaction('write');
+  try {
+    const result = await work(transaction);
+    await transaction.commit();
+    return result;
+  } finally {
+    transaction.close(); // rolls back unless committed
+  }
+}
+
+export class TelemetryStore {
+  readonly #db: EdgeDatabase;
+  readonly deviceId: string;
+
+  constructor(db: EdgeDatabase, deviceId: string) {
+    this.#db = db;
+    this.deviceId = deviceId;
+  }
+
+  /**
+   * Stores readings in one transaction: a single multi-row upsert, or several when the group is
+   * larger than SQLite's bound-parameter limit allows in one statement.
+   */
+  insertReadings(records: readonly TelemetryRecord[]): Promise<InsertOutcome> {
+    const statements = buildUpsertStatements(this.deviceId, records);
+    return this.#db.exclusive(async (client) => {
+      if (statements.length === 0) return { inserted: 0, corrected: 0, duplicates: 0 };
+      const results: ResultSet[] =
+        statements.length === 1
+          ? [await client.execute(statements[0] as InStatement)]
+          : await inWriteTransaction(client, async (transaction) => {
+              const all: ResultSet[] = [];
+              for (const statement of statements) all.push(await transaction.execute(statement));
+              return all;
+            });
+      let inserted = 0;
+      let corrected = 0;
+      for (const result of results) {
+        for (const row of result.rows) {
+          if (Number(row['version']) === 1) inserted += 1;
+          else corrected += 1;
+        }
+      }
+      return { inserted, corrected, duplicates: records.length - inserted - corrected };
+    });
+  }
+
+  /**
+   * Marks the oldest pending readings (by timestamp, then id) 'syncing' in batch `batchId` and
+   * returns them, within maxRecords and maxBytes of batch JSON. Readings that can never fit a
+   * batch become 'failed'. Returns [] when nothing is pending.
+   */
+  claimPendingBatch(maxRecords: number, maxBytes: number, batchId: string): Promise<TelemetryRecord[]> {
+    const envelope = envelopeBytes(batchId);
+    return this.#db.exclusive((client) =>
+      inWriteTransaction(client, async (transaction) => {
+        for (;;) {
+          const candidates = await transaction.execute({
+            sql: `SELECT ${RECORD_COLUMNS} FROM telemetry_data WHERE sync_status = 'pending' ORDER BY timestamp, id LIMIT ?`,
+            args: [maxRecords],
+          });
+          const records = candidates.rows.map(recordFromRow);
+          const sizes = records.map(recordBytes);
+          const plan = planBatch(sizes, { maxRecords, maxBytes }, envelope);
+          for (const index of plan.oversized) {
+            await transaction.execute({
+              sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ? WHERE id = ?`,
+              args: [`reading is ${sizes[index]} bytes of JSON; no telemetry batch of at most ${maxBytes} bytes can carry it`, records[index]?.id ?? ''],
+            });
+          }
+          const selected = plan.selected.map((index) => records[index] as TelemetryRecord);
+          if (selected.length > 0) {
+            await transaction.execute({
+              sql: `UPDATE telemetry_data SET sync_status = 'syncing', sync_batch_id = ?, sync_error = NULL
+                    WHERE id IN (${selected.map(() => '?').join(', ')})`,
+              args: [batchId, ...selected.map((record) => record.id)],
+            });
+            return selected;
+          }
+          if (plan.oversized.length === 0) return [];
+          // every candidate was oversized and is now failed: look at the next ones
+        }
+      }),
+    );
+  }
+
+  /**
+   * Applies the bridge's sync/ack for one batch: its rows (WHERE sync_batch_id = batchId, so a
+   * reading corrected since it was sent is not touched) become 'synced', except the rejected ones,
+   * which become 'failed' with the bridge's reason. Rows released back to 'pending' after an ack
+   * timeout still carry the batch id and are confirmed by a late ack too; an ack for a batch that
+   * matches nothing changes nothing.
+   */
+  applyAck(ack: SyncAck, syncedAtMs: number = Date.now()): Promise<AckOutcome> {
+    const batchId = ack.batchId;
+    if (batchId === null) return Promise.resolve({ synced: 0, failed: 0 });
+    return this.#db.exclusive((client) =>
+      inWriteTransaction(client, async (transaction) => {
+        let failed = 0;
+        for (const rejection of ack.rejected) {
+          const result = await transaction.execute({
+            sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?
+                  WHERE sync_batch_id = ? AND id = ? AND sync_status IN ('syncing', 'pending')`,
+            args: [rejection.reason, batchId, rejection.id],
+          });
+          failed += result.rowsAffected;
+        }
+        const synced = await transaction.execute({
+          sql: `UPDATE telemetry_data SET sync_status = 'synced', sync_timestamp = ?, sync_error = NULL
+                WHERE sync_batch_id = ? AND sync_status IN ('syncing', 'pending')`,
+          args: [syncedAtMs, batchId],
+        });
+        return { synced: synced.rowsAffected, failed };
+      }),
+    );
+  }
+
+  /** Puts a batch's 'syncing' rows back to 'pending' (no ack in time); returns how many. */
+  releaseBatch(batchId: string): Promise<number> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute({
+        sql: `UPDATE telemetry_data SET sync_status = 'pending' WHERE sync_batch_id = ? AND sync_status = 'syncing'`,
+        args: [batchId],
+      });
+      return result.rowsAffected;
+    });
+  }
+
+  /** Puts every 'syncing' row back to 'pending' (at start-up: no batch is in flight yet). */
+  releaseAllSyncing(): Promise<number> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute(`UPDATE telemetry_data SET sync_status = 'pending' WHERE sync_status = 'syncing'`);
+      return result.rowsAffected;
+    });
+  }
+
+  countByStatus(): Promise<StatusCounts> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute('SELECT sync_status, count(*) AS n FROM telemetry_data GROUP BY sync_status');
+      const counts: StatusCounts = { pending: 0, syncing: 0, synced: 0, failed: 0 };
+      for (const row of result.rows) {
+        const status = String(row['sync_status']) as SyncStatus;
+        if (SYNC_STATUSES.includes(status)) counts[status] = Number(row['n']);
+      }
+      return counts;
+    });
+  }
+
+  countPending(): Promise<number> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute(`SELECT count(*) AS n FROM telemetry_data WHERE sync_status = 'pending'`);
+      return Number(result.rows[0]?.['n'] ?? 0);
+    });
+  }
+
+  countRejectedReadings(): Promise<number> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute('SELECT count(*) AS n FROM rejected_readings');
+      return Number(result.rows[0]?.['n'] ?? 0);
+    });
+  }
+
+  /** Appends to sync_log; returns the entry's id. */
+  writeSyncLog(entry: SyncLogEntry): Promise<string> {
+    const id = newId();
+    return this.#db.exclusive(async (client) => {
+      await client.execute({
+        sql: `INSERT INTO sync_log (id, sync_type, started_at, completed_at, records_count, status, error_message)
+              VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        args: [id, entry.syncType, entry.startedAt, entry.completedAt, entry.recordsCount, entry.status, entry.errorMessage ?? null],
+      });
+      return id;
+    });
+  }
+
+  /** Keeps a refused sensor payload (as text, at most MAX_SENSOR_PAYLOAD_BYTES of it) and why. */
+  recordRejectedReading(entry: RejectedReadingEntry): Promise<string> {
+    const id = newId();
+    const bytes = typeof entry.payload === 'string' ? Buffer.from(entry.payload, 'utf8') : entry.payload;
+    const text = bytes.subarray(0, MAX_SENSOR_PAYLOAD_BYTES).toString('utf8');
+    return this.#db.exclusive(async (client) => {
+      await client.execute({
+        sql: 'INSERT INTO rejected_readings (id, received_at, topic, payload, reason) VALUES (?, ?, ?, ?, ?)',
+        args: [id, entry.receivedAt, entry.topic, text, entry.reason],
+      });
+      return id;
+    });
+  }
+
+  /** Waits for queued operations, then closes the database. */
+  close(): Promise<void> {
+    return this.#db.close();
+  }
+}
+
+export async function openTelemetryStore(options: OpenTelemetryStoreOptions): Promise<TelemetryStore> {
+  const db = await openEdgeDatabase(options.url, options);
+  return new TelemetryStore(db, options.deviceId);
+}

@@ -1,0 +1,44 @@
+/**
+ * mqtt.js options of the uplink (pure): MQTT 3.1.1, clientId = device id, persistent session,
+ * QoS 1 will on devices/{id}/status, no automatic reconnect (the uplink schedules reconnects with
+ * backoff itself), mutual TLS when certificates are given.
+ */
+import type { IClientOptions, IStore } from 'mqtt';
+import type { DeviceStatus } from '../../schemas/messages.js';
+import { topics } from '../../schemas/topics.js';
+
+export interface UplinkTls {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+export interface UplinkClientSettings {
+  deviceId: string;
+  tls?: UplinkTls | undefined;
+  connectTimeoutMs: number;
+  keepaliveSeconds: number;
+  incomingStore: IStore;
+  outgoingStore: IStore;
+}
+
+export function statusPayload(online: boolean, at: Date): Buffer {
+  const status: DeviceStatus = { online, at: at.toISOString() };
+  return Buffer.from(JSON.stringify(status));
+}
+
+export function buildUplinkClientOptions(settings: UplinkClientSettings, now: Date): IClientOptions {
+  return {
+    clientId: settings.deviceId,
+    protocolVersion: 4,
+    clean: false,
+    reconnectPeriod: 0,
+    resubscribe: false,
+    connectTimeout: settings.connectTimeoutMs,
+    keepalive: settings.keepaliveSeconds,
+    incomingStore: settings.incomingStore,
+    outgoingStore: settings.outgoingStore,
+    will: { topic: topics.status(settings.deviceId), payload: statusPayload(false, now), qos: 1, retain: true },
+    ...(settings.tls ? { ca: settings.tls.ca, cert: settings.tls.cert, key: settings.tls.key, rejectUnauthorized: true } : {}),
+  };
+}

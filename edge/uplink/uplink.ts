@@ -1,0 +1,357 @@
+/**
+ * The uplink: one mqtt.js client per device to the cluster broker, sending pending readings as
+ * telemetry batches and confirming them only on the bridge's sync/ack.
+ *
+ *   - clientId = device id, clean:false, QoS 1 everywhere, a retained will saying online:false and
+ *     a retained online:true after each connect;
+ *   - reconnects are scheduled here with jittered exponential backoff (mqtt's own reconnect is off);
+ *   - a batch is claimed (pending -> syncing) and published only while connected and while fewer
+ *     than maxInFlightBatches wait for their ack;
+ *   - a broker PUBACK proves nothing (Aedes acknowledges before routing): only a sync/ack naming
+ *     the batch marks its readings synced (or failed where the bridge rejected them);
+ *   - no ack within ackTimeoutMs puts the batch back to pending; it is sent again in a new batch.
+ *     A disconnect does not release batches early: the session is persistent, the ack may still come.
+ */
+import mqtt, { Store, type IPublishPacket, type MqttClient } from 'mqtt';
+import { newId } from '../../common/ids.js';
+import type { Logger } from '../../common/logger.js';
+import { classifyError, DEFAULT_RETRY_POLICY, type BackoffPolicy, type ErrorClass } from '../../common/retry-policy.js';
+import type { TelemetryBatch } from '../../schemas/messages.js';
+import { topics } from '../../schemas/topics.js';
+import { checkSyncAck, parseJson } from '../../schemas/validators.js';
+import type { EdgeMetrics } from '../metrics.js';
+import type { TelemetryStore } from '../store/telemetry-store.js';
+import { syncLogEntryForAck } from './ack-outcome.js';
+import { DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-planner.js';
+import { InFlightBatches, type InFlightBatch } from './in-flight-batches.js';
+import { DEFAULT_MAX_IN_FLIGHT_BATCHES, mayClaimBatch, triggerForNewReadings } from './in-flight-policy.js';
+import { buildUplinkClientOptions, statusPayload, type UplinkTls } from './mqtt-options.js';
+import { ReconnectScheduler } from './reconnect-scheduler.js';
+
+export interface UplinkOptions {
+  deviceId: string;
+  /** mqtts://host:port (mqtt:// for tests without TLS) */
+  brokerUrl: string;
+  tls?: UplinkTls | undefined;
+  store: TelemetryStore;
+  logger: Logger;
+  metrics?: EdgeMetrics | undefined;
+  /** default 30 000 */
+  ackTimeoutMs?: number | undefined;
+  /** default 4 */
+  maxInFlightBatches?: number | undefined;
+  /** periodic send attempt; default 30 000 */
+  syncIntervalMs?: number | undefined;
+  /** wait after new readings before sending, to gather more; default 20 */
+  sendLingerMs?: number | undefined;
+  /** default 1 s doubling to 60 s, equal jitter */
+  reconnectPolicy?: BackoffPolicy | undefined;
+  batchLimits?: BatchLimits | undefined;
+  /** default 10 000 */
+  connectTimeoutMs?: number | undefined;
+  /** default 30 */
+  keepaliveSeconds?: number | undefined;
+}
+
+/** How long a graceful stop waits for the broker to take the offline status and the DISCONNECT. */
+const STOP_TIMEOUT_MS = 2000;
+
+export class Uplink {
+  readonly #options: UplinkOptions;
+  readonly #log: Logger;
+  readonly #ackTimeoutMs: number;
+  readonly #maxInFlight: number;
+  readonly #lingerMs: number;
+  readonly #limits: BatchLimits;
+  readonly #telemetryTopic: string;
+  readonly #ackTopic: string;
+  readonly #statusTopic: string;
+  readonly #incomingStore = new Store();
+  readonly #outgoingStore = new Store();
+  readonly #inFlight: InFlightBatches;
+  readonly #reconnects: ReconnectScheduler;
+  readonly #tasks = new Set<Promise<unknown>>();
+  readonly #client: MqttClient;
+  readonly #interval: NodeJS.Timeout;
+  #connected = false;
+  #stopping = false;
+  #lastErrorClass: ErrorClass = 'network';
+  #unsentReadings = 0;
+  #lingerTimer: NodeJS.Timeout | null = null;
+  #pumping = false;
+  #pumpAgain = false;
+
+  private constructor(options: UplinkOptions) {
+    this.#options = options;
+    this.#log = options.logger.child({ component: 'uplink' });
+    this.#ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
+    this.#maxInFlight = options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT_BATCHES;
+    this.#lingerMs = options.sendLingerMs ?? 20;
+    this.#limits = options.batchLimits ?? DEFAULT_BATCH_LIMITS;
+    this.#telemetryTopic = topics.telemetry(options.deviceId);
+    this.#ackTopic = topics.syncAck(options.deviceId);
+    this.#statusTopic = topics.status(options.deviceId);
+    this.#inFlight = new InFlightBatches(this.#ackTimeoutMs, (batch) => this.#track(this.#onAckTimeout(batch)));
+    this.#reconnects = new ReconnectScheduler(options.reconnectPolicy ?? DEFAULT_RETRY_POLICY);
+
+    this.#client = mqtt.connect(options.brokerUrl, buildUplinkClientOptions(this.#clientSettings(), new Date()));
+    this.#client.handleMessage = (packet, done) => this.#handleMessage(packet, done);
+    this.#client.on('connect', () => this.#onConnect());
+    this.#client.on('close', () => this.#onClose());
+    this.#client.on('error', (error) => this.#onError(error));
+    this.#interval = setInterval(() => this.requestSend(), options.syncIntervalMs ?? 30_000);
+  }
+
+  /**
+   * Starts the uplink. Rows left 'syncing' by a previous run go back to 'pending' first (nothing
+   * is in flight yet); connecting happens in the background, readings wait while offline.
+   */
+  static async start(options: UplinkOptions): Promise<Uplink> {
+    const released = await options.store.releaseAllSyncing();
+    if (released > 0) {
+      options.logger.info({ component: 'uplink', released }, `${released} readings left 'syncing' by the previous run are pending again`);
+    }
+    return new Uplink(options);
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  get inFlightBatches(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Called after each group commit: send at once when a full batch is waiting, else after the linger. */
+  notifyNewReadings(count: number): void {
+    if (this.#stopping) return;
+    this.#unsentReadings += count;
+    if (triggerForNewReadings(this.#unsentReadings, this.#limits.maxRecords) === 'now') {
+      this.requestSend();
+      return;
+    }
+    this.#lingerTimer ??= setTimeout(() => {
+      this.#lingerTimer = null;
+      this.requestSend();
+    }, this.#lingerMs);
+  }
+
+  /** Sends as many batches as the in-flight limit allows, now (or right after the current round). */
+  requestSend(): void {
+    if (this.#stopping) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#track(this.#pump());
+  }
+
+  /**
+   * Stops sending, waits for work under way, publishes online:false (retained) when connected and
+   * disconnects. Batches still in flight stay 'syncing'; the next start puts them back to pending.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearInterval(this.#interval);
+    if (this.#lingerTimer !== null) clearTimeout(this.#lingerTimer);
+    this.#reconnects.cancel();
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+    this.#inFlight.clear();
+    if (this.#connected) {
+      const graceful = (async () => {
+        await this.#client.publishAsync(this.#statusTopic, statusPayload(false, new Date()), { qos: 1, retain: true });
+        await this.#client.endAsync();
+      })();
+      const finished = await withTimeout(graceful, STOP_TIMEOUT_MS);
+      if (!finished) this.#log.warn('the broker did not confirm the offline status in time; closing the uplink anyway');
+    }
+    await this.#client.endAsync(true);
+  }
+
+  #clientSettings() {
+    return {
+      deviceId: this.#options.deviceId,
+      tls: this.#options.tls,
+      connectTimeoutMs: this.#options.connectTimeoutMs ?? 10_000,
+      keepaliveSeconds: this.#options.keepaliveSeconds ?? 30,
+      incomingStore: this.#incomingStore,
+      outgoingStore: this.#outgoingStore,
+    };
+  }
+
+  #track(task: Promise<unknown>): void {
+    this.#tasks.add(task);
+    // every tracked task handles its own errors; the catch only keeps a surprise from going unhandled
+    task.finally(() => this.#tasks.delete(task)).catch((error: unknown) => this.#log.error({ err: error }, 'uplink task failed'));
+  }
+
+  #onConnect(): void {
+    const wasRetrying = this.#reconnects.consecutiveFailures > 0;
+    this.#connected = true;
+    this.#reconnects.connected();
+    this.#log.info({ brokerUrl: this.#options.brokerUrl }, wasRetrying ? 'uplink reconnected' : 'uplink connected');
+    this.#client.publish(this.#statusTopic, statusPayload(true, new Date()), { qos: 1, retain: true }, (error) => {
+      if (error) this.#log.warn({ err: error }, 'could not publish the online status');
+    });
+    this.#client.subscribe(this.#ackTopic, { qos: 1 }, (error, granted) => {
+      if (error) {
+        if (this.#connected) this.#log.error({ err: error }, `could not subscribe to ${this.#ackTopic}; batches cannot be confirmed`);
+        else this.#log.debug({ err: error }, `subscription to ${this.#ackTopic} interrupted by a disconnect; it is renewed on reconnect`);
+        return;
+      }
+      if (granted?.some((grant) => grant.qos === 128)) {
+        this.#log.error(`the broker refused the subscription to ${this.#ackTopic}; batches cannot be confirmed until it allows it`);
+      }
+    });
+    this.requestSend();
+  }
+
+  #onError(error: Error): void {
+    this.#lastErrorClass = classifyError(error);
+    if (this.#lastErrorClass === 'auth') {
+      this.#log.error({ err: error }, `the broker refused this device's credentials: ${error.message}; retrying after the maximum backoff`);
+    } else {
+      this.#log.warn({ err: error }, `uplink error: ${error.message}`);
+    }
+  }
+
+  #onClose(): void {
+    const wasConnected = this.#connected;
+    this.#connected = false;
+    if (this.#stopping) return;
+    if (wasConnected) this.#log.warn(`uplink disconnected; ${this.#inFlight.size} batches stay in flight until acked or timed out`);
+    const errorClass = this.#lastErrorClass;
+    this.#lastErrorClass = 'network';
+    const delay = this.#reconnects.schedule(errorClass, () => this.#reconnect());
+    this.#log.debug({ delay, failures: this.#reconnects.consecutiveFailures }, `reconnecting in ${delay} ms`);
+  }
+
+  #reconnect(): void {
+    if (this.#stopping) return;
+    // the will's `at` is the time of this connection attempt
+    const will = this.#client.options.will;
+    if (will) will.payload = statusPayload(false, new Date());
+    // pass the stores: reconnect() without them swaps in empty ones and forgets unacknowledged publishes
+    this.#client.reconnect({ incomingStore: this.#incomingStore, outgoingStore: this.#outgoingStore });
+  }
+
+  #handleMessage(packet: IPublishPacket, done: (error?: Error) => void): void {
+    if (packet.topic !== this.#ackTopic) {
+      done();
+      return;
+    }
+    // the broker gets our PUBACK only after the ack is applied: a crash in between means redelivery
+    const applying = this.#applyAck(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)).then(
+      () => done(),
+      (error: unknown) => {
+        this.#log.error({ err: error }, 'could not apply a sync/ack; its batch will time out and be sent again');
+        done();
+      },
+    );
+    this.#track(applying);
+  }
+
+  async #applyAck(payload: Buffer): Promise<void> {
+    const json = parseJson(payload);
+    const checked = json.ok ? checkSyncAck(json.value) : json;
+    if (!checked.ok) {
+      this.#log.warn({ reason: checked.reason }, `ignored a malformed sync/ack: ${checked.reason}`);
+      return;
+    }
+    const ack = checked.value;
+    if (ack.batchId === null) {
+      this.#log.error({ error: ack.error }, `the bridge could not read a telemetry batch: ${ack.error ?? 'no reason given'}`);
+      return;
+    }
+    const batch = this.#inFlight.settle(ack.batchId);
+    const completedAt = Date.now();
+    const outcome = await this.#options.store.applyAck(ack, completedAt);
+    if (batch === undefined) {
+      this.#log.debug({ batchId: ack.batchId, ...outcome }, 'sync/ack for a batch not in flight (late or repeated); applied by batch id');
+    } else {
+      this.#options.metrics?.batchAckLatency.observe((completedAt - batch.sentAtMs) / 1000);
+    }
+    if (batch !== undefined || outcome.synced + outcome.failed > 0) {
+      await this.#options.store.writeSyncLog(syncLogEntryForAck(ack, outcome, batch?.sentAtMs ?? completedAt, completedAt));
+    }
+    if (ack.rejected.length > 0) {
+      this.#log.warn(
+        { batchId: ack.batchId, rejected: ack.rejected.slice(0, 20) },
+        `the bridge rejected ${ack.rejected.length} readings of batch ${ack.batchId}; they are marked failed`,
+      );
+    }
+    this.requestSend();
+  }
+
+  async #onAckTimeout(batch: InFlightBatch): Promise<void> {
+    try {
+      const released = await this.#options.store.releaseBatch(batch.batchId);
+      this.#options.metrics?.batchesTimedOut.inc();
+      const message = `no sync/ack within ${this.#ackTimeoutMs} ms for batch ${batch.batchId}; ${released} readings back to pending`;
+      await this.#options.store.writeSyncLog({
+        syncType: 'upstream',
+        startedAt: batch.sentAtMs,
+        completedAt: Date.now(),
+        recordsCount: batch.recordCount,
+        status: 'failed',
+        errorMessage: message,
+      });
+      this.#log.warn({ batchId: batch.batchId, released }, message);
+    } catch (error) {
+      this.#log.error({ err: error, batchId: batch.batchId }, 'could not release a timed-out batch');
+    }
+    this.requestSend();
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        if (this.#lingerTimer !== null) clearTimeout(this.#lingerTimer);
+        this.#lingerTimer = null;
+        this.#unsentReadings = 0;
+        while (
+          mayClaimBatch({ connected: this.#connected, stopping: this.#stopping, inFlight: this.#inFlight.size, maxInFlight: this.#maxInFlight })
+        ) {
+          if (!(await this.#sendOneBatch())) break;
+        }
+      } while (this.#pumpAgain && !this.#stopping);
+    } catch (error) {
+      this.#log.error({ err: error }, 'could not send pending readings; retrying on the next trigger');
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Claims and publishes one batch; false when nothing is pending. */
+  async #sendOneBatch(): Promise<boolean> {
+    const batchId = newId();
+    const records = await this.#options.store.claimPendingBatch(this.#limits.maxRecords, this.#limits.maxBytes, batchId);
+    if (records.length === 0) return false;
+    // tracked (with its timeout) before anything else can fail, so a claimed batch never strands 'syncing'
+    const sentAtMs = Date.now();
+    this.#inFlight.add({ batchId, recordCount: records.length, sentAtMs });
+    const pendingCount = await this.#options.store.countPending().catch(() => undefined);
+    const batch: TelemetryBatch = pendingCount === undefined ? { batchId, records } : { batchId, records, pendingCount };
+    this.#client.publish(this.#telemetryTopic, JSON.stringify(batch), { qos: 1 }, (error) => {
+      // the ack timeout handles the batch either way; a PUBACK proves nothing
+      if (error) this.#log.warn({ err: error, batchId }, `publishing batch ${batchId} failed: ${error.message}`);
+    });
+    this.#log.debug({ batchId, records: records.length, pendingCount }, 'telemetry batch sent');
+    return true;
+  }
+}
+
+async function withTimeout(task: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([task.then(() => true as const, () => false as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

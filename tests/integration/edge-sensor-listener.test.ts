@@ -1,0 +1,157 @@
+/**
+ * The local sensor listener with a real Aedes, real mqtt.js sensors and a real libSQL file:
+ * a PUBACK means the reading is committed; a malformed reading is acknowledged, recorded and
+ * announced without disconnecting the sensor; a failing database withholds the PUBACK.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Client } from '@libsql/client';
+import type { MqttClient } from 'mqtt';
+import { newId } from '../../common/ids.js';
+import type { SensorReadingError, TelemetryRecord } from '../../schemas/messages.js';
+import { GroupCommitWriter } from '../../edge/ingest/group-commit.js';
+import { startSensorListener, type SensorListener } from '../../edge/ingest/sensor-listener.js';
+import { EdgeMetrics } from '../../edge/metrics.js';
+import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
+import { edgeTestLogger } from '../helpers/edge-logger.js';
+import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
+import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
+import { nextEvent, waitFor } from '../helpers/edge-wait.js';
+
+let database: TempDatabase;
+let store: TelemetryStore;
+let writer: GroupCommitWriter<TelemetryRecord>;
+let listener: SensorListener;
+let metrics: EdgeMetrics;
+let reader: Client;
+const sensors: MqttClient[] = [];
+/** extra latency before each commit (a slow disk), so that an early PUBACK could not hide behind a fast commit */
+let commitDelayMs = 0;
+
+async function sensor(): Promise<MqttClient> {
+  const client = await connectSensor(listener.port);
+  sensors.push(client);
+  return client;
+}
+
+async function storedIds(): Promise<Set<string>> {
+  const result = await reader.execute('SELECT id FROM telemetry_data');
+  return new Set(result.rows.map((row) => String(row['id'])));
+}
+
+beforeEach(async () => {
+  database = tempDatabase('edge-listener');
+  store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
+  commitDelayMs = 0;
+  writer = new GroupCommitWriter<TelemetryRecord>({
+    commit: async (records) => {
+      if (commitDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, commitDelayMs));
+      return store.insertReadings(records);
+    },
+  });
+  metrics = new EdgeMetrics(() => store.countPending());
+  listener = await startSensorListener({ deviceId: TEST_DEVICE_ID, port: 0, writer, store, logger: edgeTestLogger(), metrics });
+  reader = database.openReader();
+});
+
+afterEach(async () => {
+  await Promise.all(sensors.splice(0).map((client) => client.endAsync(true)));
+  await listener.close();
+  await writer.close();
+  await store.close();
+  database.cleanup();
+});
+
+describe('sensor listener', () => {
+  it('listens on the port it reports', () => {
+    expect(listener.port).toBeGreaterThan(0);
+  });
+
+  it('sends the PUBACK only after the reading is committed in libSQL', async () => {
+    const client = await sensor();
+    commitDelayMs = 50;
+    const ids = Array.from({ length: 200 }, () => newId());
+    // all in flight at once; each PUBACK is checked against an independent connection as it arrives
+    const committedAtPuback = await Promise.all(
+      ids.map((id, index) =>
+        publishReading(client, 'sensors/boiler-1/temperature', { value: index, id }).then(async () => {
+          const result = await reader.execute({ sql: 'SELECT value FROM telemetry_data WHERE id = ?', args: [id] });
+          return result.rows[0]?.['value'] === index;
+        }),
+      ),
+    );
+    expect(committedAtPuback.filter((ok) => !ok)).toEqual([]);
+    expect(await metrics.readingsAccepted.get()).toMatchObject({ values: [{ value: 200 }] });
+  });
+
+  it('acknowledges, records and announces a malformed reading, and keeps the sensor connected', async () => {
+    const client = await sensor();
+    await client.subscribeAsync('sensors/#', { qos: 1 });
+    const notice = new Promise<{ topic: string; error: SensorReadingError }>((resolve) => {
+      client.on('message', (topic, payload) => {
+        if (topic.endsWith('/error')) resolve({ topic, error: JSON.parse(payload.toString()) as SensorReadingError });
+      });
+    });
+    let closed = false;
+    client.on('close', () => (closed = true));
+
+    await publishReading(client, 'sensors/boiler-1/pressure', '{"value": oops}'); // resolves on PUBACK
+    const { topic, error } = await notice;
+    expect(topic).toBe('sensors/boiler-1/pressure/error');
+    expect(error).toMatchObject({ topic: 'sensors/boiler-1/pressure', payload: '{"value": oops}' });
+    expect(error.error).toMatch(/^payload is not valid JSON/);
+    const rejected = await reader.execute('SELECT topic, payload, reason FROM rejected_readings');
+    expect(rejected.rows).toHaveLength(1);
+    expect(rejected.rows[0]).toMatchObject({ topic: 'sensors/boiler-1/pressure', payload: '{"value": oops}' });
+
+    const goodId = newId();
+    await publishReading(client, 'sensors/boiler-1/pressure', { value: 1.5, unit: 'bar', id: goodId });
+    expect((await storedIds()).has(goodId)).toBe(true);
+    expect(closed).toBe(false);
+    expect(await metrics.readingsRejected.get()).toMatchObject({ values: [{ value: 1 }] });
+  });
+
+  it('refuses publishes outside sensors/{sensorId}/{dataType} by closing the connection', async () => {
+    const client = await sensor();
+    const closing = nextEvent(client, 'close');
+    client.publish('devices/x/telemetry', '{}', { qos: 1 });
+    await closing;
+    expect(await storedIds()).toEqual(new Set());
+  });
+
+  it('withholds the PUBACK and drops the connection when the reading cannot be committed', async () => {
+    const client = await sensor();
+    await publishReading(client, 'sensors/boiler-1/temperature', 20);
+    await store.close(); // every later commit fails
+    let acknowledged = false;
+    const closing = nextEvent(client, 'close');
+    client.publish('sensors/boiler-1/temperature', '21', { qos: 1 }, (error) => {
+      if (!error) acknowledged = true;
+    });
+    await closing;
+    expect(acknowledged).toBe(false);
+    expect((await reader.execute('SELECT count(*) AS n FROM telemetry_data')).rows[0]?.['n']).toBe(1);
+  });
+
+  it('group-commits many concurrent sensors (throughput)', async () => {
+    const sensorCount = 8;
+    const perSensor = 2500;
+    const clients = await Promise.all(Array.from({ length: sensorCount }, () => sensor()));
+    const startedAtMs = Date.now();
+    const started = performance.now();
+    await Promise.all(
+      clients.map((client, sensorIndex) =>
+        Promise.all(Array.from({ length: perSensor }, (_, index) => publishReading(client, `sensors/s${sensorIndex}/temperature`, { value: index, ts: startedAtMs - index }))),
+      ),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const total = sensorCount * perSensor;
+    const stats = writer.stats;
+    console.info(
+      `group commit: ${total} QoS 1 readings from ${sensorCount} sensors acknowledged in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} readings/s; ` +
+        `${stats.commits} commits, largest ${stats.largestCommit}, mean ${(stats.committedRecords / stats.commits).toFixed(1)}`,
+    );
+    await waitFor('all readings stored', async () => (await storedIds()).size, (count) => count === total, { timeoutMs: 5000 });
+    expect(stats.commits).toBeLessThan(total / 5); // natural batching happened
+  });
+});

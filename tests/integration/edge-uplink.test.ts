@@ -1,0 +1,220 @@
+/**
+ * The whole edge agent against a real Aedes broker (plain TCP here; the cluster adds mutual TLS)
+ * and a stand-in bridge written with a real mqtt.js client. Sensors are real mqtt.js clients.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Client } from '@libsql/client';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { BackoffPolicy } from '../../common/retry-policy.js';
+import type { DeviceStatus } from '../../schemas/messages.js';
+import { topics } from '../../schemas/topics.js';
+import { checkTelemetryBatchEnvelope, checkTelemetryRecord } from '../../schemas/validators.js';
+import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
+import { edgeTestLogger } from '../helpers/edge-logger.js';
+import { BASE_TIME_MS, TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
+import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
+import { fullAck, startTestBridge, type TestBridge } from '../helpers/edge-test-bridge.js';
+import { startTestBroker, type TestBroker } from '../helpers/edge-test-broker.js';
+import { waitFor } from '../helpers/edge-wait.js';
+
+const FAST_RECONNECT: BackoffPolicy = { initialDelayMs: 50, maxDelayMs: 300, multiplier: 2, jitter: 'equal' };
+
+let database: TempDatabase;
+let broker: TestBroker;
+let bridge: TestBridge;
+let reader: Client;
+const agents: EdgeAgent[] = [];
+const clients: MqttClient[] = [];
+
+async function startAgent(overrides: Partial<EdgeAgentConfig> = {}): Promise<EdgeAgent> {
+  const agent = await startEdgeAgent({
+    deviceId: TEST_DEVICE_ID,
+    dbUrl: database.url,
+    sensorPort: 0,
+    brokerUrl: broker.url,
+    ackTimeoutMs: 5000,
+    syncIntervalMs: 60_000,
+    sendLingerMs: 10,
+    reconnectPolicy: FAST_RECONNECT,
+    logger: edgeTestLogger(),
+    ...overrides,
+  });
+  agents.push(agent);
+  return agent;
+}
+
+async function stopAgent(agent: EdgeAgent): Promise<void> {
+  await agent.stop();
+  agents.splice(agents.indexOf(agent), 1);
+}
+
+async function sensorFor(agent: EdgeAgent): Promise<MqttClient> {
+  const sensor = await connectSensor(agent.sensorPort);
+  clients.push(sensor);
+  return sensor;
+}
+
+/** Publishes readings with explicit ids and timestamps; resolves when every PUBACK is in. */
+async function publishWave(sensor: MqttClient, count: number, firstTsMs: number, order: 'ascending' | 'descending' = 'ascending'): Promise<{ id: string; ts: number }[]> {
+  const readings = Array.from({ length: count }, (_, index) => ({ id: crypto.randomUUID(), ts: firstTsMs + index }));
+  const sendOrder = order === 'ascending' ? readings : [...readings].reverse();
+  await Promise.all(sendOrder.map((reading, index) => publishReading(sensor, 'sensors/boiler-1/temperature', { value: index, unit: 'C', ...reading })));
+  return readings;
+}
+
+async function syncLog(): Promise<Record<string, unknown>[]> {
+  const result = await reader.execute('SELECT status, records_count, error_message FROM sync_log ORDER BY started_at, completed_at');
+  return result.rows as unknown as Record<string, unknown>[];
+}
+
+beforeEach(async () => {
+  database = tempDatabase('edge-uplink');
+  broker = await startTestBroker();
+  bridge = await startTestBridge(broker.url);
+  reader = database.openReader();
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
+  for (const agent of agents.splice(0)) await agent.stop();
+  await bridge.stop();
+  await broker.stop();
+  database.cleanup();
+});
+
+describe('edge uplink', () => {
+  it('sends readings in valid batches, marks them synced on the sync/ack and publishes a retained online status', async () => {
+    const agent = await startAgent();
+    const sensor = await sensorFor(agent);
+    const readings = await publishWave(sensor, 30, BASE_TIME_MS);
+    await publishReading(sensor, 'sensors/boiler-1/temperature', 'not a reading');
+
+    const stats = await waitFor('30 readings synced', () => agent.stats(), (s) => s.synced === 30);
+    expect(stats).toMatchObject({ pending: 0, syncing: 0, failed: 0, rejectedReadings: 1, inFlightBatches: 0, connected: true });
+    expect(new Set(bridge.receivedRecordIds())).toEqual(new Set(readings.map((reading) => reading.id)));
+    for (const { deviceId, batch } of bridge.received) {
+      expect(deviceId).toBe(TEST_DEVICE_ID);
+      expect(checkTelemetryBatchEnvelope(batch).ok).toBe(true);
+      for (const record of batch.records) expect(checkTelemetryRecord(record)).toEqual({ ok: true, value: record });
+    }
+    const log = await syncLog();
+    expect(log.length).toBe(bridge.received.length);
+    expect(log.every((entry) => entry['status'] === 'success')).toBe(true);
+
+    const watcher = await mqtt.connectAsync(broker.url, { protocolVersion: 4, clientId: `watcher-${Date.now()}` });
+    clients.push(watcher);
+    const status = new Promise<DeviceStatus>((resolve) => watcher.on('message', (_topic, payload) => resolve(JSON.parse(payload.toString()) as DeviceStatus)));
+    await watcher.subscribeAsync(topics.status(TEST_DEVICE_ID), { qos: 1 });
+    expect(await status).toMatchObject({ online: true });
+
+    const metrics = await agent.metrics.registry.metrics();
+    expect(metrics).toMatch(/^edge_readings_accepted_total 30$/m);
+    expect(metrics).toMatch(/^edge_readings_rejected_total 1$/m);
+    expect(metrics).toMatch(/^edge_readings_pending 0$/m);
+    expect(metrics).toMatch(new RegExp(`^edge_batch_ack_latency_seconds_count ${bridge.received.length}$`, 'm'));
+  });
+
+  it('marks readings the bridge rejected as failed with its reason; the sync log says partial', async () => {
+    const agent = await startAgent();
+    const sensor = await sensorFor(agent);
+    let rejectedId = '';
+    bridge.mode = (received) => {
+      rejectedId ||= received.batch.records[0]?.id ?? '';
+      return fullAck(received.batch, [rejectedId]);
+    };
+    await publishWave(sensor, 5, BASE_TIME_MS);
+    await waitFor('4 synced and 1 failed', () => agent.stats(), (s) => s.synced === 4 && s.failed === 1);
+    const failed = await reader.execute({ sql: 'SELECT sync_status, sync_error FROM telemetry_data WHERE id = ?', args: [rejectedId] });
+    expect(failed.rows[0]).toMatchObject({ sync_status: 'failed', sync_error: 'rejected by the test bridge' });
+    expect((await syncLog())[0]).toMatchObject({ status: 'partial', records_count: 5 });
+  });
+
+  it('keeps accepting readings while the broker is down and drains them oldest first when it is back', async () => {
+    const agent = await startAgent();
+    const sensor = await sensorFor(agent);
+    await waitFor('uplink connected', () => agent.stats(), (s) => s.connected);
+
+    const port = broker.port;
+    await broker.stop();
+    await waitFor('uplink disconnected', () => agent.stats(), (s) => !s.connected);
+
+    const readings = await publishWave(sensor, 40, BASE_TIME_MS, 'descending'); // newest first on the wire
+    const offline = await agent.stats();
+    expect(offline).toMatchObject({ pending: 40, syncing: 0, inFlightBatches: 0, connected: false });
+
+    // The restarted test broker has no persistence, so the bridge must subscribe again before the
+    // first batch arrives (the real cluster keeps the bridge's session). Until then the device is
+    // refused (CONNACK 5), which also exercises the uplink's handling of an authorization failure.
+    let bridgeResubscribed = false;
+    const subscriptionsBefore = bridge.subscriptions;
+    broker = await startTestBroker(port, { admit: (clientId) => clientId !== TEST_DEVICE_ID || bridgeResubscribed });
+    await waitFor('the bridge subscribed again', () => bridge.subscriptions, (n) => n > subscriptionsBefore);
+    bridgeResubscribed = true;
+    await waitFor('all 40 synced after the broker came back', () => agent.stats(), (s) => s.synced === 40, { timeoutMs: 20_000 });
+    const firstSeen = [...new Set(bridge.receivedRecordIds())];
+    expect(firstSeen).toEqual(readings.map((reading) => reading.id)); // ascending timestamps
+  });
+
+  it('puts a batch without a sync/ack back to pending after the timeout and sends it again', async () => {
+    bridge.mode = 'ignore';
+    const agent = await startAgent({ ackTimeoutMs: 400 });
+    const sensor = await sensorFor(agent);
+    const readings = await publishWave(sensor, 5, BASE_TIME_MS);
+    const ids = readings.map((reading) => reading.id);
+
+    await waitFor('the batch sent twice', () => bridge.received.length, (n) => n >= 2);
+    const [first, second] = bridge.received;
+    expect(first?.batch.batchId).not.toBe(second?.batch.batchId);
+    expect(second?.batch.records.map((record) => record.id)).toEqual(ids);
+    expect((await syncLog())[0]).toMatchObject({ status: 'failed', records_count: 5 });
+    expect(String((await syncLog())[0]?.['error_message'])).toMatch(/^no sync\/ack within 400 ms for batch .*; 5 readings back to pending$/);
+
+    bridge.mode = 'ack';
+    await waitFor('all synced once the bridge answers', () => agent.stats(), (s) => s.synced === 5);
+  });
+
+  it('keeps at most maxInFlightBatches batches waiting for their ack', async () => {
+    bridge.mode = 'ignore';
+    const agent = await startAgent({ maxInFlightBatches: 2, ackTimeoutMs: 30_000 });
+    const sensor = await sensorFor(agent);
+    await publishWave(sensor, 3, BASE_TIME_MS);
+    await waitFor('first batch', () => bridge.received.length, (n) => n === 1);
+    await publishWave(sensor, 3, BASE_TIME_MS + 100);
+    await waitFor('second batch', () => bridge.received.length, (n) => n === 2);
+    const third = await publishWave(sensor, 3, BASE_TIME_MS + 200);
+
+    // a bounded observation window (several lingers long): the third wave must stay pending
+    const observedUntil = Date.now() + 300;
+    while (Date.now() < observedUntil) {
+      const stats = await agent.stats();
+      expect(stats).toMatchObject({ inFlightBatches: 2, syncing: 6, pending: 3 });
+      expect(bridge.received.length).toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+
+    await bridge.acknowledge(bridge.received[0] as (typeof bridge.received)[number]);
+    await waitFor('third batch after a slot freed', () => bridge.received.length, (n) => n === 3);
+    expect(bridge.received[2]?.batch.records.map((record) => record.id)).toEqual(third.map((reading) => reading.id));
+    expect(await agent.stats()).toMatchObject({ synced: 3, syncing: 6, inFlightBatches: 2 });
+  });
+
+  it("re-sends readings left 'syncing' by a stopped agent after its restart", async () => {
+    bridge.mode = 'ignore';
+    const first = await startAgent({ ackTimeoutMs: 60_000 });
+    const sensor = await sensorFor(first);
+    const readings = await publishWave(sensor, 6, BASE_TIME_MS);
+    await waitFor('batch sent, not acknowledged', () => first.stats(), (s) => s.syncing === 6 && bridge.received.length === 1);
+    await sensor.endAsync(true);
+    await stopAgent(first);
+    const left = await reader.execute("SELECT count(*) AS n FROM telemetry_data WHERE sync_status = 'syncing'");
+    expect(left.rows[0]?.['n']).toBe(6);
+
+    bridge.mode = 'ack';
+    const second = await startAgent();
+    await waitFor('all synced after the restart', () => second.stats(), (s) => s.synced === 6);
+    expect(bridge.received.length).toBeGreaterThanOrEqual(2);
+    expect(bridge.received.at(-1)?.batch.records.map((record) => record.id)).toEqual(readings.map((reading) => reading.id));
+    expect(bridge.received.at(-1)?.batch.batchId).not.toBe(bridge.received[0]?.batch.batchId);
+  });
+});

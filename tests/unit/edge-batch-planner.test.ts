@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { newId } from '../../common/ids.js';
+import { MAX_BATCH_BYTES, MAX_BATCH_RECORDS } from '../../schemas/limits.js';
+import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
+import { DEFAULT_BATCH_LIMITS, envelopeBytes, planBatch, recordBytes } from '../../edge/uplink/batch-planner.js';
+import { mayClaimBatch, triggerForNewReadings } from '../../edge/uplink/in-flight-policy.js';
+
+function record(value: number, metadata: Record<string, unknown> | null = null): TelemetryRecord {
+  return { id: newId(), sensorId: 's1', dataType: 'temp', timestamp: new Date(1_750_000_000_000 + value).toISOString(), value, unit: 'C', metadata, version: 1 };
+}
+
+describe('planBatch', () => {
+  it('takes everything when count and bytes allow', () => {
+    expect(planBatch([10, 20, 30], { maxRecords: 5, maxBytes: 1000 }, 50)).toEqual({ selected: [0, 1, 2], oversized: [], bytes: 50 + 10 + 21 + 31 });
+  });
+
+  it('stops at the record count limit', () => {
+    expect(planBatch([1, 1, 1, 1], { maxRecords: 2, maxBytes: 1000 }, 10).selected).toEqual([0, 1]);
+  });
+
+  it('stops at the first record that would overflow the bytes, keeping age order', () => {
+    // 100 + 40 + 41 = 181; the third (60 + comma) would make 242 > 200; the small fourth is not taken out of order
+    expect(planBatch([40, 40, 60, 5], { maxRecords: 10, maxBytes: 200 }, 100)).toEqual({ selected: [0, 1], oversized: [], bytes: 181 });
+  });
+
+  it('reports a record that cannot fit even an empty batch as oversized and goes on', () => {
+    expect(planBatch([500, 10, 10], { maxRecords: 10, maxBytes: 200 }, 100)).toEqual({ selected: [1, 2], oversized: [0], bytes: 121 });
+  });
+
+  it('plans nothing for no candidates', () => {
+    expect(planBatch([], DEFAULT_BATCH_LIMITS, 100)).toEqual({ selected: [], oversized: [], bytes: 100 });
+  });
+
+  it('never plans a batch whose JSON exceeds the limits', () => {
+    const records = Array.from({ length: 1500 }, (_, index) => record(index, { note: 'n'.repeat(600 + (index % 600)) }));
+    const batchId = newId();
+    const plan = planBatch(records.map(recordBytes), DEFAULT_BATCH_LIMITS, envelopeBytes(batchId));
+    const batch: TelemetryBatch = { batchId, records: plan.selected.map((index) => records[index] as TelemetryRecord), pendingCount: 123_456 };
+    const actualBytes = Buffer.byteLength(JSON.stringify(batch));
+    expect(plan.selected.length).toBeGreaterThan(0);
+    expect(plan.selected.length).toBeLessThanOrEqual(MAX_BATCH_RECORDS);
+    expect(actualBytes).toBeLessThanOrEqual(plan.bytes);
+    expect(actualBytes).toBeLessThanOrEqual(MAX_BATCH_BYTES);
+    // the byte limit, not the count, was binding here: the next record would not have fitted
+    const next = records[plan.selected.length] as TelemetryRecord;
+    expect(plan.bytes + recordBytes(next) + 1).toBeGreaterThan(MAX_BATCH_BYTES);
+  });
+});
+
+describe('in-flight policy', () => {
+  const base = { connected: true, stopping: false, inFlight: 0, maxInFlight: 4 };
+
+  it('claims while connected, running and below the in-flight limit', () => {
+    expect(mayClaimBatch(base)).toBe(true);
+    expect(mayClaimBatch({ ...base, inFlight: 3 })).toBe(true);
+    expect(mayClaimBatch({ ...base, inFlight: 4 })).toBe(false);
+    expect(mayClaimBatch({ ...base, connected: false })).toBe(false);
+    expect(mayClaimBatch({ ...base, stopping: true })).toBe(false);
+  });
+
+  it('sends a full batch at once and lingers for less', () => {
+    expect(triggerForNewReadings(MAX_BATCH_RECORDS, MAX_BATCH_RECORDS)).toBe('now');
+    expect(triggerForNewReadings(MAX_BATCH_RECORDS - 1, MAX_BATCH_RECORDS)).toBe('linger');
+  });
+});

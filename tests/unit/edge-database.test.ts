@@ -1,0 +1,39 @@
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { databaseFilePath } from '../../edge/store/database.js';
+import { SerialQueue } from '../../edge/store/serial-queue.js';
+
+describe('databaseFilePath', () => {
+  it('understands relative, absolute and in-memory file: URLs', () => {
+    expect(databaseFilePath('file:.data/edge-1.db')).toBe(resolve('.data/edge-1.db'));
+    expect(databaseFilePath('file:/var/lib/edge.db')).toBe('/var/lib/edge.db');
+    expect(databaseFilePath('file:///var/lib/edge.db')).toBe('/var/lib/edge.db');
+    expect(databaseFilePath('file://localhost/var/lib/edge.db')).toBe('/var/lib/edge.db');
+    expect(databaseFilePath('file:/tmp/with%20space.db?mode=rwc')).toBe('/tmp/with space.db');
+    expect(databaseFilePath('file::memory:')).toBeNull();
+  });
+
+  it('refuses anything but a local file', () => {
+    expect(() => databaseFilePath('libsql://db.example.com')).toThrow("the edge database must be a local file: URL (e.g. file:.data/edge.db), got 'libsql://db.example.com'");
+    expect(() => databaseFilePath('file://db.example.com/x.db')).toThrow(/names a host/);
+  });
+});
+
+describe('SerialQueue', () => {
+  it('runs work one at a time in call order, and a failure does not stop the queue', async () => {
+    const queue = new SerialQueue();
+    const events: string[] = [];
+    const step = (name: string, fail = false) =>
+      queue.run(async () => {
+        events.push(`${name}:start`);
+        await new Promise((resolve) => setImmediate(resolve));
+        events.push(`${name}:end`);
+        if (fail) throw new Error(`${name} failed`);
+        return name;
+      });
+    const results = await Promise.allSettled([step('a'), step('b', true), step('c')]);
+    expect(events).toEqual(['a:start', 'a:end', 'b:start', 'b:end', 'c:start', 'c:end']);
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(queue.size).toBe(0);
+  });
+});
