@@ -10,7 +10,8 @@
  * reconnect and it would block everything behind it. It is recorded in rejected_readings, logged,
  * announced on sensors/{sensorId}/{dataType}/error, and acknowledged (dropped, not stored). If the
  * database itself fails, the callback gets the error: no PUBACK, the connection closes and the
- * sensor re-sends later. Publishing anywhere but sensors/{sensorId}/{dataType} is refused.
+ * sensor re-sends later. A publish anywhere but sensors/{sensorId}/{dataType} is recorded and dropped
+ * the same way (without a notice topic, since it names no sensor).
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { Aedes, type AedesOptions } from 'aedes';
@@ -89,6 +90,13 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     );
   }
 
+  async function rejectMisplacedPublish(topic: string, payload: Buffer, clientId: string | undefined): Promise<void> {
+    const reason = `sensors may publish only on sensors/{sensorId}/{dataType}; dropped a publish on '${topic}'`;
+    await options.store.recordRejectedReading({ receivedAt: now(), topic, payload, reason });
+    options.metrics?.readingsRejected.inc();
+    log.warn({ topic, clientId, reason }, reason);
+  }
+
   async function handleReading(topic: string, payload: Buffer, clientId: string | undefined): Promise<void> {
     const normalized = normalizeReading(options.deviceId, topic, payload, now(), options.normalizeOptions);
     if (!normalized.ok) {
@@ -102,17 +110,16 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
   const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (client, packet, callback) => {
     const clientId = client?.id;
     const topic = packet.topic;
-    if (!isReadingTopic(topic)) {
-      log.warn({ topic, clientId }, `refused a publish on '${topic}': sensors may publish only on sensors/{sensorId}/{dataType}`);
-      callback(new Error(`sensors may publish only on sensors/{sensorId}/{dataType}; refused '${topic}'`));
-      return;
-    }
     if (closing) {
       callback(new Error('the edge agent is shutting down; publish again later'));
       return;
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload, 'utf8') : packet.payload;
-    const handling = handleReading(topic, payload, clientId).then(
+    // A wrong topic is bad input like a bad payload: recorded, logged and acknowledged. Closing the
+    // connection instead would make the sensor re-send the same publish after every reconnect.
+    const handling = (
+      isReadingTopic(topic) ? handleReading(topic, payload, clientId) : rejectMisplacedPublish(topic, payload, clientId)
+    ).then(
       () => callback(null),
       (error: unknown) => {
         log.error({ err: error, topic, clientId }, 'could not store a sensor reading; withholding the acknowledgement so the sensor re-sends it');

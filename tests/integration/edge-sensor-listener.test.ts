@@ -111,12 +111,22 @@ describe('sensor listener', () => {
     expect(await metrics.readingsRejected.get()).toMatchObject({ values: [{ value: 1 }] });
   });
 
-  it('refuses publishes outside sensors/{sensorId}/{dataType} by closing the connection', async () => {
+  it('acknowledges and records a publish outside sensors/{sensorId}/{dataType} without disconnecting', async () => {
     const client = await sensor();
-    const closing = nextEvent(client, 'close');
-    client.publish('devices/x/telemetry', '{}', { qos: 1 });
-    await closing;
-    expect(await storedIds()).toEqual(new Set());
+    let closed = false;
+    client.on('close', () => {
+      closed = true;
+    });
+    await client.publishAsync('devices/x/telemetry', '{}', { qos: 1 });
+    const rejected = await reader.execute('SELECT topic, reason FROM rejected_readings');
+    expect(rejected.rows).toHaveLength(1);
+    expect(rejected.rows[0]).toMatchObject({ topic: 'devices/x/telemetry' });
+    expect(String(rejected.rows[0]?.['reason'])).toMatch(/sensors may publish only on sensors\/\{sensorId\}\/\{dataType\}/);
+
+    const goodId = newId();
+    await publishReading(client, 'sensors/boiler-1/pressure', { value: 2, id: goodId });
+    expect(await storedIds()).toEqual(new Set([goodId]));
+    expect(closed).toBe(false);
   });
 
   it('withholds the PUBACK and drops the connection when the reading cannot be committed', async () => {
