@@ -1,0 +1,143 @@
+/**
+ * The whole system in one process, on loopback: an embedded PostgreSQL (at SERIALIZABLE), dev
+ * certificates, an mTLS Aedes broker, the bridge, and N edge agents, each reaching the broker
+ * through a TCP proxy that can be cut to simulate an uplink outage.
+ * Used by `npm run demo`, `npm run bench` and the end-to-end tests. Every component is the real
+ * one; only their placement (one process) differs from a deployment.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../../common/logger.js';
+import { startTcpProxy, type TcpProxy } from '../../common/tcp-proxy.js';
+import { ensureDevCertificates, loadTlsMaterial, type CertificateBundle } from '../../certs/dev-bundle.js';
+import { startBroker, type RunningBroker } from '../../broker/server.js';
+import { startBridge, type RunningBridge } from '../../bridge/service.js';
+import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
+import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from '../../bridge/db/embedded-postgres.js';
+import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
+import type { BackoffPolicy } from '../../common/retry-policy.js';
+import { freePort } from '../../tests/helpers/free-port.js';
+
+export interface LocalSystemOptions {
+  deviceIds: string[];
+  /** libSQL files and the PostgreSQL cluster go here */
+  dataDir: string;
+  /** certificates (reused between runs) */
+  certDir: string;
+  logger: Logger;
+  /** overrides for every edge agent */
+  edge?: Partial<Pick<EdgeAgentConfig, 'ackTimeoutMs' | 'maxInFlightBatches' | 'syncIntervalMs' | 'sendLingerMs'>> & {
+    reconnectPolicy?: BackoffPolicy;
+  };
+  bridge?: { maxRecords?: number; maxMessages?: number; lingerMs?: number };
+}
+
+export interface LocalDevice {
+  deviceId: string;
+  agent: EdgeAgent;
+  /** between this agent and the broker: cut() is an uplink outage */
+  uplink: TcpProxy;
+  sensorUrl: string;
+}
+
+export interface LocalSystem {
+  postgres: RunningEmbeddedPostgres;
+  broker: RunningBroker;
+  bridge: RunningBridge;
+  devices: LocalDevice[];
+  certificates: CertificateBundle;
+  /** a connection of our own to the control-plane database, for checking results */
+  db: Database;
+  stop(): Promise<void>;
+}
+
+const QUICK_RECONNECT: BackoffPolicy = { initialDelayMs: 200, maxDelayMs: 2000, multiplier: 2, jitter: 'equal' };
+
+export async function startLocalSystem(options: LocalSystemOptions): Promise<LocalSystem> {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  const stop = async () => {
+    for (const step of cleanup.reverse()) {
+      await step().catch((error: unknown) => options.logger.warn({ err: error }, 'shutdown step failed'));
+    }
+  };
+  try {
+    mkdirSync(options.dataDir, { recursive: true });
+    const certificates = await ensureDevCertificates({
+      dir: options.certDir,
+      deviceIds: options.deviceIds,
+      serviceNames: ['bridge'],
+      observerNames: ['explorer'],
+    });
+
+    const postgres = await startEmbeddedPostgres({ port: await freePort(), databaseDir: join(options.dataDir, 'postgres') });
+    cleanup.push(() => postgres.stop());
+
+    const brokerTls = await loadTlsMaterial({
+      caPath: certificates.ca.certPath,
+      certPath: certificates.broker.certPath,
+      keyPath: certificates.broker.keyPath,
+    });
+    const broker = await startBroker({ tls: brokerTls, host: '127.0.0.1', port: 0, logger: options.logger.child({ component: 'broker' }) });
+    cleanup.push(() => broker.close());
+    const brokerUrl = (port: number) => `mqtts://127.0.0.1:${port}`;
+
+    const bridgeFiles = certificates.services['bridge'];
+    if (!bridgeFiles) throw new Error('no bridge certificate in the bundle');
+    const bridge = await startBridge(
+      {
+        databaseUrl: postgres.connectionString,
+        brokerUrl: brokerUrl(broker.port),
+        tls: await loadTlsMaterial({ caPath: certificates.ca.certPath, ...bridgeFiles }),
+        clientId: 'bridge',
+        batch: { maxRecords: 2000, maxMessages: 500, lingerMs: 10, ...options.bridge },
+        maxInFlight: 10_000,
+        dbPoolSize: 10,
+        retentionDays: 90,
+        retentionIntervalMs: 3_600_000,
+        retentionChunkSize: 1000,
+        http: { host: '127.0.0.1', port: 0 },
+      },
+      { logger: options.logger.child({ component: 'bridge' }) },
+    );
+    cleanup.push(() => bridge.stop());
+
+    const devices: LocalDevice[] = [];
+    for (const deviceId of options.deviceIds) {
+      const files = certificates.devices[deviceId];
+      if (!files) throw new Error(`no certificate for device ${deviceId}`);
+      const uplink = await startTcpProxy({ host: '127.0.0.1', port: broker.port });
+      cleanup.push(() => uplink.close());
+      const agent = await startEdgeAgent({
+        deviceId,
+        dbUrl: `file:${join(options.dataDir, `edge-${deviceId}.db`)}`,
+        sensorHost: '127.0.0.1',
+        sensorPort: 0,
+        brokerUrl: brokerUrl(uplink.port),
+        tls: await loadTlsMaterial({ caPath: certificates.ca.certPath, ...files }),
+        ackTimeoutMs: 10_000,
+        syncIntervalMs: 5_000,
+        reconnectPolicy: QUICK_RECONNECT,
+        ...options.edge,
+        logger: options.logger,
+      });
+      cleanup.push(() => agent.stop());
+      devices.push({ deviceId, agent, uplink, sensorUrl: `mqtt://127.0.0.1:${agent.sensorPort}` });
+    }
+
+    const db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'local-system-check', poolSize: 2 });
+    cleanup.push(() => closeDatabase(db));
+
+    return { postgres, broker, bridge, devices, certificates, db, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** Rows per device in the control-plane database. */
+export async function rowCountsByDevice(db: Database): Promise<Map<string, number>> {
+  const rows = await db.any<{ device_id: string; rows: string }>(
+    'SELECT device_id::text AS device_id, count(*) AS rows FROM telemetry_data GROUP BY device_id',
+  );
+  return new Map(rows.map((row) => [row.device_id, Number(row.rows)]));
+}
