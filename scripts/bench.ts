@@ -1,0 +1,167 @@
+/**
+ * `npm run bench`: end-to-end throughput and latency of one edge agent with 10 sensors, through
+ * the real path: sensor (MQTT QoS 1) → edge (libSQL commit, PUBACK) → uplink (mTLS, QoS 1) →
+ * Aedes → bridge → PostgreSQL (SERIALIZABLE) → sync/ack → edge marks synced.
+ *
+ * Phase 1, saturation: every sensor keeps --window readings in flight until --readings in total
+ *   are acknowledged; throughput = readings / (first publish → last row committed).
+ * Phase 2, paced: every sensor publishes --rate readings/s for --seconds; latency per reading:
+ *   publish → row written in the database (the committing transaction's timestamp, synced_at)
+ *   publish → commit confirmed back on the edge (sync/ack received, libSQL sync_timestamp)
+ *
+ *   npm run bench -- [--readings 30000] [--window 50] [--rate 100] [--seconds 10]
+ *
+ * Results are printed and written to .data/bench/result.json.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { cpus } from 'node:os';
+import { createClient } from '@libsql/client';
+import { pino } from 'pino';
+import { startLocalSystem } from './lib/local-system.js';
+import { connectSensor, standardSensors, type SimulatedSensor } from './lib/sensor-simulator.js';
+
+const { values: args } = parseArgs({
+  options: {
+    readings: { type: 'string', default: '30000' },
+    window: { type: 'string', default: '50' },
+    rate: { type: 'string', default: '100' },
+    seconds: { type: 'string', default: '10' },
+  },
+});
+function positiveInt(name: string, raw: string | undefined): number {
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) {
+    process.stderr.write(`--${name} must be a positive integer, got '${raw}'\n`);
+    process.exit(2);
+  }
+  return value;
+}
+const totalReadings = positiveInt('readings', args.readings);
+const window = positiveInt('window', args.window);
+const ratePerSensor = positiveInt('rate', args.rate);
+const pacedSeconds = positiveInt('seconds', args.seconds);
+
+const SENSOR_COUNT = 10;
+const DEVICE_ID = '4a0f6c3d-8e5b-4f1a-9d94-3b7c5e0fa104';
+const dataDir = join('.data', 'bench');
+rmSync(dataDir, { recursive: true, force: true });
+mkdirSync(dataDir, { recursive: true });
+const logger = pino({ level: 'warn' }, pino.destination({ dest: join(dataDir, 'system.log'), sync: false }));
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+say(`bench: 1 edge agent, ${SENSOR_COUNT} sensors, ${cpus().length} CPU cores, Node ${process.version}`);
+const system = await startLocalSystem({
+  deviceIds: [DEVICE_ID],
+  dataDir,
+  certDir: join('certs', 'dev'),
+  logger,
+  edge: { sendLingerMs: 5 },
+});
+const device = system.devices[0];
+if (!device) throw new Error('no device started');
+const sensors: SimulatedSensor[] = await Promise.all(standardSensors(SENSOR_COUNT).map((spec) => connectSensor(device.sensorUrl, spec)));
+
+async function rowCount(): Promise<number> {
+  return Number((await system.db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
+}
+async function waitForRows(expected: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await rowCount()) >= expected) return Date.now();
+    if (Date.now() > deadline) throw new Error(`only ${await rowCount()} of ${expected} rows after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+// Phase 1: saturation.
+const perSensor = Math.ceil(totalReadings / SENSOR_COUNT);
+const saturationTotal = perSensor * SENSOR_COUNT;
+say(`\nphase 1: saturation, ${saturationTotal} readings, ${window} in flight per sensor`);
+const saturationStart = Date.now();
+await Promise.all(
+  sensors.map(async (sensor) => {
+    let sent = 0;
+    const inFlight = new Set<Promise<unknown>>();
+    while (sent < perSensor) {
+      const publish = sensor.publishReading().finally(() => inFlight.delete(publish));
+      inFlight.add(publish);
+      sent++;
+      if (inFlight.size >= window) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  }),
+);
+const acknowledgedAt = Date.now();
+const committedAt = await waitForRows(saturationTotal, 300_000);
+const saturation = {
+  readings: saturationTotal,
+  edgeAcceptedPerSecond: Math.round(saturationTotal / ((acknowledgedAt - saturationStart) / 1000)),
+  endToEndPerSecond: Math.round(saturationTotal / ((committedAt - saturationStart) / 1000)),
+  seconds: (committedAt - saturationStart) / 1000,
+};
+say(`  accepted by the edge (PUBACK):  ${saturation.edgeAcceptedPerSecond} readings/s`);
+say(`  end to end (publish → committed row): ${saturation.endToEndPerSecond} readings/s  (${saturationTotal} in ${saturation.seconds.toFixed(2)} s)`);
+
+// Phase 2: paced, for latency.
+await sleep(500);
+const pacedFrom = new Date();
+say(`\nphase 2: paced, ${SENSOR_COUNT} × ${ratePerSensor} readings/s for ${pacedSeconds} s`);
+const pacedStartMs = Date.now();
+const perSensorPaced = ratePerSensor * pacedSeconds;
+// schedule-driven: each tick sends what is due by now, so timer drift does not lower the offered rate
+const timers = sensors.map((sensor) => {
+  let sent = 0;
+  return setInterval(() => {
+    const due = Math.min(perSensorPaced, Math.floor(((Date.now() - pacedStartMs) / 1000) * ratePerSensor));
+    for (; sent < due; sent++) {
+      sensor.publishReading().catch((error: Error) => logger.error({ err: error.message }, 'publish failed'));
+    }
+  }, 5);
+});
+await sleep(pacedSeconds * 1000 + 200);
+while (sensors.some((sensor) => sensor.inFlight() > 0)) await sleep(20);
+timers.forEach(clearInterval);
+const pacedPublished = sensors.reduce((sum, sensor) => sum + sensor.acknowledged.length, 0) - saturationTotal;
+await waitForRows(saturationTotal + pacedPublished, 120_000);
+
+interface Percentiles { p50: number; p99: number; max: number; n: number }
+const database = await system.db.one<{ p50: number; p99: number; max: number; n: string }>(
+  `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+          percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99,
+          max(ms) AS max, count(*) AS n
+     FROM (SELECT (extract(epoch FROM (synced_at - "timestamp")) * 1000)::float8 AS ms
+             FROM telemetry_data WHERE "timestamp" >= $1) AS latencies`,
+  [pacedFrom],
+);
+const toDatabase: Percentiles = { p50: database.p50, p99: database.p99, max: database.max, n: Number(database.n) };
+
+// the edge marks a reading synced when the bridge's sync/ack (sent after commit) arrives
+await sleep(500);
+const edgeDb = createClient({ url: `file:${join(dataDir, `edge-${DEVICE_ID}.db`)}` });
+const confirmed = (
+  await edgeDb.execute({
+    sql: `SELECT sync_timestamp - timestamp AS ms FROM telemetry_data
+           WHERE timestamp >= ? AND sync_status = 'synced' ORDER BY ms`,
+    args: [pacedFrom.getTime()],
+  })
+).rows.map((row) => Number(row['ms']));
+edgeDb.close();
+const pick = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+const toConfirmation: Percentiles = { p50: pick(confirmed, 0.5), p99: pick(confirmed, 0.99), max: confirmed.at(-1) ?? NaN, n: confirmed.length };
+
+const fmt = (value: number) => `${value.toFixed(1).padStart(7)} ms`;
+say(`  readings: ${pacedPublished} (${Math.round(pacedPublished / pacedSeconds)} readings/s offered)`);
+say(`                                          median        p99        max`);
+say(`  publish → row written (synced_at)    ${fmt(toDatabase.p50)} ${fmt(toDatabase.p99)} ${fmt(toDatabase.max)}   (${toDatabase.n} rows)`);
+say(`  publish → commit confirmed at edge   ${fmt(toConfirmation.p50)} ${fmt(toConfirmation.p99)} ${fmt(toConfirmation.max)}   (${toConfirmation.n} rows)`);
+
+const result = { at: new Date().toISOString(), sensors: SENSOR_COUNT, cores: cpus().length, node: process.version, saturation, paced: { ratePerSensor, seconds: pacedSeconds, readings: pacedPublished, toDatabase, toConfirmation } };
+writeFileSync(join(dataDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
+
+await Promise.all(sensors.map((sensor) => sensor.close()));
+await system.stop();
+logger.flush();
+process.exit(0);
