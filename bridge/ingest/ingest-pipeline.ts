@@ -1,0 +1,241 @@
+/**
+ * Telemetry ingest: MQTT messages in, database batches out, confirmations back.
+ *
+ *   accept(message) -> parse + validate (bad envelope: error ack at once; bad records: rejected
+ *   one by one) -> accumulator -> one database batch at a time -> after COMMIT: publish
+ *   devices/{id}/sync/ack (QoS 1) for every message of the batch, wait for the broker's PUBACK of
+ *   that publish, and only then message.ack() (the deferred PUBACK to the broker).
+ *
+ * A failed batch (not retryable, or serialization retries exhausted) is not acknowledged: its
+ * messages go back to the front of the queue and the pipeline waits with exponential backoff
+ * before trying again, so a database outage neither loses messages nor spins. If the failure is
+ * caused by the data (SQLSTATE class 22 data exception or 23 integrity violation), the batch is
+ * retried message by message so that one unstorable message is answered with an error ack
+ * instead of blocking every message behind it. Class 42 (undefined table, insufficient
+ * privilege, …) is an operational problem, not the message's fault: it backs off like an outage.
+ */
+import type { Logger } from '../../common/logger.js';
+import { backoffDelay, type BackoffPolicy } from '../../common/retry-policy.js';
+import type { SyncAck } from '../../schemas/messages.js';
+import type { BridgeMetrics } from '../metrics.js';
+import { BatchAccumulator, DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-accumulator.js';
+import type { MessageOutcome } from './conflict-resolution.js';
+import { parseTelemetryMessage } from './telemetry-message.js';
+import type { TelemetryWriteMessage, TelemetryWriteResult } from './telemetry-writer.js';
+
+export interface InboundMessage {
+  topic: string;
+  payload: Buffer;
+  /** The message needs no more database work (committed, or answered without a write). */
+  committed(): void;
+  /** Confirms the message to the broker. Called once, after commit and the sync/ack publish. */
+  ack(): void;
+  /** True once the connection that delivered it has ended: the broker will deliver it again. */
+  isStale(): boolean;
+  /** Lets go of a message without confirming it (only sensible when it is stale). */
+  release(): void;
+}
+
+export interface IngestPipelineOptions {
+  write(messages: TelemetryWriteMessage[]): Promise<TelemetryWriteResult>;
+  publishAck(deviceId: string, ack: SyncAck): Promise<void>;
+  logger: Logger;
+  metrics: BridgeMetrics;
+  limits?: BatchLimits;
+  /** wait after a failed batch; default 100 ms doubling to 5 s */
+  failureBackoff?: BackoffPolicy;
+  /** stop() waits at most this long for sync/ack publishes in progress; default 5 s */
+  drainTimeoutMs?: number;
+  now?: () => number;
+}
+
+interface QueuedMessage {
+  inbound: InboundMessage;
+  batch: TelemetryWriteMessage & { batchId: string };
+}
+
+export const DEFAULT_FAILURE_BACKOFF: BackoffPolicy = { initialDelayMs: 100, maxDelayMs: 5000, multiplier: 2, jitter: 'equal' };
+
+export class IngestPipeline {
+  private readonly accumulator: BatchAccumulator<QueuedMessage>;
+  private readonly now: () => number;
+  private readonly confirmations = new Set<Promise<void>>();
+  private writing: Promise<void> | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private consecutiveFailures = 0;
+  private stopped = false;
+
+  constructor(private readonly options: IngestPipelineOptions) {
+    this.accumulator = new BatchAccumulator(options.limits ?? DEFAULT_BATCH_LIMITS, (message) => message.batch.records.length);
+    this.now = options.now ?? Date.now;
+  }
+
+  accept(inbound: InboundMessage): void {
+    if (this.stopped) {
+      inbound.release();
+      return;
+    }
+    const parsed = parseTelemetryMessage(inbound.topic, inbound.payload);
+    switch (parsed.kind) {
+      case 'not-telemetry':
+        this.options.logger.warn({ topic: inbound.topic }, `ignored: ${parsed.reason}`);
+        inbound.ack();
+        return;
+      case 'unreadable':
+        this.options.logger.warn({ deviceId: parsed.deviceId, error: parsed.ack.error }, 'telemetry batch rejected');
+        this.options.metrics.recordsRejected.inc(parsed.ack.rejected.length);
+        inbound.committed();
+        this.confirm(inbound, parsed.deviceId, parsed.ack);
+        return;
+      case 'batch':
+        this.accumulator.add({ inbound, batch: parsed }, this.now());
+        this.schedule();
+    }
+  }
+
+  /**
+   * Stops taking messages, lets the batch being written finish, waits (bounded) for the sync/ack
+   * publishes in progress, and releases what is still queued: unacknowledged, the broker
+   * delivers those again.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.writing;
+    clearTimeout(this.lingerTimer);
+    clearTimeout(this.backoffTimer);
+    for (let batch = this.accumulator.take(); batch.length > 0; batch = this.accumulator.take()) {
+      for (const message of batch) message.inbound.release();
+    }
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.confirmations]),
+      new Promise((resolve) => (timeout = setTimeout(resolve, this.options.drainTimeoutMs ?? 5000))),
+    ]);
+    clearTimeout(timeout);
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.writing !== undefined || this.backoffTimer !== undefined) return;
+    const wait = this.accumulator.msUntilDue(this.now());
+    if (wait === null) return;
+    if (wait === 0) {
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
+      this.writing = this.flush()
+        .catch((error: unknown) => this.options.logger.error({ err: error }, 'telemetry pipeline error'))
+        .finally(() => {
+          this.writing = undefined;
+          this.schedule();
+        });
+      return;
+    }
+    this.lingerTimer ??= setTimeout(() => {
+      this.lingerTimer = undefined;
+      this.schedule();
+    }, wait);
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.accumulator.take();
+    const failure = await this.writeAndConfirm(batch);
+    if (failure === null) {
+      this.consecutiveFailures = 0;
+      return;
+    }
+    if (!isDataError(failure)) {
+      this.backOff(batch, failure);
+      return;
+    }
+    // One message's data broke the batch: find it by writing the messages one at a time.
+    for (const [index, message] of batch.entries()) {
+      const error = batch.length === 1 ? failure : await this.writeAndConfirm([message]);
+      if (error === null) continue;
+      if (isDataError(error)) {
+        this.rejectUnstorable(message, error);
+        continue;
+      }
+      this.backOff(batch.slice(index), error);
+      return;
+    }
+  }
+
+  /** Writes one batch and starts its confirmations; returns the error instead of throwing. */
+  private async writeAndConfirm(batch: QueuedMessage[]): Promise<unknown> {
+    const { metrics } = this.options;
+    const endTimer = metrics.batchCommitSeconds.startTimer();
+    let result: TelemetryWriteResult;
+    try {
+      result = await this.options.write(batch.map((message) => message.batch));
+    } catch (error) {
+      metrics.batchesFailed.inc();
+      return error;
+    }
+    const seconds = endTimer();
+    this.options.logger.debug(
+      { messages: batch.length, upserted: result.upserted, conflicts: result.conflictsLogged, seconds },
+      'telemetry batch committed',
+    );
+    for (const message of batch) message.inbound.committed();
+    batch.forEach((message, index) => {
+      const outcome = result.outcomes[index] as MessageOutcome;
+      metrics.recordsIngested.inc(outcome.accepted);
+      metrics.recordsRejected.inc(outcome.rejected.length);
+      metrics.conflicts.inc(outcome.conflicts);
+      const { accepted, rejected, conflicts } = outcome;
+      this.confirm(message.inbound, message.batch.deviceId, { batchId: message.batch.batchId, accepted, rejected, conflicts });
+    });
+    return null;
+  }
+
+  /** Publishes the sync/ack, then acknowledges the message to the broker. */
+  private confirm(inbound: InboundMessage, deviceId: string, ack: SyncAck): void {
+    const confirmation = this.options
+      .publishAck(deviceId, ack)
+      .then(
+        () => inbound.ack(),
+        (error: unknown) => {
+          this.options.logger.warn({ err: error, deviceId, batchId: ack.batchId }, 'sync/ack not published; the broker will redeliver the message');
+          inbound.release();
+        },
+      )
+      .finally(() => this.confirmations.delete(confirmation));
+    this.confirmations.add(confirmation);
+  }
+
+  private rejectUnstorable(message: QueuedMessage, error: unknown): void {
+    const reason = `the database rejected the batch: ${(error as Error).message}`;
+    const { batch } = message;
+    const rejected = [...batch.invalid, ...batch.records.map((record) => ({ id: record.id, reason }))];
+    this.options.logger.error({ err: error, deviceId: batch.deviceId, batchId: batch.batchId }, 'telemetry batch cannot be stored; rejected');
+    this.options.metrics.recordsRejected.inc(rejected.length);
+    message.inbound.committed();
+    this.confirm(message.inbound, batch.deviceId, { batchId: batch.batchId, accepted: 0, rejected, conflicts: 0, error: reason });
+  }
+
+  /** Keeps the messages unacknowledged, queued first, and waits before the next attempt. */
+  private backOff(batch: QueuedMessage[], error: unknown): void {
+    this.consecutiveFailures += 1;
+    const delayMs = backoffDelay(this.options.failureBackoff ?? DEFAULT_FAILURE_BACKOFF, this.consecutiveFailures);
+    const live = batch.filter((message) => {
+      if (!message.inbound.isStale()) return true;
+      message.inbound.release(); // its connection is gone; the broker redelivers it on the new one
+      return false;
+    });
+    this.accumulator.requeue(live, this.now());
+    this.options.logger.error(
+      { err: error, messages: live.length, consecutiveFailures: this.consecutiveFailures, retryInMs: delayMs },
+      'telemetry batch failed; its messages stay unacknowledged and are retried',
+    );
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = undefined;
+      this.schedule();
+    }, delayMs);
+  }
+}
+
+/** Errors that a message's content caused: SQLSTATE class 22 (data exception) or 23 (integrity). */
+function isDataError(error: unknown): boolean {
+  const code = String((error as { code?: unknown } | null)?.code ?? '');
+  return /^2[23][0-9A-Z]{3}$/.test(code);
+}

@@ -1,0 +1,111 @@
+/**
+ * A validated telemetry record in the form the bridge stores it, with its content hash.
+ *
+ * Normalization makes equal readings compare equal however the edge spelled them: the id is a
+ * lowercase UUID, the timestamp is UTC ISO 8601 with milliseconds, absent unit/metadata are
+ * null. The content hash (SHA-256 of a canonical JSON of sensorId, dataType, timestamp, value,
+ * unit, metadata) is stored with the row; equal hashes mean the same reading, and the larger
+ * hash breaks ties between two different readings with the same id and version.
+ */
+import { createHash } from 'node:crypto';
+import type { TelemetryRecord } from '../../schemas/messages.js';
+import type { Validation } from '../../schemas/validators.js';
+
+export interface TelemetryRow {
+  id: string;
+  deviceId: string;
+  sensorId: string;
+  dataType: string;
+  timestamp: string;
+  value: number;
+  unit: string | null;
+  metadata: Record<string, unknown> | null;
+  version: number;
+  /** hex SHA-256 of canonicalContent(row) */
+  contentHash: string;
+}
+
+/** What conflict_log stores as local/remote/resolved value. */
+export interface TelemetryRowJson {
+  id: string;
+  sensorId: string;
+  dataType: string;
+  timestamp: string;
+  value: number;
+  unit: string | null;
+  metadata: Record<string, unknown> | null;
+  version: number;
+}
+
+const EARLIEST_TIMESTAMP_MS = Date.UTC(1970, 0, 1);
+const LATEST_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
+ * Turns a schema-valid record into a row, or says why it cannot be stored. Catches what the JSON
+ * schema cannot: unparseable or out-of-range instants, non-finite numbers, and NUL characters
+ * (PostgreSQL text and jsonb reject U+0000).
+ */
+export function telemetryRowFromRecord(deviceId: string, record: TelemetryRecord): Validation<TelemetryRow> {
+  const instant = new Date(record.timestamp).getTime();
+  if (!Number.isFinite(instant)) return { ok: false, reason: '/timestamp is not a valid instant' };
+  if (instant < EARLIEST_TIMESTAMP_MS || instant > LATEST_TIMESTAMP_MS) {
+    return { ok: false, reason: '/timestamp must be between 1970 and 9999' };
+  }
+  if (!Number.isFinite(record.value)) return { ok: false, reason: '/value must be a finite number' };
+  const unit = record.unit ?? null;
+  const metadata = record.metadata ?? null;
+  if (unit !== null && unit.includes('\u0000')) return { ok: false, reason: '/unit must not contain U+0000' };
+  if (metadata !== null && containsNul(metadata)) return { ok: false, reason: '/metadata must not contain U+0000' };
+  const content = {
+    id: canonicalUuid(record.id),
+    sensorId: record.sensorId,
+    dataType: record.dataType,
+    timestamp: new Date(instant).toISOString(),
+    value: record.value,
+    unit,
+    metadata,
+    version: record.version,
+  };
+  return { ok: true, value: { ...content, deviceId, contentHash: contentHash(content) } };
+}
+
+/** The JSON written to conflict_log for a row. */
+export function telemetryRowJson(row: TelemetryRow): TelemetryRowJson {
+  const { id, sensorId, dataType, timestamp, value, unit, metadata, version } = row;
+  return { id, sensorId, dataType, timestamp, value, unit, metadata, version };
+}
+
+export function canonicalContent(row: Omit<TelemetryRowJson, 'id' | 'version'>): string {
+  const { sensorId, dataType, timestamp, value, unit, metadata } = row;
+  return canonicalJson({ sensorId, dataType, timestamp, value, unit, metadata });
+}
+
+export function contentHash(row: Omit<TelemetryRowJson, 'id' | 'version'>): string {
+  return createHash('sha256').update(canonicalContent(row)).digest('hex');
+}
+
+/** JSON with object keys sorted at every level, so equal values have one spelling. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item)).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, item]) => item !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** Lowercase, without a urn:uuid: prefix: how the database returns a UUID. */
+export function canonicalUuid(id: string): string {
+  return id.toLowerCase().replace(/^urn:uuid:/, '');
+}
+
+function containsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(containsNul);
+  if (value !== null && typeof value === 'object') {
+    return Object.entries(value).some(([key, item]) => key.includes('\u0000') || containsNul(item));
+  }
+  return false;
+}

@@ -1,0 +1,243 @@
+/**
+ * Writes one database batch of telemetry in ONE serializable transaction (retried whole on
+ * 40001/40P01 by runSerializable):
+ *   1. read the stored rows for the batch's ids (WHERE id = ANY($1::uuid[]), portable),
+ *   2. resolve conflicts (pure, conflict-resolution.ts),
+ *   3. upsert the devices (auto-registration: the broker proved each device's identity with its
+ *      client certificate; devices go first because of the foreign keys),
+ *   4. upsert the winning readings (multi-row INSERT … ON CONFLICT DO UPDATE … WHERE guard),
+ *   5. insert conflict_log entries,
+ *   6. upsert sync_status per device.
+ * Portable SQL only (CockroachDB and PostgreSQL): no LISTEN/NOTIFY, advisory locks, temp tables,
+ * triggers or cursors. Rows are written in key order so concurrent writers lock in one order.
+ */
+import type { RejectedRecord } from '../../schemas/messages.js';
+import { pgp, type Database, type Task } from '../db/connection.js';
+import { runSerializable, type TransactionRetryOptions } from '../db/transaction-retry.js';
+import { resolveBatch, type ConflictLogEntry, type MessageOutcome } from './conflict-resolution.js';
+import type { TelemetryRow } from './telemetry-row.js';
+
+export interface TelemetryWriteMessage {
+  deviceId: string;
+  /** the message's valid records */
+  records: readonly TelemetryRow[];
+  /** records rejected before SQL (validation); reported in sync_status and the outcome */
+  invalid: readonly RejectedRecord[];
+  /** readings still waiting on the device (the envelope's pendingCount), if it said */
+  pendingCount: number | null;
+}
+
+export interface TelemetryWriteResult {
+  /** one per message, same order; `rejected` includes the message's `invalid` records */
+  outcomes: MessageOutcome[];
+  upserted: number;
+  conflictsLogged: number;
+}
+
+/** A row the pure resolution chose was not written: a concurrent writer got there first. */
+export class UpsertGuardError extends Error {
+  override name = 'UpsertGuardError';
+  /** handled like a serialization failure: the whole transaction is retried */
+  readonly code = '40001';
+}
+
+const { ColumnSet } = pgp.helpers;
+
+const NOW = { name: 'now', mod: '^' as const, init: () => 'now()' };
+
+const deviceColumns = new ColumnSet<{ deviceId: string }>(
+  [
+    { name: 'device_id', prop: 'deviceId', cast: 'uuid' },
+    { name: 'device_name', prop: 'deviceId' },
+    { name: 'device_type', init: () => 'edge' },
+    { ...NOW, name: 'last_seen_at' },
+  ],
+  { table: 'devices' },
+);
+
+const telemetryColumns = new ColumnSet<TelemetryRow>(
+  [
+    { name: 'id', cast: 'uuid' },
+    { name: 'device_id', prop: 'deviceId', cast: 'uuid' },
+    { name: 'sensor_id', prop: 'sensorId' },
+    { name: 'timestamp', cast: 'timestamptz' },
+    { name: 'data_type', prop: 'dataType' },
+    { name: 'value', cast: 'float8' },
+    { name: 'unit' },
+    { name: 'metadata', mod: ':json', cast: 'jsonb' },
+    { name: 'version', cast: 'int' },
+    { name: 'content_hash', prop: 'contentHash', init: (column) => Buffer.from(String(column.value), 'hex'), cast: 'bytea' },
+  ],
+  { table: 'telemetry_data' },
+);
+
+const conflictColumns = new ColumnSet<ConflictLogEntry>(
+  [
+    { name: 'conflict_id', prop: 'conflictId', cast: 'uuid' },
+    { name: 'device_id', prop: 'deviceId', cast: 'uuid' },
+    { name: 'record_id', prop: 'recordId' },
+    { name: 'conflict_type', prop: 'conflictType' },
+    { name: 'local_value', prop: 'localValue', mod: ':json', cast: 'jsonb' },
+    { name: 'remote_value', prop: 'remoteValue', mod: ':json', cast: 'jsonb' },
+    { name: 'resolved_value', prop: 'resolvedValue', mod: ':json', cast: 'jsonb' },
+    { name: 'resolution_strategy', prop: 'resolutionStrategy' },
+  ],
+  { table: 'conflict_log' },
+);
+
+interface SyncStatusRow {
+  deviceId: string;
+  status: 'success' | 'partial' | 'failed';
+  pendingCount: number | null;
+  inserted: number;
+  lastError: string | null;
+}
+
+const syncStatusColumns = new ColumnSet<SyncStatusRow>(
+  [
+    { name: 'device_id', prop: 'deviceId', cast: 'uuid' },
+    { ...NOW, name: 'last_sync_at' },
+    { name: 'last_sync_status', prop: 'status' },
+    { name: 'pending_records_count', prop: 'pendingCount', cast: 'int' },
+    { name: 'total_synced_records', prop: 'inserted', cast: 'int8' },
+    { name: 'last_error', prop: 'lastError' },
+    { ...NOW, name: 'updated_at' },
+  ],
+  { table: 'sync_status' },
+);
+
+const UPSERT_DEVICES = ' ON CONFLICT (device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at';
+
+const UPSERT_TELEMETRY =
+  ' ON CONFLICT (id) DO UPDATE SET ' +
+  telemetryColumns.assignColumns({ from: 'excluded', skip: ['id', 'device_id'] }) +
+  ', synced_at = now()' +
+  // the same rule as conflict-resolution.ts `decide`: higher version, or same version and larger hash
+  ' WHERE telemetry_data.device_id = excluded.device_id AND (telemetry_data.version < excluded.version' +
+  ' OR (telemetry_data.version = excluded.version AND telemetry_data.content_hash < excluded.content_hash))' +
+  ' RETURNING id';
+
+const INSERT_CONFLICTS = ' ON CONFLICT (conflict_id) DO NOTHING';
+
+const UPSERT_SYNC_STATUS =
+  ' ON CONFLICT (device_id) DO UPDATE SET last_sync_at = excluded.last_sync_at,' +
+  ' last_sync_status = excluded.last_sync_status,' +
+  ' pending_records_count = COALESCE(excluded.pending_records_count, sync_status.pending_records_count),' +
+  ' total_synced_records = COALESCE(sync_status.total_synced_records, 0) + excluded.total_synced_records,' +
+  ' last_error = excluded.last_error, updated_at = excluded.updated_at';
+
+const SELECT_STORED = `SELECT id, device_id, sensor_id, data_type, "timestamp", value, unit, metadata, version, content_hash
+  FROM telemetry_data WHERE id = ANY($1::uuid[])`;
+
+interface StoredRow {
+  id: string;
+  device_id: string;
+  sensor_id: string;
+  data_type: string;
+  timestamp: Date;
+  value: number;
+  unit: string | null;
+  metadata: Record<string, unknown> | null;
+  version: number | string;
+  content_hash: Buffer;
+}
+
+export async function writeTelemetryBatch(
+  db: Database,
+  messages: readonly TelemetryWriteMessage[],
+  options: { retry?: TransactionRetryOptions } = {},
+): Promise<TelemetryWriteResult> {
+  return runSerializable(db, 'telemetry-batch', (t) => writeInTransaction(t, messages), options.retry);
+}
+
+async function writeInTransaction(t: Task, messages: readonly TelemetryWriteMessage[]): Promise<TelemetryWriteResult> {
+  const ids = [...new Set(messages.flatMap((message) => message.records.map((record) => record.id)))];
+  const stored = ids.length === 0 ? [] : await t.any<StoredRow>(SELECT_STORED, [ids]);
+  const resolution = resolveBatch(messages, new Map(stored.map((row) => [row.id, rowFromDatabase(row)])));
+  const outcomes = resolution.messages.map((outcome, index) => ({
+    ...outcome,
+    rejected: [...(messages[index]?.invalid ?? []), ...outcome.rejected],
+  }));
+
+  const deviceIds = [...new Set(messages.map((message) => message.deviceId))].sort();
+  await t.none(pgp.helpers.insert(deviceIds.map((deviceId) => ({ deviceId })), deviceColumns) + UPSERT_DEVICES);
+
+  const upserts = [...resolution.upserts].sort(byId);
+  if (upserts.length > 0) {
+    const written = await t.any<{ id: string }>(telemetryUpsertSql(upserts));
+    if (written.length !== upserts.length) {
+      throw new UpsertGuardError(
+        `upsert guard skipped ${upserts.length - written.length} of ${upserts.length} rows changed concurrently; restart transaction`,
+      );
+    }
+  }
+
+  const conflicts = uniqueBy(resolution.conflicts, (entry) => entry.conflictId);
+  if (conflicts.length > 0) await t.none(pgp.helpers.insert(conflicts, conflictColumns) + INSERT_CONFLICTS);
+
+  const statuses = syncStatusRows(messages, outcomes);
+  await t.none(pgp.helpers.insert(statuses, syncStatusColumns) + UPSERT_SYNC_STATUS);
+
+  return { outcomes, upserted: upserts.length, conflictsLogged: conflicts.length };
+}
+
+/**
+ * The multi-row upsert of readings. Its WHERE guard applies a row only if it wins by the pure
+ * rule (same device, higher version, or same version and larger content hash; bytea compares
+ * bytewise like the hex strings in JS). RETURNING lists the rows actually written.
+ */
+export function telemetryUpsertSql(rows: readonly TelemetryRow[]): string {
+  return pgp.helpers.insert(rows, telemetryColumns) + UPSERT_TELEMETRY;
+}
+
+/** One sync_status row per device: the batch's totals, the device's latest pendingCount. */
+function syncStatusRows(messages: readonly TelemetryWriteMessage[], outcomes: readonly MessageOutcome[]): SyncStatusRow[] {
+  const byDevice = new Map<string, { accepted: number; rejected: RejectedRecord[]; inserted: number; pendingCount: number | null }>();
+  messages.forEach((message, index) => {
+    const outcome = outcomes[index] as MessageOutcome;
+    const totals = byDevice.get(message.deviceId) ?? { accepted: 0, rejected: [], inserted: 0, pendingCount: null };
+    totals.accepted += outcome.accepted;
+    totals.rejected.push(...outcome.rejected);
+    totals.inserted += outcome.inserted;
+    totals.pendingCount = message.pendingCount ?? totals.pendingCount;
+    byDevice.set(message.deviceId, totals);
+  });
+  return [...byDevice.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([deviceId, totals]) => {
+      const first = totals.rejected[0];
+      return {
+        deviceId,
+        status: totals.rejected.length === 0 ? 'success' : totals.accepted > 0 ? 'partial' : 'failed',
+        pendingCount: totals.pendingCount,
+        inserted: totals.inserted,
+        lastError: first === undefined ? null : `${totals.rejected.length} record(s) rejected, e.g. ${first.id}: ${first.reason}`,
+      };
+    });
+}
+
+function rowFromDatabase(row: StoredRow): TelemetryRow {
+  return {
+    id: row.id,
+    deviceId: row.device_id,
+    sensorId: row.sensor_id,
+    dataType: row.data_type,
+    timestamp: row.timestamp.toISOString(),
+    value: row.value,
+    unit: row.unit,
+    metadata: row.metadata,
+    // INT is INT8 on CockroachDB, which node-postgres returns as a string
+    version: Number(row.version),
+    contentHash: row.content_hash.toString('hex'),
+  };
+}
+
+function byId(a: TelemetryRow, b: TelemetryRow): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+function uniqueBy<T>(items: readonly T[], key: (item: T) => string): T[] {
+  const seen = new Map<string, T>();
+  for (const item of items) if (!seen.has(key(item))) seen.set(key(item), item);
+  return [...seen.values()];
+}

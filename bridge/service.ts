@@ -1,0 +1,114 @@
+/**
+ * The bridge service: migrate the database, ingest devices/+/telemetry into it, confirm with
+ * sync/ack, run the PostgreSQL retention job, serve /metrics and /healthz.
+ */
+import { createLogger, type Logger } from '../common/logger.js';
+import type { BridgeConfig } from '../config/bridge.js';
+import { closeDatabase, openDatabase } from './db/connection.js';
+import type { SqlDialect } from './db/dialect.js';
+import { migrate } from './db/migrate.js';
+import { startRetentionScheduler } from './db/retention.js';
+import type { TransactionRetryOptions } from './db/transaction-retry.js';
+import { startHealthServer, type RunningHealthServer } from './http/health-server.js';
+import { IngestPipeline } from './ingest/ingest-pipeline.js';
+import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
+import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
+import { createBridgeMqttClient } from './mqtt/bridge-mqtt-client.js';
+
+export type { BridgeConfig } from '../config/bridge.js';
+
+export interface RunningBridge {
+  dialect: SqlDialect;
+  metrics: BridgeMetrics;
+  /** the /metrics and /healthz port, null without an HTTP server */
+  httpPort: number | null;
+  /** the same checks as /healthz */
+  health(): Promise<{ database: boolean; broker: boolean }>;
+  /** Finishes the batch in progress, then disconnects; unacknowledged messages stay with the broker. */
+  stop(): Promise<void>;
+}
+
+export async function startBridge(config: BridgeConfig, options: { logger?: Logger } = {}): Promise<RunningBridge> {
+  const logger = options.logger ?? createLogger('bridge', { clientId: config.clientId });
+  const metrics = createBridgeMetrics({ defaultMetrics: true });
+  const db = openDatabase({
+    connectionString: config.databaseUrl,
+    applicationName: config.clientId,
+    poolSize: config.dbPoolSize,
+    onIdleConnectionError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
+  });
+  const retry: TransactionRetryOptions = {
+    onRetry: (event) => metrics.transactionRetries.inc({ transaction: event.label }),
+  };
+
+  let dialect: SqlDialect;
+  try {
+    ({ dialect } = await migrate(db, { logger }));
+  } catch (error) {
+    await closeDatabase(db);
+    throw error;
+  }
+
+  const mqtt = createBridgeMqttClient({
+    url: config.brokerUrl,
+    clientId: config.clientId,
+    tls: config.tls,
+    logger,
+    maxUncommitted: config.maxInFlight,
+    onInFlightChange: (count) => metrics.messagesInFlight.set(count),
+    onMessage: (delivery) => pipeline.accept(delivery),
+  });
+  const pipeline = new IngestPipeline({
+    write: (messages) => writeTelemetryBatch(db, messages, { retry }),
+    publishAck: (deviceId, ack) => mqtt.publishAck(deviceId, ack),
+    logger,
+    metrics,
+    limits: config.batch,
+  });
+  const retention = startRetentionScheduler(db, {
+    dialect,
+    retentionDays: config.retentionDays,
+    chunkSize: config.retentionChunkSize,
+    intervalMs: config.retentionIntervalMs,
+    logger,
+    retry,
+  });
+  const health = async (): Promise<{ database: boolean; broker: boolean }> => ({
+    database: await db.one('SELECT 1').then(() => true, () => false),
+    broker: mqtt.isConnected(),
+  });
+
+  let http: RunningHealthServer | null = null;
+  try {
+    await mqtt.start();
+    if (config.http) {
+      http = await startHealthServer({
+        ...config.http,
+        registry: metrics.registry,
+        checks: { database: async () => (await health()).database, broker: async () => mqtt.isConnected() },
+      });
+    }
+  } catch (error) {
+    await retention.stop();
+    await pipeline.stop();
+    await mqtt.close();
+    await closeDatabase(db);
+    throw error;
+  }
+  logger.info({ dialect, httpPort: http?.port ?? null, batch: config.batch }, 'bridge started');
+
+  return {
+    dialect,
+    metrics,
+    httpPort: http?.port ?? null,
+    health,
+    stop: async () => {
+      await retention.stop();
+      await pipeline.stop();
+      await mqtt.close();
+      await http?.close();
+      await closeDatabase(db);
+      logger.info('bridge stopped');
+    },
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * Bridge configuration from the environment.
+ *
+ *   DATABASE_URL          postgres://… of the CockroachDB load balancer (or PostgreSQL)   required
+ *   BROKER_URL            mqtts://host:8883 (mqtt:// only for tests)                        required
+ *   TLS_CA, TLS_CERT, TLS_KEY   paths of the CA and the bridge's service certificate/key;
+ *                         required for mqtts://
+ *   BRIDGE_CLIENT_ID      MQTT client id = CN of the service certificate        default bridge
+ *   BATCH_MAX_RECORDS     records per database transaction                       default 2000
+ *   BATCH_MAX_MESSAGES    messages per database transaction                      default 500
+ *   BATCH_LINGER_MS       longest wait for more messages before a batch is written  default 10
+ *   MAX_IN_FLIGHT         received messages not yet committed before reading pauses   default 1000
+ *   DB_POOL_SIZE          database connections                                     default 10
+ *   RETENTION_DAYS        telemetry retention (PostgreSQL job; CockroachDB uses its TTL)  default 90
+ *   RETENTION_INTERVAL_MS how often the PostgreSQL retention job runs          default 3600000
+ *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
+ */
+import { readFileSync } from 'node:fs';
+import type { BatchLimits } from '../bridge/ingest/batch-accumulator.js';
+import type { MqttTlsFiles } from '../bridge/mqtt/bridge-mqtt-client.js';
+import { ConfigError, envInt, envOptional, envString } from './env.js';
+
+export interface BridgeConfig {
+  databaseUrl: string;
+  brokerUrl: string;
+  /** null: plain mqtt:// (tests only) */
+  tls: MqttTlsFiles | null;
+  clientId: string;
+  batch: BatchLimits;
+  /**
+   * Received messages whose database write has not finished; at this many the bridge stops
+   * reading from the broker until a batch commits (see bridge/mqtt/deferred-puback.ts).
+   */
+  maxInFlight: number;
+  dbPoolSize: number;
+  retentionDays: number;
+  retentionIntervalMs: number;
+  retentionChunkSize: number;
+  /** null: no HTTP server */
+  http: { host: string; port: number } | null;
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
+  const brokerUrl = envString(env, 'BROKER_URL');
+  return {
+    databaseUrl: envString(env, 'DATABASE_URL'),
+    brokerUrl,
+    tls: loadTls(env, brokerUrl),
+    clientId: envString(env, 'BRIDGE_CLIENT_ID', 'bridge'),
+    batch: {
+      maxRecords: envInt(env, 'BATCH_MAX_RECORDS', 2000, { min: 1, max: 50_000 }),
+      maxMessages: envInt(env, 'BATCH_MAX_MESSAGES', 500, { min: 1, max: 10_000 }),
+      lingerMs: envInt(env, 'BATCH_LINGER_MS', 10, { min: 0, max: 10_000 }),
+    },
+    maxInFlight: envInt(env, 'MAX_IN_FLIGHT', 1000, { min: 1 }),
+    dbPoolSize: envInt(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),
+    retentionDays: envInt(env, 'RETENTION_DAYS', 90, { min: 1 }),
+    retentionIntervalMs: envInt(env, 'RETENTION_INTERVAL_MS', 3_600_000, { min: 1000 }),
+    retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', 1000, { min: 1, max: 100_000 }),
+    http: { host: envString(env, 'HTTP_HOST', '0.0.0.0'), port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }) },
+  };
+}
+
+function loadTls(env: Env, brokerUrl: string): MqttTlsFiles | null {
+  const paths = { ca: envOptional(env, 'TLS_CA'), cert: envOptional(env, 'TLS_CERT'), key: envOptional(env, 'TLS_KEY') };
+  const given = Object.values(paths).filter((path) => path !== undefined).length;
+  if (given === 0) {
+    if (/^(mqtts|tls|ssl|wss):/i.test(brokerUrl)) throw new ConfigError('TLS_CA, TLS_CERT and TLS_KEY are required for a TLS broker URL');
+    return null;
+  }
+  if (given !== 3) throw new ConfigError('TLS_CA, TLS_CERT and TLS_KEY must be given together');
+  const read = (name: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new ConfigError(`${name}: cannot read ${path}: ${(error as Error).message}`);
+    }
+  };
+  return { ca: read('TLS_CA', paths.ca as string), cert: read('TLS_CERT', paths.cert as string), key: read('TLS_KEY', paths.key as string) };
+}

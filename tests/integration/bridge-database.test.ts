@@ -1,0 +1,224 @@
+/**
+ * The telemetry writer and the migrations on a real PostgreSQL at SERIALIZABLE.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
+import { detectDialect } from '../../bridge/db/dialect.js';
+import { migrate } from '../../bridge/db/migrate.js';
+import { RECORD_OF_ANOTHER_DEVICE } from '../../bridge/ingest/conflict-resolution.js';
+import { telemetryRowFromRecord, type TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
+import { telemetryUpsertSql, writeTelemetryBatch, type TelemetryWriteMessage } from '../../bridge/ingest/telemetry-writer.js';
+import type { TelemetryRecord } from '../../schemas/messages.js';
+import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+
+let postgres: TestPostgres;
+let db: Database;
+
+beforeAll(async () => {
+  postgres = await startTestPostgres();
+  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'bridge-database-test' });
+  await migrate(db);
+});
+
+afterAll(async () => {
+  await closeDatabase(db);
+  await postgres.stop();
+});
+
+beforeEach(async () => {
+  await db.none('TRUNCATE telemetry_data, conflict_log, sync_status, commands, device_configs, devices');
+});
+
+function row(deviceId: string, overrides: Partial<TelemetryRecord> = {}): TelemetryRow {
+  const result = telemetryRowFromRecord(deviceId, {
+    id: randomUUID(),
+    sensorId: 'temp-1',
+    dataType: 'temperature',
+    timestamp: '2024-05-01T10:00:00.000Z',
+    value: 20,
+    unit: 'C',
+    metadata: { room: 'lab' },
+    version: 1,
+    ...overrides,
+  });
+  if (!result.ok) throw new Error(result.reason);
+  return result.value;
+}
+
+function message(deviceId: string, records: TelemetryRow[], pendingCount: number | null = null): TelemetryWriteMessage {
+  return { deviceId, records, invalid: [], pendingCount };
+}
+
+async function storedRows(): Promise<Array<{ id: string; device_id: string; value: number; version: number; metadata: unknown; timestamp: Date }>> {
+  return db.any('SELECT id, device_id, value, version, metadata, "timestamp" FROM telemetry_data ORDER BY id');
+}
+
+describe('migrations', () => {
+  it('apply on an empty database and then find nothing left to do', async () => {
+    expect(await detectDialect(db)).toBe('postgresql');
+    expect(await migrate(db)).toEqual({ dialect: 'postgresql', applied: [] });
+    const versions = await db.any<{ version: string }>('SELECT version FROM schema_migrations');
+    expect(versions.map((v) => v.version)).toEqual(['001_initial_schema']);
+  });
+
+  it('re-run every statement without error when the bookkeeping is lost', async () => {
+    await db.none('DELETE FROM schema_migrations');
+    expect(await migrate(db)).toEqual({ dialect: 'postgresql', applied: ['001_initial_schema'] });
+  });
+});
+
+describe('writeTelemetryBatch', () => {
+  it('stores readings exactly, registers the device and records sync_status', async () => {
+    const device = randomUUID();
+    const records = [row(device, { value: 0.1 + 0.2, metadata: { nested: { list: [1, 'two'] } } }), row(device, { unit: null, metadata: null })];
+    const result = await writeTelemetryBatch(db, [message(device, records, 7)]);
+    expect(result.outcomes).toEqual([{ accepted: 2, rejected: [], conflicts: 0, inserted: 2 }]);
+
+    const rows = await storedRows();
+    expect(rows).toHaveLength(2);
+    const first = rows.find((r) => r.id === records[0]?.id);
+    expect(first?.value).toBe(0.1 + 0.2);
+    expect(first?.metadata).toEqual({ nested: { list: [1, 'two'] } });
+    expect(first?.timestamp.toISOString()).toBe('2024-05-01T10:00:00.000Z');
+    expect(rows.find((r) => r.id === records[1]?.id)?.metadata).toBeNull();
+
+    const registered = await db.one('SELECT device_name, device_type, status, last_seen_at FROM devices WHERE device_id = $1', [device]);
+    expect(registered).toMatchObject({ device_name: device, device_type: 'edge', status: 'active' });
+    expect(registered.last_seen_at).toBeInstanceOf(Date);
+    const status = await db.one('SELECT * FROM sync_status WHERE device_id = $1', [device]);
+    expect(status).toMatchObject({ last_sync_status: 'success', pending_records_count: 7, total_synced_records: '2', last_error: null });
+  });
+
+  it('writing the same batch twice adds no rows and no conflicts', async () => {
+    const device = randomUUID();
+    const batch = [message(device, [row(device), row(device), row(device)])];
+    await writeTelemetryBatch(db, batch);
+    const again = await writeTelemetryBatch(db, batch);
+    expect(again.outcomes).toEqual([{ accepted: 3, rejected: [], conflicts: 0, inserted: 0 }]);
+    expect(again.upserted).toBe(0);
+    expect(await storedRows()).toHaveLength(3);
+    expect((await db.one('SELECT count(*)::int AS n FROM conflict_log')).n).toBe(0);
+    expect((await db.one('SELECT total_synced_records FROM sync_status')).total_synced_records).toBe('3');
+  });
+
+  it('a stale version never overwrites a newer one and is written to conflict_log (once)', async () => {
+    const device = randomUUID();
+    const id = randomUUID();
+    await writeTelemetryBatch(db, [message(device, [row(device, { id, version: 3, value: 30 })])]);
+    const stale = [message(device, [row(device, { id, version: 2, value: 20 })])];
+    const result = await writeTelemetryBatch(db, stale);
+    await writeTelemetryBatch(db, stale); // redelivered
+
+    expect(result.outcomes[0]).toMatchObject({ accepted: 1, conflicts: 1, rejected: [] });
+    expect((await storedRows()).map((r) => [r.version, r.value])).toEqual([[3, 30]]);
+    const conflicts = await db.any('SELECT * FROM conflict_log');
+    expect(conflicts).toHaveLength(1);
+    expect(conflicts[0]).toMatchObject({
+      device_id: device,
+      record_id: id,
+      conflict_type: 'stale-version',
+      local_value: { version: 2, value: 20 },
+      remote_value: { version: 3, value: 30 },
+      resolved_value: { version: 3, value: 30 },
+      resolution_strategy: 'last-write-wins',
+    });
+  });
+
+  it('a higher version replaces the stored reading', async () => {
+    const device = randomUUID();
+    const id = randomUUID();
+    await writeTelemetryBatch(db, [message(device, [row(device, { id, version: 1, value: 1 })])]);
+    await writeTelemetryBatch(db, [message(device, [row(device, { id, version: 2, value: 2 })])]);
+    expect((await storedRows()).map((r) => [r.version, r.value])).toEqual([[2, 2]]);
+  });
+
+  it('a tie ends with the same row whichever reading arrived first', async () => {
+    const device = randomUUID();
+    const id = randomUUID();
+    const a = row(device, { id, value: 1 });
+    const b = row(device, { id, value: 2 });
+    const winner = a.contentHash > b.contentHash ? a : b;
+
+    await writeTelemetryBatch(db, [message(device, [a])]);
+    await writeTelemetryBatch(db, [message(device, [b])]);
+    const afterAB = await storedRows();
+    await db.none('TRUNCATE telemetry_data, conflict_log');
+    await writeTelemetryBatch(db, [message(device, [b])]);
+    await writeTelemetryBatch(db, [message(device, [a])]);
+    const afterBA = await storedRows();
+
+    expect(afterAB.map((r) => r.value)).toEqual([winner.value]);
+    expect(afterBA.map((r) => r.value)).toEqual([winner.value]);
+    const conflict = await db.one('SELECT conflict_type, resolved_value FROM conflict_log');
+    expect(conflict).toMatchObject({ conflict_type: 'version-tie', resolved_value: { value: winner.value } });
+  });
+
+  it("rejects a record id owned by another device and stores the rest", async () => {
+    const owner = randomUUID();
+    const intruder = randomUUID();
+    const id = randomUUID();
+    await writeTelemetryBatch(db, [message(owner, [row(owner, { id, value: 1 })])]);
+    const own = row(intruder);
+    const result = await writeTelemetryBatch(db, [message(intruder, [row(intruder, { id, version: 9, value: 666 }), own])]);
+
+    expect(result.outcomes[0]).toEqual({ accepted: 1, rejected: [{ id, reason: RECORD_OF_ANOTHER_DEVICE }], conflicts: 0, inserted: 1 });
+    const rows = await storedRows();
+    expect(rows.find((r) => r.id === id)).toMatchObject({ device_id: owner, value: 1, version: 1 });
+    expect(rows.find((r) => r.id === own.id)?.device_id).toBe(intruder);
+    expect(await db.one('SELECT last_sync_status, last_error FROM sync_status WHERE device_id = $1', [intruder])).toEqual({
+      last_sync_status: 'partial',
+      last_error: `1 record(s) rejected, e.g. ${id}: ${RECORD_OF_ANOTHER_DEVICE}`,
+    });
+  });
+
+  it('writes many devices and the same id twice in one batch as one transaction', async () => {
+    const devices = [randomUUID(), randomUUID(), randomUUID()];
+    const shared = randomUUID();
+    const messages = devices.map((device) => message(device, Array.from({ length: 50 }, () => row(device)), 0));
+    messages.push(message(devices[0] as string, [row(devices[0] as string, { id: shared, version: 1 })]));
+    messages.push(message(devices[0] as string, [row(devices[0] as string, { id: shared, version: 2, value: 2 })]));
+    const result = await writeTelemetryBatch(db, messages);
+
+    expect(result.outcomes.map((o) => o.accepted)).toEqual([50, 50, 50, 1, 1]);
+    expect(result.upserted).toBe(151);
+    expect(await storedRows()).toHaveLength(151);
+    expect((await db.one('SELECT version FROM telemetry_data WHERE id = $1', [shared])).version).toBe(2);
+    expect((await db.one('SELECT count(*)::int AS n FROM sync_status')).n).toBe(3);
+  });
+
+  it('a message whose records were all invalid still registers the device and marks the sync failed', async () => {
+    const device = randomUUID();
+    const result = await writeTelemetryBatch(db, [{ deviceId: device, records: [], invalid: [{ id: 'x', reason: 'bad' }], pendingCount: 4 }]);
+    expect(result.outcomes).toEqual([{ accepted: 0, rejected: [{ id: 'x', reason: 'bad' }], conflicts: 0, inserted: 0 }]);
+    expect(await db.one('SELECT last_sync_status, pending_records_count FROM sync_status WHERE device_id = $1', [device])).toEqual({
+      last_sync_status: 'failed',
+      pending_records_count: 4,
+    });
+  });
+});
+
+describe('the upsert guard (protection against concurrent writers)', () => {
+  async function upsertDirectly(rows: TelemetryRow[]): Promise<string[]> {
+    const written = await db.any<{ id: string }>(telemetryUpsertSql(rows));
+    return written.map((w) => w.id);
+  }
+
+  it('applies exactly what the pure rule lets win', async () => {
+    const device = randomUUID();
+    const other = randomUUID();
+    const id = randomUUID();
+    const a = row(device, { id, version: 2, value: 1 });
+    const b = row(device, { id, version: 2, value: 2 });
+    const [tieWinner, tieLoser] = a.contentHash > b.contentHash ? [a, b] : [b, a];
+    await writeTelemetryBatch(db, [message(device, [tieLoser]), message(other, [row(other)])]);
+
+    expect(await upsertDirectly([row(device, { id, version: 1, value: 9 })])).toEqual([]); // stale
+    expect(await upsertDirectly([tieLoser])).toEqual([]); // duplicate: nothing to change
+    expect(await upsertDirectly([row(other, { id, version: 5 })])).toEqual([]); // another device
+    expect(await upsertDirectly([tieWinner])).toEqual([id]);
+    expect(await upsertDirectly([tieLoser])).toEqual([]);
+    expect(await upsertDirectly([row(device, { id, version: 3, value: 3 })])).toEqual([id]);
+    expect((await storedRows()).find((r) => r.id === id)).toMatchObject({ version: 3, value: 3 });
+  });
+});

@@ -1,0 +1,358 @@
+/**
+ * The bridge end to end: a real Aedes broker (plain TCP here; TLS is the broker's concern), real
+ * mqtt.js "devices", the bridge service, and PostgreSQL at SERIALIZABLE.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:net';
+import { Aedes } from 'aedes';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../common/logger.js';
+import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
+import { startBridge, type BridgeConfig, type RunningBridge } from '../../bridge/service.js';
+import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
+import { topics } from '../../schemas/topics.js';
+import { freePort } from '../helpers/free-port.js';
+import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+
+const logger = createLogger('bridge-mqtt-ingest-test');
+logger.level = 'fatal';
+
+interface TestBroker {
+  aedes: Aedes;
+  url: string;
+  /** what the broker received from the bridge, in order: PUBLISH (sync/ack) and PUBACK (telemetry) packets */
+  bridgeEvents: string[];
+  close(): Promise<void>;
+}
+
+async function startBroker(bridgeClientId: string): Promise<TestBroker> {
+  const aedes = await Aedes.createBroker();
+  const server: Server = createServer(aedes.handle);
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const bridgeEvents: string[] = [];
+  // authorizePublish runs as the broker handles an incoming PUBLISH, 'ack' as it handles a PUBACK
+  aedes.authorizePublish = (client, packet, callback) => {
+    if (client?.id === bridgeClientId) bridgeEvents.push(`publish ${packet.topic} ${packet.payload.toString()}`);
+    callback(null);
+  };
+  aedes.on('ack', (packet, client) => {
+    if (client?.id === bridgeClientId && packet !== undefined && 'topic' in packet) bridgeEvents.push(`puback ${packet.topic} ${packet.payload.toString()}`);
+  });
+  return {
+    aedes,
+    url: `mqtt://127.0.0.1:${port}`,
+    bridgeEvents,
+    close: async () => {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+interface TestDevice {
+  id: string;
+  client: MqttClient;
+  acks: SyncAck[];
+  send(payload: TelemetryBatch | string): Promise<void>;
+}
+
+async function connectDevice(url: string, id = randomUUID()): Promise<TestDevice> {
+  const client = await mqtt.connectAsync(url, { clientId: id, clean: true, reconnectPeriod: 0 });
+  const acks: SyncAck[] = [];
+  client.on('message', (_topic, payload) => acks.push(JSON.parse(payload.toString()) as SyncAck));
+  await client.subscribeAsync(topics.syncAck(id), { qos: 1 });
+  return {
+    id,
+    client,
+    acks,
+    send: async (payload) => {
+      await client.publishAsync(topics.telemetry(id), typeof payload === 'string' ? payload : JSON.stringify(payload), { qos: 1 });
+    },
+  };
+}
+
+function record(overrides: Partial<TelemetryRecord> = {}): TelemetryRecord {
+  return {
+    id: randomUUID(),
+    sensorId: 'temp-1',
+    dataType: 'temperature',
+    timestamp: new Date().toISOString(),
+    value: 21.5,
+    unit: 'C',
+    version: 1,
+    ...overrides,
+  };
+}
+
+const batchOf = (records: unknown[], pendingCount?: number): TelemetryBatch =>
+  ({ batchId: randomUUID(), records, ...(pendingCount === undefined ? {} : { pendingCount }) }) as TelemetryBatch;
+
+let postgres: TestPostgres;
+let db: Database;
+const cleanups: Array<() => Promise<void>> = [];
+
+function bridgeConfig(brokerUrl: string, clientId: string, overrides: Partial<BridgeConfig> = {}): BridgeConfig {
+  return {
+    databaseUrl: postgres.connectionString,
+    brokerUrl,
+    tls: null,
+    clientId,
+    batch: { maxRecords: 2000, maxMessages: 500, lingerMs: 10 },
+    maxInFlight: 1000,
+    dbPoolSize: 5,
+    retentionDays: 90,
+    retentionIntervalMs: 3_600_000,
+    retentionChunkSize: 1000,
+    http: { host: '127.0.0.1', port: 0 },
+    ...overrides,
+  };
+}
+
+/** A broker with a bridge connected to it, both stopped after the test. */
+async function startSystem(overrides: Partial<BridgeConfig> = {}): Promise<{ broker: TestBroker; bridge: RunningBridge; clientId: string }> {
+  const clientId = `bridge-${randomUUID().slice(0, 8)}`;
+  const broker = await startBroker(clientId);
+  const bridge = await startBridge(bridgeConfig(broker.url, clientId, overrides), { logger });
+  cleanups.push(async () => {
+    await bridge.stop();
+    await broker.close();
+  });
+  return { broker, bridge, clientId };
+}
+
+async function device(broker: TestBroker): Promise<TestDevice> {
+  const created = await connectDevice(broker.url);
+  cleanups.unshift(async () => void (await created.client.endAsync(true)));
+  return created;
+}
+
+/** The bridge's transaction waiting on a lock held by the test. */
+async function bridgeWaitsOnLock(clientId: string): Promise<boolean> {
+  const rows = await db.any("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [clientId]);
+  return rows.length > 0;
+}
+
+/** Ends the lock's transaction (if a failed assertion left it open) and returns the connection. */
+async function releaseLock(lock: Awaited<ReturnType<Database['connect']>>): Promise<void> {
+  await lock.none('ROLLBACK').catch(() => undefined);
+  lock.done();
+}
+
+const rowCount = async (deviceId: string): Promise<number> =>
+  (await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [deviceId])).n;
+
+const poll = { timeout: 15_000, interval: 20 };
+
+beforeAll(async () => {
+  postgres = await startTestPostgres();
+  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'bridge-mqtt-test', poolSize: 4 });
+});
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+afterAll(async () => {
+  await closeDatabase(db);
+  await postgres.stop();
+});
+
+describe('telemetry ingest over MQTT', () => {
+  it('commits the rows and answers with a sync/ack carrying the right counts', async () => {
+    const { broker } = await startSystem();
+    const sensor = await device(broker);
+    const good = [record(), record({ unit: null }), record({ metadata: { fw: '1.2' } })];
+    const batch = batchOf([...good, { ...record(), value: 'warm' }], 12);
+
+    await sensor.send(batch);
+
+    await expect.poll(() => sensor.acks.length, poll).toBe(1);
+    expect(sensor.acks[0]).toEqual({
+      batchId: batch.batchId,
+      accepted: 3,
+      rejected: [{ id: (batch.records[3] as TelemetryRecord).id, reason: '/value must be number' }],
+      conflicts: 0,
+    });
+    expect(await rowCount(sensor.id)).toBe(3);
+    expect(await db.one('SELECT last_sync_status, pending_records_count FROM sync_status WHERE device_id = $1', [sensor.id])).toEqual({
+      last_sync_status: 'partial',
+      pending_records_count: 12,
+    });
+
+    // the same batch again (an edge that missed the ack): same answer, no new rows
+    await sensor.send(batch);
+    await expect.poll(() => sensor.acks.length, poll).toBe(2);
+    expect(sensor.acks[1]).toEqual(sensor.acks[0]);
+    expect(await rowCount(sensor.id)).toBe(3);
+  });
+
+  it('answers a malformed message with an error ack and goes on with the next one', async () => {
+    const { broker } = await startSystem();
+    const sensor = await device(broker);
+    const next = batchOf([record()]);
+
+    await sensor.send('{"batchId": "not closed"');
+    await sensor.send({ batchId: 'not-a-uuid', records: [record()] } as TelemetryBatch);
+    await sensor.send(next);
+
+    await expect.poll(() => sensor.acks.length, poll).toBe(3);
+    expect(sensor.acks[0]).toMatchObject({ batchId: null, accepted: 0, rejected: [], conflicts: 0, error: expect.stringMatching(/not valid JSON/) });
+    expect(sensor.acks[1]).toMatchObject({ batchId: 'not-a-uuid', accepted: 0, error: expect.stringMatching(/batchId must match format "uuid"/) });
+    expect(sensor.acks[1]?.rejected).toHaveLength(1);
+    expect(sensor.acks[2]).toEqual({ batchId: next.batchId, accepted: 1, rejected: [], conflicts: 0 });
+    expect(await rowCount(sensor.id)).toBe(1);
+  });
+
+  it('reports conflicts to the device and to conflict_log', async () => {
+    const { broker } = await startSystem();
+    const sensor = await device(broker);
+    const id = randomUUID();
+    await sensor.send(batchOf([record({ id, version: 2, value: 2 })]));
+    await expect.poll(() => sensor.acks.length, poll).toBe(1);
+
+    await sensor.send(batchOf([record({ id, version: 1, value: 1 })]));
+
+    await expect.poll(() => sensor.acks.length, poll).toBe(2);
+    expect(sensor.acks[1]).toMatchObject({ accepted: 1, conflicts: 1, rejected: [] });
+    expect(await db.one('SELECT conflict_type FROM conflict_log WHERE record_id = $1', [id])).toEqual({ conflict_type: 'stale-version' });
+  });
+
+  it('PUBACKs a message only after its commit and its sync/ack', async () => {
+    const { broker, bridge, clientId } = await startSystem();
+    const sensor = await device(broker);
+    const batch = batchOf([record()]);
+    const lock = await db.connect();
+    try {
+      await lock.none('BEGIN; LOCK TABLE telemetry_data IN EXCLUSIVE MODE');
+      await sensor.send(batch);
+      await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
+
+      // the bridge holds the message inside its transaction: nothing confirmed yet
+      expect(broker.bridgeEvents).toEqual([]);
+      expect(sensor.acks).toEqual([]);
+      expect(await bridge.metrics.messagesInFlight.get()).toMatchObject({ values: [{ value: 1 }] });
+
+      await lock.none('COMMIT');
+    } finally {
+      await releaseLock(lock);
+    }
+    await expect.poll(() => broker.bridgeEvents.length, poll).toBe(2);
+    expect(broker.bridgeEvents[0]).toMatch(new RegExp(`^publish ${topics.syncAck(sensor.id)} .*${batch.batchId}`));
+    expect(broker.bridgeEvents[1]).toMatch(new RegExp(`^puback ${topics.telemetry(sensor.id)} .*${batch.batchId}`));
+    expect(await rowCount(sensor.id)).toBe(1);
+    await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(0);
+  });
+
+  it('stops reading from the broker while maxInFlight messages wait for the database', async () => {
+    const { broker, bridge, clientId } = await startSystem({ maxInFlight: 2 });
+    const sensor = await device(broker);
+    const batches = Array.from({ length: 5 }, () => batchOf([record()]));
+    const inFlight = async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value;
+    const lock = await db.connect();
+    try {
+      await lock.none('BEGIN; LOCK TABLE telemetry_data IN EXCLUSIVE MODE');
+      for (const batch of batches) await sensor.send(batch);
+      await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
+      await expect.poll(inFlight, poll).toBe(2);
+      // the broker has sent all five; the bridge holds two and has not read the rest
+      expect(await inFlight()).toBe(2);
+      await lock.none('COMMIT');
+    } finally {
+      await releaseLock(lock);
+    }
+    await expect.poll(() => sensor.acks.length, poll).toBe(5);
+    expect(sensor.acks.map((ack) => ack.batchId)).toEqual(batches.map((batch) => batch.batchId));
+    expect(await rowCount(sensor.id)).toBe(5);
+    await expect.poll(inFlight, poll).toBe(0);
+  });
+
+  it('answers a message the database refuses with an error ack, without failing its batch neighbours', async () => {
+    // A rule the validators do not know about: the database rejects the value (SQLSTATE 23514).
+    await db.none('ALTER TABLE telemetry_data ADD CONSTRAINT plausible_value CHECK (value < 1e9) NOT VALID');
+    try {
+      const { broker, bridge, clientId } = await startSystem();
+      const [first, bad, after] = [await device(broker), await device(broker), await device(broker)];
+      const lock = await db.connect();
+      try {
+        // hold the first batch in the database so that the next two messages share one batch
+        await lock.none('BEGIN; LOCK TABLE telemetry_data IN EXCLUSIVE MODE');
+        await first.send(batchOf([record()]));
+        await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
+        await bad.send(batchOf([record({ value: 5e12 }), record()]));
+        await after.send(batchOf([record()]));
+        await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(3);
+        await lock.none('COMMIT');
+      } finally {
+        await releaseLock(lock);
+      }
+
+      await expect.poll(() => [first.acks.length, bad.acks.length, after.acks.length], poll).toEqual([1, 1, 1]);
+      expect(first.acks[0]).toMatchObject({ accepted: 1, rejected: [] });
+      expect(after.acks[0]).toMatchObject({ accepted: 1, rejected: [] });
+      expect(bad.acks[0]).toMatchObject({ accepted: 0, error: expect.stringMatching(/plausible_value/) });
+      expect(bad.acks[0]?.rejected).toHaveLength(2);
+      expect([await rowCount(first.id), await rowCount(bad.id), await rowCount(after.id)]).toEqual([1, 0, 1]);
+    } finally {
+      await db.none('ALTER TABLE telemetry_data DROP CONSTRAINT plausible_value');
+    }
+  });
+
+  it('keeps messages unacknowledged while the database fails, backs off, and commits them when it recovers', async () => {
+    const { broker, bridge } = await startSystem();
+    const sensor = await device(broker);
+    const batch = batchOf([record(), record()]);
+    await db.none('ALTER TABLE telemetry_data RENAME TO telemetry_data_away'); // every batch fails: 42P01
+    try {
+      await sensor.send(batch);
+      await expect.poll(async () => (await bridge.metrics.batchesFailed.get()).values[0]?.value ?? 0, poll).toBeGreaterThanOrEqual(2);
+      expect(sensor.acks).toEqual([]);
+      expect(broker.bridgeEvents).toEqual([]);
+    } finally {
+      await db.none('ALTER TABLE telemetry_data_away RENAME TO telemetry_data');
+    }
+    await expect.poll(() => sensor.acks.length, poll).toBe(1);
+    expect(sensor.acks[0]).toMatchObject({ batchId: batch.batchId, accepted: 2 });
+    expect(await rowCount(sensor.id)).toBe(2);
+  });
+
+  it('serves /metrics, and /healthz reflects the database and the broker', async () => {
+    const { broker, bridge } = await startSystem();
+    const sensor = await device(broker);
+    await sensor.send(batchOf([record(), record()]));
+    await expect.poll(() => sensor.acks.length, poll).toBe(1);
+
+    const base = `http://127.0.0.1:${bridge.httpPort}`;
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/^bridge_telemetry_records_ingested_total 2$/m);
+    expect(metrics).toMatch(/^bridge_telemetry_batch_commit_seconds_count 1$/m);
+    const healthy = await fetch(`${base}/healthz`);
+    expect(healthy.status).toBe(200);
+    expect(await healthy.json()).toEqual({ database: true, broker: true });
+
+    await broker.close();
+    await expect.poll(async () => (await fetch(`${base}/healthz`)).status, poll).toBe(503);
+    expect(await bridge.health()).toEqual({ database: true, broker: false });
+  });
+
+  it('ingests many devices concurrently (throughput)', async () => {
+    const { broker, bridge } = await startSystem();
+    const devices = await Promise.all(Array.from({ length: 10 }, () => device(broker)));
+    const messagesPerDevice = 10;
+    const recordsPerMessage = 500;
+    const batches = devices.map(() => Array.from({ length: messagesPerDevice }, () => batchOf(Array.from({ length: recordsPerMessage }, () => record()))));
+
+    const started = performance.now();
+    await Promise.all(devices.map(async (d, i) => { for (const batch of batches[i] ?? []) await d.send(batch); }));
+    await expect.poll(() => devices.every((d) => d.acks.length === messagesPerDevice), { timeout: 60_000, interval: 50 }).toBe(true);
+    const seconds = (performance.now() - started) / 1000;
+
+    const total = devices.length * messagesPerDevice * recordsPerMessage;
+    expect(devices.flatMap((d) => d.acks).every((ack) => ack.accepted === recordsPerMessage)).toBe(true);
+    expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [devices.map((d) => d.id)])).n).toBe(total);
+    const commits = (await bridge.metrics.batchCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+    console.info(`throughput: ${total} rows in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} rows/s over ${commits} transactions`);
+    expect(commits).toBeLessThan(devices.length * messagesPerDevice); // messages shared transactions
+  });
+});

@@ -1,0 +1,55 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadBridgeConfig } from '../../config/bridge.js';
+import { ConfigError } from '../../config/env.js';
+
+const required = { DATABASE_URL: 'postgres://db/x', BROKER_URL: 'mqtt://localhost:1883' };
+
+describe('loadBridgeConfig', () => {
+  it('applies the defaults', () => {
+    expect(loadBridgeConfig(required)).toEqual({
+      databaseUrl: 'postgres://db/x',
+      brokerUrl: 'mqtt://localhost:1883',
+      tls: null,
+      clientId: 'bridge',
+      batch: { maxRecords: 2000, maxMessages: 500, lingerMs: 10 },
+      maxInFlight: 1000,
+      dbPoolSize: 10,
+      retentionDays: 90,
+      retentionIntervalMs: 3_600_000,
+      retentionChunkSize: 1000,
+      http: { host: '0.0.0.0', port: 9464 },
+    });
+  });
+
+  it('requires the database and broker URLs', () => {
+    expect(() => loadBridgeConfig({ BROKER_URL: 'mqtt://x' })).toThrow(ConfigError);
+    expect(() => loadBridgeConfig({ DATABASE_URL: 'postgres://x' })).toThrow(/BROKER_URL is required/);
+  });
+
+  it('requires all three TLS files for mqtts:// and reads them', () => {
+    expect(() => loadBridgeConfig({ ...required, BROKER_URL: 'mqtts://broker:8883' })).toThrow(/TLS_CA, TLS_CERT and TLS_KEY/);
+    expect(() => loadBridgeConfig({ ...required, TLS_CA: '/ca.pem' })).toThrow(/together/);
+    const dir = mkdtempSync(join(tmpdir(), 'bridge-config-'));
+    for (const name of ['ca', 'cert', 'key']) writeFileSync(join(dir, `${name}.pem`), name);
+    const config = loadBridgeConfig({
+      ...required,
+      BROKER_URL: 'mqtts://broker:8883',
+      TLS_CA: join(dir, 'ca.pem'),
+      TLS_CERT: join(dir, 'cert.pem'),
+      TLS_KEY: join(dir, 'key.pem'),
+    });
+    expect(config.tls?.cert.toString()).toBe('cert');
+    expect(() => loadBridgeConfig({ ...required, TLS_CA: join(dir, 'nope'), TLS_CERT: 'x', TLS_KEY: 'y' })).toThrow(/cannot read/);
+  });
+
+  it('validates numbers', () => {
+    expect(() => loadBridgeConfig({ ...required, BATCH_LINGER_MS: 'soon' })).toThrow(/must be an integer/);
+    expect(loadBridgeConfig({ ...required, BATCH_MAX_RECORDS: '5000', HTTP_PORT: '0' })).toMatchObject({
+      batch: { maxRecords: 5000 },
+      http: { port: 0 },
+    });
+  });
+});

@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { parseTelemetryMessage } from '../../bridge/ingest/telemetry-message.js';
+import { canonicalJson, telemetryRowFromRecord } from '../../bridge/ingest/telemetry-row.js';
+import type { TelemetryRecord } from '../../schemas/messages.js';
+import { topics } from '../../schemas/topics.js';
+
+const DEVICE = '0b5e7a40-95c4-4a8e-9d4a-1f2a3b4c5d01';
+const BATCH = '7f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f';
+
+function record(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id: 'a1b2c3d4-0000-4000-8000-000000000001',
+    sensorId: 'temp-1',
+    dataType: 'temperature',
+    timestamp: '2024-05-01T10:00:00Z',
+    value: 21.5,
+    version: 1,
+    ...overrides,
+  };
+}
+
+const payload = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+describe('parseTelemetryMessage', () => {
+  it('takes the device id from the topic and normalizes the records', () => {
+    const parsed = parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], pendingCount: 3 }));
+    expect(parsed).toMatchObject({ kind: 'batch', deviceId: DEVICE, batchId: BATCH, invalid: [], pendingCount: 3 });
+    if (parsed.kind !== 'batch') throw new Error('unreachable');
+    expect(parsed.records[0]).toMatchObject({ deviceId: DEVICE, timestamp: '2024-05-01T10:00:00.000Z', unit: null, metadata: null });
+  });
+
+  it('rejects bad records one by one and keeps the good ones', () => {
+    const parsed = parseTelemetryMessage(
+      topics.telemetry(DEVICE),
+      payload({
+        batchId: BATCH,
+        records: [
+          record(),
+          record({ id: 'a1b2c3d4-0000-4000-8000-000000000002', value: 'hot' }),
+          record({ id: 'a1b2c3d4-0000-4000-8000-000000000003', metadata: { note: 'nul\u0000byte' } }),
+          { value: 1 },
+        ],
+      }),
+    );
+    if (parsed.kind !== 'batch') throw new Error(`expected a batch, got ${parsed.kind}`);
+    expect(parsed.records).toHaveLength(1);
+    expect(parsed.invalid).toEqual([
+      { id: 'a1b2c3d4-0000-4000-8000-000000000002', reason: '/value must be number' },
+      { id: 'a1b2c3d4-0000-4000-8000-000000000003', reason: '/metadata must not contain U+0000' },
+      { id: '#3', reason: expect.stringContaining('must have required property') },
+    ]);
+  });
+
+  it('answers unparseable JSON with an error ack without a batch id', () => {
+    const parsed = parseTelemetryMessage(topics.telemetry(DEVICE), Buffer.from('{not json'));
+    expect(parsed).toMatchObject({ kind: 'unreadable', deviceId: DEVICE, ack: { batchId: null, accepted: 0, rejected: [], conflicts: 0 } });
+    if (parsed.kind === 'unreadable') expect(parsed.ack.error).toMatch(/not valid JSON/);
+  });
+
+  it('answers a bad envelope with the batch id and every readable record id rejected', () => {
+    const parsed = parseTelemetryMessage(
+      topics.telemetry(DEVICE),
+      payload({ batchId: BATCH, records: [record(), { id: 'x' }, 5], deviceId: DEVICE }),
+    );
+    expect(parsed.kind).toBe('unreadable');
+    if (parsed.kind !== 'unreadable') return;
+    expect(parsed.ack.batchId).toBe(BATCH);
+    expect(parsed.ack.rejected.map((r) => r.id)).toEqual(['a1b2c3d4-0000-4000-8000-000000000001', 'x']);
+    expect(parsed.ack.error).toMatch(/invalid telemetry batch: .*additional properties 'deviceId'/);
+  });
+
+  it('rejects a batch whose topic id is not a device id', () => {
+    const parsed = parseTelemetryMessage('devices/not-a-uuid/telemetry', payload({ batchId: BATCH, records: [record()] }));
+    expect(parsed).toMatchObject({ kind: 'unreadable', deviceId: 'not-a-uuid', ack: { batchId: BATCH, accepted: 0 } });
+  });
+
+  it('says so for a topic that is not telemetry', () => {
+    expect(parseTelemetryMessage(topics.status(DEVICE), payload({})).kind).toBe('not-telemetry');
+  });
+});
+
+describe('telemetryRowFromRecord', () => {
+  const base: TelemetryRecord = {
+    id: 'A1B2C3D4-0000-4000-8000-000000000001',
+    sensorId: 's',
+    dataType: 't',
+    timestamp: '2024-05-01T12:00:00+02:00',
+    value: 1,
+    version: 1,
+  };
+
+  it('normalizes id case and time zone so equal readings hash equal', () => {
+    const a = telemetryRowFromRecord(DEVICE, base);
+    const b = telemetryRowFromRecord(DEVICE, { ...base, id: base.id.toLowerCase(), timestamp: '2024-05-01T10:00:00.000Z', unit: null });
+    if (!a.ok || !b.ok) throw new Error('expected valid rows');
+    expect(a.value.id).toBe('a1b2c3d4-0000-4000-8000-000000000001');
+    expect(a.value.timestamp).toBe('2024-05-01T10:00:00.000Z');
+    expect(a.value.contentHash).toBe(b.value.contentHash);
+  });
+
+  it('hashes metadata independently of key order but not of values', () => {
+    const a = telemetryRowFromRecord(DEVICE, { ...base, metadata: { x: 1, y: { b: 2, a: 1 } } });
+    const b = telemetryRowFromRecord(DEVICE, { ...base, metadata: { y: { a: 1, b: 2 }, x: 1 } });
+    const c = telemetryRowFromRecord(DEVICE, { ...base, metadata: { y: { a: 1, b: 3 }, x: 1 } });
+    if (!a.ok || !b.ok || !c.ok) throw new Error('expected valid rows');
+    expect(a.value.contentHash).toBe(b.value.contentHash);
+    expect(a.value.contentHash).not.toBe(c.value.contentHash);
+  });
+
+  it('rejects what PostgreSQL or CockroachDB could not store', () => {
+    expect(telemetryRowFromRecord(DEVICE, { ...base, timestamp: '1969-12-31T23:59:59Z' })).toMatchObject({ ok: false });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, timestamp: '2016-12-31T23:59:60Z' })).toMatchObject({ ok: false });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, value: Number.POSITIVE_INFINITY })).toMatchObject({ ok: false });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, unit: 'a\u0000' })).toMatchObject({ ok: false });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: { 'k\u0000': 1 } })).toMatchObject({ ok: false });
+  });
+
+  it('canonicalJson sorts keys at every level and keeps arrays in order', () => {
+    expect(canonicalJson({ b: [2, { d: 1, c: null }], a: 'x' })).toBe('{"a":"x","b":[2,{"c":null,"d":1}]}');
+  });
+});
