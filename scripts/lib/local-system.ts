@@ -19,7 +19,10 @@ import type { BackoffPolicy } from '../../common/retry-policy.js';
 import { freePort } from '../../tests/helpers/free-port.js';
 
 export interface LocalSystemOptions {
+  /** one edge agent each */
   deviceIds: string[];
+  /** devices that only get a certificate (tests use them to speak MQTT as a device directly) */
+  certificateOnlyDeviceIds?: string[];
   /** libSQL files and the PostgreSQL cluster go here */
   dataDir: string;
   /** certificates (reused between runs) */
@@ -64,12 +67,13 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
     mkdirSync(options.dataDir, { recursive: true });
     const certificates = await ensureDevCertificates({
       dir: options.certDir,
-      deviceIds: options.deviceIds,
+      deviceIds: [...options.deviceIds, ...(options.certificateOnlyDeviceIds ?? [])],
       serviceNames: ['bridge'],
       observerNames: ['explorer'],
     });
 
-    const postgres = await startEmbeddedPostgres({ port: await freePort(), databaseDir: join(options.dataDir, 'postgres') });
+    // its own fresh directory under os.tmpdir(): the postgres OS user must be able to reach it
+    const postgres = await startEmbeddedPostgres({ port: await freePort() });
     cleanup.push(() => postgres.stop());
 
     const brokerTls = await loadTlsMaterial({
