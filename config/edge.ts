@@ -12,6 +12,8 @@
  *   MAX_IN_FLIGHT_BATCHES default 4
  *   SYNC_INTERVAL_MS     default 30000
  *   METRICS_PORT         optional; serves Prometheus metrics on 127.0.0.1:<port>/metrics
+ *   SYNCED_RETENTION_HOURS   how long synced readings stay on the device (default 72)
+ *   DIAGNOSTICS_RETENTION_DAYS  failed readings, sync_log, rejected payloads (default 30)
  */
 import { readFileSync } from 'node:fs';
 import { isDeviceId } from '../schemas/topics.js';
@@ -73,6 +75,10 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
       ackTimeoutMs: envInt(env, 'ACK_TIMEOUT_MS', 30_000, { min: 100 }),
       maxInFlightBatches: envInt(env, 'MAX_IN_FLIGHT_BATCHES', 4, { min: 1, max: 100 }),
       syncIntervalMs: envInt(env, 'SYNC_INTERVAL_MS', 30_000, { min: 100 }),
+      historyRetention: {
+        syncedRetentionMs: envInt(env, 'SYNCED_RETENTION_HOURS', 72, { min: 1 }) * 3_600_000,
+        diagnosticsRetentionMs: envInt(env, 'DIAGNOSTICS_RETENTION_DAYS', 30, { min: 1 }) * 86_400_000,
+      },
     },
     metricsPort,
   };

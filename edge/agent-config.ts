@@ -5,6 +5,7 @@
  */
 import type { BackoffPolicy } from '../common/retry-policy.js';
 import type { Logger } from '../common/logger.js';
+import type { HistoryRetention } from './history-pruner.js';
 import type { UplinkTls } from './uplink/mqtt-options.js';
 
 export type { UplinkTls };
@@ -34,6 +35,8 @@ export interface EdgeAgentConfig {
   maxRecordsPerCommit?: number;
   /** uplink reconnect backoff; default 1 s ×2 up to 60 s, equal jitter */
   reconnectPolicy?: BackoffPolicy;
+  /** how long local history is kept (see edge/history-pruner.ts); defaults: synced 72 h, diagnostics 30 days, hourly */
+  historyRetention?: Partial<HistoryRetention>;
   /** default: a pino logger named edge-agent */
   logger?: Logger;
 }

@@ -11,6 +11,7 @@ import type { TelemetryRecord } from '../schemas/messages.js';
 import type { EdgeAgentConfig } from './agent-config.js';
 import { GroupCommitWriter } from './ingest/group-commit.js';
 import { startSensorListener, type SensorListener } from './ingest/sensor-listener.js';
+import { DEFAULT_HISTORY_RETENTION, startHistoryPruner } from './history-pruner.js';
 import { EdgeMetrics } from './metrics.js';
 import { openTelemetryStore } from './store/telemetry-store.js';
 import { Uplink } from './uplink/uplink.js';
@@ -90,10 +91,12 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     await store.close();
     throw error;
   }
+  const pruner = startHistoryPruner(store, { ...DEFAULT_HISTORY_RETENTION, ...config.historyRetention }, logger);
   logger.info({ sensorPort: listener.port, brokerUrl: config.brokerUrl }, 'edge agent started');
 
   let stopping: Promise<void> | null = null;
   async function stop(): Promise<void> {
+    await pruner.stop();
     await listener.close();
     await writer.close();
     await uplink.stop();

@@ -55,6 +55,20 @@ export interface RejectedReadingEntry {
   reason: string;
 }
 
+export interface HistoryCutoffs {
+  /** synced readings confirmed before this (epoch ms) may go */
+  syncedBefore: number;
+  /** failed readings, sync_log entries and rejected payloads older than this may go */
+  diagnosticsBefore: number;
+}
+
+export interface PrunedRows {
+  synced: number;
+  failed: number;
+  syncLog: number;
+  rejectedReadings: number;
+}
+
 export interface OpenTelemetryStoreOptions extends EdgeDatabaseOptions {
   url: string;
   deviceId: string;
@@ -250,6 +264,43 @@ export class TelemetryStore {
       });
       return id;
     });
+  }
+
+  /**
+   * Deletes at most `limit` rows of local history older than the cutoffs (epoch ms): readings
+   * the bridge confirmed ('synced', by sync_timestamp), readings it rejected ('failed'), sync_log
+   * entries and rejected sensor payloads. Never touches 'pending' or 'syncing' readings: those
+   * are not in the control plane yet. Returns how many rows went, per table.
+   */
+  pruneHistory(cutoffs: HistoryCutoffs, limit: number): Promise<PrunedRows> {
+    return this.#db.exclusive((client) =>
+      inWriteTransaction(client, async (transaction) => {
+        const synced = await transaction.execute({
+          sql: `DELETE FROM telemetry_data WHERE id IN (
+                  SELECT id FROM telemetry_data WHERE sync_status = 'synced' AND sync_timestamp < ? LIMIT ?)`,
+          args: [cutoffs.syncedBefore, limit],
+        });
+        const failed = await transaction.execute({
+          sql: `DELETE FROM telemetry_data WHERE id IN (
+                  SELECT id FROM telemetry_data WHERE sync_status = 'failed' AND timestamp < ? LIMIT ?)`,
+          args: [cutoffs.diagnosticsBefore, limit],
+        });
+        const syncLog = await transaction.execute({
+          sql: 'DELETE FROM sync_log WHERE id IN (SELECT id FROM sync_log WHERE started_at < ? LIMIT ?)',
+          args: [cutoffs.diagnosticsBefore, limit],
+        });
+        const rejected = await transaction.execute({
+          sql: 'DELETE FROM rejected_readings WHERE id IN (SELECT id FROM rejected_readings WHERE received_at < ? LIMIT ?)',
+          args: [cutoffs.diagnosticsBefore, limit],
+        });
+        return {
+          synced: synced.rowsAffected,
+          failed: failed.rowsAffected,
+          syncLog: syncLog.rowsAffected,
+          rejectedReadings: rejected.rowsAffected,
+        };
+      }),
+    );
   }
 
   /** Waits for queued operations, then closes the database. */

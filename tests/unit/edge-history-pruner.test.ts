@@ -1,0 +1,78 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Client } from '@libsql/client';
+import { newId } from '../../common/ids.js';
+import { historyCutoffs, pruneHistoryOnce, type HistoryRetention } from '../../edge/history-pruner.js';
+import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
+import { BASE_TIME_MS, makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
+
+const HOUR = 3_600_000;
+const retention: HistoryRetention = { syncedRetentionMs: 2 * HOUR, diagnosticsRetentionMs: 24 * HOUR, intervalMs: HOUR, chunkSize: 3 };
+
+let database: TempDatabase;
+let store: TelemetryStore;
+let reader: Client;
+
+async function statuses(): Promise<Record<string, number>> {
+  const result = await reader.execute('SELECT sync_status, count(*) AS n FROM telemetry_data GROUP BY sync_status');
+  return Object.fromEntries(result.rows.map((row) => [String(row['sync_status']), Number(row['n'])]));
+}
+async function count(table: string): Promise<number> {
+  return Number((await reader.execute(`SELECT count(*) AS n FROM ${table}`)).rows[0]?.['n']);
+}
+
+/** Inserts readings and acknowledges them at `ackAtMs`, rejecting `rejectCount` of them. */
+async function syncedBatch(size: number, ackAtMs: number, rejectCount = 0): Promise<void> {
+  const records = Array.from({ length: size }, (_, i) => makeRecord({ atMs: BASE_TIME_MS + i }));
+  await store.insertReadings(records);
+  const batchId = newId();
+  const claimed = await store.claimPendingBatch(1000, 1_000_000, batchId);
+  const rejected = claimed.slice(0, rejectCount).map((record) => ({ id: record.id, reason: 'test' }));
+  await store.applyAck({ batchId, accepted: claimed.length - rejectCount, rejected, conflicts: 0 }, ackAtMs);
+}
+
+beforeEach(async () => {
+  database = tempDatabase('edge-pruner');
+  store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
+  reader = database.openReader();
+});
+
+afterEach(async () => {
+  await store.close();
+  database.cleanup();
+});
+
+describe('history retention', () => {
+  it('computes cutoffs from the clock', () => {
+    expect(historyCutoffs(10 * HOUR, retention)).toEqual({ syncedBefore: 8 * HOUR, diagnosticsBefore: -14 * HOUR });
+  });
+
+  it('deletes old synced readings in chunks and never pending or syncing ones', async () => {
+    const now = BASE_TIME_MS + 100 * HOUR;
+    await syncedBatch(7, now - 5 * HOUR); // old: goes
+    await syncedBatch(2, now - HOUR); // recent: stays
+    await store.insertReadings([makeRecord({ atMs: BASE_TIME_MS - 10 * HOUR }), makeRecord({ atMs: BASE_TIME_MS - 9 * HOUR })]);
+    await store.claimPendingBatch(1, 1_000_000, newId()); // one syncing, one pending, both very old
+
+    const pruned = await pruneHistoryOnce(store, retention, now);
+
+    expect(pruned.synced).toBe(7); // more than one chunk of 3
+    expect(await statuses()).toEqual({ synced: 2, syncing: 1, pending: 1 });
+  });
+
+  it('keeps failed readings, sync_log and rejected payloads for the longer diagnostics window', async () => {
+    const now = BASE_TIME_MS + 100 * HOUR;
+    await syncedBatch(4, now - 5 * HOUR, 2); // 2 failed, readings timestamped at BASE_TIME_MS (100 h old)
+    await store.writeSyncLog({ syncType: 'upstream', startedAt: now - 30 * HOUR, completedAt: now - 30 * HOUR, recordsCount: 1, status: 'success' });
+    await store.writeSyncLog({ syncType: 'upstream', startedAt: now - HOUR, completedAt: now - HOUR, recordsCount: 1, status: 'success' });
+    await store.recordRejectedReading({ receivedAt: now - 30 * HOUR, topic: 'sensors/a/b', payload: 'x', reason: 'old' });
+    await store.recordRejectedReading({ receivedAt: now - HOUR, topic: 'sensors/a/b', payload: 'y', reason: 'new' });
+
+    const pruned = await pruneHistoryOnce(store, retention, now);
+
+    expect(pruned).toEqual({ synced: 2, failed: 2, syncLog: 1, rejectedReadings: 1 });
+    expect(await count('telemetry_data')).toBe(0);
+    expect(await count('sync_log')).toBe(1);
+    expect(await count('rejected_readings')).toBe(1);
+  });
+});
