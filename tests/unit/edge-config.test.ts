@@ -20,6 +20,7 @@ describe('loadEdgeConfig', () => {
       ackTimeoutMs: 30_000,
       maxInFlightBatches: 4,
       syncIntervalMs: 30_000,
+      historyRetention: { syncedRetentionMs: 72 * 3_600_000, diagnosticsRetentionMs: 30 * 86_400_000 },
     });
     expect(metricsPort).toBeUndefined();
   });
@@ -37,7 +38,10 @@ describe('loadEdgeConfig', () => {
       MAX_IN_FLIGHT_BATCHES: '2',
       SYNC_INTERVAL_MS: '1000',
       METRICS_PORT: '9464',
+      SYNCED_RETENTION_HOURS: '6',
+      DIAGNOSTICS_RETENTION_DAYS: '2',
     });
+    expect(agent.historyRetention).toEqual({ syncedRetentionMs: 6 * 3_600_000, diagnosticsRetentionMs: 2 * 86_400_000 });
     expect(agent.tls?.ca.toString()).toBe('TLS_CA contents');
     expect(agent.tls?.key.toString()).toBe('TLS_KEY contents');
     expect(agent).toMatchObject({ dbUrl: 'file:/var/lib/edge.db', sensorPort: 0, ackTimeoutMs: 5000, maxInFlightBatches: 2, syncIntervalMs: 1000 });
