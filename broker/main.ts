@@ -1,11 +1,13 @@
 /**
  * Broker process: `npx tsx broker/main.ts` (configuration: config/broker.ts).
  * For a local run, create certificates first: `npx tsx certs/cli.ts dev`.
+ * Cluster mode (BROKER_REDIS_URL): ./cluster-backends.ts.
  */
 import { loadTlsMaterial } from '../certs/dev-bundle.js';
 import { createLogger } from '../common/logger.js';
 import { loadBrokerConfig } from '../config/broker.js';
-import { startBroker } from './server.js';
+import { clusterBrokerId, createRedisBackends } from './cluster-backends.js';
+import { startBroker, type BrokerBackends } from './server.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -13,6 +15,13 @@ async function main(): Promise<void> {
   const logger = createLogger('broker');
   const config = loadBrokerConfig();
   const tls = await loadTlsMaterial(config.tls);
+  let brokerId = config.brokerId;
+  let backends: BrokerBackends | undefined;
+  if (config.cluster !== undefined) {
+    brokerId = clusterBrokerId(config.brokerId);
+    logger.info({ brokerId, redis: config.cluster.redisUrlForLogs, heartbeatMs: config.heartbeatMs }, 'cluster mode');
+    backends = await createRedisBackends(config.cluster.redisUrl, logger);
+  }
   const broker = await startBroker({
     tls,
     host: config.host,
@@ -20,7 +29,9 @@ async function main(): Promise<void> {
     maxPayloadBytes: config.maxPayloadBytes,
     logger,
     ...(config.metricsPort === undefined ? {} : { metricsPort: config.metricsPort }),
-    ...(config.brokerId === undefined ? {} : { brokerId: config.brokerId }),
+    ...(brokerId === undefined ? {} : { brokerId }),
+    ...(config.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: config.heartbeatMs }),
+    ...(backends === undefined ? {} : { backends }),
   });
 
   let stopping = false;

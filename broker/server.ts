@@ -24,11 +24,15 @@ export interface BrokerTlsOptions {
 
 /**
  * Cluster extension point: a cluster module builds a shared message bus and persistence (e.g.
- * mqemitter-redis and aedes-persistence-redis) and passes them here. Standalone when omitted.
+ * ./cluster-backends.ts: mqemitter-redis and aedes-persistence-redis) and passes them here.
+ * Standalone when omitted. startBroker owns what it is given: close() runs after aedes has closed
+ * (or when startBroker fails), and isHealthy() is part of /healthz.
  */
 export interface BrokerBackends {
   mq?: AedesOptions['mq'];
   persistence?: AedesOptions['persistence'];
+  isHealthy?(): boolean;
+  close?(): Promise<void>;
 }
 
 export interface BrokerOptions {
@@ -55,6 +59,8 @@ export interface BrokerOptions {
   keepaliveLimitSeconds?: number;
   /** disconnect a client whose socket has not drained for this long; default 30 s */
   drainTimeoutMs?: number;
+  /** aedes heartbeat; in a cluster a crashed node's wills fire after ~3-4 of these; default aedes' 60 s */
+  heartbeatIntervalMs?: number;
   backends?: BrokerBackends;
 }
 
@@ -78,7 +84,15 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   const maxPayloadBytes = options.maxPayloadBytes ?? MAX_PAYLOAD_BYTES;
   const host = options.host ?? DEFAULT_HOST;
 
-  assertTlsMaterial(options.tls);
+  const backends = options.backends;
+  const closeBackends = () => closeBackendsQuietly(backends, logger);
+
+  try {
+    assertTlsMaterial(options.tls);
+  } catch (error) {
+    await closeBackends();
+    throw error;
+  }
 
   let aedesRef: Aedes | undefined;
   const metrics = createBrokerMetrics(registry, () => aedesRef?.connectedClients ?? 0);
@@ -86,8 +100,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 
   const aedes = await Aedes.createBroker({
     ...(options.brokerId === undefined ? {} : { id: options.brokerId }),
-    ...(options.backends?.mq === undefined ? {} : { mq: options.backends.mq }),
-    ...(options.backends?.persistence === undefined ? {} : { persistence: options.backends.persistence }),
+    ...(backends?.mq === undefined ? {} : { mq: backends.mq }),
+    ...(backends?.persistence === undefined ? {} : { persistence: backends.persistence }),
+    ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatInterval: options.heartbeatIntervalMs }),
     connectTimeout: options.connectTimeoutMs ?? 10_000,
     keepaliveLimit: options.keepaliveLimitSeconds ?? 600,
     drainTimeout: options.drainTimeoutMs ?? 30_000,
@@ -100,8 +115,12 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     authorizePublish: hooks.authorizePublish,
     authorizeSubscribe: hooks.authorizeSubscribe,
     authorizeForward: hooks.authorizeForward,
+  }).catch(async (error: unknown) => {
+    await closeBackends();
+    throw error;
   });
   aedesRef = aedes;
+  announceAlive(aedes);
   observeAedes(aedes, logger);
 
   const { server, sockets } = createMqttsServer(aedes, options, { logger, metrics, maxPacketBytes: maxPacketBytesFor(maxPayloadBytes) });
@@ -110,6 +129,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     await listen(server, host, options.port ?? DEFAULT_PORT);
   } catch (error) {
     await closeAedes(aedes);
+    await closeBackends();
     throw error;
   }
   const port = (server.address() as { port: number }).port;
@@ -121,14 +141,18 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
         host: options.metricsHost ?? host,
         port: options.metricsPort,
         registry,
-        isHealthy: () => server.listening && !aedes.closed,
+        isHealthy: () => server.listening && !aedes.closed && (backends?.isHealthy?.() ?? true),
       });
     } catch (error) {
       await shutdown(server, aedes, sockets, undefined);
+      await closeBackends();
       throw error;
     }
   }
-  logger.info({ host, port, metricsPort: endpoint?.port, maxPayloadBytes }, 'broker listening (MQTT over mutual TLS)');
+  logger.info(
+    { host, port, metricsPort: endpoint?.port, maxPayloadBytes, brokerId: aedes.id },
+    'broker listening (MQTT over mutual TLS)',
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -139,7 +163,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     metrics,
     metricsPort: endpoint?.port,
     close() {
-      closing ??= shutdown(server, aedes, sockets, endpoint).then(() => logger.info({ port }, 'broker closed'));
+      closing ??= shutdown(server, aedes, sockets, endpoint)
+        .then(closeBackends)
+        .then(() => logger.info({ port }, 'broker closed'));
       return closing;
     },
   };
@@ -205,6 +231,16 @@ function createMqttsServer(
   return { server, sockets: trackSockets(server) };
 }
 
+/**
+ * A first heartbeat now, before any client can connect. aedes sends its first one only a whole
+ * interval after start, and until the other nodes of a cluster have seen one, they treat the wills
+ * this node stores as orphaned and publish them while their devices are still connected.
+ */
+function announceAlive(aedes: Aedes): void {
+  const topic = `$SYS/${aedes.id}/heartbeat`;
+  aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(aedes.id), qos: 0, retain: false, dup: false }, () => {});
+}
+
 function observeAedes(aedes: Aedes, logger: Logger): void {
   aedes.on('clientError', (client, error) => {
     logger.info({ clientId: client.id, reason: error.message }, 'client connection closed after an error');
@@ -241,6 +277,15 @@ async function shutdown(
   for (const socket of sockets) socket.destroy();
   await serverClosed;
   await endpoint?.close();
+}
+
+/** Errors are logged, not thrown: they must not hide the error that made startBroker fail. */
+async function closeBackendsQuietly(backends: BrokerBackends | undefined, logger: Logger): Promise<void> {
+  try {
+    await backends?.close?.();
+  } catch (error) {
+    logger.error({ err: error }, 'error while closing the broker backends');
+  }
 }
 
 function closeAedes(aedes: Aedes): Promise<void> {

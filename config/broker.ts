@@ -8,8 +8,22 @@
  *   BROKER_TLS_CA        CA that client certificates must chain to (default certs/dev/ca.crt)
  *   METRICS_PORT         serve /metrics and /healthz on this port (off when unset)
  *   MAX_PAYLOAD_BYTES    largest accepted payload (default from schemas/limits.ts)
- *   BROKER_ID            aedes broker id (default: a random UUID)
- *   BROKER_REDIS_URL     cluster mode: not implemented yet, refused with a clear error
+ *   BROKER_ID            standalone: the aedes broker id (default: a random UUID);
+ *                        cluster: the node's name, see "Broker id" below (default: the host name)
+ *   BROKER_REDIS_URL     cluster mode: redis://[[user]:password@]host[:port][/db] shared by all nodes
+ *   BROKER_HEARTBEAT_MS  aedes heartbeat interval (default 15000 in cluster mode, aedes' 60000
+ *                        standalone); a crashed node's wills fire ~3-4 intervals after its last beat
+ *
+ * Broker id in cluster mode. No session key depends on it: subscriptions and offline queues are
+ * keyed by clientId only (client:<clientId>, outgoing:<clientId>), so a device resumes its session
+ * on any node. What does depend on it is per-incarnation state: queued packets are stored as
+ * packet:<brokerId>:<counter> with a counter that restarts at 0 with the process, and wills as
+ * will:<brokerId>:<clientId>, fired by the other nodes once heartbeats from <brokerId> stop. A
+ * node that came back under the same id would overwrite packets still queued for offline
+ * sessions and would keep its previous life's wills from ever firing. So the id is not stable on
+ * purpose: main.ts makes it `<BROKER_ID or host name>-<random>` at every start. BROKER_ID only has
+ * to name the node for logs; it must not contain ':' (aedes-persistence-redis splits its keys on
+ * ':') nor MQTT separators or wildcards (the id is a level of the $SYS heartbeat topics).
  */
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { ConfigError, envInt, envOptional, envString } from './env.js';
@@ -19,6 +33,16 @@ type Env = Record<string, string | undefined>;
 /** MQTT's "remaining length" cannot exceed 268,435,455 bytes; leave room for the topic. */
 const MQTT_MAX_PAYLOAD_BYTES = 268_435_455 - 65_539;
 
+const BROKER_ID_PATTERN = /^[A-Za-z0-9._-]{1,48}$/;
+const DEFAULT_CLUSTER_HEARTBEAT_MS = 15_000;
+const DEFAULT_REDIS_PORT = 6379;
+
+export interface BrokerClusterConfig {
+  /** as given (it may hold a password: never log it, log redisUrlForLogs) */
+  redisUrl: string;
+  redisUrlForLogs: string;
+}
+
 export interface BrokerConfig {
   host: string;
   port: number;
@@ -26,16 +50,18 @@ export interface BrokerConfig {
   metricsPort: number | undefined;
   maxPayloadBytes: number;
   brokerId: string | undefined;
+  /** set when BROKER_REDIS_URL is; standalone otherwise */
+  cluster: BrokerClusterConfig | undefined;
+  /** undefined: aedes' default */
+  heartbeatMs: number | undefined;
 }
 
 export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
-  if (envOptional(env, 'BROKER_REDIS_URL') !== undefined) {
-    throw new ConfigError(
-      'BROKER_REDIS_URL is set, but cluster mode is not implemented yet: unset it to run a standalone broker ' +
-        '(the extension point is BrokerOptions.backends in broker/server.ts)',
-    );
-  }
   const metricsPort = envOptional(env, 'METRICS_PORT');
+  const redisUrl = envOptional(env, 'BROKER_REDIS_URL');
+  const cluster = redisUrl === undefined ? undefined : { redisUrl, redisUrlForLogs: describeRedisEndpoint(parseRedisUrl(redisUrl)) };
+  const heartbeatDefault = cluster === undefined ? undefined : DEFAULT_CLUSTER_HEARTBEAT_MS;
+  const heartbeatRaw = envOptional(env, 'BROKER_HEARTBEAT_MS');
   return {
     host: envString(env, 'BROKER_HOST', '0.0.0.0'),
     port: envInt(env, 'BROKER_PORT', 8883, { min: 0, max: 65_535 }),
@@ -46,6 +72,75 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
     },
     metricsPort: metricsPort === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65_535 }),
     maxPayloadBytes: envInt(env, 'MAX_PAYLOAD_BYTES', MAX_PAYLOAD_BYTES, { min: 1, max: MQTT_MAX_PAYLOAD_BYTES }),
-    brokerId: envOptional(env, 'BROKER_ID'),
+    brokerId: brokerIdFrom(env),
+    cluster,
+    // below ~1 s an event-loop stall of 3 intervals would make the other nodes fire this node's wills
+    heartbeatMs: heartbeatRaw === undefined ? heartbeatDefault : envInt(env, 'BROKER_HEARTBEAT_MS', 0, { min: 1_000, max: 3_600_000 }),
   };
+}
+
+function brokerIdFrom(env: Env): string | undefined {
+  const brokerId = envOptional(env, 'BROKER_ID');
+  if (brokerId !== undefined && !BROKER_ID_PATTERN.test(brokerId)) {
+    throw new ConfigError(
+      `BROKER_ID must be 1-48 characters from A-Z a-z 0-9 . _ - ` +
+        `(it is part of Redis keys split on ':' and of $SYS topics), got '${brokerId}'`,
+    );
+  }
+  return brokerId;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis URL
+
+export interface RedisEndpoint {
+  host: string;
+  port: number;
+  db: number;
+  username: string | undefined;
+  password: string | undefined;
+}
+
+const REDIS_URL_FORM = 'redis://[[user]:password@]host[:port][/db]';
+
+/** Parses BROKER_REDIS_URL; a ConfigError that names the variable and never echoes a password. */
+export function parseRedisUrl(raw: string, name = 'BROKER_REDIS_URL'): RedisEndpoint {
+  const fail = (problem: string) => new ConfigError(`${name} ${problem} (expected ${REDIS_URL_FORM}, got '${redactUrl(raw)}')`);
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw fail('is not a valid URL');
+  }
+  if (url.protocol === 'rediss:') {
+    throw fail('uses rediss://, but TLS to Redis is not supported yet: keep Redis on a private network');
+  }
+  if (url.protocol !== 'redis:') throw fail(`must use the redis:// scheme, not '${url.protocol.replace(/:$/, '')}'`);
+  if (url.hostname === '') throw fail('has no host');
+  if (url.search !== '' || url.hash !== '') throw fail('must not have query parameters or a fragment');
+  const port = url.port === '' ? DEFAULT_REDIS_PORT : Number(url.port);
+  if (port < 1) throw fail('has port 0');
+  const dbMatch = /^\/?(\d*)$/.exec(url.pathname);
+  if (dbMatch === null) throw fail(`has the path '${url.pathname}', but the only path allowed is a database number`);
+  const db = dbMatch[1] === '' || dbMatch[1] === undefined ? 0 : Number(dbMatch[1]);
+  if (!Number.isSafeInteger(db)) throw fail('has a database number that is too large');
+  return {
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port,
+    db,
+    username: url.username === '' ? undefined : decodeURIComponent(url.username),
+    password: url.password === '' ? undefined : decodeURIComponent(url.password),
+  };
+}
+
+/** redis://host:port/db with the credentials masked, for logs and errors. */
+export function describeRedisEndpoint(endpoint: RedisEndpoint): string {
+  const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
+  const credentials = endpoint.username === undefined && endpoint.password === undefined ? '' : '***@';
+  return `redis://${credentials}${host}:${endpoint.port}/${endpoint.db}`;
+}
+
+function redactUrl(raw: string): string {
+  // greedy up to the last '@': a password with an unescaped '/' or '@' is masked too
+  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, (_match, scheme: string | undefined) => `${scheme ?? ''}***@`);
 }

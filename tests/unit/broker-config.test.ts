@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { clusterBrokerId } from '../../broker/cluster-backends.js';
+import { describeRedisEndpoint, loadBrokerConfig, parseRedisUrl } from '../../config/broker.js';
+import { ConfigError } from '../../config/env.js';
+
+describe('loadBrokerConfig', () => {
+  it('is standalone by default, with aedes choosing the id and the heartbeat', () => {
+    const config = loadBrokerConfig({});
+    expect(config.cluster).toBeUndefined();
+    expect(config.brokerId).toBeUndefined();
+    expect(config.heartbeatMs).toBeUndefined();
+    expect(config.port).toBe(8883);
+  });
+
+  it('enables cluster mode with BROKER_REDIS_URL, with a 15 s heartbeat by default', () => {
+    const config = loadBrokerConfig({ BROKER_REDIS_URL: 'redis://:s3cret@redis.internal:6380/2', BROKER_ID: 'edge-eu-1' });
+    expect(config.cluster).toEqual({
+      redisUrl: 'redis://:s3cret@redis.internal:6380/2',
+      redisUrlForLogs: 'redis://***@redis.internal:6380/2',
+    });
+    expect(config.brokerId).toBe('edge-eu-1');
+    expect(config.heartbeatMs).toBe(15_000);
+  });
+
+  it('takes BROKER_HEARTBEAT_MS in both modes, within 1 s … 1 h', () => {
+    expect(loadBrokerConfig({ BROKER_HEARTBEAT_MS: '5000' }).heartbeatMs).toBe(5_000);
+    expect(loadBrokerConfig({ BROKER_REDIS_URL: 'redis://r', BROKER_HEARTBEAT_MS: '2000' }).heartbeatMs).toBe(2_000);
+    expect(() => loadBrokerConfig({ BROKER_HEARTBEAT_MS: '200' })).toThrow(/BROKER_HEARTBEAT_MS must be ≥ 1000/);
+    expect(() => loadBrokerConfig({ BROKER_HEARTBEAT_MS: 'soon' })).toThrow(ConfigError);
+  });
+
+  it("refuses a BROKER_ID that would break Redis keys or $SYS topics", () => {
+    for (const bad of ['node:1', 'a/b', 'node+', '#', 'x'.repeat(49), 'näme']) {
+      expect(() => loadBrokerConfig({ BROKER_ID: bad }), bad).toThrow(/BROKER_ID must be 1-48 characters/);
+    }
+    expect(loadBrokerConfig({ BROKER_ID: 'broker-1.eu_west' }).brokerId).toBe('broker-1.eu_west');
+  });
+
+  it('refuses a bad BROKER_REDIS_URL with a ConfigError that does not echo the password', () => {
+    const attempt = (url: string) => () => loadBrokerConfig({ BROKER_REDIS_URL: url });
+    expect(attempt('not a url')).toThrow(ConfigError);
+    expect(attempt('not a url')).toThrow(/BROKER_REDIS_URL is not a valid URL \(expected redis:\/\//);
+    expect(attempt('http://redis:6379')).toThrow(/must use the redis:\/\/ scheme, not 'http'/);
+    expect(attempt('rediss://redis:6379')).toThrow(/TLS to Redis is not supported yet/);
+    expect(attempt('redis://redis:6379/zero')).toThrow(/only path allowed is a database number/);
+    expect(attempt('redis://redis:6379/0?family=6')).toThrow(/query parameters/);
+    expect(attempt('redis://redis:0')).toThrow(/port 0/);
+    expect(attempt('redis://redis:70000')).toThrow(/not a valid URL/);
+    for (const url of ['rediss://:hunter2@redis', 'redis://:hunter2@redis/x', ':hunter2@redis:6379', 'redis://u:hun/ter2@redis/x']) {
+      expect(attempt(url)).toThrow(ConfigError);
+      expect(attempt(url), url).not.toThrow(/hunter2|hun\/ter2|ter2/);
+    }
+  });
+});
+
+describe('parseRedisUrl', () => {
+  it('reads host, port, database and credentials, with defaults', () => {
+    expect(parseRedisUrl('redis://redis')).toEqual({ host: 'redis', port: 6379, db: 0, username: undefined, password: undefined });
+    expect(parseRedisUrl('redis://10.0.0.5:7000/')).toMatchObject({ host: '10.0.0.5', port: 7000, db: 0 });
+    expect(parseRedisUrl('redis://broker:p%40ss@[::1]:6390/3')).toEqual({
+      host: '::1',
+      port: 6390,
+      db: 3,
+      username: 'broker',
+      password: 'p@ss',
+    });
+  });
+
+  it('describes an endpoint for logs with the credentials masked', () => {
+    expect(describeRedisEndpoint(parseRedisUrl('redis://redis'))).toBe('redis://redis:6379/0');
+    expect(describeRedisEndpoint(parseRedisUrl('redis://broker:p%40ss@[::1]:6390/3'))).toBe('redis://***@[::1]:6390/3');
+  });
+});
+
+describe('clusterBrokerId', () => {
+  it('is the node name plus a fresh suffix at every call, safe for Redis keys and $SYS topics', () => {
+    const first = clusterBrokerId('edge-eu-1');
+    expect(first).toMatch(/^edge-eu-1-[0-9a-f]{8}$/);
+    expect(clusterBrokerId('edge-eu-1')).not.toBe(first);
+    expect(clusterBrokerId('ip-10-0-0-5.ec2:internal/x')).toMatch(/^ip-10-0-0-5\.ec2-internal-x-[0-9a-f]{8}$/);
+    expect(clusterBrokerId()).toMatch(/^[A-Za-z0-9._-]+-[0-9a-f]{8}$/);
+  });
+});
