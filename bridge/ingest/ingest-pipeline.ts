@@ -18,23 +18,14 @@ import type { Logger } from '../../common/logger.js';
 import { backoffDelay, type BackoffPolicy } from '../../common/retry-policy.js';
 import type { SyncAck } from '../../schemas/messages.js';
 import type { BridgeMetrics } from '../metrics.js';
+import type { Delivery } from '../mqtt/deferred-puback.js';
 import { BatchAccumulator, DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-accumulator.js';
 import type { MessageOutcome } from './conflict-resolution.js';
 import { parseTelemetryMessage } from './telemetry-message.js';
 import type { TelemetryWriteMessage, TelemetryWriteResult } from './telemetry-writer.js';
 
-export interface InboundMessage {
-  topic: string;
-  payload: Buffer;
-  /** The message needs no more database work (committed, or answered without a write). */
-  committed(): void;
-  /** Confirms the message to the broker. Called once, after commit and the sync/ack publish. */
-  ack(): void;
-  /** True once the connection that delivered it has ended: the broker will deliver it again. */
-  isStale(): boolean;
-  /** Lets go of a message without confirming it (only sensible when it is stale). */
-  release(): void;
-}
+/** A telemetry message as the MQTT layer hands it over, with its deferred PUBACK. */
+export type InboundMessage = Delivery;
 
 export interface IngestPipelineOptions {
   write(messages: TelemetryWriteMessage[]): Promise<TelemetryWriteResult>;

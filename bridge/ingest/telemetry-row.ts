@@ -11,20 +11,6 @@ import { createHash } from 'node:crypto';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import type { Validation } from '../../schemas/validators.js';
 
-export interface TelemetryRow {
-  id: string;
-  deviceId: string;
-  sensorId: string;
-  dataType: string;
-  timestamp: string;
-  value: number;
-  unit: string | null;
-  metadata: Record<string, unknown> | null;
-  version: number;
-  /** hex SHA-256 of canonicalContent(row) */
-  contentHash: string;
-}
-
 /** What conflict_log stores as local/remote/resolved value. */
 export interface TelemetryRowJson {
   id: string;
@@ -35,6 +21,12 @@ export interface TelemetryRowJson {
   unit: string | null;
   metadata: Record<string, unknown> | null;
   version: number;
+}
+
+export interface TelemetryRow extends TelemetryRowJson {
+  deviceId: string;
+  /** hex SHA-256 of canonicalContent(row) */
+  contentHash: string;
 }
 
 const EARLIEST_TIMESTAMP_MS = Date.UTC(1970, 0, 1);

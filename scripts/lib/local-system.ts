@@ -16,7 +16,7 @@ import { closeDatabase, openDatabase, type Database } from '../../bridge/db/conn
 import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from '../../bridge/db/embedded-postgres.js';
 import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
 import type { BackoffPolicy } from '../../common/retry-policy.js';
-import { freePort } from '../../tests/helpers/free-port.js';
+import { freePort } from '../../common/free-port.js';
 
 export interface LocalSystemOptions {
   /** one edge agent each */

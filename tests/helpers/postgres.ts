@@ -7,7 +7,7 @@ import {
   startEmbeddedPostgres,
   type RunningEmbeddedPostgres,
 } from '../../bridge/db/embedded-postgres.js';
-import { freePort } from './free-port.js';
+import { freePort } from '../../common/free-port.js';
 
 export type TestPostgres = Pick<RunningEmbeddedPostgres, 'connectionString' | 'port' | 'stop'>;
 

@@ -12,7 +12,7 @@ import { closeDatabase, openDatabase, type Database } from '../../bridge/db/conn
 import { startBridge, type BridgeConfig, type RunningBridge } from '../../bridge/service.js';
 import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
-import { freePort } from '../helpers/free-port.js';
+import { freePort } from '../../common/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 const logger = createLogger('bridge-mqtt-ingest-test');

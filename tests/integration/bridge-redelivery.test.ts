@@ -17,7 +17,7 @@ import { migrate } from '../../bridge/db/migrate.js';
 import { startBridge, type RunningBridge } from '../../bridge/service.js';
 import type { SyncAck, TelemetryBatch } from '../../schemas/messages.js';
 import { ALL_TELEMETRY_FILTER, topics } from '../../schemas/topics.js';
-import { freePort } from '../helpers/free-port.js';
+import { freePort } from '../../common/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

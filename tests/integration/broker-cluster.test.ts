@@ -5,15 +5,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Writable } from 'node:stream';
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisBackends, type RedisBackendsOptions } from '../../broker/cluster-backends.js';
 import { startBroker, type RunningBroker } from '../../broker/server.js';
 import { topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates, type TlsMaterial } from '../helpers/certs.js';
-import { freePort } from '../helpers/free-port.js';
+import { freePort } from '../../common/free-port.js';
 import { startTestRedis, type TestRedis } from '../helpers/redis.js';
+import { collectMessages, subscribeGranted, waitUntil, type ReceivedMessage } from '../helpers/mqtt-observe.js';
 
 const DEVICE_A = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
 const DEVICE_B = '0b7e9a52-1c3d-4f5a-9b6c-7d8e9f0a1b2c';
@@ -109,37 +110,6 @@ const device = (broker: RunningBroker, id: string, extra?: IClientOptions) => co
 const bridge = (broker: RunningBroker) => connect(broker, certs.services.bridge!, 'bridge');
 const observer = (broker: RunningBroker) => connect(broker, certs.observers.explorer!, 'explorer');
 
-function subscribeGranted(client: MqttClient, filters: string[]): Promise<number[]> {
-  return new Promise((resolve, reject) => {
-    client.subscribe(filters, { qos: 1 }, (error, _grants, packet) => {
-      if (packet && 'granted' in packet) resolve(packet.granted as number[]);
-      else reject(error ?? new Error('no SUBACK'));
-    });
-  });
-}
-
-interface Received {
-  topic: string;
-  payload: string;
-  retain: boolean;
-}
-
-function collectMessages(client: MqttClient): Received[] {
-  const received: Received[] = [];
-  client.on('message', (topic, payload, packet: IPublishPacket) => {
-    received.push({ topic, payload: payload.toString(), retain: packet.retain });
-  });
-  return received;
-}
-
-async function waitUntil(condition: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /** Resolves when the connection has closed, also when that happened before the call. */
 async function waitForClose(client: MqttClient): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -153,10 +123,10 @@ async function waitForClose(client: MqttClient): Promise<void> {
   }
 }
 
-const hasPayload = (received: Received[], payload: string) => () => received.some((message) => message.payload === payload);
+const hasPayload = (received: ReceivedMessage[], payload: string) => () => received.some((message) => message.payload === payload);
 
 /** Publishes a marker and waits until `received` has it: whatever was published before it on that path arrived first. */
-async function barrier(publisher: MqttClient, received: Received[], topic: string): Promise<void> {
+async function barrier(publisher: MqttClient, received: ReceivedMessage[], topic: string): Promise<void> {
   const marker = JSON.stringify({ marker: Math.random() });
   await publisher.publishAsync(topic, marker, { qos: 1 });
   await waitUntil(hasPayload(received, marker), `marker on ${topic}`);
@@ -196,7 +166,7 @@ describe('routing across nodes', () => {
     const atDevice = collectMessages(deviceA);
     expect(await subscribeGranted(deviceA, [topics.configFilter(DEVICE_A)])).toEqual([1]);
     await waitUntil(hasPayload(atDevice, config), 'the retained config at the device on node A');
-    expect(atDevice).toEqual([{ topic: topics.config(DEVICE_A, 'x'), payload: config, retain: true }]);
+    expect(atDevice).toEqual([{ topic: topics.config(DEVICE_A, 'x'), payload: config, retain: true, qos: 1 }]);
 
     await service.publishAsync(topics.config(DEVICE_A, 'x'), '', { qos: 1, retain: true }); // clear it
   });

@@ -10,6 +10,7 @@ import { startBroker, type RunningBroker } from '../../broker/server.js';
 import { MAX_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import { topics } from '../../schemas/topics.js';
 import { createRogueClientCertificate, createTestCertificates, type TestCertificates, type TlsMaterial } from '../helpers/certs.js';
+import { collectMessages, subscribeGranted, waitUntil, type ReceivedMessage } from '../helpers/mqtt-observe.js';
 
 const DEVICE_A = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
 const DEVICE_B = '0b7e9a52-1c3d-4f5a-9b6c-7d8e9f0a1b2c';
@@ -88,35 +89,6 @@ async function connect(material: Partial<TlsMaterial>, clientId: string, extra: 
 const device = (id: string, extra?: IClientOptions) => connect(certs.devices[id]!, id, extra);
 const bridge = () => connect(certs.services.bridge!, 'bridge');
 
-/** The granted QoS codes of one SUBSCRIBE (128 = refused), whether or not mqtt.js calls it an error. */
-function subscribeGranted(client: MqttClient, filters: string[]): Promise<number[]> {
-  return new Promise((resolve, reject) => {
-    client.subscribe(filters, { qos: 1 }, (error, _grants, packet) => {
-      if (packet && 'granted' in packet) resolve(packet.granted as number[]);
-      else reject(error ?? new Error('no SUBACK'));
-    });
-  });
-}
-
-interface Received {
-  topic: string;
-  payload: string;
-}
-
-function collectMessages(client: MqttClient): Received[] {
-  const received: Received[] = [];
-  client.on('message', (topic, payload) => received.push({ topic, payload: payload.toString() }));
-  return received;
-}
-
-async function waitUntil(condition: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 function waitForClose(client: MqttClient): Promise<void> {
   if (!client.connected && client.disconnected) return Promise.resolve();
   return new Promise((resolve, reject) => {
@@ -138,7 +110,7 @@ function logged(msg: string, fields: Record<string, unknown> = {}): LogLine[] {
  * Publishes a marker as the bridge on a device's topic and waits for `received` to contain it:
  * anything sent earlier on that path would have arrived before it.
  */
-async function barrier(publisher: MqttClient, received: Received[], topic: string): Promise<void> {
+async function barrier(publisher: MqttClient, received: ReceivedMessage[], topic: string): Promise<void> {
   const marker = JSON.stringify({ marker: Math.random() });
   await publisher.publishAsync(topic, marker, { qos: 1 });
   await waitUntil(() => received.some((message) => message.payload === marker), `marker on ${topic}`);
@@ -157,7 +129,7 @@ describe('publishing', () => {
     await deviceA.publishAsync(topics.telemetry(DEVICE_A), payload, { qos: 1 });
 
     await waitUntil(() => received.length === 1, 'the telemetry at the bridge');
-    expect(received).toEqual([{ topic: topics.telemetry(DEVICE_A), payload }]);
+    expect(received).toEqual([{ topic: topics.telemetry(DEVICE_A), payload, retain: false, qos: 1 }]);
   });
 
   it('a device cannot publish as another device: disconnected, nothing delivered', async () => {

@@ -15,7 +15,7 @@ import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../../schemas/mes
 import { topics } from '../../schemas/topics.js';
 import { startLocalSystem, type LocalDevice, type LocalSystem } from '../../scripts/lib/local-system.js';
 import { connectSensor, standardSensors, type SimulatedSensor } from '../../scripts/lib/sensor-simulator.js';
-import { waitFor } from '../helpers/edge-wait.js';
+import { waitFor } from '../helpers/wait.js';
 
 const OUTAGE_DEVICE = 'a1b2c3d4-0001-4a00-8000-00000000e2e1';
 const STEADY_DEVICE = 'a1b2c3d4-0002-4a00-8000-00000000e2e2';

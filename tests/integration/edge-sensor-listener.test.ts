@@ -16,7 +16,7 @@ import { edgeTestLogger } from '../helpers/edge-logger.js';
 import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
 import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
-import { nextEvent, waitFor } from '../helpers/edge-wait.js';
+import { nextEvent, waitFor } from '../helpers/wait.js';
 
 let database: TempDatabase;
 let store: TelemetryStore;

@@ -16,7 +16,7 @@ import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 import { fullAck, startTestBridge, type TestBridge } from '../helpers/edge-test-bridge.js';
 import { startTestBroker, type TestBroker } from '../helpers/edge-test-broker.js';
-import { waitFor } from '../helpers/edge-wait.js';
+import { waitFor } from '../helpers/wait.js';
 
 const FAST_RECONNECT: BackoffPolicy = { initialDelayMs: 50, maxDelayMs: 300, multiplier: 2, jitter: 'equal' };
 

@@ -5,7 +5,7 @@ import { GroupCommitWriter } from '../../edge/ingest/group-commit.js';
 import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
 import { makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
-import { waitFor } from '../helpers/edge-wait.js';
+import { waitFor } from '../helpers/wait.js';
 
 let database: TempDatabase;
 let store: TelemetryStore;
