@@ -17,6 +17,7 @@ import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from '../../bridg
 import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
 import type { BackoffPolicy } from '../../common/retry-policy.js';
 import { freePort } from '../../common/free-port.js';
+import { startControlPlaneProcesses } from './control-plane-processes.js';
 
 export interface LocalSystemOptions {
   /** one edge agent each */
@@ -33,6 +34,11 @@ export interface LocalSystemOptions {
     reconnectPolicy?: BackoffPolicy;
   };
   bridge?: { maxRecords?: number; maxMessages?: number; lingerMs?: number };
+  /**
+   * 'in-process' (default): broker and bridge run in this process.
+   * 'child-processes': they run as their own processes through broker/main.ts and bridge/main.ts.
+   */
+  controlPlane?: 'in-process' | 'child-processes';
 }
 
 export interface LocalDevice {
@@ -45,8 +51,8 @@ export interface LocalDevice {
 
 export interface LocalSystem {
   postgres: RunningEmbeddedPostgres;
-  broker: RunningBroker;
-  bridge: RunningBridge;
+  broker: { port: number };
+  bridge: { httpPort: number | null };
   devices: LocalDevice[];
   certificates: CertificateBundle;
   /** a connection of our own to the control-plane database, for checking results */
@@ -76,34 +82,14 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
     const postgres = await startEmbeddedPostgres({ port: await freePort() });
     cleanup.push(() => postgres.stop());
 
-    const brokerTls = await loadTlsMaterial({
-      caPath: certificates.ca.certPath,
-      certPath: certificates.broker.certPath,
-      keyPath: certificates.broker.keyPath,
-    });
-    const broker = await startBroker({ tls: brokerTls, host: '127.0.0.1', port: 0, logger: options.logger.child({ component: 'broker' }) });
-    cleanup.push(() => broker.close());
+    const controlPlane =
+      options.controlPlane === 'child-processes'
+        ? await startControlPlaneProcesses({ certificates, databaseUrl: postgres.connectionString, logDir: options.dataDir })
+        : await startInProcessControlPlane(certificates, postgres.connectionString, options);
+    cleanup.push(() => controlPlane.stop());
+    const broker = { port: controlPlane.brokerPort };
+    const bridge = { httpPort: controlPlane.bridgeHttpPort };
     const brokerUrl = (port: number) => `mqtts://127.0.0.1:${port}`;
-
-    const bridgeFiles = certificates.services['bridge'];
-    if (!bridgeFiles) throw new Error('no bridge certificate in the bundle');
-    const bridge = await startBridge(
-      {
-        databaseUrl: postgres.connectionString,
-        brokerUrl: brokerUrl(broker.port),
-        tls: await loadTlsMaterial({ caPath: certificates.ca.certPath, ...bridgeFiles }),
-        clientId: 'bridge',
-        batch: { maxRecords: 2000, maxMessages: 500, lingerMs: 10, ...options.bridge },
-        maxInFlight: 10_000,
-        dbPoolSize: 10,
-        retentionDays: 90,
-        retentionIntervalMs: 3_600_000,
-        retentionChunkSize: 1000,
-        http: { host: '127.0.0.1', port: 0 },
-      },
-      { logger: options.logger.child({ component: 'bridge' }) },
-    );
-    cleanup.push(() => bridge.stop());
 
     const devices: LocalDevice[] = [];
     for (const deviceId of options.deviceIds) {
@@ -136,6 +122,51 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
     await stop();
     throw error;
   }
+}
+
+async function startInProcessControlPlane(
+  certificates: CertificateBundle,
+  databaseUrl: string,
+  options: LocalSystemOptions,
+): Promise<{ brokerPort: number; bridgeHttpPort: number | null; stop(): Promise<void> }> {
+  const brokerTls = await loadTlsMaterial({
+    caPath: certificates.ca.certPath,
+    certPath: certificates.broker.certPath,
+    keyPath: certificates.broker.keyPath,
+  });
+  const broker: RunningBroker = await startBroker({ tls: brokerTls, host: '127.0.0.1', port: 0, logger: options.logger.child({ component: 'broker' }) });
+  const bridgeFiles = certificates.services['bridge'];
+  let bridge: RunningBridge;
+  try {
+    if (!bridgeFiles) throw new Error('no bridge certificate in the bundle');
+    bridge = await startBridge(
+      {
+        databaseUrl,
+        brokerUrl: `mqtts://127.0.0.1:${broker.port}`,
+        tls: await loadTlsMaterial({ caPath: certificates.ca.certPath, ...bridgeFiles }),
+        clientId: 'bridge',
+        batch: { maxRecords: 2000, maxMessages: 500, lingerMs: 10, ...options.bridge },
+        maxInFlight: 10_000,
+        dbPoolSize: 10,
+        retentionDays: 90,
+        retentionIntervalMs: 3_600_000,
+        retentionChunkSize: 1000,
+        http: { host: '127.0.0.1', port: 0 },
+      },
+      { logger: options.logger.child({ component: 'bridge' }) },
+    );
+  } catch (error) {
+    await broker.close();
+    throw error;
+  }
+  return {
+    brokerPort: broker.port,
+    bridgeHttpPort: bridge.httpPort,
+    stop: async () => {
+      await bridge.stop();
+      await broker.close();
+    },
+  };
 }
 
 /** Rows per device in the control-plane database. */

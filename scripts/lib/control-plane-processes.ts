@@ -1,0 +1,113 @@
+/**
+ * The control plane as separate processes, started through their real entry points
+ * (`broker/main.ts`, `bridge/main.ts`) with environment configuration, exactly as deployed.
+ * The bench uses this so that the edge agent (which does synchronous libSQL work on its event
+ * loop) does not share an event loop with the broker and the bridge.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CertificateBundle } from '../../certs/dev-bundle.js';
+import { freePort } from '../../common/free-port.js';
+
+export interface ControlPlaneProcesses {
+  brokerPort: number;
+  bridgeHttpPort: number;
+  stop(): Promise<void>;
+}
+
+interface Spawned {
+  name: string;
+  child: ChildProcess;
+  logPath: string;
+}
+
+function spawnEntryPoint(name: string, entry: string, env: Record<string, string>, logDir: string): Spawned {
+  const logPath = join(logDir, `${name}.log`);
+  const log = openSync(logPath, 'a');
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  return { name, child, logPath };
+}
+
+async function waitHealthy(spawned: Spawned, url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (spawned.child.exitCode !== null) break;
+    const status = await fetch(url).then((response) => response.status, () => 0);
+    if (status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const tail = readFileSync(spawned.logPath, 'utf8').split('\n').slice(-5).join('\n');
+  throw new Error(`${spawned.name} did not become healthy at ${url} (exit code ${spawned.child.exitCode}); log tail:\n${tail}`);
+}
+
+async function stopProcess(spawned: Spawned, graceMs = 10_000): Promise<void> {
+  if (spawned.child.exitCode !== null || spawned.child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => spawned.child.once('exit', () => resolve()));
+  spawned.child.kill('SIGTERM');
+  const timer = setTimeout(() => spawned.child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function startControlPlaneProcesses(options: {
+  certificates: CertificateBundle;
+  databaseUrl: string;
+  logDir: string;
+  logLevel?: string;
+}): Promise<ControlPlaneProcesses> {
+  const { certificates } = options;
+  const bridgeFiles = certificates.services['bridge'];
+  if (!bridgeFiles) throw new Error('no bridge certificate in the bundle');
+  const [brokerPort, brokerMetricsPort, bridgeHttpPort] = [await freePort(), await freePort(), await freePort()];
+  const logLevel = options.logLevel ?? 'warn';
+  const started: Spawned[] = [];
+  const stop = async () => {
+    for (const spawned of started.reverse()) await stopProcess(spawned);
+  };
+  try {
+    const broker = spawnEntryPoint(
+      'broker',
+      'broker/main.ts',
+      {
+        LOG_LEVEL: logLevel,
+        BROKER_HOST: '127.0.0.1',
+        BROKER_PORT: String(brokerPort),
+        METRICS_PORT: String(brokerMetricsPort),
+        BROKER_TLS_CERT: certificates.broker.certPath,
+        BROKER_TLS_KEY: certificates.broker.keyPath,
+        BROKER_TLS_CA: certificates.ca.certPath,
+      },
+      options.logDir,
+    );
+    started.push(broker);
+    await waitHealthy(broker, `http://127.0.0.1:${brokerMetricsPort}/healthz`);
+
+    const bridge = spawnEntryPoint(
+      'bridge',
+      'bridge/main.ts',
+      {
+        LOG_LEVEL: logLevel,
+        DATABASE_URL: options.databaseUrl,
+        BROKER_URL: `mqtts://127.0.0.1:${brokerPort}`,
+        TLS_CA: certificates.ca.certPath,
+        TLS_CERT: bridgeFiles.certPath,
+        TLS_KEY: bridgeFiles.keyPath,
+        BRIDGE_CLIENT_ID: 'bridge',
+        HTTP_HOST: '127.0.0.1',
+        HTTP_PORT: String(bridgeHttpPort),
+      },
+      options.logDir,
+    );
+    started.push(bridge);
+    await waitHealthy(bridge, `http://127.0.0.1:${bridgeHttpPort}/healthz`);
+    return { brokerPort, bridgeHttpPort, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
