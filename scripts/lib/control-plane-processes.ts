@@ -16,13 +16,13 @@ export interface ControlPlaneProcesses {
   stop(): Promise<void>;
 }
 
-interface Spawned {
+export interface Spawned {
   name: string;
   child: ChildProcess;
   logPath: string;
 }
 
-function spawnEntryPoint(name: string, entry: string, env: Record<string, string>, logDir: string): Spawned {
+export function spawnEntryPoint(name: string, entry: string, env: Record<string, string>, logDir: string): Spawned {
   const logPath = join(logDir, `${name}.log`);
   const log = openSync(logPath, 'a');
   const child = spawn(process.execPath, ['--import', 'tsx', entry], {
@@ -33,7 +33,7 @@ function spawnEntryPoint(name: string, entry: string, env: Record<string, string
   return { name, child, logPath };
 }
 
-async function waitHealthy(spawned: Spawned, url: string, timeoutMs = 30_000): Promise<void> {
+export async function waitHealthy(spawned: Spawned, url: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (spawned.child.exitCode !== null) break;
@@ -45,7 +45,7 @@ async function waitHealthy(spawned: Spawned, url: string, timeoutMs = 30_000): P
   throw new Error(`${spawned.name} did not become healthy at ${url} (exit code ${spawned.child.exitCode}); log tail:\n${tail}`);
 }
 
-async function stopProcess(spawned: Spawned, graceMs = 10_000): Promise<void> {
+export async function stopProcess(spawned: Spawned, graceMs = 10_000): Promise<void> {
   if (spawned.child.exitCode !== null || spawned.child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => spawned.child.once('exit', () => resolve()));
   spawned.child.kill('SIGTERM');

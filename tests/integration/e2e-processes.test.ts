@@ -1,0 +1,120 @@
+/**
+ * The deployment shape: broker/main.ts, bridge/main.ts and edge/main.ts as separate processes,
+ * configured only through their environment variables, mutual TLS between them, a sensor on the
+ * edge's local listener, and a read-only observer watching the cluster traffic the way
+ * mosquitto_sub or MQTT Explorer would.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDevCertificates, loadTlsMaterial, type CertificateBundle } from '../../certs/dev-bundle.js';
+import { freePort } from '../../common/free-port.js';
+import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
+import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from '../../bridge/db/embedded-postgres.js';
+import {
+  spawnEntryPoint,
+  startControlPlaneProcesses,
+  stopProcess,
+  waitHealthy,
+  type ControlPlaneProcesses,
+  type Spawned,
+} from '../../scripts/lib/control-plane-processes.js';
+import type { TelemetryBatch } from '../../schemas/messages.js';
+import { topics } from '../../schemas/topics.js';
+import { collectMessages } from '../helpers/mqtt-observe.js';
+import { waitFor } from '../helpers/wait.js';
+
+const DEVICE = 'c0ffee00-1234-4abc-8def-0000000e2e99';
+
+let workDir: string;
+let certificates: CertificateBundle;
+let postgres: RunningEmbeddedPostgres;
+let controlPlane: ControlPlaneProcesses;
+let edge: Spawned;
+let sensorPort: number;
+let db: Database;
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  workDir = mkdtempSync(join(tmpdir(), 'e2e-processes-'));
+  certificates = await ensureDevCertificates({
+    dir: join(workDir, 'certs'),
+    deviceIds: [DEVICE],
+    serviceNames: ['bridge'],
+    observerNames: ['explorer'],
+  });
+  postgres = await startEmbeddedPostgres({ port: await freePort() });
+  controlPlane = await startControlPlaneProcesses({ certificates, databaseUrl: postgres.connectionString, logDir: workDir });
+  const device = certificates.devices[DEVICE]!;
+  sensorPort = await freePort();
+  const edgeMetricsPort = await freePort();
+  edge = spawnEntryPoint(
+    'edge',
+    'edge/main.ts',
+    {
+      LOG_LEVEL: 'warn',
+      DEVICE_ID: DEVICE,
+      EDGE_DB_URL: `file:${join(workDir, 'edge.db')}`,
+      SENSOR_HOST: '127.0.0.1',
+      SENSOR_PORT: String(sensorPort),
+      BROKER_URL: `mqtts://localhost:${controlPlane.brokerPort}`,
+      TLS_CA: certificates.ca.certPath,
+      TLS_CERT: device.certPath,
+      TLS_KEY: device.keyPath,
+      METRICS_PORT: String(edgeMetricsPort),
+    },
+    workDir,
+  );
+  await waitHealthy(edge, `http://127.0.0.1:${edgeMetricsPort}/metrics`);
+  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'e2e-processes', poolSize: 1 });
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.endAsync(true)));
+  if (edge) await stopProcess(edge);
+  await controlPlane?.stop();
+  if (db) await closeDatabase(db);
+  await postgres?.stop();
+  rmSync(workDir, { recursive: true, force: true });
+});
+
+describe('separate processes configured by environment', () => {
+  it('carries sensor readings into the database, visible as readable JSON to an observer', async () => {
+    const observer = await mqtt.connectAsync(`mqtts://localhost:${controlPlane.brokerPort}`, {
+      clientId: 'explorer',
+      ...(await loadTlsMaterial({ caPath: certificates.ca.certPath, ...certificates.observers['explorer']! })),
+      reconnectPeriod: 0,
+    });
+    clients.push(observer);
+    const seen = collectMessages(observer);
+    await observer.subscribeAsync('devices/#', { qos: 1 });
+
+    const sensor = await mqtt.connectAsync(`mqtt://127.0.0.1:${sensorPort}`, { clientId: 'boiler-sensor' });
+    clients.push(sensor);
+    await sensor.publishAsync('sensors/boiler-1/temperature', JSON.stringify({ value: 71.5, unit: 'C' }), { qos: 1 });
+    await sensor.publishAsync('sensors/boiler-1/pressure', '1.8', { qos: 1 });
+
+    const rows = await waitFor(
+      'both readings in the database',
+      () => db.any<{ data_type: string; value: number; unit: string | null }>(
+        'SELECT data_type, value, unit FROM telemetry_data WHERE device_id = $1 ORDER BY data_type',
+        [DEVICE],
+      ),
+      (found) => found.length === 2,
+      { timeoutMs: 20_000 },
+    );
+    expect(rows).toEqual([
+      { data_type: 'pressure', value: 1.8, unit: null },
+      { data_type: 'temperature', value: 71.5, unit: 'C' },
+    ]);
+
+    await waitFor('the sync/ack at the observer', () => seen.filter((m) => m.topic === topics.syncAck(DEVICE)).length, (n) => n >= 1);
+    const telemetry = seen.filter((message) => message.topic === topics.telemetry(DEVICE));
+    const records = telemetry.flatMap((message) => (JSON.parse(message.payload) as TelemetryBatch).records);
+    expect(records.map((record) => record.value).sort()).toEqual([1.8, 71.5]);
+    const status = seen.find((message) => message.topic === topics.status(DEVICE));
+    expect(JSON.parse(status?.payload ?? '{}')).toMatchObject({ online: true });
+  });
+});
