@@ -13,6 +13,8 @@ import { freePort } from '../../common/free-port.js';
 export interface ControlPlaneProcesses {
   brokerPort: number;
   bridgeHttpPort: number;
+  /** Kills one process with `signal` (a crash with SIGKILL), starts it again and waits until it is healthy. */
+  restart(name: 'broker' | 'bridge', signal?: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -45,10 +47,10 @@ export async function waitHealthy(spawned: Spawned, url: string, timeoutMs = 30_
   throw new Error(`${spawned.name} did not become healthy at ${url} (exit code ${spawned.child.exitCode}); log tail:\n${tail}`);
 }
 
-export async function stopProcess(spawned: Spawned, graceMs = 10_000): Promise<void> {
+export async function stopProcess(spawned: Spawned, graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (spawned.child.exitCode !== null || spawned.child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => spawned.child.once('exit', () => resolve()));
-  spawned.child.kill('SIGTERM');
+  spawned.child.kill(signal);
   const timer = setTimeout(() => spawned.child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
@@ -65,15 +67,11 @@ export async function startControlPlaneProcesses(options: {
   if (!bridgeFiles) throw new Error('no bridge certificate in the bundle');
   const [brokerPort, brokerMetricsPort, bridgeHttpPort] = [await freePort(), await freePort(), await freePort()];
   const logLevel = options.logLevel ?? 'warn';
-  const started: Spawned[] = [];
-  const stop = async () => {
-    for (const spawned of started.reverse()) await stopProcess(spawned);
-  };
-  try {
-    const broker = spawnEntryPoint(
-      'broker',
-      'broker/main.ts',
-      {
+  const definitions = {
+    broker: {
+      entry: 'broker/main.ts',
+      healthUrl: `http://127.0.0.1:${brokerMetricsPort}/healthz`,
+      env: {
         LOG_LEVEL: logLevel,
         BROKER_HOST: '127.0.0.1',
         BROKER_PORT: String(brokerPort),
@@ -82,15 +80,11 @@ export async function startControlPlaneProcesses(options: {
         BROKER_TLS_KEY: certificates.broker.keyPath,
         BROKER_TLS_CA: certificates.ca.certPath,
       },
-      options.logDir,
-    );
-    started.push(broker);
-    await waitHealthy(broker, `http://127.0.0.1:${brokerMetricsPort}/healthz`);
-
-    const bridge = spawnEntryPoint(
-      'bridge',
-      'bridge/main.ts',
-      {
+    },
+    bridge: {
+      entry: 'bridge/main.ts',
+      healthUrl: `http://127.0.0.1:${bridgeHttpPort}/healthz`,
+      env: {
         LOG_LEVEL: logLevel,
         DATABASE_URL: options.databaseUrl,
         BROKER_URL: `mqtts://127.0.0.1:${brokerPort}`,
@@ -101,13 +95,36 @@ export async function startControlPlaneProcesses(options: {
         HTTP_HOST: '127.0.0.1',
         HTTP_PORT: String(bridgeHttpPort),
       },
-      options.logDir,
-    );
-    started.push(bridge);
-    await waitHealthy(bridge, `http://127.0.0.1:${bridgeHttpPort}/healthz`);
-    return { brokerPort, bridgeHttpPort, stop };
+    },
+  } as const;
+  const running = new Map<'broker' | 'bridge', Spawned>();
+  const start = async (name: 'broker' | 'bridge') => {
+    const definition = definitions[name];
+    const spawned = spawnEntryPoint(name, definition.entry, definition.env, options.logDir);
+    running.set(name, spawned);
+    await waitHealthy(spawned, definition.healthUrl);
+  };
+  const stop = async () => {
+    for (const name of ['bridge', 'broker'] as const) {
+      const spawned = running.get(name);
+      if (spawned) await stopProcess(spawned);
+    }
+  };
+  try {
+    await start('broker');
+    await start('bridge');
   } catch (error) {
     await stop();
     throw error;
   }
+  return {
+    brokerPort,
+    bridgeHttpPort,
+    async restart(name, signal = 'SIGKILL') {
+      const spawned = running.get(name);
+      if (spawned) await stopProcess(spawned, 10_000, signal);
+      await start(name);
+    },
+    stop,
+  };
 }

@@ -23,6 +23,7 @@ import {
 } from '../../scripts/lib/control-plane-processes.js';
 import type { TelemetryBatch } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
+import { connectSensor, standardSensors, type SimulatedSensor } from '../../scripts/lib/sensor-simulator.js';
 import { collectMessages } from '../helpers/mqtt-observe.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -64,6 +65,8 @@ beforeAll(async () => {
       TLS_CERT: device.certPath,
       TLS_KEY: device.keyPath,
       METRICS_PORT: String(edgeMetricsPort),
+      ACK_TIMEOUT_MS: '2000',
+      SYNC_INTERVAL_MS: '1000',
     },
     workDir,
   );
@@ -116,5 +119,42 @@ describe('separate processes configured by environment', () => {
     expect(records.map((record) => record.value).sort()).toEqual([1.8, 71.5]);
     const status = seen.find((message) => message.topic === topics.status(DEVICE));
     expect(JSON.parse(status?.payload ?? '{}')).toMatchObject({ online: true });
+  });
+
+  it('loses no acknowledged reading when the bridge and then the broker are killed mid-stream', async () => {
+    const sensors: SimulatedSensor[] = await Promise.all(
+      standardSensors(4).map((spec) => connectSensor(`mqtt://127.0.0.1:${sensorPort}`, { ...spec, sensorId: `crash-${spec.sensorId}` })),
+    );
+    const before = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
+    const timers = sensors.map((sensor) =>
+      setInterval(() => {
+        if (sensor.inFlight() < 20) void sensor.publishReading();
+      }, 20),
+    );
+    const acknowledged = () => sensors.reduce((sum, sensor) => sum + sensor.acknowledged.length, 0);
+    try {
+      await waitFor('readings flowing', acknowledged, (n) => n >= 100);
+      await controlPlane.restart('bridge', 'SIGKILL'); // crashed mid-stream, unacknowledged messages stay with the broker
+      await waitFor('more readings', acknowledged, (n) => n >= 400);
+      // the standalone broker keeps sessions in memory: this loses every queued message and session
+      await controlPlane.restart('broker', 'SIGKILL');
+      await waitFor('more readings after the broker restart', acknowledged, (n) => n >= 700, { timeoutMs: 20_000 });
+    } finally {
+      timers.forEach(clearInterval);
+    }
+    await waitFor('sensors to finish', () => sensors.every((sensor) => sensor.inFlight() === 0), Boolean);
+    const acknowledgedIds = sensors.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id));
+
+    const stored = await waitFor(
+      'every acknowledged reading in the database',
+      () => db.any<{ id: string }>("SELECT id::text AS id FROM telemetry_data WHERE sensor_id LIKE 'crash-%'"),
+      (rows) => rows.length >= acknowledgedIds.length,
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    expect(stored).toHaveLength(acknowledgedIds.length);
+    expect(new Set(stored.map((row) => row.id))).toEqual(new Set(acknowledgedIds));
+    const after = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
+    expect(after - before).toBe(acknowledgedIds.length);
+    await Promise.all(sensors.map((sensor) => sensor.close()));
   });
 });
