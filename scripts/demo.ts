@@ -162,7 +162,12 @@ say(allMatch ? '\nOK: the row counts match.' : '\nFAILED: the row counts do not 
 
 if (keepRunning) {
   const observer = system.certificates.observers['explorer'];
-  say('\nStill running (Ctrl-C stops). Inspect the cluster traffic with:');
+  // keep some live traffic to look at: one reading per sensor every 2 s
+  const slowTimers = [...sensorsByDevice.values()].flat().map((sensor) =>
+    setInterval(() => void sensor.publishReading().catch(() => undefined), 2000),
+  );
+  process.once('SIGINT', () => slowTimers.forEach(clearInterval));
+  say('\nStill running, sensors publishing slowly (Ctrl-C stops). Inspect the cluster traffic with:');
   say(
     `  mosquitto_sub -h 127.0.0.1 -p ${system.broker.port} -i explorer -q 1 -t 'devices/#' -v --cafile ${system.certificates.ca.certPath}` +
       ` --cert ${observer?.certPath ?? ''} --key ${observer?.keyPath ?? ''}`,
