@@ -51,6 +51,7 @@ describe('error classification', () => {
   it.each([
     [{ code: '40001', message: 'could not serialize access' }, 'conflict'],
     [{ code: '40P01', message: 'deadlock detected' }, 'conflict'],
+    [{ code: '40003', message: 'result is ambiguous (error=rpc error)' }, 'conflict'],
     [{ code: 'XX000', message: 'restart transaction: TransactionRetryWithProtoRefreshError' }, 'conflict'],
     [{ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' }, 'network'],
     [{ code: '57P01', message: 'terminating connection' }, 'network'],
