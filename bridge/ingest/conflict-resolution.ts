@@ -15,8 +15,9 @@
  * batch ends as at most one upsert row (INSERT … ON CONFLICT DO UPDATE cannot touch a row twice
  * in one statement). The SQL upsert's WHERE guard encodes the same rule (see telemetry-writer).
  *
- * conflict_log ids are name-based on (record id, both versions, both hashes), so a redelivered
- * message logs the same conflict only once.
+ * conflict_log ids are name-based on (record id, both versions, both hashes; for a tie the two
+ * hashes in sorted order), so a redelivered message logs the same conflict only once, and so does
+ * the first reading of a tie arriving again after the second.
  */
 import { nameBasedId } from '../../common/ids.js';
 import type { RejectedRecord } from '../../schemas/messages.js';
@@ -131,7 +132,13 @@ function conflictEntry(
   remote: TelemetryRow,
   localWins: boolean,
 ): ConflictLogEntry {
-  const name = [local.id, local.version, local.contentHash, remote.version, remote.contentHash].join('|');
+  // A tie is one conflict between two readings, whichever of them arrives (again) second: its id
+  // does not depend on which side is local. A stale reading is its own event against each newer row.
+  const sides = [local.contentHash, remote.contentHash];
+  const name =
+    conflictType === 'version-tie'
+      ? [local.id, local.version, ...sides.sort()].join('|')
+      : [local.id, local.version, local.contentHash, remote.version, remote.contentHash].join('|');
   return {
     conflictId: nameBasedId(CONFLICT_ID_NAMESPACE, name),
     deviceId: local.deviceId,

@@ -29,13 +29,21 @@ export interface TelemetryRow extends TelemetryRowJson {
   contentHash: string;
 }
 
+/** Objects and arrays inside metadata, counted from the metadata object itself (1). */
+export const MAX_METADATA_DEPTH = 64;
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
 const EARLIEST_TIMESTAMP_MS = Date.UTC(1970, 0, 1);
 const LATEST_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /**
  * Turns a schema-valid record into a row, or says why it cannot be stored. Catches what the JSON
- * schema cannot: unparseable or out-of-range instants, non-finite numbers, and NUL characters
- * (PostgreSQL text and jsonb reject U+0000).
+ * schema cannot: unparseable or out-of-range instants, non-finite numbers, NUL characters
+ * (PostgreSQL text and jsonb reject U+0000), lone UTF-16 surrogates (jsonb rejects their \u
+ * escapes; text would silently store U+FFFD instead), and metadata nested deeper than
+ * MAX_METADATA_DEPTH (the bridge's hashing, checks and JSON serialization recurse per level: a
+ * deeper value overflows the stack).
  */
 export function telemetryRowFromRecord(deviceId: string, record: TelemetryRecord): Validation<TelemetryRow> {
   const instant = new Date(record.timestamp).getTime();
@@ -47,7 +55,14 @@ export function telemetryRowFromRecord(deviceId: string, record: TelemetryRecord
   const unit = record.unit ?? null;
   const metadata = record.metadata ?? null;
   if (unit !== null && unit.includes('\u0000')) return { ok: false, reason: '/unit must not contain U+0000' };
-  if (metadata !== null && containsNul(metadata)) return { ok: false, reason: '/metadata must not contain U+0000' };
+  if (unit !== null && LONE_SURROGATE.test(unit)) return { ok: false, reason: '/unit must be valid Unicode (no lone UTF-16 surrogate)' };
+  if (metadata !== null && nestedDeeperThan(metadata, MAX_METADATA_DEPTH)) {
+    return { ok: false, reason: `/metadata must not be nested deeper than ${MAX_METADATA_DEPTH} levels` };
+  }
+  if (metadata !== null && containsText(metadata, /\u0000/)) return { ok: false, reason: '/metadata must not contain U+0000' };
+  if (metadata !== null && containsText(metadata, LONE_SURROGATE)) {
+    return { ok: false, reason: '/metadata must be valid Unicode (no lone UTF-16 surrogate)' };
+  }
   const content = {
     id: canonicalUuid(record.id),
     sensorId: record.sensorId,
@@ -93,11 +108,26 @@ export function canonicalUuid(id: string): string {
   return id.toLowerCase().replace(/^urn:uuid:/, '');
 }
 
-function containsNul(value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (Array.isArray(value)) return value.some(containsNul);
+/** Whether a string or object key anywhere in `value` matches `pattern` (call after the depth check). */
+function containsText(value: unknown, pattern: RegExp): boolean {
+  if (typeof value === 'string') return pattern.test(value);
+  if (Array.isArray(value)) return value.some((item) => containsText(item, pattern));
   if (value !== null && typeof value === 'object') {
-    return Object.entries(value).some(([key, item]) => key.includes('\u0000') || containsNul(item));
+    return Object.entries(value).some(([key, item]) => pattern.test(key) || containsText(item, pattern));
   }
   return false;
+}
+
+/** Whether objects/arrays nest more than `maxDepth` levels; level by level, without recursion. */
+function nestedDeeperThan(value: unknown, maxDepth: number): boolean {
+  let level: object[] = isContainer(value) ? [value] : [];
+  for (let depth = 1; level.length > 0; depth += 1) {
+    if (depth > maxDepth) return true;
+    level = level.flatMap((container) => Object.values(container).filter(isContainer));
+  }
+  return false;
+}
+
+function isContainer(value: unknown): value is object {
+  return value !== null && typeof value === 'object';
 }

@@ -211,9 +211,18 @@ function syncStatusRows(messages: readonly TelemetryWriteMessage[], outcomes: re
         status: totals.rejected.length === 0 ? 'success' : totals.accepted > 0 ? 'partial' : 'failed',
         pendingCount: totals.pendingCount,
         inserted: totals.inserted,
-        lastError: first === undefined ? null : `${totals.rejected.length} record(s) rejected, e.g. ${first.id}: ${first.reason}`,
+        lastError: first === undefined ? null : withoutNul(`${totals.rejected.length} record(s) rejected, e.g. ${first.id}: ${first.reason}`),
       };
     });
+}
+
+/**
+ * A rejected record's id and reason echo the device's input, which may hold U+0000: PostgreSQL
+ * text refuses it, and inside the SQL text (pg-promise formats values inline) it even breaks the
+ * protocol (08P01), which is no data error, so the message would block the pipeline.
+ */
+function withoutNul(text: string): string {
+  return text.replaceAll('\u0000', '\ufffd');
 }
 
 function rowFromDatabase(row: StoredRow): TelemetryRow {

@@ -8,6 +8,7 @@ import type { Logger } from '../../common/logger.js';
 import type { SyncAck } from '../../schemas/messages.js';
 import { ALL_TELEMETRY_FILTER, topics } from '../../schemas/topics.js';
 import { deferPubacks, type Delivery } from './deferred-puback.js';
+import { syncAckPayload } from './sync-ack-payload.js';
 
 export interface MqttTlsFiles {
   ca: Buffer;
@@ -73,7 +74,11 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
       }
     },
     publishAck: async (deviceId, ack) => {
-      await client.publishAsync(topics.syncAck(deviceId), JSON.stringify(ack), { qos: 1 });
+      const { payload, shortened } = syncAckPayload(ack);
+      if (shortened) {
+        options.logger.warn({ deviceId, batchId: ack.batchId, rejected: ack.rejected.length }, 'sync/ack shortened to fit the broker payload limit');
+      }
+      await client.publishAsync(topics.syncAck(deviceId), payload, { qos: 1 });
     },
     isConnected: () => client.connected,
     inFlight: () => pubacks.inFlight(),

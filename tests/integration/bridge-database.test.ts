@@ -154,6 +154,24 @@ describe('writeTelemetryBatch', () => {
     expect(conflict).toMatchObject({ conflict_type: 'version-tie', resolved_value: { value: winner.value } });
   });
 
+  it('logs a tie once, also when the first of the two readings is delivered again afterwards', async () => {
+    const device = randomUUID();
+    const id = randomUUID();
+    const [loser, winner] = [row(device, { id, value: 1 }), row(device, { id, value: 2 })].sort((x, y) => (x.contentHash < y.contentHash ? -1 : 1)) as [
+      TelemetryRow,
+      TelemetryRow,
+    ];
+
+    await writeTelemetryBatch(db, [message(device, [loser])]);
+    await writeTelemetryBatch(db, [message(device, [winner])]); // the tie: logged
+    const redelivered = await writeTelemetryBatch(db, [message(device, [loser])]); // its ack was lost: the edge sends it again
+
+    expect(redelivered.outcomes[0]).toMatchObject({ accepted: 1, conflicts: 1 });
+    expect((await storedRows()).map((r) => r.value)).toEqual([winner.value]);
+    const logged = await db.any('SELECT conflict_type, resolved_value FROM conflict_log WHERE record_id = $1', [id]);
+    expect(logged).toEqual([{ conflict_type: 'version-tie', resolved_value: expect.objectContaining({ value: winner.value }) }]);
+  });
+
   it("rejects a record id owned by another device and stores the rest", async () => {
     const owner = randomUUID();
     const intruder = randomUUID();
@@ -195,6 +213,17 @@ describe('writeTelemetryBatch', () => {
       last_sync_status: 'failed',
       pending_records_count: 4,
     });
+  });
+
+  it('stores a message whose rejected record echoes a NUL character (sync_status.last_error cannot hold U+0000)', async () => {
+    const device = randomUUID();
+    const good = row(device);
+    const result = await writeTelemetryBatch(db, [{ deviceId: device, records: [good], invalid: [{ id: 'a\u0000b', reason: "no '\u0000'" }], pendingCount: null }]);
+    expect(result.outcomes[0]).toMatchObject({ accepted: 1, rejected: [{ id: 'a\u0000b', reason: "no '\u0000'" }] });
+    expect((await storedRows()).map((r) => r.id)).toEqual([good.id]);
+    expect((await db.one('SELECT last_error FROM sync_status WHERE device_id = $1', [device])).last_error).toBe(
+      "1 record(s) rejected, e.g. a\ufffdb: no '\ufffd'",
+    );
   });
 });
 

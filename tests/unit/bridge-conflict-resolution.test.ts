@@ -139,6 +139,16 @@ describe('resolveBatch against stored rows', () => {
     const different = resolveBatch([one(DEVICE_A, row({ version: 1, value: 7 }))], stored(row({ version: 2 })));
     expect(different.conflicts[0]?.conflictId).not.toBe(first.conflicts[0]?.conflictId);
   });
+
+  it('gives a tie the same id whichever of its two readings is the incoming one', () => {
+    const [a, b] = [row({ value: 1 }), row({ value: 2 })];
+    const bAgainstA = resolveBatch([one(DEVICE_A, b)], stored(a)).conflicts[0];
+    const aAgainstB = resolveBatch([one(DEVICE_A, a)], stored(b)).conflicts[0];
+    expect(bAgainstA?.conflictType).toBe('version-tie');
+    expect(aAgainstB?.conflictId).toBe(bAgainstA?.conflictId);
+    const third = resolveBatch([one(DEVICE_A, row({ value: 3 }))], stored(a)).conflicts[0];
+    expect(third?.conflictId).not.toBe(bAgainstA?.conflictId);
+  });
 });
 
 describe('resolveBatch within one database batch', () => {

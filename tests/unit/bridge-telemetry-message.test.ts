@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseTelemetryMessage } from '../../bridge/ingest/telemetry-message.js';
-import { canonicalJson, telemetryRowFromRecord } from '../../bridge/ingest/telemetry-row.js';
+import { MAX_PENDING_COUNT, parseTelemetryMessage } from '../../bridge/ingest/telemetry-message.js';
+import { canonicalJson, MAX_METADATA_DEPTH, telemetryRowFromRecord } from '../../bridge/ingest/telemetry-row.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 
@@ -74,6 +74,23 @@ describe('parseTelemetryMessage', () => {
     expect(parsed).toMatchObject({ kind: 'unreadable', deviceId: 'not-a-uuid', ack: { batchId: BATCH, accepted: 0 } });
   });
 
+  it('caps an informational pendingCount at the range of sync_status.pending_records_count', () => {
+    const parsed = parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], pendingCount: 3e9 }));
+    expect(parsed).toMatchObject({ kind: 'batch', pendingCount: MAX_PENDING_COUNT });
+  });
+
+  it('rejects a record with metadata nested too deeply to walk, alone, instead of overflowing the stack', () => {
+    const depth = 20_000;
+    const deep = JSON.stringify({ batchId: BATCH, records: [record(), record({ id: 'a1b2c3d4-0000-4000-8000-000000000002', metadata: null })] })
+      .replace('"metadata":null', `"metadata":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`);
+    const parsed = parseTelemetryMessage(topics.telemetry(DEVICE), Buffer.from(deep));
+    if (parsed.kind !== 'batch') throw new Error(`expected a batch, got ${parsed.kind}`);
+    expect(parsed.records).toHaveLength(1);
+    expect(parsed.invalid).toEqual([
+      { id: 'a1b2c3d4-0000-4000-8000-000000000002', reason: `/metadata must not be nested deeper than ${MAX_METADATA_DEPTH} levels` },
+    ]);
+  });
+
   it('says so for a topic that is not telemetry', () => {
     expect(parseTelemetryMessage(topics.status(DEVICE), payload({})).kind).toBe('not-telemetry');
   });
@@ -113,6 +130,24 @@ describe('telemetryRowFromRecord', () => {
     expect(telemetryRowFromRecord(DEVICE, { ...base, value: Number.POSITIVE_INFINITY })).toMatchObject({ ok: false });
     expect(telemetryRowFromRecord(DEVICE, { ...base, unit: 'a\u0000' })).toMatchObject({ ok: false });
     expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: { 'k\u0000': 1 } })).toMatchObject({ ok: false });
+    // jsonb refuses the \u escape of a lone surrogate; text would store U+FFFD instead of it
+    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: { note: ['x', 'half \ud83d'] } })).toMatchObject({ ok: false });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: { '\ude00': 1 } })).toMatchObject({ ok: false });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, unit: '\ude00C' })).toMatchObject({ ok: false });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, unit: '\ud83d\ude00', metadata: { emoji: '\ud83d\ude00' } })).toMatchObject({ ok: true });
+  });
+
+  it('accepts metadata nested MAX_METADATA_DEPTH levels deep (objects and arrays alike), and no deeper', () => {
+    const nested = (levels: number): Record<string, unknown> => {
+      let value: unknown = 'leaf';
+      for (let level = 1; level < levels; level += 1) value = level % 2 === 0 ? { x: value } : [value];
+      return { x: value };
+    };
+    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: nested(MAX_METADATA_DEPTH) })).toMatchObject({ ok: true });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: nested(MAX_METADATA_DEPTH + 1) })).toEqual({
+      ok: false,
+      reason: `/metadata must not be nested deeper than ${MAX_METADATA_DEPTH} levels`,
+    });
   });
 
   it('canonicalJson sorts keys at every level and keeps arrays in order', () => {
