@@ -22,6 +22,9 @@ import { ConfigError, envInt, envOptional, envString } from './env.js';
 
 type Env = Record<string, string | undefined>;
 
+/** Longest delay a Node.js timer takes; a longer one fires after 1 ms instead. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export interface EdgeProcessConfig {
   agent: EdgeAgentConfig;
   /** undefined: no metrics endpoint */
@@ -72,9 +75,9 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
       sensorPort: envInt(env, 'SENSOR_PORT', 1883, { min: 0, max: 65535 }),
       brokerUrl,
       ...(tls ? { tls } : {}),
-      ackTimeoutMs: envInt(env, 'ACK_TIMEOUT_MS', 30_000, { min: 100 }),
+      ackTimeoutMs: envInt(env, 'ACK_TIMEOUT_MS', 30_000, { min: 100, max: MAX_TIMER_MS }),
       maxInFlightBatches: envInt(env, 'MAX_IN_FLIGHT_BATCHES', 4, { min: 1, max: 100 }),
-      syncIntervalMs: envInt(env, 'SYNC_INTERVAL_MS', 30_000, { min: 100 }),
+      syncIntervalMs: envInt(env, 'SYNC_INTERVAL_MS', 30_000, { min: 100, max: MAX_TIMER_MS }),
       historyRetention: {
         syncedRetentionMs: envInt(env, 'SYNCED_RETENTION_HOURS', 72, { min: 1 }) * 3_600_000,
         diagnosticsRetentionMs: envInt(env, 'DIAGNOSTICS_RETENTION_DAYS', 30, { min: 1 }) * 86_400_000,

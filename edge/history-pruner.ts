@@ -68,6 +68,7 @@ export function startHistoryPruner(
   };
   const timer = setInterval(run, retention.intervalMs);
   timer.unref();
+  run(); // also at start: a device restarted more often than intervalMs would otherwise never prune
   return {
     async stop() {
       clearInterval(timer);

@@ -25,7 +25,22 @@ export interface NormalizeOptions {
 export const DEFAULT_EARLIEST_TIMESTAMP_MS = Date.UTC(2000, 0, 1);
 export const DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 60 * 60 * 1000;
 
+/**
+ * Deepest nesting of objects and arrays accepted in metadata. Storing a reading serializes its
+ * metadata recursively (canonicalJson, JSON.stringify), so a small payload nested thousands of
+ * levels deep would overflow the stack at commit time and fail every reading of its group commit.
+ */
+export const MAX_METADATA_DEPTH = 32;
+
 type TimestampResult = { ok: true; ms: number } | { ok: false; reason: string };
+
+/** Whether `value` nests objects or arrays more than `limit` levels deep (recursion stops at the limit). */
+function nestsDeeperThan(value: unknown, limit: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (limit === 0) return true;
+  const children: unknown[] = Array.isArray(value) ? value : Object.values(value);
+  return children.some((child) => nestsDeeperThan(child, limit - 1));
+}
 
 function resolveTimestamp(ts: number | string | undefined, receivedAtMs: number, options: NormalizeOptions): TimestampResult {
   if (ts === undefined) return { ok: true, ms: receivedAtMs };
@@ -82,6 +97,9 @@ export function normalizeReading(
 
   const { sensorId, dataType } = parsedTopic;
   const input = reading.value;
+  if (input.metadata !== undefined && nestsDeeperThan(input.metadata, MAX_METADATA_DEPTH)) {
+    return { ok: false, reason: `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep` };
+  }
   const timestamp = resolveTimestamp(input.ts, receivedAtMs, options);
   if (!timestamp.ok) return timestamp;
 

@@ -82,6 +82,15 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX IF NOT EXISTS idx_rejected_received ON rejected_readings(received_at)`,
     ],
   },
+  {
+    version: 2,
+    description: 'indexes that let history pruning find old synced readings and sync_log entries without a scan',
+    statements: [
+      // partial: only synced rows, so inserting and claiming readings does not maintain it
+      `CREATE INDEX IF NOT EXISTS idx_synced_at ON telemetry_data(sync_status, sync_timestamp) WHERE sync_status = 'synced'`,
+      `CREATE INDEX IF NOT EXISTS idx_sync_log_started ON sync_log(started_at)`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((highest, migration) => Math.max(highest, migration.version), 0);

@@ -76,6 +76,20 @@ export interface OpenTelemetryStoreOptions extends EdgeDatabaseOptions {
 
 const SYNC_STATUSES: readonly SyncStatus[] = ['pending', 'syncing', 'synced', 'failed'];
 
+/**
+ * pruneHistory's statements (args: cutoff, limit). Each finds its rows through an index on the
+ * cutoff column, so a chunk costs its limit, not a scan of everything kept (which, repeated for
+ * every chunk, would hold up sensor commits for seconds).
+ */
+export const PRUNE_STATEMENTS: Readonly<Record<keyof PrunedRows, string>> = {
+  synced: `DELETE FROM telemetry_data WHERE id IN (
+             SELECT id FROM telemetry_data WHERE sync_status = 'synced' AND sync_timestamp < ? LIMIT ?)`,
+  failed: `DELETE FROM telemetry_data WHERE id IN (
+             SELECT id FROM telemetry_data WHERE sync_status = 'failed' AND timestamp < ? LIMIT ?)`,
+  syncLog: 'DELETE FROM sync_log WHERE id IN (SELECT id FROM sync_log WHERE started_at < ? LIMIT ?)',
+  rejectedReadings: 'DELETE FROM rejected_readings WHERE id IN (SELECT id FROM rejected_readings WHERE received_at < ? LIMIT ?)',
+};
+
 async function inWriteTransaction<T>(client: Client, work: (transaction: Transaction) => Promise<T>): Promise<T> {
   const transaction = await client.transaction('write');
   try {
@@ -194,6 +208,17 @@ export class TelemetryStore {
     );
   }
 
+  /** The readings still 'syncing' in batch `batchId` (none corrected since it was sent), to send it again. */
+  batchRecords(batchId: string): Promise<TelemetryRecord[]> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute({
+        sql: `SELECT ${RECORD_COLUMNS} FROM telemetry_data WHERE sync_batch_id = ? AND sync_status = 'syncing' ORDER BY timestamp, id`,
+        args: [batchId],
+      });
+      return result.rows.map(recordFromRow);
+    });
+  }
+
   /** Puts a batch's 'syncing' rows back to 'pending' (no ack in time); returns how many. */
   releaseBatch(batchId: string): Promise<number> {
     return this.#db.exclusive(async (client) => {
@@ -275,24 +300,10 @@ export class TelemetryStore {
   pruneHistory(cutoffs: HistoryCutoffs, limit: number): Promise<PrunedRows> {
     return this.#db.exclusive((client) =>
       inWriteTransaction(client, async (transaction) => {
-        const synced = await transaction.execute({
-          sql: `DELETE FROM telemetry_data WHERE id IN (
-                  SELECT id FROM telemetry_data WHERE sync_status = 'synced' AND sync_timestamp < ? LIMIT ?)`,
-          args: [cutoffs.syncedBefore, limit],
-        });
-        const failed = await transaction.execute({
-          sql: `DELETE FROM telemetry_data WHERE id IN (
-                  SELECT id FROM telemetry_data WHERE sync_status = 'failed' AND timestamp < ? LIMIT ?)`,
-          args: [cutoffs.diagnosticsBefore, limit],
-        });
-        const syncLog = await transaction.execute({
-          sql: 'DELETE FROM sync_log WHERE id IN (SELECT id FROM sync_log WHERE started_at < ? LIMIT ?)',
-          args: [cutoffs.diagnosticsBefore, limit],
-        });
-        const rejected = await transaction.execute({
-          sql: 'DELETE FROM rejected_readings WHERE id IN (SELECT id FROM rejected_readings WHERE received_at < ? LIMIT ?)',
-          args: [cutoffs.diagnosticsBefore, limit],
-        });
+        const synced = await transaction.execute({ sql: PRUNE_STATEMENTS.synced, args: [cutoffs.syncedBefore, limit] });
+        const failed = await transaction.execute({ sql: PRUNE_STATEMENTS.failed, args: [cutoffs.diagnosticsBefore, limit] });
+        const syncLog = await transaction.execute({ sql: PRUNE_STATEMENTS.syncLog, args: [cutoffs.diagnosticsBefore, limit] });
+        const rejected = await transaction.execute({ sql: PRUNE_STATEMENTS.rejectedReadings, args: [cutoffs.diagnosticsBefore, limit] });
         return {
           synced: synced.rowsAffected,
           failed: failed.rowsAffected,

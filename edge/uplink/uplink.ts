@@ -9,14 +9,16 @@
  *     than maxInFlightBatches wait for their ack;
  *   - a broker PUBACK proves nothing (Aedes acknowledges before routing): only a sync/ack naming
  *     the batch marks its readings synced (or failed where the bridge rejected them);
- *   - no ack within ackTimeoutMs puts the batch back to pending; it is sent again in a new batch.
+ *   - no ack within ackTimeoutMs: while connected the batch is sent again under its own batch id, so
+ *     that an ack for any copy of it, however late, confirms it (with a new id per re-send, an ack
+ *     slower than the timeout would never match); while offline it goes back to pending.
  *     A disconnect does not release batches early: the session is persistent, the ack may still come.
  */
 import mqtt, { Store, type IPublishPacket, type MqttClient } from 'mqtt';
 import { newId } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';
 import { classifyError, DEFAULT_RETRY_POLICY, type BackoffPolicy, type ErrorClass } from '../../common/retry-policy.js';
-import type { TelemetryBatch } from '../../schemas/messages.js';
+import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import { checkSyncAck, parseJson } from '../../schemas/validators.js';
 import type { EdgeMetrics } from '../metrics.js';
@@ -285,10 +287,22 @@ export class Uplink {
   }
 
   async #onAckTimeout(batch: InFlightBatch): Promise<void> {
+    // connected: the batch keeps its in-flight slot and goes out again under its own id
+    const resending = this.#connected && !this.#stopping;
+    if (resending) this.#inFlight.add({ ...batch, sentAtMs: Date.now() });
     try {
-      const released = await this.#options.store.releaseBatch(batch.batchId);
+      const records = resending ? await this.#options.store.batchRecords(batch.batchId) : [];
+      let outcome: string;
+      if (records.length > 0 && this.#connected && !this.#stopping) {
+        await this.#publishBatch(batch.batchId, records);
+        outcome = `${records.length} readings sent again in the same batch`;
+      } else {
+        if (resending) this.#inFlight.settle(batch.batchId);
+        const released = await this.#options.store.releaseBatch(batch.batchId);
+        outcome = `${released} readings back to pending`;
+      }
       this.#options.metrics?.batchesTimedOut.inc();
-      const message = `no sync/ack within ${this.#ackTimeoutMs} ms for batch ${batch.batchId}; ${released} readings back to pending`;
+      const message = `no sync/ack within ${this.#ackTimeoutMs} ms for batch ${batch.batchId}; ${outcome}`;
       await this.#options.store.writeSyncLog({
         syncType: 'upstream',
         startedAt: batch.sentAtMs,
@@ -297,7 +311,7 @@ export class Uplink {
         status: 'failed',
         errorMessage: message,
       });
-      this.#log.warn({ batchId: batch.batchId, released }, message);
+      this.#log.warn({ batchId: batch.batchId }, message);
     } catch (error) {
       this.#log.error({ err: error, batchId: batch.batchId }, 'could not release a timed-out batch');
     }
@@ -333,6 +347,11 @@ export class Uplink {
     // tracked (with its timeout) before anything else can fail, so a claimed batch never strands 'syncing'
     const sentAtMs = Date.now();
     this.#inFlight.add({ batchId, recordCount: records.length, sentAtMs });
+    await this.#publishBatch(batchId, records);
+    return true;
+  }
+
+  async #publishBatch(batchId: string, records: TelemetryRecord[]): Promise<void> {
     const pendingCount = await this.#options.store.countPending().catch(() => undefined);
     const batch: TelemetryBatch = pendingCount === undefined ? { batchId, records } : { batchId, records, pendingCount };
     this.#client.publish(this.#telemetryTopic, JSON.stringify(batch), { qos: 1 }, (error) => {
@@ -340,7 +359,6 @@ export class Uplink {
       if (error) this.#log.warn({ err: error, batchId }, `publishing batch ${batchId} failed: ${error.message}`);
     });
     this.#log.debug({ batchId, records: records.length, pendingCount }, 'telemetry batch sent');
-    return true;
   }
 }
 

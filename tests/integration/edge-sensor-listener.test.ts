@@ -129,6 +129,32 @@ describe('sensor listener', () => {
     expect(closed).toBe(false);
   });
 
+  it('refuses a reading whose metadata nests too deeply to store, without failing the readings committed with it', async () => {
+    const poisoner = await sensor();
+    const neighbour = await sensor();
+    let poisonerClosed = false;
+    poisoner.on('close', () => (poisonerClosed = true));
+    commitDelayMs = 50; // both readings land in the same group commit
+    const depth = 5000; // about 10 KiB: within the payload limit, but deeper than JSON.stringify can recurse
+    const deep = `{"value": 1, "metadata": {"a": ${'['.repeat(depth)}${']'.repeat(depth)}}}`;
+    const goodId = newId();
+
+    // each publish ends in its PUBACK, or in its connection closing without one
+    const outcome = (client: MqttClient, topic: string, payload: unknown) =>
+      Promise.race([publishReading(client, topic, payload).then(() => 'acknowledged'), nextEvent(client, 'close').then(() => 'closed')]);
+    const outcomes = await Promise.all([
+      outcome(poisoner, 'sensors/boiler-1/temperature', deep),
+      outcome(neighbour, 'sensors/boiler-2/temperature', { value: 2, id: goodId }),
+    ]);
+
+    expect(outcomes).toEqual(['acknowledged', 'acknowledged']);
+    expect(await storedIds()).toEqual(new Set([goodId]));
+    const rejected = await reader.execute('SELECT topic, reason FROM rejected_readings');
+    expect(rejected.rows).toHaveLength(1);
+    expect(String(rejected.rows[0]?.['reason'])).toMatch(/metadata .*nested/);
+    expect(poisonerClosed).toBe(false);
+  });
+
   it('withholds the PUBACK and drops the connection when the reading cannot be committed', async () => {
     const client = await sensor();
     await publishReading(client, 'sensors/boiler-1/temperature', 20);

@@ -156,7 +156,7 @@ describe('edge uplink', () => {
     expect(firstSeen).toEqual(readings.map((reading) => reading.id)); // ascending timestamps
   });
 
-  it('puts a batch without a sync/ack back to pending after the timeout and sends it again', async () => {
+  it('sends a batch without a sync/ack again, under the same batch id, after the timeout', async () => {
     bridge.mode = 'ignore';
     const agent = await startAgent({ ackTimeoutMs: 400 });
     const sensor = await sensorFor(agent);
@@ -165,13 +165,48 @@ describe('edge uplink', () => {
 
     await waitFor('the batch sent twice', () => bridge.received.length, (n) => n >= 2);
     const [first, second] = bridge.received;
-    expect(first?.batch.batchId).not.toBe(second?.batch.batchId);
+    expect(second?.batch.batchId).toBe(first?.batch.batchId);
     expect(second?.batch.records.map((record) => record.id)).toEqual(ids);
     expect((await syncLog())[0]).toMatchObject({ status: 'failed', records_count: 5 });
-    expect(String((await syncLog())[0]?.['error_message'])).toMatch(/^no sync\/ack within 400 ms for batch .*; 5 readings back to pending$/);
+    expect(String((await syncLog())[0]?.['error_message'])).toMatch(/^no sync\/ack within 400 ms for batch .*; 5 readings sent again in the same batch$/);
 
     bridge.mode = 'ack';
     await waitFor('all synced once the bridge answers', () => agent.stats(), (s) => s.synced === 5);
+  });
+
+  it('puts a batch whose ack times out while offline back to pending, and syncs it after the reconnect', async () => {
+    bridge.mode = 'ignore';
+    // reconnects only after the ack timeout, so the batch times out while the device is offline
+    const agent = await startAgent({ ackTimeoutMs: 400, reconnectPolicy: { initialDelayMs: 1500, maxDelayMs: 1500, multiplier: 1, jitter: 'none' } });
+    const sensor = await sensorFor(agent);
+    await publishWave(sensor, 5, BASE_TIME_MS);
+    await waitFor('the batch sent', () => bridge.received.length, (n) => n === 1);
+    const edgeConnection = (broker.aedes as unknown as { clients: Record<string, { conn: { destroy(): void } }> }).clients[TEST_DEVICE_ID];
+    edgeConnection?.conn.destroy();
+    await waitFor('back to pending while offline', () => agent.stats(), (s) => !s.connected && s.pending === 5 && s.syncing === 0);
+    expect(String((await syncLog())[0]?.['error_message'])).toMatch(/; 5 readings back to pending$/);
+
+    // the late ack (queued in the device's session) confirms the readings unless they were claimed again first
+    await bridge.acknowledge(bridge.received[0] as (typeof bridge.received)[number]);
+    bridge.mode = 'ack';
+    await waitFor('synced after the reconnect', () => agent.stats(), (s) => s.synced === 5 && s.syncing === 0 && s.pending === 0);
+  });
+
+  it('a sync/ack that comes after the timeout still confirms readings sent again since (a slow bridge)', async () => {
+    // every ack takes longer than the ack timeout: by the time it comes, its readings were sent again in a new batch
+    const ackDelayMs = 600;
+    bridge.mode = (received) => {
+      setTimeout(() => void bridge.acknowledge(received), ackDelayMs);
+      return null;
+    };
+    const agent = await startAgent({ ackTimeoutMs: 400 });
+    const sensor = await sensorFor(agent);
+    await publishWave(sensor, 5, BASE_TIME_MS);
+
+    // without the fix every late ack names a batch id its readings no longer carry: nothing is ever synced
+    await waitFor('all 5 synced by late acks', () => agent.stats(), (s) => s.synced === 5, { timeoutMs: 5000 });
+    expect(await agent.stats()).toMatchObject({ pending: 0, syncing: 0, failed: 0 });
+    expect(new Set(bridge.received.map((entry) => entry.batch.batchId)).size).toBe(1); // re-sent, never renamed
   });
 
   it('keeps at most maxInFlightBatches batches waiting for their ack', async () => {

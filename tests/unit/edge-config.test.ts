@@ -60,5 +60,12 @@ describe('loadEdgeConfig', () => {
     expect(() => loadEdgeConfig({ DEVICE_ID: TEST_DEVICE_ID, BROKER_URL: 'http://b' })).toThrow(/BROKER_URL must look like mqtts:\/\/host:port/);
     expect(() => loadEdgeConfig({ DEVICE_ID: TEST_DEVICE_ID, BROKER_URL: 'mqtt://b:1', SENSOR_PORT: 'x' })).toThrow("SENSOR_PORT must be an integer, got 'x'");
     expect(() => loadEdgeConfig({ DEVICE_ID: TEST_DEVICE_ID, BROKER_URL: 'mqtt://b:1', EDGE_DB_URL: 'libsql://x' })).toThrow(/EDGE_DB_URL must be a file: URL/);
+    // a Node.js timer longer than 2^31 - 1 ms fires after 1 ms: every batch would time out at once
+    expect(() => loadEdgeConfig({ DEVICE_ID: TEST_DEVICE_ID, BROKER_URL: 'mqtt://b:1', ACK_TIMEOUT_MS: '3000000000' })).toThrow(
+      'ACK_TIMEOUT_MS must be ≤ 2147483647, got 3000000000',
+    );
+    expect(() => loadEdgeConfig({ DEVICE_ID: TEST_DEVICE_ID, BROKER_URL: 'mqtt://b:1', SYNC_INTERVAL_MS: '3000000000' })).toThrow(
+      'SYNC_INTERVAL_MS must be ≤ 2147483647, got 3000000000',
+    );
   });
 });

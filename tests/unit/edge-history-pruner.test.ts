@@ -1,10 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@libsql/client';
 import { newId } from '../../common/ids.js';
-import { historyCutoffs, pruneHistoryOnce, type HistoryRetention } from '../../edge/history-pruner.js';
-import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
+import { historyCutoffs, pruneHistoryOnce, startHistoryPruner, type HistoryRetention } from '../../edge/history-pruner.js';
+import { openTelemetryStore, PRUNE_STATEMENTS, type TelemetryStore } from '../../edge/store/telemetry-store.js';
+import { edgeTestLogger } from '../helpers/edge-logger.js';
 import { BASE_TIME_MS, makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
+import { waitFor } from '../helpers/wait.js';
 
 const HOUR = 3_600_000;
 const retention: HistoryRetention = { syncedRetentionMs: 2 * HOUR, diagnosticsRetentionMs: 24 * HOUR, intervalMs: HOUR, chunkSize: 3 };
@@ -58,6 +60,28 @@ describe('history retention', () => {
 
     expect(pruned.synced).toBe(7); // more than one chunk of 3
     expect(await statuses()).toEqual({ synced: 2, syncing: 1, pending: 1 });
+  });
+
+  it('prunes once at start, not only after the first interval (a device restarted more often would never prune)', async () => {
+    const now = BASE_TIME_MS + 100 * HOUR;
+    await syncedBatch(4, now - 5 * HOUR);
+    const pruner = startHistoryPruner(store, retention, edgeTestLogger(), () => now);
+    try {
+      await waitFor('the old synced readings pruned', () => count('telemetry_data'), (n) => n === 0, { timeoutMs: 2000 });
+    } finally {
+      await pruner.stop();
+    }
+  });
+
+  it('finds what to prune through an index on each cutoff column, never by scanning what is kept', async () => {
+    const cutoffColumns = { synced: 'sync_timestamp', failed: 'timestamp', syncLog: 'started_at', rejectedReadings: 'received_at' };
+    for (const [table, sql] of Object.entries(PRUNE_STATEMENTS)) {
+      const plan = await reader.execute({ sql: `EXPLAIN QUERY PLAN ${sql}`, args: [0, 1] });
+      const details = plan.rows.map((row) => String(row['detail']));
+      const column = cutoffColumns[table as keyof typeof cutoffColumns];
+      expect(details.some((detail) => /^SEARCH .* USING (COVERING )?INDEX /.test(detail) && detail.includes(`${column}<?`)), `${table}: ${details.join(' | ')}`).toBe(true);
+      expect(details.filter((detail) => detail.startsWith('SCAN')), `${table}: ${details.join(' | ')}`).toEqual([]);
+    }
   });
 
   it('keeps failed readings, sync_log and rejected payloads for the longer diagnostics window', async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { nameBasedId } from '../../common/ids.js';
 import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import { checkTelemetryRecord } from '../../schemas/validators.js';
-import { normalizeReading, type NormalizedReading } from '../../edge/ingest/reading-normalizer.js';
+import { MAX_METADATA_DEPTH, normalizeReading, type NormalizedReading } from '../../edge/ingest/reading-normalizer.js';
 
 const DEVICE = '5b0f6c1e-8f3a-4c2d-9e1b-2a3c4d5e6f70';
 const RECEIVED_AT = Date.UTC(2025, 5, 1, 12, 0, 0, 123);
@@ -81,6 +81,16 @@ describe('normalizeReading', () => {
   it('rejects a payload over the size limit before parsing it', () => {
     const big = Buffer.from(JSON.stringify({ value: 1, metadata: { blob: 'x'.repeat(MAX_SENSOR_PAYLOAD_BYTES) } }));
     expect(rejectedReason(normalize(big))).toBe(`payload is ${big.length} bytes; a sensor reading may be at most ${MAX_SENSOR_PAYLOAD_BYTES} bytes`);
+  });
+
+  it('rejects metadata nested deeper than MAX_METADATA_DEPTH (it could not be serialized for storage)', () => {
+    const nested = (levels: number): Record<string, unknown> => (levels === 1 ? { leaf: 1 } : { next: nested(levels - 1) });
+    expect(accepted(normalize({ value: 1, metadata: nested(MAX_METADATA_DEPTH) })).metadata).toEqual(nested(MAX_METADATA_DEPTH));
+    expect(rejectedReason(normalize({ value: 1, metadata: nested(MAX_METADATA_DEPTH + 1) }))).toBe(
+      `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep`,
+    );
+    const deepArrays = `{"value": 1, "metadata": {"a": ${'['.repeat(5000)}${']'.repeat(5000)}}}`;
+    expect(rejectedReason(normalize(deepArrays))).toMatch(/metadata is nested more than/);
   });
 
   it('rejects topics whose levels are not valid ids', () => {

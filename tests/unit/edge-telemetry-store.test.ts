@@ -39,7 +39,9 @@ describe('schema', () => {
     const tables = await reader.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
     expect(tables.rows.map((r) => r['name'])).toEqual(['command_queue', 'device_config', 'rejected_readings', 'sync_log', 'telemetry_data']);
     const indexes = await reader.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name");
-    expect(indexes.rows.map((r) => r['name'])).toEqual(['idx_device_sensor', 'idx_rejected_received', 'idx_sync_batch', 'idx_sync_status']);
+    expect(indexes.rows.map((r) => r['name'])).toEqual([
+      'idx_device_sensor', 'idx_rejected_received', 'idx_sync_batch', 'idx_sync_log_started', 'idx_sync_status', 'idx_synced_at',
+    ]);
     const columns = await reader.execute('PRAGMA table_info(telemetry_data)');
     expect(columns.rows.map((r) => r['name'])).toEqual([
       'id', 'device_id', 'sensor_id', 'timestamp', 'data_type', 'value', 'unit', 'metadata',
@@ -100,6 +102,12 @@ describe('insertReadings', () => {
     expect(claimed?.id).toBe(record.id);
     expect(await store.insertReadings([{ ...record, metadata: { a: 2, b: 1 } }])).toEqual({ inserted: 0, corrected: 0, duplicates: 1 });
     expect(await row(record.id)).toMatchObject({ version: 1, sync_status: 'syncing', sync_batch_id: 'batch-1' });
+  });
+
+  it("keeps a metadata key named '__proto__' like any other key", async () => {
+    const record = makeRecord({ metadata: JSON.parse('{"__proto__": {"x": 1}, "a": 2}') as Record<string, unknown> });
+    await store.insertReadings([record]);
+    expect((await row(record.id))?.['metadata']).toBe('{"__proto__":{"x":1},"a":2}');
   });
 
   it('treats other content under the same id as a correction: version + 1, pending, out of its batch', async () => {
@@ -221,6 +229,16 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     expect(await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-2')).toHaveLength(1);
     expect(await store.applyAck({ batchId: 'batch-1', accepted: 1, rejected: [], conflicts: 0 })).toEqual({ synced: 0, failed: 0 });
     expect(await row(record.id)).toMatchObject({ sync_status: 'syncing', sync_batch_id: 'batch-2' });
+  });
+
+  it('returns the readings still syncing in a batch, without the ones corrected since, to send it again', async () => {
+    const [kept, corrected] = [makeRecord({ atMs: BASE_TIME_MS }), makeRecord({ atMs: BASE_TIME_MS + 1 })] as [TelemetryRecord, TelemetryRecord];
+    await store.insertReadings([corrected, kept]);
+    await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
+    await store.insertReadings([{ ...corrected, value: 99 }]);
+    expect(await store.batchRecords('batch-1')).toEqual([kept]);
+    await store.applyAck({ batchId: 'batch-1', accepted: 1, rejected: [], conflicts: 0 });
+    expect(await store.batchRecords('batch-1')).toEqual([]);
   });
 
   it("puts every 'syncing' row back to pending after a restart", async () => {
