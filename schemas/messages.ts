@@ -53,7 +53,15 @@ export interface SyncAck {
   error?: string;
 }
 
-/** Payload of devices/{id}/status (retained; the edge's will says online:false). */
+/**
+ * Payload of devices/{id}/status (retained; the edge's will says online:false).
+ *
+ * `at` is the time the connection was attempted, the same in that connection's online:true and
+ * in its will, so a consumer can order statuses even when a will arrives late (a crashed broker
+ * node's wills fire seconds later, possibly after the device reconnected elsewhere): the later
+ * `at` wins, and at an equal `at`, online:false wins. A clean shutdown publishes online:false
+ * with the shutdown time.
+ */
 export interface DeviceStatus {
   online: boolean;
   at: string;

@@ -76,6 +76,11 @@ export class Uplink {
   readonly #client: MqttClient;
   readonly #interval: NodeJS.Timeout;
   #connected = false;
+  /**
+   * When the current connection was attempted: the `at` of both its will (online:false) and its
+   * online:true, so that consumers can order statuses (see schemas/messages.ts DeviceStatus).
+   */
+  #connectionAttemptAt = new Date();
   #stopping = false;
   #lastErrorClass: ErrorClass = 'network';
   #unsentReadings = 0;
@@ -96,7 +101,7 @@ export class Uplink {
     this.#inFlight = new InFlightBatches(this.#ackTimeoutMs, (batch) => this.#track(this.#onAckTimeout(batch)));
     this.#reconnects = new ReconnectScheduler(options.reconnectPolicy ?? DEFAULT_RETRY_POLICY);
 
-    this.#client = mqtt.connect(options.brokerUrl, buildUplinkClientOptions(this.#clientSettings(), new Date()));
+    this.#client = mqtt.connect(options.brokerUrl, buildUplinkClientOptions(this.#clientSettings(), this.#connectionAttemptAt));
     this.#client.handleMessage = (packet, done) => this.#handleMessage(packet, done);
     this.#client.on('connect', () => this.#onConnect());
     this.#client.on('close', () => this.#onClose());
@@ -193,7 +198,7 @@ export class Uplink {
     this.#connected = true;
     this.#reconnects.connected();
     this.#log.info({ brokerUrl: this.#options.brokerUrl }, wasRetrying ? 'uplink reconnected' : 'uplink connected');
-    this.#client.publish(this.#statusTopic, statusPayload(true, new Date()), { qos: 1, retain: true }, (error) => {
+    this.#client.publish(this.#statusTopic, statusPayload(true, this.#connectionAttemptAt), { qos: 1, retain: true }, (error) => {
       if (error) this.#log.warn({ err: error }, 'could not publish the online status');
     });
     this.#client.subscribe(this.#ackTopic, { qos: 1 }, (error, granted) => {
@@ -231,9 +236,10 @@ export class Uplink {
 
   #reconnect(): void {
     if (this.#stopping) return;
-    // the will's `at` is the time of this connection attempt
+    // the will and the online status of this connection both carry the time of this attempt
+    this.#connectionAttemptAt = new Date();
     const will = this.#client.options.will;
-    if (will) will.payload = statusPayload(false, new Date());
+    if (will) will.payload = statusPayload(false, this.#connectionAttemptAt);
     // pass the stores: reconnect() without them swaps in empty ones and forgets unacknowledged publishes
     this.#client.reconnect({ incomingStore: this.#incomingStore, outgoingStore: this.#outgoingStore });
   }

@@ -239,4 +239,31 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     expect(raw.acks[1]?.rejected[0]?.reason).toMatch(/value/);
     expect(await storedIds(RAW_DEVICE)).toContain(valid.id);
   });
+
+  it('lets an observer order status messages: a will carries its connection\'s `at`, a reconnect a later one', async () => {
+    const outage = device(OUTAGE_DEVICE);
+    const files = system.certificates.observers['explorer'];
+    if (!files) throw new Error('no observer certificate');
+    const observer = await mqtt.connectAsync(`mqtts://127.0.0.1:${system.broker.port}`, {
+      clientId: 'explorer',
+      ...(await loadTlsMaterial({ caPath: system.certificates.ca.certPath, ...files })),
+      reconnectPeriod: 0,
+    });
+    rawClients.push(observer);
+    const statuses: Array<{ online: boolean; at: string }> = [];
+    observer.on('message', (_topic, payload) => statuses.push(JSON.parse(payload.toString()) as { online: boolean; at: string }));
+    await observer.subscribeAsync(topics.status(OUTAGE_DEVICE), { qos: 1 });
+    await waitFor('the retained status', () => statuses.length, (n) => n === 1);
+    const online = statuses[0]!;
+    expect(online.online).toBe(true);
+
+    outage.uplink.cut(); // the broker sees the connection die and publishes the will
+    await waitFor('the will', () => statuses.length, (n) => n === 2);
+    expect(statuses[1]).toEqual({ online: false, at: online.at }); // same connection: offline wins the tie
+
+    outage.uplink.restore();
+    await waitFor('the reconnect status', () => statuses.length, (n) => n === 3, { timeoutMs: 15_000 });
+    expect(statuses[2]?.online).toBe(true);
+    expect(Date.parse(statuses[2]!.at)).toBeGreaterThan(Date.parse(online.at)); // a newer connection wins
+  });
 });
