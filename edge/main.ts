@@ -12,7 +12,12 @@ const logger = createLogger('edge-agent');
 async function main(): Promise<void> {
   const { agent: config, metricsPort } = loadEdgeConfig();
   const agent = await startEdgeAgent({ ...config, logger });
-  const metricsServer = metricsPort === undefined ? undefined : await startMetricsServer(agent.metrics.registry, metricsPort);
+  const metricsServer =
+    metricsPort === undefined
+      ? undefined
+      : await startMetricsServer(agent.metrics.registry, metricsPort, '127.0.0.1', (error) =>
+          logger.error({ err: error }, `metrics endpoint error: ${error.message}`),
+        );
   if (metricsServer) logger.info(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
 
   let stopping = false;

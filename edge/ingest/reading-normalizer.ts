@@ -18,12 +18,18 @@ export type NormalizedReading = { ok: true; record: TelemetryRecord } | { ok: fa
 export interface NormalizeOptions {
   /** readings stamped earlier than this are refused (default 2000-01-01T00:00:00Z) */
   earliestTimestampMs?: number;
-  /** how far ahead of the receive time a reading's ts may be (clock skew; default 24 h) */
-  maxFutureSkewMs?: number;
+  /** readings stamped at or after this are refused (default 2100-01-01T00:00:00Z) */
+  latestTimestampMs?: number;
 }
 
+/**
+ * The accepted range of a sensor's ts is absolute, not relative to the edge clock: a device
+ * without a battery-backed clock boots in 1970 until NTP answers, and refusing every correctly
+ * stamped reading until then would lose real data. The bounds still catch unit mistakes
+ * (epoch seconds, microseconds) and garbage.
+ */
 export const DEFAULT_EARLIEST_TIMESTAMP_MS = Date.UTC(2000, 0, 1);
-export const DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 60 * 60 * 1000;
+export const DEFAULT_LATEST_TIMESTAMP_MS = Date.UTC(2100, 0, 1);
 
 /**
  * Deepest nesting of objects and arrays accepted in metadata. Storing a reading serializes its
@@ -49,9 +55,10 @@ function resolveTimestamp(ts: number | string | undefined, receivedAtMs: number,
     return { ok: false, reason: `ts '${String(ts)}' is not a representable date-time` };
   }
   const earliest = options.earliestTimestampMs ?? DEFAULT_EARLIEST_TIMESTAMP_MS;
-  const latest = receivedAtMs + (options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS);
+  const latest = options.latestTimestampMs ?? DEFAULT_LATEST_TIMESTAMP_MS;
+  const inRange = (candidate: number) => candidate >= earliest && candidate < latest;
   if (ms < earliest) {
-    const looksLikeSeconds = typeof ts === 'number' && ts * 1000 >= earliest && ts * 1000 <= latest;
+    const looksLikeSeconds = typeof ts === 'number' && inRange(ts * 1000);
     return {
       ok: false,
       reason:
@@ -59,10 +66,13 @@ function resolveTimestamp(ts: number | string | undefined, receivedAtMs: number,
         (looksLikeSeconds ? ' (it looks like epoch seconds; send epoch milliseconds)' : ''),
     };
   }
-  if (ms > latest) {
+  if (ms >= latest) {
+    const looksLikeMicroseconds = typeof ts === 'number' && inRange(ts / 1000);
     return {
       ok: false,
-      reason: `ts ${JSON.stringify(ts)} is more than ${Math.round((latest - receivedAtMs) / 1000)} s ahead of the edge clock (${new Date(receivedAtMs).toISOString()})`,
+      reason:
+        `ts ${JSON.stringify(ts)} is not before ${new Date(latest).toISOString()}` +
+        (looksLikeMicroseconds ? ' (it looks like epoch microseconds; send epoch milliseconds)' : ''),
     };
   }
   return { ok: true, ms: Math.trunc(ms) };

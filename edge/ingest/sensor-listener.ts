@@ -155,6 +155,8 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
       resolve();
     });
   });
+  // an accept error after start-up (e.g. EMFILE) must not become an uncaught 'error' event
+  server.on('error', (error) => log.error({ err: error }, `sensor listener error: ${error.message}`));
   const port = (server.address() as AddressInfo).port;
   log.info({ host, port }, `sensor listener on mqtt://${host}:${port}`);
 

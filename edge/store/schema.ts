@@ -91,6 +91,14 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX IF NOT EXISTS idx_sync_log_started ON sync_log(started_at)`,
     ],
   },
+  {
+    version: 3,
+    description: "failed readings carry the time they failed (sync_timestamp), and pruning finds old ones by it",
+    statements: [
+      `UPDATE telemetry_data SET sync_timestamp = timestamp WHERE sync_status = 'failed' AND sync_timestamp IS NULL`,
+      `CREATE INDEX IF NOT EXISTS idx_failed_at ON telemetry_data(sync_status, sync_timestamp) WHERE sync_status = 'failed'`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((highest, migration) => Math.max(highest, migration.version), 0);

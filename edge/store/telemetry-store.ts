@@ -85,7 +85,7 @@ export const PRUNE_STATEMENTS: Readonly<Record<keyof PrunedRows, string>> = {
   synced: `DELETE FROM telemetry_data WHERE id IN (
              SELECT id FROM telemetry_data WHERE sync_status = 'synced' AND sync_timestamp < ? LIMIT ?)`,
   failed: `DELETE FROM telemetry_data WHERE id IN (
-             SELECT id FROM telemetry_data WHERE sync_status = 'failed' AND timestamp < ? LIMIT ?)`,
+             SELECT id FROM telemetry_data WHERE sync_status = 'failed' AND sync_timestamp < ? LIMIT ?)`,
   syncLog: 'DELETE FROM sync_log WHERE id IN (SELECT id FROM sync_log WHERE started_at < ? LIMIT ?)',
   rejectedReadings: 'DELETE FROM rejected_readings WHERE id IN (SELECT id FROM rejected_readings WHERE received_at < ? LIMIT ?)',
 };
@@ -157,8 +157,12 @@ export class TelemetryStore {
           const plan = planBatch(sizes, { maxRecords, maxBytes }, envelope);
           for (const index of plan.oversized) {
             await transaction.execute({
-              sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ? WHERE id = ?`,
-              args: [`reading is ${sizes[index]} bytes of JSON; no telemetry batch of at most ${maxBytes} bytes can carry it`, records[index]?.id ?? ''],
+              sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?, sync_timestamp = ? WHERE id = ?`,
+              args: [
+                `reading is ${sizes[index]} bytes of JSON; no telemetry batch of at most ${maxBytes} bytes can carry it`,
+                Date.now(),
+                records[index]?.id ?? '',
+              ],
             });
           }
           const selected = plan.selected.map((index) => records[index] as TelemetryRecord);
@@ -192,9 +196,9 @@ export class TelemetryStore {
         let failed = 0;
         for (const rejection of ack.rejected) {
           const result = await transaction.execute({
-            sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?
+            sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?, sync_timestamp = ?
                   WHERE sync_batch_id = ? AND id = ? AND sync_status IN ('syncing', 'pending')`,
-            args: [rejection.reason, batchId, rejection.id],
+            args: [rejection.reason, syncedAtMs, batchId, rejection.id],
           });
           failed += result.rowsAffected;
         }

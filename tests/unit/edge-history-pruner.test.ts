@@ -86,7 +86,8 @@ describe('history retention', () => {
 
   it('keeps failed readings, sync_log and rejected payloads for the longer diagnostics window', async () => {
     const now = BASE_TIME_MS + 100 * HOUR;
-    await syncedBatch(4, now - 5 * HOUR, 2); // 2 failed, readings timestamped at BASE_TIME_MS (100 h old)
+    await syncedBatch(4, now - 30 * HOUR, 2); // 2 synced and 2 failed, 30 h ago (readings 100 h old)
+    await syncedBatch(3, now - HOUR, 3); // 3 failed an hour ago, although the readings are 100 h old: kept
     await store.writeSyncLog({ syncType: 'upstream', startedAt: now - 30 * HOUR, completedAt: now - 30 * HOUR, recordsCount: 1, status: 'success' });
     await store.writeSyncLog({ syncType: 'upstream', startedAt: now - HOUR, completedAt: now - HOUR, recordsCount: 1, status: 'success' });
     await store.recordRejectedReading({ receivedAt: now - 30 * HOUR, topic: 'sensors/a/b', payload: 'x', reason: 'old' });
@@ -95,7 +96,7 @@ describe('history retention', () => {
     const pruned = await pruneHistoryOnce(store, retention, now);
 
     expect(pruned).toEqual({ synced: 2, failed: 2, syncLog: 1, rejectedReadings: 1 });
-    expect(await count('telemetry_data')).toBe(0);
+    expect(await statuses()).toEqual({ failed: 3 });
     expect(await count('sync_log')).toBe(1);
     expect(await count('rejected_readings')).toBe(1);
   });

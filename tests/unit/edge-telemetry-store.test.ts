@@ -40,7 +40,7 @@ describe('schema', () => {
     expect(tables.rows.map((r) => r['name'])).toEqual(['command_queue', 'device_config', 'rejected_readings', 'sync_log', 'telemetry_data']);
     const indexes = await reader.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name");
     expect(indexes.rows.map((r) => r['name'])).toEqual([
-      'idx_device_sensor', 'idx_rejected_received', 'idx_sync_batch', 'idx_sync_log_started', 'idx_sync_status', 'idx_synced_at',
+      'idx_device_sensor', 'idx_failed_at', 'idx_rejected_received', 'idx_sync_batch', 'idx_sync_log_started', 'idx_sync_status', 'idx_synced_at',
     ]);
     const columns = await reader.execute('PRAGMA table_info(telemetry_data)');
     expect(columns.rows.map((r) => r['name'])).toEqual([
