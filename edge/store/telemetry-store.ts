@@ -254,6 +254,14 @@ export class TelemetryStore {
     });
   }
 
+  /** Whether any reading is pending: one index probe, unlike countPending. */
+  hasPending(): Promise<boolean> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute(`SELECT 1 FROM telemetry_data WHERE sync_status = 'pending' LIMIT 1`);
+      return result.rows.length > 0;
+    });
+  }
+
   countPending(): Promise<number> {
     return this.#db.exclusive(async (client) => {
       const result = await client.execute(`SELECT count(*) AS n FROM telemetry_data WHERE sync_status = 'pending'`);

@@ -156,6 +156,23 @@ describe('edge uplink', () => {
     expect(firstSeen).toEqual(readings.map((reading) => reading.id)); // ascending timestamps
   });
 
+  it('reports with each batch how many readings are still pending, and 0 once drained', async () => {
+    bridge.mode = 'ignore'; // the first batch stays unacknowledged, so the rest piles up behind it
+    const agent = await startAgent({ maxInFlightBatches: 1 });
+    const sensor = await sensorFor(agent);
+    const readings = await publishWave(sensor, 2500, BASE_TIME_MS);
+    await waitFor('the first batch', () => bridge.received.length, (n) => n === 1);
+    bridge.mode = 'ack';
+    await bridge.acknowledge(bridge.received[0]!);
+    await waitFor('all 2500 synced', () => agent.stats(), (s) => s.synced === 2500, { timeoutMs: 20_000 });
+
+    expect(new Set(bridge.receivedRecordIds())).toEqual(new Set(readings.map((reading) => reading.id)));
+    const reported = bridge.received.map((entry) => entry.batch.pendingCount);
+    expect(reported.every((count) => typeof count === 'number' && count >= 0)).toBe(true);
+    expect(Math.max(...(reported as number[]))).toBeGreaterThan(0); // a backlog was reported while draining
+    expect(reported.at(-1)).toBe(0);
+  });
+
   it('sends a batch without a sync/ack again, under the same batch id, after the timeout', async () => {
     bridge.mode = 'ignore';
     const agent = await startAgent({ ackTimeoutMs: 400 });
