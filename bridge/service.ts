@@ -35,6 +35,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     connectionString: config.databaseUrl,
     applicationName: config.clientId,
     poolSize: config.dbPoolSize,
+    queryTimeoutMs: config.dbQueryTimeoutMs,
     onIdleConnectionError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
   const retry: TransactionRetryOptions = {

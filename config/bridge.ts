@@ -8,9 +8,11 @@
  *   BRIDGE_CLIENT_ID      MQTT client id = CN of the service certificate        default bridge
  *   BATCH_MAX_RECORDS     records per database transaction                       default 2000
  *   BATCH_MAX_MESSAGES    messages per database transaction                      default 500
+ *   BATCH_MAX_BYTES       MQTT payload bytes per database transaction (1 KiB … 64 MiB)  default 4194304
  *   BATCH_LINGER_MS       longest wait for more messages before a batch is written  default 10
  *   MAX_IN_FLIGHT         received messages not yet committed before reading pauses   default 1000
  *   DB_POOL_SIZE          database connections                                     default 10
+ *   DB_QUERY_TIMEOUT_MS   longest wait for one query's answer (a silently dead connection)  default 60000
  *   RETENTION_DAYS        telemetry retention (PostgreSQL job; CockroachDB uses its TTL)  default 90
  *   RETENTION_INTERVAL_MS how often the PostgreSQL retention job runs          default 3600000
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
@@ -33,6 +35,8 @@ export interface BridgeConfig {
    */
   maxInFlight: number;
   dbPoolSize: number;
+  /** a query without an answer for this long fails and its connection is closed */
+  dbQueryTimeoutMs: number;
   retentionDays: number;
   retentionIntervalMs: number;
   retentionChunkSize: number;
@@ -41,6 +45,8 @@ export interface BridgeConfig {
 }
 
 type Env = Record<string, string | undefined>;
+
+const MIB = 1024 * 1024;
 
 export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
   const brokerUrl = envString(env, 'BROKER_URL');
@@ -52,10 +58,12 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     batch: {
       maxRecords: envInt(env, 'BATCH_MAX_RECORDS', 2000, { min: 1, max: 50_000 }),
       maxMessages: envInt(env, 'BATCH_MAX_MESSAGES', 500, { min: 1, max: 10_000 }),
+      maxBytes: envInt(env, 'BATCH_MAX_BYTES', 4 * MIB, { min: 1024, max: 64 * MIB }),
       lingerMs: envInt(env, 'BATCH_LINGER_MS', 10, { min: 0, max: 10_000 }),
     },
     maxInFlight: envInt(env, 'MAX_IN_FLIGHT', 1000, { min: 1 }),
     dbPoolSize: envInt(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),
+    dbQueryTimeoutMs: envInt(env, 'DB_QUERY_TIMEOUT_MS', 60_000, { min: 100, max: 3_600_000 }),
     retentionDays: envInt(env, 'RETENTION_DAYS', 90, { min: 1 }),
     retentionIntervalMs: envInt(env, 'RETENTION_INTERVAL_MS', 3_600_000, { min: 1000 }),
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', 1000, { min: 1, max: 100_000 }),

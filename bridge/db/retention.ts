@@ -1,9 +1,10 @@
 /**
  * Telemetry retention on PostgreSQL. CockroachDB expires rows itself (row-level TTL,
- * ttl_expire_after = '90 days' on telemetry_data, measured from the row's last write); on
- * PostgreSQL this job deletes rows whose last write (synced_at) is older than the retention, in
- * bounded chunks, each chunk its own short transaction, so it never holds long locks or builds
- * one huge transaction. On CockroachDB every function here is a no-op.
+ * ttl_expiration_expression = 'synced_at + INTERVAL ''90 days''' on telemetry_data; the bridge sets
+ * synced_at on every write); on PostgreSQL this job deletes the same rows, those whose last write
+ * (synced_at) is older than the retention, in bounded chunks, each chunk its own short
+ * transaction, so it never holds long locks or builds one huge transaction. On CockroachDB every
+ * function here is a no-op.
  */
 import type { Logger } from '../../common/logger.js';
 import type { Database } from './connection.js';

@@ -8,11 +8,11 @@
  *
  * A failed batch (not retryable, or serialization retries exhausted) is not acknowledged: its
  * messages go back to the front of the queue and the pipeline waits with exponential backoff
- * before trying again, so a database outage neither loses messages nor spins. If the failure is
- * caused by the data (SQLSTATE class 22 data exception or 23 integrity violation), the batch is
- * retried message by message so that one unstorable message is answered with an error ack
- * instead of blocking every message behind it. Class 42 (undefined table, insufficient
- * privilege, …) is an operational problem, not the message's fault: it backs off like an outage.
+ * before trying again, so a database outage neither loses messages nor spins. A failed batch of
+ * several messages is first written again one message at a time (poison-isolation.ts): a message
+ * the database refuses while its neighbours are stored is answered with an error ack instead of
+ * blocking every message behind it; when every single write fails, the database is the problem
+ * (down, a table missing, …) and nothing is rejected.
  */
 import type { Logger } from '../../common/logger.js';
 import { backoffDelay, type BackoffPolicy } from '../../common/retry-policy.js';
@@ -21,6 +21,7 @@ import type { BridgeMetrics } from '../metrics.js';
 import type { Delivery } from '../mqtt/deferred-puback.js';
 import { BatchAccumulator, DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-accumulator.js';
 import type { MessageOutcome } from './conflict-resolution.js';
+import { isTransientFailure, judgeSingleWrites, shouldIsolate, type SingleWriteOutcome } from './poison-isolation.js';
 import { parseTelemetryMessage } from './telemetry-message.js';
 import type { TelemetryWriteMessage, TelemetryWriteResult } from './telemetry-writer.js';
 
@@ -58,7 +59,10 @@ export class IngestPipeline {
   private stopped = false;
 
   constructor(private readonly options: IngestPipelineOptions) {
-    this.accumulator = new BatchAccumulator(options.limits ?? DEFAULT_BATCH_LIMITS, (message) => message.batch.records.length);
+    this.accumulator = new BatchAccumulator(options.limits ?? DEFAULT_BATCH_LIMITS, (message) => ({
+      records: message.batch.records.length,
+      bytes: message.inbound.payload.length,
+    }));
     this.now = options.now ?? Date.now;
   }
 
@@ -134,21 +138,28 @@ export class IngestPipeline {
       this.consecutiveFailures = 0;
       return;
     }
-    if (!isDataError(failure)) {
+    if (!shouldIsolate(batch.length, failure)) {
       this.backOff(batch, failure);
       return;
     }
-    // One message's data broke the batch: find it by writing the messages one at a time.
-    for (const [index, message] of batch.entries()) {
-      const error = batch.length === 1 ? failure : await this.writeAndConfirm([message]);
-      if (error === null) continue;
-      if (isDataError(error)) {
-        this.rejectUnstorable(message, error);
-        continue;
-      }
-      this.backOff(batch.slice(index), error);
+    // Find what the database refuses: write the messages one at a time (each confirmed on commit).
+    const outcomes: SingleWriteOutcome[] = [];
+    for (const message of batch) {
+      const error = await this.writeAndConfirm([message]);
+      outcomes.push(error === null ? { ok: true } : { ok: false, error });
+      if (error !== null && isTransientFailure(error)) break;
+    }
+    const verdict = judgeSingleWrites(outcomes, batch.length);
+    for (const index of verdict.poison) this.rejectPoison(batch[index] as QueuedMessage, failureOf(outcomes[index]));
+    if (verdict.retry.length === 0) {
+      this.consecutiveFailures = 0;
       return;
     }
+    const retried = verdict.retry.map((index) => ({ message: batch[index] as QueuedMessage, error: failureOf(outcomes[index]) }));
+    this.backOff(
+      retried.map(({ message }) => message),
+      retried.find(({ error }) => error !== undefined)?.error ?? failure,
+    );
   }
 
   /** Writes one batch and starts its confirmations; returns the error instead of throwing. */
@@ -194,11 +205,15 @@ export class IngestPipeline {
     this.confirmations.add(confirmation);
   }
 
-  private rejectUnstorable(message: QueuedMessage, error: unknown): void {
-    const reason = `the database rejected the batch: ${(error as Error).message}`;
+  /** Answers a message the database refused while its batch neighbours were stored, and acknowledges it. */
+  private rejectPoison(message: QueuedMessage, error: unknown): void {
+    const reason = `the database rejected the message: ${(error as Error | null)?.message ?? String(error)}`;
     const { batch } = message;
     const rejected = [...batch.invalid, ...batch.records.map((record) => ({ id: record.id, reason }))];
-    this.options.logger.error({ err: error, deviceId: batch.deviceId, batchId: batch.batchId }, 'telemetry batch cannot be stored; rejected');
+    this.options.logger.error(
+      { err: error, deviceId: batch.deviceId, batchId: batch.batchId },
+      'telemetry message refused by the database while the rest of its batch was stored; rejected',
+    );
     this.options.metrics.recordsRejected.inc(rejected.length);
     message.inbound.committed();
     this.confirm(message.inbound, batch.deviceId, { batchId: batch.batchId, accepted: 0, rejected, conflicts: 0, error: reason });
@@ -225,8 +240,6 @@ export class IngestPipeline {
   }
 }
 
-/** Errors that a message's content caused: SQLSTATE class 22 (data exception) or 23 (integrity). */
-function isDataError(error: unknown): boolean {
-  const code = String((error as { code?: unknown } | null)?.code ?? '');
-  return /^2[23][0-9A-Z]{3}$/.test(code);
+function failureOf(outcome: SingleWriteOutcome | undefined): unknown {
+  return outcome?.ok === false ? outcome.error : undefined;
 }

@@ -42,14 +42,17 @@ export function parseTelemetryMessage(topic: string, payload: Buffer): ParsedTel
     batchId: envelope.value.batchId,
     records,
     invalid,
-    // informational, stored in sync_status.pending_records_count (INT): capped, so that an absurd
-    // count cannot make the database refuse the message's readings
+    // informational, stored in sync_status.pending_records_count (BIGINT): capped, so that an
+    // absurd count cannot make the database refuse the message's readings
     pendingCount: envelope.value.pendingCount === undefined ? null : Math.min(envelope.value.pendingCount, MAX_PENDING_COUNT),
   };
 }
 
-/** The largest value of sync_status.pending_records_count (INT is 32-bit on PostgreSQL). */
-export const MAX_PENDING_COUNT = 2_147_483_647;
+/**
+ * The largest pendingCount stored: the largest integer a JavaScript number holds exactly (JSON
+ * numbers become doubles), far inside sync_status.pending_records_count's BIGINT range.
+ */
+export const MAX_PENDING_COUNT = Number.MAX_SAFE_INTEGER;
 
 /** The ack for a message that cannot be read as a batch: nothing accepted, every readable id rejected. */
 function unreadable(deviceId: string, value: unknown, error: string): ParsedTelemetryMessage {

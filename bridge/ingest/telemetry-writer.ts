@@ -8,11 +8,15 @@
  *   4. upsert the winning readings (multi-row INSERT … ON CONFLICT DO UPDATE … WHERE guard),
  *   5. insert conflict_log entries,
  *   6. upsert sync_status per device.
+ * Every multi-row INSERT is split into statements of at most 500 rows and 4 MiB of SQL text
+ * (bridge/db/multi-row-insert.ts: CockroachDB refuses client messages over 16 MiB), all of them in
+ * this one transaction.
  * Portable SQL only (CockroachDB and PostgreSQL): no LISTEN/NOTIFY, advisory locks, temp tables,
  * triggers or cursors. Rows are written in key order so concurrent writers lock in one order.
  */
 import type { RejectedRecord } from '../../schemas/messages.js';
 import { pgp, type Database, type Task } from '../db/connection.js';
+import { multiRowInserts } from '../db/multi-row-insert.js';
 import { runSerializable, type TransactionRetryOptions } from '../db/transaction-retry.js';
 import { resolveBatch, type ConflictLogEntry, type MessageOutcome } from './conflict-resolution.js';
 import type { TelemetryRow } from './telemetry-row.js';
@@ -65,7 +69,7 @@ const telemetryColumns = new ColumnSet<TelemetryRow>(
     { name: 'value', cast: 'float8' },
     { name: 'unit' },
     { name: 'metadata', mod: ':json', cast: 'jsonb' },
-    { name: 'version', cast: 'int' },
+    { name: 'version', cast: 'int8' },
     { name: 'content_hash', prop: 'contentHash', init: (column) => Buffer.from(String(column.value), 'hex'), cast: 'bytea' },
   ],
   { table: 'telemetry_data' },
@@ -98,7 +102,7 @@ const syncStatusColumns = new ColumnSet<SyncStatusRow>(
     { name: 'device_id', prop: 'deviceId', cast: 'uuid' },
     { ...NOW, name: 'last_sync_at' },
     { name: 'last_sync_status', prop: 'status' },
-    { name: 'pending_records_count', prop: 'pendingCount', cast: 'int' },
+    { name: 'pending_records_count', prop: 'pendingCount', cast: 'int8' },
     { name: 'total_synced_records', prop: 'inserted', cast: 'int8' },
     { name: 'last_error', prop: 'lastError' },
     { ...NOW, name: 'updated_at' },
@@ -138,7 +142,8 @@ interface StoredRow {
   value: number;
   unit: string | null;
   metadata: Record<string, unknown> | null;
-  version: number | string;
+  /** BIGINT: node-postgres returns int8 as a string */
+  version: string;
   content_hash: Buffer;
 }
 
@@ -160,34 +165,34 @@ async function writeInTransaction(t: Task, messages: readonly TelemetryWriteMess
   }));
 
   const deviceIds = [...new Set(messages.map((message) => message.deviceId))].sort();
-  await t.none(pgp.helpers.insert(deviceIds.map((deviceId) => ({ deviceId })), deviceColumns) + UPSERT_DEVICES);
+  for (const sql of multiRowInserts(deviceIds.map((deviceId) => ({ deviceId })), deviceColumns, UPSERT_DEVICES)) await t.none(sql);
 
   const upserts = [...resolution.upserts].sort(byId);
-  if (upserts.length > 0) {
-    const written = await t.any<{ id: string }>(telemetryUpsertSql(upserts));
-    if (written.length !== upserts.length) {
-      throw new UpsertGuardError(
-        `upsert guard skipped ${upserts.length - written.length} of ${upserts.length} rows changed concurrently; restart transaction`,
-      );
-    }
+  const written: string[] = []; // RETURNING id of every chunk, checked once all chunks ran
+  for (const sql of telemetryUpsertStatements(upserts)) written.push(...(await t.any<{ id: string }>(sql)).map((row) => row.id));
+  if (written.length !== upserts.length) {
+    throw new UpsertGuardError(
+      `upsert guard skipped ${upserts.length - written.length} of ${upserts.length} rows changed concurrently; restart transaction`,
+    );
   }
 
   const conflicts = uniqueBy(resolution.conflicts, (entry) => entry.conflictId);
-  if (conflicts.length > 0) await t.none(pgp.helpers.insert(conflicts, conflictColumns) + INSERT_CONFLICTS);
+  for (const sql of multiRowInserts(conflicts, conflictColumns, INSERT_CONFLICTS)) await t.none(sql);
 
   const statuses = syncStatusRows(messages, outcomes);
-  await t.none(pgp.helpers.insert(statuses, syncStatusColumns) + UPSERT_SYNC_STATUS);
+  for (const sql of multiRowInserts(statuses, syncStatusColumns, UPSERT_SYNC_STATUS)) await t.none(sql);
 
   return { outcomes, upserted: upserts.length, conflictsLogged: conflicts.length };
 }
 
 /**
- * The multi-row upsert of readings. Its WHERE guard applies a row only if it wins by the pure
- * rule (same device, higher version, or same version and larger content hash; bytea compares
- * bytewise like the hex strings in JS). RETURNING lists the rows actually written.
+ * The multi-row upserts of readings (one statement per chunk). Their WHERE guard applies a row only
+ * if it wins by the pure rule (same device, higher version, or same version and larger content
+ * hash; bytea compares bytewise like the hex strings in JS). RETURNING lists the rows actually
+ * written.
  */
-export function telemetryUpsertSql(rows: readonly TelemetryRow[]): string {
-  return pgp.helpers.insert(rows, telemetryColumns) + UPSERT_TELEMETRY;
+export function telemetryUpsertStatements(rows: readonly TelemetryRow[]): string[] {
+  return multiRowInserts(rows, telemetryColumns, UPSERT_TELEMETRY);
 }
 
 /** One sync_status row per device: the batch's totals, the device's latest pendingCount. */
@@ -235,7 +240,7 @@ function rowFromDatabase(row: StoredRow): TelemetryRow {
     value: row.value,
     unit: row.unit,
     metadata: row.metadata,
-    // INT is INT8 on CockroachDB, which node-postgres returns as a string
+    // BIGINT (int8) arrives as a string; versions are at most 2^31 - 1 (the record schema), exact in a number
     version: Number(row.version),
     contentHash: row.content_hash.toString('hex'),
   };

@@ -47,6 +47,10 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
     protocolVersion: 4,
     keepalive: 30,
     reconnectPeriod: 1000,
+    // mqtt.js 5.16 stops reconnecting for good after a refused CONNACK (handlers/connack.js sets
+    // reconnectSuppressed) unless this is set: a broker that briefly refuses (restarting, its
+    // persistence not ready: "Server unavailable") would leave the bridge disconnected forever.
+    reconnectOnConnackError: true,
     connectTimeout: 10_000,
     manualConnect: true,
     ...(options.tls ? { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key, rejectUnauthorized: true } : {}),

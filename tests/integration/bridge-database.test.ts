@@ -8,7 +8,7 @@ import { detectDialect } from '../../bridge/db/dialect.js';
 import { migrate } from '../../bridge/db/migrate.js';
 import { RECORD_OF_ANOTHER_DEVICE } from '../../bridge/ingest/conflict-resolution.js';
 import { telemetryRowFromRecord, type TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
-import { telemetryUpsertSql, writeTelemetryBatch, type TelemetryWriteMessage } from '../../bridge/ingest/telemetry-writer.js';
+import { telemetryUpsertStatements, writeTelemetryBatch, type TelemetryWriteMessage } from '../../bridge/ingest/telemetry-writer.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 
@@ -50,8 +50,12 @@ function message(deviceId: string, records: TelemetryRow[], pendingCount: number
   return { deviceId, records, invalid: [], pendingCount };
 }
 
+/** version is BIGINT, which node-postgres returns as a string: converted here, where it is read */
 async function storedRows(): Promise<Array<{ id: string; device_id: string; value: number; version: number; metadata: unknown; timestamp: Date }>> {
-  return db.any('SELECT id, device_id, value, version, metadata, "timestamp" FROM telemetry_data ORDER BY id');
+  const rows = await db.any<{ id: string; device_id: string; value: number; version: string; metadata: unknown; timestamp: Date }>(
+    'SELECT id, device_id, value, version, metadata, "timestamp" FROM telemetry_data ORDER BY id',
+  );
+  return rows.map((stored) => ({ ...stored, version: Number(stored.version) }));
 }
 
 describe('migrations', () => {
@@ -87,7 +91,8 @@ describe('writeTelemetryBatch', () => {
     expect(registered).toMatchObject({ device_name: device, device_type: 'edge', status: 'active' });
     expect(registered.last_seen_at).toBeInstanceOf(Date);
     const status = await db.one('SELECT * FROM sync_status WHERE device_id = $1', [device]);
-    expect(status).toMatchObject({ last_sync_status: 'success', pending_records_count: 7, total_synced_records: '2', last_error: null });
+    // BIGINT columns arrive as strings
+    expect(status).toMatchObject({ last_sync_status: 'success', pending_records_count: '7', total_synced_records: '2', last_error: null });
   });
 
   it('writing the same batch twice adds no rows and no conflicts', async () => {
@@ -201,8 +206,59 @@ describe('writeTelemetryBatch', () => {
     expect(result.outcomes.map((o) => o.accepted)).toEqual([50, 50, 50, 1, 1]);
     expect(result.upserted).toBe(151);
     expect(await storedRows()).toHaveLength(151);
-    expect((await db.one('SELECT version FROM telemetry_data WHERE id = $1', [shared])).version).toBe(2);
+    expect((await db.one('SELECT version FROM telemetry_data WHERE id = $1', [shared])).version).toBe('2');
     expect((await db.one('SELECT count(*)::int AS n FROM sync_status')).n).toBe(3);
+  });
+
+  it('splits every multi-row INSERT into statements of at most 500 rows and 4 MiB, in one transaction', async () => {
+    // CockroachDB refuses a client message over 16 MiB (08P01). 501 devices with one 16 KiB reading
+    // each: an 8 MiB upsert, and once they are all stale, 24 MiB of conflict_log (3 JSON copies each).
+    const devices = Array.from({ length: 501 }, () => randomUUID()).sort();
+    const metadata = { blob: 'x'.repeat(16 * 1024) };
+    const ids = devices.map(() => randomUUID());
+    const newer = devices.map((device, i) => message(device, [row(device, { id: ids[i], version: 2, metadata })], 3));
+    const stale = devices.map((device, i) => message(device, [row(device, { id: ids[i], version: 1, metadata })], 3));
+    const statements: string[] = [];
+    const options = db.$config.options as { query?: (event: { query: unknown }) => void };
+    options.query = (event) => {
+      if (typeof event.query === 'string' && event.query.startsWith('INSERT')) statements.push(event.query);
+    };
+    try {
+      expect((await writeTelemetryBatch(db, newer)).upserted).toBe(501);
+      expect((await writeTelemetryBatch(db, stale)).conflictsLogged).toBe(501);
+    } finally {
+      delete options.query;
+    }
+
+    const count = (table: string) => statements.filter((sql) => sql.startsWith(`INSERT INTO "${table}"`)).length;
+    expect(Math.max(...statements.map((sql) => Buffer.byteLength(sql)))).toBeLessThanOrEqual(4 * 1024 * 1024);
+    expect(count('devices')).toBe(4); // 500 + 1 rows, twice
+    expect(count('sync_status')).toBe(4);
+    expect(count('telemetry_data')).toBeGreaterThanOrEqual(2);
+    expect(count('conflict_log')).toBeGreaterThanOrEqual(6);
+    expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data')).n).toBe(501);
+    expect((await db.one('SELECT count(*)::int AS n FROM conflict_log')).n).toBe(501);
+    expect((await db.one('SELECT count(*)::int AS n FROM sync_status')).n).toBe(501);
+    expect((await storedRows()).every((stored) => stored.version === 2)).toBe(true);
+  });
+
+  it('checks the upsert guard over all chunks and rolls back every chunk when one row was not written', async () => {
+    const device = randomUUID();
+    const ids = Array.from({ length: 501 }, () => randomUUID()).sort();
+    const skipped = ids[500] as string; // the only row of the second chunk
+    await writeTelemetryBatch(db, [message(device, ids.map((id) => row(device, { id, version: 1 })))]);
+    // Test-only stand-in for a concurrent writer: the update of one row is silently skipped.
+    await db.none(`CREATE FUNCTION skip_one() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.id = '${skipped}' THEN RETURN NULL; END IF; RETURN NEW; END $$`);
+    await db.none('CREATE TRIGGER skip_one BEFORE UPDATE ON telemetry_data FOR EACH ROW EXECUTE FUNCTION skip_one()');
+    try {
+      const newer = [message(device, ids.map((id) => row(device, { id, version: 2 })))];
+      const policy = { initialDelayMs: 1, maxDelayMs: 1, multiplier: 1, jitter: 'none' as const, maxAttempts: 2 };
+      await expect(writeTelemetryBatch(db, newer, { retry: { policy } })).rejects.toThrow(/upsert guard skipped 1 of 501 rows/);
+    } finally {
+      await db.none('DROP TRIGGER skip_one ON telemetry_data; DROP FUNCTION skip_one()');
+    }
+    expect((await storedRows()).map((stored) => stored.version)).toEqual(ids.map(() => 1));
   });
 
   it('a message whose records were all invalid still registers the device and marks the sync failed', async () => {
@@ -211,8 +267,18 @@ describe('writeTelemetryBatch', () => {
     expect(result.outcomes).toEqual([{ accepted: 0, rejected: [{ id: 'x', reason: 'bad' }], conflicts: 0, inserted: 0 }]);
     expect(await db.one('SELECT last_sync_status, pending_records_count FROM sync_status WHERE device_id = $1', [device])).toEqual({
       last_sync_status: 'failed',
-      pending_records_count: 4,
+      pending_records_count: '4',
     });
+  });
+
+  it('stores 64-bit counts: a pendingCount beyond 32 bits, and the largest exact one', async () => {
+    const device = randomUUID();
+    await writeTelemetryBatch(db, [message(device, [row(device)], 3_000_000_000)]);
+    expect((await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [device])).pending_records_count).toBe('3000000000');
+    await writeTelemetryBatch(db, [message(device, [row(device)], Number.MAX_SAFE_INTEGER)]);
+    expect((await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [device])).pending_records_count).toBe(
+      String(Number.MAX_SAFE_INTEGER),
+    );
   });
 
   it('stores a message whose rejected record echoes a NUL character (sync_status.last_error cannot hold U+0000)', async () => {
@@ -229,8 +295,9 @@ describe('writeTelemetryBatch', () => {
 
 describe('the upsert guard (protection against concurrent writers)', () => {
   async function upsertDirectly(rows: TelemetryRow[]): Promise<string[]> {
-    const written = await db.any<{ id: string }>(telemetryUpsertSql(rows));
-    return written.map((w) => w.id);
+    const written: string[] = [];
+    for (const sql of telemetryUpsertStatements(rows)) written.push(...(await db.any<{ id: string }>(sql)).map((w) => w.id));
+    return written;
   }
 
   it('applies exactly what the pure rule lets win', async () => {

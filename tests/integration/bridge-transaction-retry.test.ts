@@ -138,9 +138,9 @@ describe('concurrent telemetry batches on overlapping rows', () => {
 
     expect(results.every((r) => r.outcomes[0]?.accepted === ids.length)).toBe(true);
     expect(retries.length).toBeGreaterThan(0);
-    const stored = await db.any<{ version: number }>('SELECT version FROM telemetry_data WHERE device_id = $1', [device]);
+    const stored = await db.any<{ version: string }>('SELECT version FROM telemetry_data WHERE device_id = $1', [device]);
     expect(stored).toHaveLength(ids.length);
-    expect(stored.every((r) => r.version === 8)).toBe(true);
+    expect(stored.every((r) => r.version === '8')).toBe(true); // BIGINT arrives as a string
     // inserted counted once per reading, however often the transactions were re-run
     expect((await db.one('SELECT total_synced_records FROM sync_status WHERE device_id = $1', [device])).total_synced_records).toBe(
       String(ids.length),

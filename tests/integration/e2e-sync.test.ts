@@ -178,8 +178,8 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     await waitFor('the stale version to be acknowledged', () => raw.acks.length, (count) => count === 2);
 
     expect(raw.acks[1]).toMatchObject({ accepted: 1, conflicts: 1, rejected: [] });
-    const row = await system.db.one<{ value: number; version: number }>('SELECT value, version FROM telemetry_data WHERE id = $1', [newer.id]);
-    expect(row).toEqual({ value: 99, version: 3 });
+    const row = await system.db.one<{ value: number; version: string }>('SELECT value, version FROM telemetry_data WHERE id = $1', [newer.id]);
+    expect(row).toEqual({ value: 99, version: '3' }); // BIGINT arrives as a string
     const conflicts = await system.db.any<{ conflict_type: string; resolution_strategy: string }>(
       'SELECT conflict_type, resolution_strategy FROM conflict_log WHERE record_id = $1',
       [newer.id],
@@ -200,8 +200,8 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     await sensor.publishAsync('sensors/corrector/humidity', JSON.stringify({ id, value: 41.5, ts }), { qos: 1 });
     const corrected = await waitFor(
       'version 2 in the database',
-      () => system.db.one<{ value: number; version: number }>('SELECT value, version FROM telemetry_data WHERE id = $1', [id]),
-      (row) => row.version === 2,
+      () => system.db.one<{ value: number; version: string }>('SELECT value, version FROM telemetry_data WHERE id = $1', [id]),
+      (row) => row.version === '2',
     );
     expect(corrected.value).toBe(41.5);
   });

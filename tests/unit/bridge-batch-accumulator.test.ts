@@ -1,14 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { BatchAccumulator, type BatchLimits } from '../../bridge/ingest/batch-accumulator.js';
+import { BatchAccumulator, DEFAULT_BATCH_LIMITS, type BatchLimits } from '../../bridge/ingest/batch-accumulator.js';
 
 interface Msg {
   name: string;
   records: number;
+  bytes: number;
 }
 
-const limits: BatchLimits = { maxRecords: 100, maxMessages: 5, lingerMs: 10 };
-const make = (overrides: Partial<BatchLimits> = {}) => new BatchAccumulator<Msg>({ ...limits, ...overrides }, (m) => m.records);
-const msg = (name: string, records: number): Msg => ({ name, records });
+const limits: BatchLimits = { maxRecords: 100, maxMessages: 5, maxBytes: 1000, lingerMs: 10 };
+const make = (overrides: Partial<BatchLimits> = {}) =>
+  new BatchAccumulator<Msg>({ ...limits, ...overrides }, (m) => ({ records: m.records, bytes: m.bytes }));
+const msg = (name: string, records: number, bytes = 10): Msg => ({ name, records, bytes });
 
 describe('BatchAccumulator', () => {
   it('is not due when empty', () => {
@@ -55,6 +57,33 @@ describe('BatchAccumulator', () => {
     expect(batches.take().map((m) => m.name)).toEqual(['b']);
     expect(batches.take().map((m) => m.name)).toEqual(['c']);
     expect(batches.take().map((m) => m.name)).toEqual(['d']);
+  });
+
+  it('is due at once when the payload bytes reach maxBytes', () => {
+    const batches = make();
+    batches.add(msg('a', 1, 600), 0);
+    expect(batches.isDue(0)).toBe(false);
+    batches.add(msg('b', 1, 400), 0);
+    expect(batches.byteCount).toBe(1000);
+    expect(batches.isDue(0)).toBe(true);
+  });
+
+  it('never hands out more than maxBytes, except one oversized message alone', () => {
+    const batches = make();
+    batches.add(msg('a', 1, 700), 0);
+    batches.add(msg('b', 1, 300), 0);
+    batches.add(msg('c', 1, 1), 0);
+    batches.add(msg('d', 1, 5000), 0);
+    batches.add(msg('e', 1, 1), 0);
+    expect(batches.take().map((m) => m.name)).toEqual(['a', 'b']);
+    expect(batches.take().map((m) => m.name)).toEqual(['c']);
+    expect(batches.take().map((m) => m.name)).toEqual(['d']);
+    expect(batches.take().map((m) => m.name)).toEqual(['e']);
+    expect(batches.byteCount).toBe(0);
+  });
+
+  it('defaults to 4 MiB of payload per batch', () => {
+    expect(DEFAULT_BATCH_LIMITS.maxBytes).toBe(4 * 1024 * 1024);
   });
 
   it('never hands out more than maxMessages', () => {

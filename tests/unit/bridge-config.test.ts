@@ -14,9 +14,10 @@ describe('loadBridgeConfig', () => {
       brokerUrl: 'mqtt://localhost:1883',
       tls: null,
       clientId: 'bridge',
-      batch: { maxRecords: 2000, maxMessages: 500, lingerMs: 10 },
+      batch: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * 1024 * 1024, lingerMs: 10 },
       maxInFlight: 1000,
       dbPoolSize: 10,
+      dbQueryTimeoutMs: 60_000,
       retentionDays: 90,
       retentionIntervalMs: 3_600_000,
       retentionChunkSize: 1000,
@@ -43,6 +44,19 @@ describe('loadBridgeConfig', () => {
     });
     expect(config.tls?.cert.toString()).toBe('cert');
     expect(() => loadBridgeConfig({ ...required, TLS_CA: join(dir, 'nope'), TLS_CERT: 'x', TLS_KEY: 'y' })).toThrow(/cannot read/);
+  });
+
+  it('reads BATCH_MAX_BYTES and refuses a value that is not a byte count in range', () => {
+    expect(loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '1048576' }).batch.maxBytes).toBe(1_048_576);
+    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '4MiB' })).toThrow(ConfigError);
+    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '4MiB' })).toThrow("BATCH_MAX_BYTES must be an integer, got '4MiB'");
+    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '0' })).toThrow('BATCH_MAX_BYTES must be ≥ 1024, got 0');
+    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: String(65 * 1024 * 1024) })).toThrow(/BATCH_MAX_BYTES must be ≤ 67108864/);
+  });
+
+  it('reads DB_QUERY_TIMEOUT_MS', () => {
+    expect(loadBridgeConfig({ ...required, DB_QUERY_TIMEOUT_MS: '5000' }).dbQueryTimeoutMs).toBe(5000);
+    expect(() => loadBridgeConfig({ ...required, DB_QUERY_TIMEOUT_MS: '0' })).toThrow(ConfigError);
   });
 
   it('validates numbers', () => {

@@ -28,7 +28,7 @@ async function tableColumns(dialect: 'cockroachdb' | 'postgresql'): Promise<Map<
   const tables = new Map<string, string[]>();
   for (const file of await loadMigrationFiles(migrationsDirectory(dialect))) {
     for (const statement of file.statements) {
-      const match = /^CREATE TABLE IF NOT EXISTS (\w+) \(\n([\s\S]*)\n\)/.exec(statement);
+      const match = /^CREATE TABLE IF NOT EXISTS (\w+) \(\n([\s\S]*?)\n\)/.exec(statement);
       if (!match) continue;
       const columns = (match[2] as string)
         .split('\n')
@@ -53,6 +53,29 @@ describe('the two schema variants', () => {
     expect(Object.fromEntries(postgres)).toEqual(Object.fromEntries(cockroach));
   });
 
+  it('give every integer column the same explicit 64-bit width (INT is 32-bit on PostgreSQL, 64-bit on CockroachDB)', async () => {
+    for (const dialect of ['cockroachdb', 'postgresql'] as const) {
+      const columns = [...(await tableColumns(dialect)).values()].flat();
+      expect(columns.filter((column) => /\b(INT|INTEGER|INT4|INT8|SMALLINT|SERIAL)\b/i.test(column))).toEqual([]);
+      expect(columns.filter((column) => /\bBIGINT\b/.test(column))).toEqual([
+        'version BIGINT DEFAULT 1',
+        'version BIGINT NOT NULL',
+        'pending_records_count BIGINT DEFAULT 0',
+        'total_synced_records BIGINT DEFAULT 0',
+      ]);
+    }
+  });
+
+  it('quote "timestamp" and never leave telemetry_data.synced_at (the retention key) NULL', async () => {
+    for (const dialect of ['cockroachdb', 'postgresql'] as const) {
+      const telemetry = (await tableColumns(dialect)).get('telemetry_data') ?? [];
+      expect(telemetry).toContain('"timestamp" TIMESTAMPTZ NOT NULL');
+      expect(telemetry).toContain('synced_at TIMESTAMPTZ NOT NULL DEFAULT now()');
+      const statements = (await loadMigrationFiles(migrationsDirectory(dialect))).flatMap((f) => f.statements).join('\n');
+      expect(statements).not.toMatch(/[^"]timestamp DESC/);
+    }
+  });
+
   it('are idempotent and keep the CockroachDB-only clauses in the CockroachDB variant', async () => {
     for (const dialect of ['cockroachdb', 'postgresql'] as const) {
       for (const file of await loadMigrationFiles(migrationsDirectory(dialect))) {
@@ -61,7 +84,12 @@ describe('the two schema variants', () => {
     }
     const cockroach = (await loadMigrationFiles(migrationsDirectory('cockroachdb'))).flatMap((f) => f.statements).join('\n');
     const postgres = (await loadMigrationFiles(migrationsDirectory('postgresql'))).flatMap((f) => f.statements).join('\n');
-    expect(cockroach).toContain("WITH (ttl_expire_after = '90 days')");
-    expect(postgres).not.toMatch(/ttl_expire_after|^\s+INDEX /m);
+    // the row-level TTL expires what bridge/db/retention.ts deletes on PostgreSQL: synced_at older than 90 days
+    expect(cockroach).toContain("ttl_expiration_expression = 'synced_at + INTERVAL ''90 days'''");
+    expect(cockroach).toContain("ttl_job_cron = '0 */4 * * *'");
+    expect(cockroach).toContain('ttl_delete_rate_limit = 10000');
+    expect(cockroach).not.toContain('ttl_expire_after');
+    expect(cockroach).toContain('INDEX idx_sensor_time (sensor_id, "timestamp" DESC) USING HASH');
+    expect(postgres).not.toMatch(/ttl_|USING HASH|^\s+INDEX /m);
   });
 });

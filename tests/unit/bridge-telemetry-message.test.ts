@@ -74,9 +74,11 @@ describe('parseTelemetryMessage', () => {
     expect(parsed).toMatchObject({ kind: 'unreadable', deviceId: 'not-a-uuid', ack: { batchId: BATCH, accepted: 0 } });
   });
 
-  it('caps an informational pendingCount at the range of sync_status.pending_records_count', () => {
-    const parsed = parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], pendingCount: 3e9 }));
-    expect(parsed).toMatchObject({ kind: 'batch', pendingCount: MAX_PENDING_COUNT });
+  it('keeps a pendingCount beyond 32 bits (sync_status.pending_records_count is BIGINT) and caps one beyond exact numbers', () => {
+    const parse = (pendingCount: number) => parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], pendingCount }));
+    expect(parse(3e9)).toMatchObject({ kind: 'batch', pendingCount: 3e9 });
+    expect(parse(1e20)).toMatchObject({ kind: 'batch', pendingCount: MAX_PENDING_COUNT });
+    expect(MAX_PENDING_COUNT).toBe(Number.MAX_SAFE_INTEGER);
   });
 
   it('rejects a record with metadata nested too deeply to walk, alone, instead of overflowing the stack', () => {

@@ -1,7 +1,9 @@
 -- The control-plane schema of the design document (PostgreSQL variant: tests and the demo).
--- Same tables, columns and types as ../cockroachdb/001_initial_schema.sql; indexes are separate
--- CREATE INDEX statements and there is no row-level TTL (bridge/db/retention.ts deletes expired
--- telemetry in bounded chunks instead). Idempotent: every statement is IF NOT EXISTS.
+-- Same tables, columns and types as ../cockroachdb/001_initial_schema.sql (every integer column
+-- BIGINT: PostgreSQL's INT is 32-bit, CockroachDB's 64-bit); indexes are separate CREATE INDEX
+-- statements and there is no row-level TTL (bridge/db/retention.ts deletes expired telemetry, by
+-- synced_at like CockroachDB's ttl_expiration_expression, in bounded chunks instead).
+-- Idempotent: every statement is IF NOT EXISTS.
 
 CREATE TABLE IF NOT EXISTS devices (
   device_id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -18,19 +20,20 @@ CREATE TABLE IF NOT EXISTS telemetry_data (
   id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
   device_id UUID NOT NULL REFERENCES devices(device_id),
   sensor_id TEXT NOT NULL,
-  timestamp TIMESTAMPTZ NOT NULL,
+  "timestamp" TIMESTAMPTZ NOT NULL,
   data_type TEXT NOT NULL,
   value DOUBLE PRECISION NOT NULL,
   unit TEXT,
   metadata JSONB,
-  version INT DEFAULT 1,
-  synced_at TIMESTAMPTZ DEFAULT now(),
+  version BIGINT DEFAULT 1,
+  synced_at TIMESTAMPTZ NOT NULL DEFAULT now(),
   content_hash BYTEA NOT NULL
 );
 
-CREATE INDEX IF NOT EXISTS idx_device_time ON telemetry_data (device_id, timestamp DESC);
+CREATE INDEX IF NOT EXISTS idx_device_time ON telemetry_data (device_id, "timestamp" DESC);
 
-CREATE INDEX IF NOT EXISTS idx_sensor_time ON telemetry_data (sensor_id, timestamp DESC);
+-- Hash-sharded on CockroachDB (USING HASH); PostgreSQL has no range hotspots to avoid.
+CREATE INDEX IF NOT EXISTS idx_sensor_time ON telemetry_data (sensor_id, "timestamp" DESC);
 
 -- PostgreSQL only: the retention job scans by write time, like CockroachDB's TTL.
 CREATE INDEX IF NOT EXISTS idx_telemetry_synced_at ON telemetry_data (synced_at);
@@ -54,7 +57,7 @@ CREATE TABLE IF NOT EXISTS device_configs (
   device_id UUID NOT NULL REFERENCES devices(device_id),
   config_key TEXT NOT NULL,
   config_value JSONB NOT NULL,
-  version INT NOT NULL,
+  version BIGINT NOT NULL,
   created_at TIMESTAMPTZ DEFAULT now(),
   UNIQUE (device_id, config_key)
 );
@@ -63,7 +66,7 @@ CREATE TABLE IF NOT EXISTS sync_status (
   device_id UUID PRIMARY KEY REFERENCES devices(device_id),
   last_sync_at TIMESTAMPTZ,
   last_sync_status TEXT, -- success, partial, failed
-  pending_records_count INT DEFAULT 0,
+  pending_records_count BIGINT DEFAULT 0,
   total_synced_records BIGINT DEFAULT 0,
   last_error TEXT,
   updated_at TIMESTAMPTZ DEFAULT now()
