@@ -5,15 +5,15 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { Aedes } from 'aedes';
-import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger.js';
 import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
 import { startBridge, type BridgeConfig, type RunningBridge } from '../../bridge/service.js';
-import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
+import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import { freePort } from '../../common/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { connectTelemetryDevice, type TelemetryDevice } from '../helpers/telemetry-device.js';
 
 const logger = createLogger('bridge-mqtt-ingest-test');
 logger.level = 'fatal';
@@ -47,28 +47,6 @@ async function startBroker(bridgeClientId: string): Promise<TestBroker> {
     close: async () => {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-interface TestDevice {
-  id: string;
-  client: MqttClient;
-  acks: SyncAck[];
-  send(payload: TelemetryBatch | string): Promise<void>;
-}
-
-async function connectDevice(url: string, id = randomUUID()): Promise<TestDevice> {
-  const client = await mqtt.connectAsync(url, { clientId: id, clean: true, reconnectPeriod: 0 });
-  const acks: SyncAck[] = [];
-  client.on('message', (_topic, payload) => acks.push(JSON.parse(payload.toString()) as SyncAck));
-  await client.subscribeAsync(topics.syncAck(id), { qos: 1 });
-  return {
-    id,
-    client,
-    acks,
-    send: async (payload) => {
-      await client.publishAsync(topics.telemetry(id), typeof payload === 'string' ? payload : JSON.stringify(payload), { qos: 1 });
     },
   };
 }
@@ -123,8 +101,8 @@ async function startSystem(overrides: Partial<BridgeConfig> = {}): Promise<{ bro
   return { broker, bridge, clientId };
 }
 
-async function device(broker: TestBroker): Promise<TestDevice> {
-  const created = await connectDevice(broker.url);
+async function device(broker: TestBroker): Promise<TelemetryDevice> {
+  const created = await connectTelemetryDevice(broker.url);
   cleanups.unshift(async () => void (await created.client.endAsync(true)));
   return created;
 }

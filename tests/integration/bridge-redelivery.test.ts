@@ -9,16 +9,16 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Aedes, type Client } from 'aedes';
-import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger.js';
 import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
 import { migrate } from '../../bridge/db/migrate.js';
 import { startBridge, type RunningBridge } from '../../bridge/service.js';
-import type { SyncAck, TelemetryBatch } from '../../schemas/messages.js';
+import type { TelemetryBatch } from '../../schemas/messages.js';
 import { ALL_TELEMETRY_FILTER, topics } from '../../schemas/topics.js';
 import { freePort } from '../../common/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { connectTelemetryDevice } from '../helpers/telemetry-device.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BRIDGE_ID = 'bridge';
@@ -108,20 +108,6 @@ function quietLogger(name: string) {
   return logger;
 }
 
-async function connectDevice(): Promise<{ id: string; acks: SyncAck[]; send(batch: TelemetryBatch): Promise<void>; close(): Promise<void> }> {
-  const id = randomUUID();
-  const client = await mqtt.connectAsync(brokerUrl, { clientId: id, clean: true, reconnectPeriod: 0 });
-  const acks: SyncAck[] = [];
-  client.on('message', (_topic, payload) => acks.push(JSON.parse(payload.toString()) as SyncAck));
-  await client.subscribeAsync(topics.syncAck(id), { qos: 1 });
-  return {
-    id,
-    acks,
-    send: async (batch) => void (await client.publishAsync(topics.telemetry(id), JSON.stringify(batch), { qos: 1 })),
-    close: async () => void (await client.endAsync(true)),
-  };
-}
-
 function oneReadingBatch(): TelemetryBatch {
   return {
     batchId: randomUUID(),
@@ -131,7 +117,7 @@ function oneReadingBatch(): TelemetryBatch {
 
 describe('deferred PUBACK', () => {
   it('a message in flight when the bridge is killed is redelivered to the next bridge and committed once', async () => {
-    const device = await connectDevice();
+    const device = await connectTelemetryDevice(brokerUrl);
     const batch = oneReadingBatch();
     const first = spawnBridgeProcess();
     let second: RunningBridge | undefined;
@@ -175,7 +161,7 @@ describe('deferred PUBACK', () => {
 
   it('never sends a PUBACK for a delivery of an earlier connection', async () => {
     const clientId = 'bridge-reconnecting';
-    const device = await connectDevice();
+    const device = await connectTelemetryDevice(brokerUrl);
     const batch = oneReadingBatch();
     const bridge = await startBridge(bridgeConfig(clientId), { logger: quietLogger(clientId) });
     const lock = await db.connect();

@@ -11,11 +11,12 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTlsMaterial } from '../../certs/dev-bundle.js';
 import { newId } from '../../common/ids.js';
-import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
+import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import { startLocalSystem, type LocalDevice, type LocalSystem } from '../../scripts/lib/local-system.js';
 import { connectSensor, standardSensors, type SimulatedSensor } from '../../scripts/lib/sensor-simulator.js';
 import { waitFor } from '../helpers/wait.js';
+import { connectTelemetryDevice, type TelemetryDevice } from '../helpers/telemetry-device.js';
 
 const OUTAGE_DEVICE = 'a1b2c3d4-0001-4a00-8000-00000000e2e1';
 const STEADY_DEVICE = 'a1b2c3d4-0002-4a00-8000-00000000e2e2';
@@ -44,28 +45,14 @@ async function sensorsFor(deviceId: string, count: number): Promise<SimulatedSen
   return connected;
 }
 
-/** A device's own MQTT connection over mutual TLS, collecting its sync acks. */
-async function rawDevice(): Promise<{ client: MqttClient; acks: SyncAck[]; publishBatch(batch: unknown): Promise<void> }> {
+/** The certificate-only device's own MQTT connection over mutual TLS, collecting its sync acks. */
+async function rawDevice(): Promise<TelemetryDevice> {
   const files = system.certificates.devices[RAW_DEVICE];
   if (!files) throw new Error('no raw device certificate');
   const tls = await loadTlsMaterial({ caPath: system.certificates.ca.certPath, ...files });
-  const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${system.broker.port}`, {
-    clientId: RAW_DEVICE,
-    ...tls,
-    clean: true,
-    reconnectPeriod: 0,
-  });
-  rawClients.push(client);
-  const acks: SyncAck[] = [];
-  client.on('message', (_topic, payload) => acks.push(JSON.parse(payload.toString()) as SyncAck));
-  await client.subscribeAsync(topics.syncAck(RAW_DEVICE), { qos: 1 });
-  return {
-    client,
-    acks,
-    publishBatch: async (batch) => {
-      await client.publishAsync(topics.telemetry(RAW_DEVICE), typeof batch === 'string' ? batch : JSON.stringify(batch), { qos: 1 });
-    },
-  };
+  const device = await connectTelemetryDevice(`mqtts://127.0.0.1:${system.broker.port}`, RAW_DEVICE, tls);
+  rawClients.push(device.client);
+  return device;
 }
 
 function record(overrides: Partial<TelemetryRecord> = {}): TelemetryRecord {
@@ -159,9 +146,9 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
 
     const raw = await rawDevice();
     const batch: TelemetryBatch = { batchId: newId(), records: Array.from({ length: 40 }, (_, i) => record({ value: i })) };
-    await raw.publishBatch(batch);
-    await raw.publishBatch(batch); // a redelivery
-    await raw.publishBatch({ ...batch, batchId: newId() }); // the edge re-sending after an ack timeout
+    await raw.send(batch);
+    await raw.send(batch); // a redelivery
+    await raw.send({ ...batch, batchId: newId() }); // the edge re-sending after an ack timeout
     await waitFor('three acks', () => raw.acks.length, (count) => count === 3);
     expect(raw.acks.map((ack) => ack.accepted)).toEqual([40, 40, 40]);
     expect(raw.acks.every((ack) => ack.rejected.length === 0 && ack.conflicts === 0)).toBe(true);
@@ -172,9 +159,9 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     const raw = await rawDevice();
     const newer = record({ value: 99, version: 3 });
     const stale = { ...newer, value: 1, version: 2 };
-    await raw.publishBatch({ batchId: newId(), records: [newer] });
+    await raw.send({ batchId: newId(), records: [newer] });
     await waitFor('the newer version to be acknowledged', () => raw.acks.length, (count) => count === 1);
-    await raw.publishBatch({ batchId: newId(), records: [stale] });
+    await raw.send({ batchId: newId(), records: [stale] });
     await waitFor('the stale version to be acknowledged', () => raw.acks.length, (count) => count === 2);
 
     expect(raw.acks[1]).toMatchObject({ accepted: 1, conflicts: 1, rejected: [] });
@@ -228,9 +215,9 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
 
     // and a malformed batch at the bridge: an error ack, then the next batch is stored
     const raw = await rawDevice();
-    await raw.publishBatch('{"batchId": "x", "records": [');
+    await raw.send('{"batchId": "x", "records": [');
     const valid = record();
-    await raw.publishBatch({ batchId: newId(), records: [valid, { ...record(), value: 'NaN' }] });
+    await raw.send(JSON.stringify({ batchId: newId(), records: [valid, { ...record(), value: 'NaN' }] }));
     await waitFor('two acks', () => raw.acks.length, (count) => count === 2);
     expect(raw.acks[0]).toMatchObject({ batchId: null, accepted: 0 });
     expect(raw.acks[0]?.error).toMatch(/JSON/);
