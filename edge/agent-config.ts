@@ -23,7 +23,7 @@ export interface EdgeAgentConfig {
   brokerUrl: string;
   /** client certificate, key and CA for mutual TLS */
   tls?: UplinkTls;
-  /** how long a telemetry batch waits for its sync/ack before it is sent again (offline: back to pending); default 30 000 */
+  /** how long a telemetry batch waits for its sync/ack before it goes back to pending (re-sent under the same id); default 30 000 */
   ackTimeoutMs?: number;
   /** default 4 */
   maxInFlightBatches?: number;

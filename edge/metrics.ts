@@ -28,7 +28,7 @@ export class EdgeMetrics {
 
   readonly batchesTimedOut = new Counter({
     name: 'edge_batches_timed_out_total',
-    help: 'Telemetry batches with no sync/ack in time (sent again; back to pending while offline)',
+    help: 'Telemetry batches with no sync/ack in time (back to pending, sent again under the same id)',
     registers: [this.registry],
   });
 

@@ -99,6 +99,13 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX IF NOT EXISTS idx_failed_at ON telemetry_data(sync_status, sync_timestamp) WHERE sync_status = 'failed'`,
     ],
   },
+  {
+    version: 4,
+    description: 'finds batches released after an ack timeout or a restart, to send them again under their own id',
+    statements: [
+      `CREATE INDEX IF NOT EXISTS idx_released_batches ON telemetry_data(timestamp) WHERE sync_status = 'pending' AND sync_batch_id IS NOT NULL`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((highest, migration) => Math.max(highest, migration.version), 0);

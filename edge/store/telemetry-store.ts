@@ -101,6 +101,96 @@ async function inWriteTransaction<T>(client: Client, work: (transaction: Transac
   }
 }
 
+interface ClaimLimits {
+  maxRecords: number;
+  maxBytes: number;
+}
+
+export interface ClaimedBatch {
+  batchId: string;
+  records: TelemetryRecord[];
+}
+
+/** Marks readings that no batch of maxBytes can carry 'failed', with the reason. */
+async function failOversized(transaction: Transaction, records: readonly TelemetryRecord[], sizes: readonly number[], oversized: readonly number[], maxBytes: number): Promise<void> {
+  for (const index of oversized) {
+    await transaction.execute({
+      sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?, sync_timestamp = ? WHERE id = ?`,
+      args: [
+        `reading is ${sizes[index]} bytes of JSON; no telemetry batch of at most ${maxBytes} bytes can carry it`,
+        Date.now(),
+        records[index]?.id ?? '',
+      ],
+    });
+  }
+}
+
+async function markSyncing(transaction: Transaction, records: readonly TelemetryRecord[], batchId: string): Promise<void> {
+  await transaction.execute({
+    sql: `UPDATE telemetry_data SET sync_status = 'syncing', sync_batch_id = ?, sync_error = NULL
+          WHERE id IN (${records.map(() => '?').join(', ')})`,
+    args: [batchId, ...records.map((record) => record.id)],
+  });
+}
+
+async function claimOldestPending(transaction: Transaction, limits: ClaimLimits, batchId: string): Promise<TelemetryRecord[]> {
+  const envelope = envelopeBytes(batchId);
+  for (;;) {
+    const candidates = await transaction.execute({
+      sql: `SELECT ${RECORD_COLUMNS} FROM telemetry_data WHERE sync_status = 'pending' ORDER BY timestamp, id LIMIT ?`,
+      args: [limits.maxRecords],
+    });
+    const records = candidates.rows.map(recordFromRow);
+    const sizes = records.map(recordBytes);
+    const plan = planBatch(sizes, limits, envelope);
+    await failOversized(transaction, records, sizes, plan.oversized, limits.maxBytes);
+    const selected = plan.selected.map((index) => records[index] as TelemetryRecord);
+    if (selected.length > 0) {
+      await markSyncing(transaction, selected, batchId);
+      return selected;
+    }
+    if (plan.oversized.length === 0) return [];
+    // every candidate was oversized and is now failed: look at the next ones
+  }
+}
+
+/**
+ * Claims again the oldest batch whose readings went back to 'pending' with their batch id (ack
+ * timeout, restart), under that id. Readings of it that no longer fit the limits (they changed
+ * since) lose the batch id and are sent later in a new batch. null when there is none.
+ */
+async function reclaimReleasedBatch(transaction: Transaction, limits: ClaimLimits): Promise<ClaimedBatch | null> {
+  for (;;) {
+    const oldest = await transaction.execute(
+      `SELECT sync_batch_id FROM telemetry_data WHERE sync_status = 'pending' AND sync_batch_id IS NOT NULL ORDER BY timestamp LIMIT 1`,
+    );
+    const batchId = oldest.rows[0]?.['sync_batch_id'];
+    if (typeof batchId !== 'string') return null;
+    const rows = await transaction.execute({
+      sql: `SELECT ${RECORD_COLUMNS} FROM telemetry_data WHERE sync_status = 'pending' AND sync_batch_id = ? ORDER BY timestamp, id`,
+      args: [batchId],
+    });
+    const records = rows.rows.map(recordFromRow);
+    const sizes = records.map(recordBytes);
+    const plan = planBatch(sizes, limits, envelopeBytes(batchId));
+    await failOversized(transaction, records, sizes, plan.oversized, limits.maxBytes);
+    const selected = plan.selected.map((index) => records[index] as TelemetryRecord);
+    const chosen = new Set(plan.selected);
+    const leftOver = records.filter((_record, index) => !chosen.has(index) && !plan.oversized.includes(index));
+    if (leftOver.length > 0) {
+      await transaction.execute({
+        sql: `UPDATE telemetry_data SET sync_batch_id = NULL WHERE id IN (${leftOver.map(() => '?').join(', ')})`,
+        args: leftOver.map((record) => record.id),
+      });
+    }
+    if (selected.length > 0) {
+      await markSyncing(transaction, selected, batchId);
+      return { batchId, records: selected };
+    }
+    // nothing of that batch can go out any more: look at the next released batch
+  }
+}
+
 export class TelemetryStore {
   readonly #db: EdgeDatabase;
   readonly deviceId: string;
@@ -144,39 +234,24 @@ export class TelemetryStore {
    * batch become 'failed'. Returns [] when nothing is pending.
    */
   claimPendingBatch(maxRecords: number, maxBytes: number, batchId: string): Promise<TelemetryRecord[]> {
-    const envelope = envelopeBytes(batchId);
+    return this.#db.exclusive((client) =>
+      inWriteTransaction(client, (transaction) => claimOldestPending(transaction, { maxRecords, maxBytes }, batchId)),
+    );
+  }
+
+  /**
+   * The next batch to send. A batch released after an ack timeout (or at start-up) goes out
+   * again first, under its own batch id, so that a sync/ack for it that arrives late still
+   * confirms it; otherwise the oldest pending readings form a new batch `newBatchId`.
+   * `records` is empty when nothing is pending.
+   */
+  claimNextBatch(maxRecords: number, maxBytes: number, newBatchId: string): Promise<ClaimedBatch> {
+    const limits = { maxRecords, maxBytes };
     return this.#db.exclusive((client) =>
       inWriteTransaction(client, async (transaction) => {
-        for (;;) {
-          const candidates = await transaction.execute({
-            sql: `SELECT ${RECORD_COLUMNS} FROM telemetry_data WHERE sync_status = 'pending' ORDER BY timestamp, id LIMIT ?`,
-            args: [maxRecords],
-          });
-          const records = candidates.rows.map(recordFromRow);
-          const sizes = records.map(recordBytes);
-          const plan = planBatch(sizes, { maxRecords, maxBytes }, envelope);
-          for (const index of plan.oversized) {
-            await transaction.execute({
-              sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?, sync_timestamp = ? WHERE id = ?`,
-              args: [
-                `reading is ${sizes[index]} bytes of JSON; no telemetry batch of at most ${maxBytes} bytes can carry it`,
-                Date.now(),
-                records[index]?.id ?? '',
-              ],
-            });
-          }
-          const selected = plan.selected.map((index) => records[index] as TelemetryRecord);
-          if (selected.length > 0) {
-            await transaction.execute({
-              sql: `UPDATE telemetry_data SET sync_status = 'syncing', sync_batch_id = ?, sync_error = NULL
-                    WHERE id IN (${selected.map(() => '?').join(', ')})`,
-              args: [batchId, ...selected.map((record) => record.id)],
-            });
-            return selected;
-          }
-          if (plan.oversized.length === 0) return [];
-          // every candidate was oversized and is now failed: look at the next ones
-        }
+        const released = await reclaimReleasedBatch(transaction, limits);
+        if (released !== null) return released;
+        return { batchId: newBatchId, records: await claimOldestPending(transaction, limits, newBatchId) };
       }),
     );
   }
@@ -210,17 +285,6 @@ export class TelemetryStore {
         return { synced: synced.rowsAffected, failed };
       }),
     );
-  }
-
-  /** The readings still 'syncing' in batch `batchId` (none corrected since it was sent), to send it again. */
-  batchRecords(batchId: string): Promise<TelemetryRecord[]> {
-    return this.#db.exclusive(async (client) => {
-      const result = await client.execute({
-        sql: `SELECT ${RECORD_COLUMNS} FROM telemetry_data WHERE sync_batch_id = ? AND sync_status = 'syncing' ORDER BY timestamp, id`,
-        args: [batchId],
-      });
-      return result.rows.map(recordFromRow);
-    });
   }
 
   /** Puts a batch's 'syncing' rows back to 'pending' (no ack in time); returns how many. */

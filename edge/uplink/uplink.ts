@@ -9,9 +9,9 @@
  *     than maxInFlightBatches wait for their ack;
  *   - a broker PUBACK proves nothing (Aedes acknowledges before routing): only a sync/ack naming
  *     the batch marks its readings synced (or failed where the bridge rejected them);
- *   - no ack within ackTimeoutMs: while connected the batch is sent again under its own batch id, so
- *     that an ack for any copy of it, however late, confirms it (with a new id per re-send, an ack
- *     slower than the timeout would never match); while offline it goes back to pending.
+ *   - no ack within ackTimeoutMs: the batch goes back to pending with its batch id, and the next
+ *     claim sends it again first and under that id, so that an ack for any copy of it, however
+ *     late, confirms it (with a new id per re-send, an ack slower than the timeout would never match).
  *     A disconnect does not release batches early: the session is persistent, the ack may still come.
  */
 import mqtt, { Store, type IPublishPacket, type MqttClient } from 'mqtt';
@@ -297,20 +297,11 @@ export class Uplink {
   }
 
   async #onAckTimeout(batch: InFlightBatch): Promise<void> {
-    // connected: the batch keeps its in-flight slot and goes out again under its own id
-    const resending = this.#connected && !this.#stopping;
-    if (resending) this.#inFlight.add({ ...batch, sentAtMs: Date.now() });
     try {
-      const records = resending ? await this.#options.store.batchRecords(batch.batchId) : [];
-      let outcome: string;
-      if (records.length > 0 && this.#connected && !this.#stopping) {
-        await this.#publishBatch(batch.batchId, records);
-        outcome = `${records.length} readings sent again in the same batch`;
-      } else {
-        if (resending) this.#inFlight.settle(batch.batchId);
-        const released = await this.#options.store.releaseBatch(batch.batchId);
-        outcome = `${released} readings back to pending`;
-      }
+      // back to pending with its batch id kept: the next claim sends it again under that id
+      // (claimNextBatch), so a sync/ack that is merely late still confirms it
+      const released = await this.#options.store.releaseBatch(batch.batchId);
+      const outcome = `${released} readings back to pending, to be sent again in the same batch`;
       this.#options.metrics?.batchesTimedOut.inc();
       const message = `no sync/ack within ${this.#ackTimeoutMs} ms for batch ${batch.batchId}; ${outcome}`;
       await this.#options.store.writeSyncLog({
@@ -351,8 +342,7 @@ export class Uplink {
 
   /** Claims and publishes one batch; false when nothing is pending. */
   async #sendOneBatch(): Promise<boolean> {
-    const batchId = newId();
-    const records = await this.#options.store.claimPendingBatch(this.#limits.maxRecords, this.#limits.maxBytes, batchId);
+    const { batchId, records } = await this.#options.store.claimNextBatch(this.#limits.maxRecords, this.#limits.maxBytes, newId());
     if (records.length === 0) return false;
     // tracked (with its timeout) before anything else can fail, so a claimed batch never strands 'syncing'
     const sentAtMs = Date.now();

@@ -40,7 +40,7 @@ describe('schema', () => {
     expect(tables.rows.map((r) => r['name'])).toEqual(['command_queue', 'device_config', 'rejected_readings', 'sync_log', 'telemetry_data']);
     const indexes = await reader.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name");
     expect(indexes.rows.map((r) => r['name'])).toEqual([
-      'idx_device_sensor', 'idx_failed_at', 'idx_rejected_received', 'idx_sync_batch', 'idx_sync_log_started', 'idx_sync_status', 'idx_synced_at',
+      'idx_device_sensor', 'idx_failed_at', 'idx_rejected_received', 'idx_released_batches', 'idx_sync_batch', 'idx_sync_log_started', 'idx_sync_status', 'idx_synced_at',
     ]);
     const columns = await reader.execute('PRAGMA table_info(telemetry_data)');
     expect(columns.rows.map((r) => r['name'])).toEqual([
@@ -231,14 +231,43 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     expect(await row(record.id)).toMatchObject({ sync_status: 'syncing', sync_batch_id: 'batch-2' });
   });
 
-  it('returns the readings still syncing in a batch, without the ones corrected since, to send it again', async () => {
-    const [kept, corrected] = [makeRecord({ atMs: BASE_TIME_MS }), makeRecord({ atMs: BASE_TIME_MS + 1 })] as [TelemetryRecord, TelemetryRecord];
+  it('claims a released batch again under its own id before new readings, without readings corrected since', async () => {
+    const [kept, corrected] = [makeRecord({ atMs: BASE_TIME_MS + 10 }), makeRecord({ atMs: BASE_TIME_MS + 11 })] as [TelemetryRecord, TelemetryRecord];
     await store.insertReadings([corrected, kept]);
-    await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
-    await store.insertReadings([{ ...corrected, value: 99 }]);
-    expect(await store.batchRecords('batch-1')).toEqual([kept]);
-    await store.applyAck({ batchId: 'batch-1', accepted: 1, rejected: [], conflicts: 0 });
-    expect(await store.batchRecords('batch-1')).toEqual([]);
+    expect(await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-1')).toEqual({ batchId: 'batch-1', records: [kept, corrected] });
+    await store.releaseBatch('batch-1'); // ack timeout
+    expect(await store.countByStatus()).toMatchObject({ pending: 2, syncing: 0 });
+    await store.insertReadings([{ ...corrected, value: 99 }]); // corrected meanwhile: a new reading version
+    const older = makeRecord({ atMs: BASE_TIME_MS }); // arrives later, stamped earlier than the batch
+    await store.insertReadings([older]);
+
+    expect(await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-2')).toEqual({ batchId: 'batch-1', records: [kept] });
+    const next = await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-3');
+    expect(next.batchId).toBe('batch-3');
+    expect(next.records.map((record) => record.id)).toEqual([older.id, corrected.id]);
+    expect(await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-4')).toEqual({ batchId: 'batch-4', records: [] });
+
+    // the late ack of the first send confirms the re-sent batch
+    expect(await store.applyAck({ batchId: 'batch-1', accepted: 2, rejected: [], conflicts: 0 })).toEqual({ synced: 1, failed: 0 });
+  });
+
+  it('claims batches released at a restart again under their own ids', async () => {
+    const records = Array.from({ length: 3 }, (_, index) => makeRecord({ atMs: BASE_TIME_MS + index }));
+    await store.insertReadings(records);
+    await store.claimNextBatch(2, MAX_BATCH_BYTES, 'batch-1');
+    await store.claimNextBatch(2, MAX_BATCH_BYTES, 'batch-2');
+    await store.releaseAllSyncing();
+    expect((await store.claimNextBatch(2, MAX_BATCH_BYTES, 'new-1')).batchId).toBe('batch-1');
+    expect((await store.claimNextBatch(2, MAX_BATCH_BYTES, 'new-2')).batchId).toBe('batch-2');
+  });
+
+  it('sends readings of a released batch that no longer fits the limits in a new batch', async () => {
+    const records = Array.from({ length: 4 }, (_, index) => makeRecord({ atMs: BASE_TIME_MS + index }));
+    await store.insertReadings(records);
+    await store.claimNextBatch(4, MAX_BATCH_BYTES, 'batch-1');
+    await store.releaseBatch('batch-1');
+    expect(await store.claimNextBatch(3, MAX_BATCH_BYTES, 'new-1')).toEqual({ batchId: 'batch-1', records: records.slice(0, 3) });
+    expect(await store.claimNextBatch(3, MAX_BATCH_BYTES, 'new-2')).toEqual({ batchId: 'new-2', records: records.slice(3) });
   });
 
   it("puts every 'syncing' row back to pending after a restart", async () => {
