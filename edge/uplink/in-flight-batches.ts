@@ -6,6 +6,8 @@ export interface InFlightBatch {
   recordCount: number;
   /** epoch ms when the batch was published */
   sentAtMs: number;
+  /** how long to wait for its sync/ack; the default timeout when absent */
+  timeoutMs?: number;
 }
 
 export class InFlightBatches {
@@ -22,7 +24,7 @@ export class InFlightBatches {
     const timer = setTimeout(() => {
       this.#batches.delete(batch.batchId);
       this.#onTimeout(batch);
-    }, this.#timeoutMs);
+    }, batch.timeoutMs ?? this.#timeoutMs);
     this.#batches.set(batch.batchId, { batch, timer });
   }
 

@@ -26,3 +26,17 @@ export type SendTrigger = 'now' | 'linger';
 export function triggerForNewReadings(unsentReadings: number, maxBatchRecords: number): SendTrigger {
   return unsentReadings >= maxBatchRecords ? 'now' : 'linger';
 }
+
+/** A batch sent this many times or more waits the longest ack timeout. */
+const MAX_ACK_TIMEOUT_FACTOR = 16;
+
+/**
+ * How long the `send`-th sending of one batch (1 = the first) waits for its sync/ack: the base
+ * timeout, doubled with every re-send up to 16 times it. While the bridge is down for long, the
+ * broker queues every copy of a re-sent batch in the bridge's persistent session; backing off
+ * bounds that growth (4 batches every 8 minutes instead of every 30 s per device).
+ */
+export function ackTimeoutForSend(baseTimeoutMs: number, send: number): number {
+  const factor = Math.min(MAX_ACK_TIMEOUT_FACTOR, 2 ** Math.max(0, send - 1));
+  return Math.min(2_147_483_647, baseTimeoutMs * factor);
+}

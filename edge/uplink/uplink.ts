@@ -26,7 +26,7 @@ import type { TelemetryStore } from '../store/telemetry-store.js';
 import { syncLogEntryForAck } from './ack-outcome.js';
 import { DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-planner.js';
 import { InFlightBatches, type InFlightBatch } from './in-flight-batches.js';
-import { DEFAULT_MAX_IN_FLIGHT_BATCHES, mayClaimBatch, triggerForNewReadings } from './in-flight-policy.js';
+import { ackTimeoutForSend, DEFAULT_MAX_IN_FLIGHT_BATCHES, mayClaimBatch, triggerForNewReadings } from './in-flight-policy.js';
 import { buildUplinkClientOptions, statusPayload, type UplinkTls } from './mqtt-options.js';
 import { ReconnectScheduler } from './reconnect-scheduler.js';
 
@@ -57,6 +57,9 @@ export interface UplinkOptions {
 
 /** How long a graceful stop waits for the broker to take the offline status and the DISCONNECT. */
 const STOP_TIMEOUT_MS = 2000;
+
+/** Batches whose re-sends are counted (for the ack timeout backoff) at most. */
+const MAX_TRACKED_RESENDS = 10_000;
 
 /** How stale the pendingCount reported with a batch may be. */
 const PENDING_COUNT_MAX_AGE_MS = 2_000;
@@ -89,6 +92,8 @@ export class Uplink {
   #unsentReadings = 0;
   #lingerTimer: NodeJS.Timeout | null = null;
   #pendingCountCache: { value: number; atMs: number } | null = null;
+  /** how often each batch still waiting for its ack has been sent (re-sends wait longer) */
+  readonly #sendsWithoutAck = new Map<string, number>();
   #pumping = false;
   #pumpAgain = false;
 
@@ -277,6 +282,7 @@ export class Uplink {
       return;
     }
     const batch = this.#inFlight.settle(ack.batchId);
+    this.#sendsWithoutAck.delete(ack.batchId);
     const completedAt = Date.now();
     const outcome = await this.#options.store.applyAck(ack, completedAt);
     if (batch === undefined) {
@@ -346,7 +352,14 @@ export class Uplink {
     if (records.length === 0) return false;
     // tracked (with its timeout) before anything else can fail, so a claimed batch never strands 'syncing'
     const sentAtMs = Date.now();
-    this.#inFlight.add({ batchId, recordCount: records.length, sentAtMs });
+    const send = (this.#sendsWithoutAck.get(batchId) ?? 0) + 1;
+    this.#sendsWithoutAck.set(batchId, send);
+    // a batch whose readings were all corrected after a timeout is never acked: keep the map bounded
+    if (this.#sendsWithoutAck.size > MAX_TRACKED_RESENDS) {
+      const oldest = this.#sendsWithoutAck.keys().next().value;
+      if (oldest !== undefined) this.#sendsWithoutAck.delete(oldest);
+    }
+    this.#inFlight.add({ batchId, recordCount: records.length, sentAtMs, timeoutMs: ackTimeoutForSend(this.#ackTimeoutMs, send) });
     await this.#publishBatch(batchId, records);
     return true;
   }

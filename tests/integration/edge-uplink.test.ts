@@ -14,7 +14,7 @@ import { edgeTestLogger } from '../helpers/edge-logger.js';
 import { BASE_TIME_MS, TEST_DEVICE_ID } from '../helpers/edge-records.js';
 import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
-import { fullAck, startTestBridge, type TestBridge } from '../helpers/edge-test-bridge.js';
+import { fullAck, startTestBridge, type ReceivedBatch, type TestBridge } from '../helpers/edge-test-bridge.js';
 import { startTestBroker, type TestBroker } from '../helpers/edge-test-broker.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -189,6 +189,23 @@ describe('edge uplink', () => {
 
     bridge.mode = 'ack';
     await waitFor('all synced once the bridge answers', () => agent.stats(), (s) => s.synced === 5);
+  });
+
+  it('waits twice as long for the ack of each re-send of the same batch (a long bridge outage)', async () => {
+    bridge.mode = 'ignore';
+    const agent = await startAgent({ ackTimeoutMs: 300 });
+    const sensor = await sensorFor(agent);
+    await publishWave(sensor, 3, BASE_TIME_MS);
+    await waitFor('three sends of the batch', () => bridge.received.length, (n) => n >= 3, { timeoutMs: 10_000 });
+    const [first, second, third] = bridge.received as [ReceivedBatch, ReceivedBatch, ReceivedBatch];
+    expect(new Set([first.batch.batchId, second.batch.batchId, third.batch.batchId]).size).toBe(1);
+    const firstWait = second.receivedAtMs - first.receivedAtMs;
+    const secondWait = third.receivedAtMs - second.receivedAtMs;
+    expect(firstWait).toBeGreaterThanOrEqual(280);
+    expect(secondWait).toBeGreaterThanOrEqual(580); // 2 × 300 ms
+    bridge.mode = 'ack';
+    await bridge.acknowledge(third);
+    await waitFor('synced', () => agent.stats(), (s) => s.synced === 3);
   });
 
   it('puts a batch whose ack times out while offline back to pending, and syncs it after the reconnect', async () => {

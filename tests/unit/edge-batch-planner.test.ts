@@ -3,7 +3,7 @@ import { newId } from '../../common/ids.js';
 import { MAX_BATCH_BYTES, MAX_BATCH_RECORDS } from '../../schemas/limits.js';
 import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { DEFAULT_BATCH_LIMITS, envelopeBytes, planBatch, recordBytes } from '../../edge/uplink/batch-planner.js';
-import { mayClaimBatch, triggerForNewReadings } from '../../edge/uplink/in-flight-policy.js';
+import { ackTimeoutForSend, mayClaimBatch, triggerForNewReadings } from '../../edge/uplink/in-flight-policy.js';
 
 function record(value: number, metadata: Record<string, unknown> | null = null): TelemetryRecord {
   return { id: newId(), sensorId: 's1', dataType: 'temp', timestamp: new Date(1_750_000_000_000 + value).toISOString(), value, unit: 'C', metadata, version: 1 };
@@ -61,5 +61,17 @@ describe('in-flight policy', () => {
   it('sends a full batch at once and lingers for less', () => {
     expect(triggerForNewReadings(MAX_BATCH_RECORDS, MAX_BATCH_RECORDS)).toBe('now');
     expect(triggerForNewReadings(MAX_BATCH_RECORDS - 1, MAX_BATCH_RECORDS)).toBe('linger');
+  });
+});
+
+describe('ack timeout per send of a batch', () => {
+  it('doubles with every re-send of the same batch, up to 16 times the base', () => {
+    expect([1, 2, 3, 4, 5, 6, 10].map((send) => ackTimeoutForSend(30_000, send))).toEqual([
+      30_000, 60_000, 120_000, 240_000, 480_000, 480_000, 480_000,
+    ]);
+  });
+
+  it('stays within what a Node timer can hold', () => {
+    expect(ackTimeoutForSend(2_000_000_000, 3)).toBe(2_147_483_647);
   });
 });
