@@ -8,6 +8,7 @@
  * hash breaks ties between two different readings with the same id and version.
  */
 import { createHash } from 'node:crypto';
+import { canonicalJson, canonicalUuid, nestedDeeperThan } from '../../schemas/canonical.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import type { Validation } from '../../schemas/validators.js';
 
@@ -91,23 +92,6 @@ export function contentHash(row: Omit<TelemetryRowJson, 'id' | 'version'>): stri
   return createHash('sha256').update(canonicalContent(row)).digest('hex');
 }
 
-/** JSON with object keys sorted at every level, so equal values have one spelling. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item)).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, item]) => item !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
-
-/** Lowercase, without a urn:uuid: prefix: how the database returns a UUID. */
-export function canonicalUuid(id: string): string {
-  return id.toLowerCase().replace(/^urn:uuid:/, '');
-}
-
 /** Whether a string or object key anywhere in `value` matches `pattern` (call after the depth check). */
 function containsText(value: unknown, pattern: RegExp): boolean {
   if (typeof value === 'string') return pattern.test(value);
@@ -116,18 +100,4 @@ function containsText(value: unknown, pattern: RegExp): boolean {
     return Object.entries(value).some(([key, item]) => pattern.test(key) || containsText(item, pattern));
   }
   return false;
-}
-
-/** Whether objects/arrays nest more than `maxDepth` levels; level by level, without recursion. */
-function nestedDeeperThan(value: unknown, maxDepth: number): boolean {
-  let level: object[] = isContainer(value) ? [value] : [];
-  for (let depth = 1; level.length > 0; depth += 1) {
-    if (depth > maxDepth) return true;
-    level = level.flatMap((container) => Object.values(container).filter(isContainer));
-  }
-  return false;
-}
-
-function isContainer(value: unknown): value is object {
-  return value !== null && typeof value === 'object';
 }

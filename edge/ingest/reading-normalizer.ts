@@ -11,6 +11,7 @@ import { nameBasedId, newId } from '../../common/ids.js';
 import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import { parseSensorTopic } from '../../schemas/topics.js';
+import { canonicalUuid, nestedDeeperThan } from '../../schemas/canonical.js';
 import { checkSensorReading, parseJson } from '../../schemas/validators.js';
 
 export type NormalizedReading = { ok: true; record: TelemetryRecord } | { ok: false; reason: string };
@@ -39,14 +40,6 @@ export const DEFAULT_LATEST_TIMESTAMP_MS = Date.UTC(2100, 0, 1);
 export const MAX_METADATA_DEPTH = 32;
 
 type TimestampResult = { ok: true; ms: number } | { ok: false; reason: string };
-
-/** Whether `value` nests objects or arrays more than `limit` levels deep (recursion stops at the limit). */
-function nestsDeeperThan(value: unknown, limit: number): boolean {
-  if (value === null || typeof value !== 'object') return false;
-  if (limit === 0) return true;
-  const children: unknown[] = Array.isArray(value) ? value : Object.values(value);
-  return children.some((child) => nestsDeeperThan(child, limit - 1));
-}
 
 function resolveTimestamp(ts: number | string | undefined, receivedAtMs: number, options: NormalizeOptions): TimestampResult {
   if (ts === undefined) return { ok: true, ms: receivedAtMs };
@@ -78,11 +71,6 @@ function resolveTimestamp(ts: number | string | undefined, receivedAtMs: number,
   return { ok: true, ms: Math.trunc(ms) };
 }
 
-/** A UUID as the sensor sent it (possibly upper-case or urn:uuid:-prefixed), in canonical form. */
-function canonicalUuid(id: string): string {
-  return id.toLowerCase().replace(/^urn:uuid:/, '');
-}
-
 export function normalizeReading(
   deviceId: string,
   topic: string,
@@ -107,7 +95,7 @@ export function normalizeReading(
 
   const { sensorId, dataType } = parsedTopic;
   const input = reading.value;
-  if (input.metadata !== undefined && nestsDeeperThan(input.metadata, MAX_METADATA_DEPTH)) {
+  if (input.metadata !== undefined && nestedDeeperThan(input.metadata, MAX_METADATA_DEPTH)) {
     return { ok: false, reason: `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep` };
   }
   const timestamp = resolveTimestamp(input.ts, receivedAtMs, options);

@@ -3,6 +3,7 @@
  * telemetry_data rows (epoch-ms INTEGER timestamp, metadata as canonical JSON text).
  */
 import type { Row } from '@libsql/client';
+import { canonicalJson } from '../../schemas/canonical.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 
 /** The content columns of telemetry_data, in INSERT order. A change in any of them is a correction. */
@@ -12,23 +13,6 @@ export const CONTENT_COLUMNS = ['id', 'device_id', 'sensor_id', 'timestamp', 'da
 export const RECORD_COLUMNS = 'id, sensor_id, data_type, timestamp, value, unit, metadata, version';
 
 export type ContentValues = [string, string, string, number, string, number, string | null, string | null];
-
-/**
- * JSON with object keys sorted at every level, so the same metadata always yields the same text
- * and a re-sent reading whose keys arrive in another order is a duplicate, not a correction.
- */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value !== null && typeof value === 'object') {
-    // fromEntries defines own properties: assigning a key named __proto__ would set the prototype instead
-    return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortKeys((value as Record<string, unknown>)[key])]));
-  }
-  return value;
-}
 
 export function timestampToMs(isoTimestamp: string): number {
   const ms = Date.parse(isoTimestamp);

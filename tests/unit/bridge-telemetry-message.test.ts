@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_PENDING_COUNT, parseTelemetryMessage } from '../../bridge/ingest/telemetry-message.js';
-import { canonicalJson, MAX_METADATA_DEPTH, telemetryRowFromRecord } from '../../bridge/ingest/telemetry-row.js';
+import { MAX_METADATA_DEPTH, telemetryRowFromRecord } from '../../bridge/ingest/telemetry-row.js';
+import { canonicalJson } from '../../schemas/canonical.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 
