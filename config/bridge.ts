@@ -48,7 +48,19 @@ type Env = Record<string, string | undefined>;
 
 const MIB = 1024 * 1024;
 
+/** Everything of a BridgeConfig that has a default (the environment loader's fallbacks). */
+export const BRIDGE_DEFAULTS = {
+  batch: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * MIB, lingerMs: 10 },
+  maxInFlight: 1000,
+  dbPoolSize: 10,
+  dbQueryTimeoutMs: 60_000,
+  retentionDays: 90,
+  retentionIntervalMs: 3_600_000,
+  retentionChunkSize: 1000,
+} as const satisfies Omit<BridgeConfig, 'databaseUrl' | 'brokerUrl' | 'tls' | 'clientId' | 'http'>;
+
 export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
+  const defaults = BRIDGE_DEFAULTS;
   const brokerUrl = envString(env, 'BROKER_URL');
   return {
     databaseUrl: envString(env, 'DATABASE_URL'),
@@ -56,17 +68,17 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     tls: loadTls(env, brokerUrl),
     clientId: envString(env, 'BRIDGE_CLIENT_ID', 'bridge'),
     batch: {
-      maxRecords: envInt(env, 'BATCH_MAX_RECORDS', 2000, { min: 1, max: 50_000 }),
-      maxMessages: envInt(env, 'BATCH_MAX_MESSAGES', 500, { min: 1, max: 10_000 }),
-      maxBytes: envInt(env, 'BATCH_MAX_BYTES', 4 * MIB, { min: 1024, max: 64 * MIB }),
-      lingerMs: envInt(env, 'BATCH_LINGER_MS', 10, { min: 0, max: 10_000 }),
+      maxRecords: envInt(env, 'BATCH_MAX_RECORDS', defaults.batch.maxRecords, { min: 1, max: 50_000 }),
+      maxMessages: envInt(env, 'BATCH_MAX_MESSAGES', defaults.batch.maxMessages, { min: 1, max: 10_000 }),
+      maxBytes: envInt(env, 'BATCH_MAX_BYTES', defaults.batch.maxBytes, { min: 1024, max: 64 * MIB }),
+      lingerMs: envInt(env, 'BATCH_LINGER_MS', defaults.batch.lingerMs, { min: 0, max: 10_000 }),
     },
-    maxInFlight: envInt(env, 'MAX_IN_FLIGHT', 1000, { min: 1 }),
-    dbPoolSize: envInt(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),
-    dbQueryTimeoutMs: envInt(env, 'DB_QUERY_TIMEOUT_MS', 60_000, { min: 100, max: 3_600_000 }),
-    retentionDays: envInt(env, 'RETENTION_DAYS', 90, { min: 1 }),
-    retentionIntervalMs: envInt(env, 'RETENTION_INTERVAL_MS', 3_600_000, { min: 1000 }),
-    retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', 1000, { min: 1, max: 100_000 }),
+    maxInFlight: envInt(env, 'MAX_IN_FLIGHT', defaults.maxInFlight, { min: 1 }),
+    dbPoolSize: envInt(env, 'DB_POOL_SIZE', defaults.dbPoolSize, { min: 1, max: 200 }),
+    dbQueryTimeoutMs: envInt(env, 'DB_QUERY_TIMEOUT_MS', defaults.dbQueryTimeoutMs, { min: 100, max: 3_600_000 }),
+    retentionDays: envInt(env, 'RETENTION_DAYS', defaults.retentionDays, { min: 1 }),
+    retentionIntervalMs: envInt(env, 'RETENTION_INTERVAL_MS', defaults.retentionIntervalMs, { min: 1000 }),
+    retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
     http: { host: envString(env, 'HTTP_HOST', '0.0.0.0'), port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }) },
   };
 }

@@ -18,6 +18,7 @@ import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge
 import type { BackoffPolicy } from '../../common/retry-policy.js';
 import { freePort } from '../../common/free-port.js';
 import { startControlPlaneProcesses } from './control-plane-processes.js';
+import { BRIDGE_DEFAULTS } from '../../config/bridge.js';
 
 export interface LocalSystemOptions {
   /** one edge agent each */
@@ -145,13 +146,9 @@ async function startInProcessControlPlane(
         brokerUrl: `mqtts://127.0.0.1:${broker.port}`,
         tls: await loadTlsMaterial({ caPath: certificates.ca.certPath, ...bridgeFiles }),
         clientId: 'bridge',
-        batch: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * 1024 * 1024, lingerMs: 10, ...options.bridge },
+        ...BRIDGE_DEFAULTS,
+        batch: { ...BRIDGE_DEFAULTS.batch, ...options.bridge },
         maxInFlight: 10_000,
-        dbPoolSize: 10,
-        dbQueryTimeoutMs: 60_000,
-        retentionDays: 90,
-        retentionIntervalMs: 3_600_000,
-        retentionChunkSize: 1000,
         http: { host: '127.0.0.1', port: 0 },
       },
       { logger: options.logger.child({ component: 'bridge' }) },

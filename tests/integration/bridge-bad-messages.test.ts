@@ -15,6 +15,7 @@ import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../../schemas/mes
 import { topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { BRIDGE_DEFAULTS } from '../../config/bridge.js';
 
 const DEVICE = '5c2e7a90-4b1d-4c3e-9f8a-1d2c3b4a5e6f';
 const poll = { timeout: 15_000, interval: 25 };
@@ -41,13 +42,8 @@ beforeAll(async () => {
       brokerUrl: `mqtts://127.0.0.1:${broker.port}`,
       tls: { ca: service.ca, cert: service.cert, key: service.key },
       clientId: 'bridge',
-      batch: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * 1024 * 1024, lingerMs: 10 },
-      maxInFlight: 1000,
+      ...BRIDGE_DEFAULTS,
       dbPoolSize: 4,
-      dbQueryTimeoutMs: 60_000,
-      retentionDays: 90,
-      retentionIntervalMs: 3_600_000,
-      retentionChunkSize: 1000,
       http: null,
     },
     { logger: pino({ level: 'silent' }) },

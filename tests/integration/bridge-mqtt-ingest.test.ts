@@ -14,6 +14,7 @@ import { topics } from '../../schemas/topics.js';
 import { freePort } from '../../common/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { connectTelemetryDevice, type TelemetryDevice } from '../helpers/telemetry-device.js';
+import { BRIDGE_DEFAULTS } from '../../config/bridge.js';
 
 const logger = createLogger('bridge-mqtt-ingest-test');
 logger.level = 'fatal';
@@ -77,13 +78,8 @@ function bridgeConfig(brokerUrl: string, clientId: string, overrides: Partial<Br
     brokerUrl,
     tls: null,
     clientId,
-    batch: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * 1024 * 1024, lingerMs: 10 },
-    maxInFlight: 1000,
+    ...BRIDGE_DEFAULTS,
     dbPoolSize: 5,
-    dbQueryTimeoutMs: 60_000,
-    retentionDays: 90,
-    retentionIntervalMs: 3_600_000,
-    retentionChunkSize: 1000,
     http: { host: '127.0.0.1', port: 0 },
     ...overrides,
   };

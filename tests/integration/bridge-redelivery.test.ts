@@ -19,6 +19,7 @@ import { ALL_TELEMETRY_FILTER, topics } from '../../schemas/topics.js';
 import { freePort } from '../../common/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { connectTelemetryDevice } from '../helpers/telemetry-device.js';
+import { BRIDGE_DEFAULTS } from '../../config/bridge.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BRIDGE_ID = 'bridge';
@@ -91,13 +92,8 @@ function bridgeConfig(clientId: string) {
     brokerUrl,
     tls: null,
     clientId,
-    batch: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * 1024 * 1024, lingerMs: 10 },
-    maxInFlight: 1000,
+    ...BRIDGE_DEFAULTS,
     dbPoolSize: 2,
-    dbQueryTimeoutMs: 60_000,
-    retentionDays: 90,
-    retentionIntervalMs: 3_600_000,
-    retentionChunkSize: 1000,
     http: null,
   };
 }
