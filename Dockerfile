@@ -7,7 +7,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY schemas ./schemas
 COPY common ./common
-COPY config ./config
+COPY devtools ./devtools
 COPY certs ./certs
 COPY broker ./broker
 COPY edge ./edge

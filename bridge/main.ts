@@ -1,6 +1,6 @@
 /** Process entry of the bridge: configuration from the environment, graceful stop on SIGINT/SIGTERM. */
 import { createLogger } from '../common/logger.js';
-import { loadBridgeConfig } from '../config/bridge.js';
+import { loadBridgeConfig } from './config.js';
 import { startBridge } from './service.js';
 
 const logger = createLogger('bridge');

@@ -3,7 +3,7 @@
  * sync/ack, run the PostgreSQL retention job, serve /metrics and /healthz.
  */
 import { createLogger, type Logger } from '../common/logger.js';
-import type { BridgeConfig } from '../config/bridge.js';
+import type { BridgeConfig } from './config.js';
 import { closeDatabase, openDatabase } from './db/connection.js';
 import type { SqlDialect } from './db/dialect.js';
 import { migrate } from './db/migrate.js';
@@ -15,7 +15,7 @@ import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
 import { createBridgeMqttClient } from './mqtt/bridge-mqtt-client.js';
 
-export type { BridgeConfig } from '../config/bridge.js';
+export type { BridgeConfig } from './config.js';
 
 export interface RunningBridge {
   dialect: SqlDialect;

@@ -35,7 +35,7 @@ import { hostname } from 'node:os';
 import type { Redis, RedisOptions } from 'ioredis';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { Logger } from '../common/logger.js';
-import { describeRedisEndpoint, parseRedisUrl, type RedisEndpoint } from '../config/broker.js';
+import { describeRedisEndpoint, parseRedisUrl, type RedisEndpoint } from './config.js';
 import type { BrokerBackends } from './server.js';
 
 export interface ClusterBackends extends Required<BrokerBackends> {

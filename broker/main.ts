@@ -3,9 +3,9 @@
  * For a local run, create certificates first: `npx tsx certs/cli.ts dev`.
  * Cluster mode (BROKER_REDIS_URL): ./cluster-backends.ts.
  */
-import { loadTlsMaterial } from '../certs/dev-bundle.js';
 import { createLogger } from '../common/logger.js';
-import { loadBrokerConfig } from '../config/broker.js';
+import { readTlsFiles } from '../common/tls-files.js';
+import { BROKER_TLS_VARIABLES, loadBrokerConfig } from './config.js';
 import { clusterBrokerId, createRedisBackends } from './cluster-backends.js';
 import { startBroker, type BrokerBackends } from './server.js';
 
@@ -14,7 +14,6 @@ const SHUTDOWN_GRACE_MS = 10_000;
 async function main(): Promise<void> {
   const logger = createLogger('broker');
   const config = loadBrokerConfig();
-  const tls = await loadTlsMaterial(config.tls);
   let brokerId = config.brokerId;
   let backends: BrokerBackends | undefined;
   if (config.cluster !== undefined) {
@@ -23,7 +22,7 @@ async function main(): Promise<void> {
     backends = await createRedisBackends(config.cluster.redisUrl, logger);
   }
   const broker = await startBroker({
-    tls,
+    tls: readTlsFiles(config.tls, BROKER_TLS_VARIABLES),
     host: config.host,
     port: config.port,
     maxPayloadBytes: config.maxPayloadBytes,

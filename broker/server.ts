@@ -7,20 +7,12 @@ import { createSecureContext, createServer as createTlsServer, type Server as Tl
 import { Aedes, type AedesOptions } from 'aedes';
 import { Registry } from 'prom-client';
 import { createLogger, type Logger } from '../common/logger.js';
+import type { TlsFiles } from '../common/tls-files.js';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
 import { startMetricsEndpoint, type RunningMetricsEndpoint } from './metrics-endpoint.js';
 import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
-
-export interface BrokerTlsOptions {
-  /** PEM private key of the broker's server certificate */
-  key: Buffer | string;
-  /** PEM server certificate */
-  cert: Buffer | string;
-  /** PEM CA that client certificates must chain to */
-  ca: Buffer | string;
-}
 
 /**
  * Cluster extension point: a cluster module builds a shared message bus and persistence (e.g.
@@ -36,7 +28,8 @@ export interface BrokerBackends {
 }
 
 export interface BrokerOptions {
-  tls: BrokerTlsOptions;
+  /** the broker's server certificate and key, and the CA that client certificates must chain to */
+  tls: TlsFiles;
   /** default 0.0.0.0 */
   host?: string;
   /** default 8883; 0 picks a free port (see RunningBroker.port) */
@@ -172,7 +165,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 }
 
 /** Fails early, before anything is started, when the key, certificate or CA cannot be used. */
-function assertTlsMaterial(material: BrokerTlsOptions): void {
+function assertTlsMaterial(material: TlsFiles): void {
   try {
     createSecureContext({ key: material.key, cert: material.cert, ca: material.ca });
   } catch (error) {

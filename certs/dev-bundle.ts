@@ -60,19 +60,6 @@ export interface OpenedAuthority extends EnsuredCertificate {
   authority: CertificateAuthority;
 }
 
-export interface TlsMaterialPaths {
-  caPath: string;
-  certPath: string;
-  keyPath: string;
-}
-
-/** Buffers in the shape tls.connect / tls.createServer / mqtt.connect take. */
-export interface TlsMaterial {
-  ca: Buffer;
-  cert: Buffer;
-  key: Buffer;
-}
-
 export async function ensureDevCertificates(request: DevCertificateRequest): Promise<CertificateBundle> {
   const validDays = request.validDays ?? DEFAULT_LEAF_VALID_DAYS;
   const opened = await openCertificateAuthority(request.dir, { createIfMissing: true });
@@ -167,23 +154,6 @@ export async function ensureClientCertificate(
   const issued = await issueClientCertificate(opened.authority, { commonName: id, role, validDays });
   await writePair(files, issued);
   return { ...files, created: true };
-}
-
-export async function loadTlsMaterial(paths: TlsMaterialPaths): Promise<TlsMaterial> {
-  const [ca, cert, key] = await Promise.all([
-    readRequired(paths.caPath, 'CA certificate'),
-    readRequired(paths.certPath, 'certificate'),
-    readRequired(paths.keyPath, 'private key'),
-  ]);
-  return { ca, cert, key };
-}
-
-async function readRequired(path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    throw new CertificateError(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-  }
 }
 
 /** Both files, or null when neither exists; one without the other is an error. */

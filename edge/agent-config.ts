@@ -6,9 +6,7 @@
 import type { BackoffPolicy } from '../common/retry-policy.js';
 import type { Logger } from '../common/logger.js';
 import type { HistoryRetention } from './history-pruner.js';
-import type { UplinkTls } from './uplink/mqtt-options.js';
-
-export type { UplinkTls };
+import type { TlsFiles } from '../common/tls-files.js';
 
 export interface EdgeAgentConfig {
   /** UUID; the CN of the device certificate and the MQTT client id */
@@ -22,7 +20,7 @@ export interface EdgeAgentConfig {
   /** cluster broker, mqtts://host:port (mqtt:// only for tests) */
   brokerUrl: string;
   /** client certificate, key and CA for mutual TLS */
-  tls?: UplinkTls;
+  tls?: TlsFiles;
   /** how long a telemetry batch waits for its sync/ack before it goes back to pending (re-sent under the same id); default 30 000 */
   ackTimeoutMs?: number;
   /** default 4 */

@@ -3,7 +3,7 @@
  * SIGINT/SIGTERM stop it gracefully (stop accepting readings, finish commits, close).
  */
 import { createLogger } from '../common/logger.js';
-import { loadEdgeConfig } from '../config/edge.js';
+import { loadEdgeConfig } from './config.js';
 import { startEdgeAgent } from './agent.js';
 import { startMetricsServer } from './metrics-server.js';
 

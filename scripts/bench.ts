@@ -18,6 +18,7 @@
  *
  * Results are printed and written to .data/bench/result.json.
  */
+import { readTlsFiles } from '../common/tls-files.js';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,10 +26,9 @@ import { cpus } from 'node:os';
 import { createClient } from '@libsql/client';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
-import { loadTlsMaterial } from '../certs/dev-bundle.js';
 import { topics } from '../schemas/topics.js';
-import { startLocalSystem } from './lib/local-system.js';
-import { connectSensor, standardSensors, type SimulatedSensor } from './lib/sensor-simulator.js';
+import { startLocalSystem } from '../devtools/local-system.js';
+import { connectSensor, standardSensors, type SimulatedSensor } from '../devtools/sensor-simulator.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -126,7 +126,7 @@ const observerFiles = system.certificates.observers['explorer'];
 if (!observerFiles) throw new Error('no observer certificate');
 const observer = await mqtt.connectAsync(`mqtts://127.0.0.1:${system.broker.port}`, {
   clientId: 'explorer',
-  ...(await loadTlsMaterial({ caPath: system.certificates.ca.certPath, ...observerFiles })),
+  ...(readTlsFiles({ caPath: system.certificates.ca.certPath, ...observerFiles })),
 });
 observer.on('message', (_topic, payload) => {
   const batchId = (JSON.parse(payload.toString()) as { batchId: string | null }).batchId;

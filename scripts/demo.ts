@@ -16,8 +16,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import mqtt from 'mqtt';
 import { SENSOR_READINGS_FILTER } from '../schemas/topics.js';
-import { rowCountsByDevice, startLocalSystem, type LocalDevice } from './lib/local-system.js';
-import { connectSensor, standardSensors, type SimulatedSensor } from './lib/sensor-simulator.js';
+import { rowCountsByDevice, startLocalSystem, type LocalDevice } from '../devtools/local-system.js';
+import { connectSensor, standardSensors, type SimulatedSensor } from '../devtools/sensor-simulator.js';
 
 const DEMO_DEVICE_IDS = [
   '1d7c3f0a-5b2e-4c8d-9a61-0e4f2b7c8d01',

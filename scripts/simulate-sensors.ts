@@ -6,9 +6,9 @@
  *   READINGS_PER_SECOND  per sensor (default 2)
  *   DURATION_SECONDS  stop after this long (default: run until SIGINT/SIGTERM)
  */
-import { envInt, envOptional, envString } from '../config/env.js';
+import { envInt, envOptional, envString } from '../common/env.js';
 import { createLogger } from '../common/logger.js';
-import { connectSensor, standardSensors, type SimulatedSensor } from './lib/sensor-simulator.js';
+import { connectSensor, standardSensors, type SimulatedSensor } from '../devtools/sensor-simulator.js';
 
 const log = createLogger('sensors');
 const url = envString(process.env, 'EDGE_SENSOR_URL', 'mqtt://127.0.0.1:1883');

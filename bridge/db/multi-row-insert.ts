@@ -5,7 +5,7 @@
  * (ON CONFLICT …, RETURNING …). Run all of them in the same transaction.
  */
 import type pgPromise from 'pg-promise';
-import { chunkRows, DEFAULT_STATEMENT_LIMITS, type StatementLimits } from '../ingest/statement-chunks.js';
+import { chunkRows, DEFAULT_STATEMENT_LIMITS, type StatementLimits } from './statement-chunks.js';
 import { pgp } from './connection.js';
 
 export function multiRowInserts<T extends object>(

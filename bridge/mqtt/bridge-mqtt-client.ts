@@ -5,22 +5,17 @@
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../../common/logger.js';
+import type { TlsFiles } from '../../common/tls-files.js';
 import type { SyncAck } from '../../schemas/messages.js';
 import { ALL_TELEMETRY_FILTER, topics } from '../../schemas/topics.js';
 import { deferPubacks, type Delivery } from './deferred-puback.js';
 import { syncAckPayload } from './sync-ack-payload.js';
 
-export interface MqttTlsFiles {
-  ca: Buffer;
-  cert: Buffer;
-  key: Buffer;
-}
-
 export interface BridgeMqttOptions {
   url: string;
   clientId: string;
   /** mutual TLS (mqtts://); null for plain mqtt:// (tests) */
-  tls: MqttTlsFiles | null;
+  tls: TlsFiles | null;
   onMessage: (delivery: Delivery) => void;
   logger: Logger;
   /** messages received and not yet committed before reading from the broker pauses */

@@ -11,7 +11,7 @@ import type { Client, InStatement, ResultSet, Transaction } from '@libsql/client
 import { newId } from '../../common/ids.js';
 import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import type { SyncAck, TelemetryRecord } from '../../schemas/messages.js';
-import { envelopeBytes, planBatch, recordBytes } from '../uplink/batch-planner.js';
+import { envelopeBytes, planBatch, recordBytes } from './batch-planner.js';
 import { openEdgeDatabase, type EdgeDatabase, type EdgeDatabaseOptions } from './database.js';
 import { RECORD_COLUMNS, recordFromRow } from './telemetry-rows.js';
 import { buildUpsertStatements } from './upsert-statement.js';

@@ -4,18 +4,13 @@
  * backoff itself), mutual TLS when certificates are given.
  */
 import type { IClientOptions, IStore } from 'mqtt';
+import type { TlsFiles } from '../../common/tls-files.js';
 import type { DeviceStatus } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 
-export interface UplinkTls {
-  ca: Buffer;
-  cert: Buffer;
-  key: Buffer;
-}
-
 export interface UplinkClientSettings {
   deviceId: string;
-  tls?: UplinkTls | undefined;
+  tls?: TlsFiles | undefined;
   connectTimeoutMs: number;
   keepaliveSeconds: number;
   incomingStore: IStore;

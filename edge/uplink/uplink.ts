@@ -24,17 +24,18 @@ import { checkSyncAck, parseJson } from '../../schemas/validators.js';
 import type { EdgeMetrics } from '../metrics.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
 import { syncLogEntryForAck } from './ack-outcome.js';
-import { DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-planner.js';
+import { DEFAULT_BATCH_LIMITS, type BatchLimits } from '../store/batch-planner.js';
 import { InFlightBatches, type InFlightBatch } from './in-flight-batches.js';
 import { ackTimeoutForSend, DEFAULT_MAX_IN_FLIGHT_BATCHES, mayClaimBatch, triggerForNewReadings } from './in-flight-policy.js';
-import { buildUplinkClientOptions, statusPayload, type UplinkTls } from './mqtt-options.js';
+import type { TlsFiles } from '../../common/tls-files.js';
+import { buildUplinkClientOptions, statusPayload } from './mqtt-options.js';
 import { ReconnectScheduler } from './reconnect-scheduler.js';
 
 export interface UplinkOptions {
   deviceId: string;
   /** mqtts://host:port (mqtt:// for tests without TLS) */
   brokerUrl: string;
-  tls?: UplinkTls | undefined;
+  tls?: TlsFiles | undefined;
   store: TelemetryStore;
   logger: Logger;
   metrics?: EdgeMetrics | undefined;

@@ -4,19 +4,18 @@
  * certificates from an unrelated ("rogue") CA for negative tests. Key generation is native RSA
  * (~0.1 s per key on the thread pool), so keep the number of certificates small.
  */
+import { readTlsFiles, type TlsFiles } from '../../common/tls-files.js';
+export type { TlsFiles };
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCertificateAuthority, issueClientCertificate, type CertificateRole } from '../../certs/authority.js';
 import {
   ensureDevCertificates,
-  loadTlsMaterial,
   type CertificateBundle,
   type CertificateFiles,
-  type TlsMaterial,
 } from '../../certs/dev-bundle.js';
 
-export type { TlsMaterial } from '../../certs/dev-bundle.js';
 
 export interface TestCertificateRequest {
   deviceIds: string[];
@@ -29,10 +28,10 @@ export interface TestCertificates {
   bundle: CertificateBundle;
   /** the CA certificate (PEM) every party trusts */
   ca: Buffer;
-  broker: TlsMaterial;
-  devices: Record<string, TlsMaterial>;
-  services: Record<string, TlsMaterial>;
-  observers: Record<string, TlsMaterial>;
+  broker: TlsFiles;
+  devices: Record<string, TlsFiles>;
+  services: Record<string, TlsFiles>;
+  observers: Record<string, TlsFiles>;
   /** removes the temporary folder */
   cleanup(): Promise<void>;
 }
@@ -48,7 +47,7 @@ export async function createTestCertificates(request: TestCertificateRequest): P
       brokerHosts: ['localhost', '127.0.0.1'],
       validDays: 2,
     });
-    const load = (files: CertificateFiles) => loadTlsMaterial({ caPath: bundle.ca.certPath, ...files });
+    const load = (files: CertificateFiles) => readTlsFiles({ caPath: bundle.ca.certPath, ...files });
     const loadAll = async (entries: Record<string, CertificateFiles>) =>
       Object.fromEntries(await Promise.all(Object.entries(entries).map(async ([id, files]) => [id, await load(files)] as const)));
     const [broker, devices, services, observers] = await Promise.all([
@@ -78,7 +77,7 @@ export async function createTestCertificates(request: TestCertificateRequest): P
  * trust. `ca` is that rogue CA: to reach the broker, connect with the real CA as `ca` and this
  * `cert`/`key`.
  */
-export async function createRogueClientCertificate(subject: { commonName: string; role: CertificateRole }): Promise<TlsMaterial> {
+export async function createRogueClientCertificate(subject: { commonName: string; role: CertificateRole }): Promise<TlsFiles> {
   const rogueAuthority = await createCertificateAuthority({ commonName: 'mqtt-edge-sync development CA', validDays: 2 });
   const issued = await issueClientCertificate(rogueAuthority, { ...subject, validDays: 2 });
   return {

@@ -6,8 +6,8 @@ import {
   SERIALIZABLE_POSTGRES_FLAGS,
   startEmbeddedPostgres,
   type RunningEmbeddedPostgres,
-} from '../../bridge/db/embedded-postgres.js';
-import { freePort } from '../../common/free-port.js';
+} from '../../devtools/embedded-postgres.js';
+import { freePort } from '../../devtools/free-port.js';
 
 export type TestPostgres = Pick<RunningEmbeddedPostgres, 'connectionString' | 'port' | 'stop'>;
 

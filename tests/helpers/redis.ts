@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../common/free-port.js';
+import { freePort } from '../../devtools/free-port.js';
 
 export interface TestRedis {
   /** redis://127.0.0.1:<port>/0 (with the password when one was set) */

@@ -15,7 +15,7 @@ import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../../schemas/mes
 import { topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { BRIDGE_DEFAULTS } from '../../config/bridge.js';
+import { BRIDGE_DEFAULTS } from '../../bridge/config.js';
 
 const DEVICE = '5c2e7a90-4b1d-4c3e-9f8a-1d2c3b4a5e6f';
 const poll = { timeout: 15_000, interval: 25 };

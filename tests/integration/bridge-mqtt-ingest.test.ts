@@ -11,10 +11,10 @@ import { closeDatabase, openDatabase, type Database } from '../../bridge/db/conn
 import { startBridge, type BridgeConfig, type RunningBridge } from '../../bridge/service.js';
 import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
-import { freePort } from '../../common/free-port.js';
+import { freePort } from '../../devtools/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { connectTelemetryDevice, type TelemetryDevice } from '../helpers/telemetry-device.js';
-import { BRIDGE_DEFAULTS } from '../../config/bridge.js';
+import { BRIDGE_DEFAULTS } from '../../bridge/config.js';
 
 const logger = createLogger('bridge-mqtt-ingest-test');
 logger.level = 'fatal';

@@ -16,10 +16,10 @@ import { migrate } from '../../bridge/db/migrate.js';
 import { startBridge, type RunningBridge } from '../../bridge/service.js';
 import type { TelemetryBatch } from '../../schemas/messages.js';
 import { ALL_TELEMETRY_FILTER, topics } from '../../schemas/topics.js';
-import { freePort } from '../../common/free-port.js';
+import { freePort } from '../../devtools/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { connectTelemetryDevice } from '../helpers/telemetry-device.js';
-import { BRIDGE_DEFAULTS } from '../../config/bridge.js';
+import { BRIDGE_DEFAULTS } from '../../bridge/config.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BRIDGE_ID = 'bridge';

@@ -11,8 +11,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisBackends, type RedisBackendsOptions } from '../../broker/cluster-backends.js';
 import { startBroker, type RunningBroker } from '../../broker/server.js';
 import { topics } from '../../schemas/topics.js';
-import { createTestCertificates, type TestCertificates, type TlsMaterial } from '../helpers/certs.js';
-import { freePort } from '../../common/free-port.js';
+import { createTestCertificates, type TestCertificates, type TlsFiles } from '../helpers/certs.js';
+import { freePort } from '../../devtools/free-port.js';
 import { startTestRedis, type TestRedis } from '../helpers/redis.js';
 import { collectMessages, subscribeGranted, waitUntil, type ReceivedMessage } from '../helpers/mqtt-observe.js';
 
@@ -79,7 +79,7 @@ afterAll(async () => {
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-function open(broker: { port: number }, material: TlsMaterial, clientId: string, extra: IClientOptions = {}): MqttClient {
+function open(broker: { port: number }, material: TlsFiles, clientId: string, extra: IClientOptions = {}): MqttClient {
   const client = mqtt.connect(`mqtts://127.0.0.1:${broker.port}`, {
     ...material,
     clientId,
@@ -100,7 +100,7 @@ function connected(client: MqttClient): Promise<{ sessionPresent: boolean }> {
   });
 }
 
-async function connect(broker: { port: number }, material: TlsMaterial, clientId: string, extra?: IClientOptions): Promise<MqttClient> {
+async function connect(broker: { port: number }, material: TlsFiles, clientId: string, extra?: IClientOptions): Promise<MqttClient> {
   const client = open(broker, material, clientId, extra);
   await connected(client);
   return client;

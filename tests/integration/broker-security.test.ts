@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '../../broker/server.js';
 import { MAX_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import { topics } from '../../schemas/topics.js';
-import { createRogueClientCertificate, createTestCertificates, type TestCertificates, type TlsMaterial } from '../helpers/certs.js';
+import { createRogueClientCertificate, createTestCertificates, type TestCertificates, type TlsFiles } from '../helpers/certs.js';
 import { collectMessages, subscribeGranted, waitUntil, type ReceivedMessage } from '../helpers/mqtt-observe.js';
 
 const DEVICE_A = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
@@ -19,7 +19,7 @@ const WAIT_MS = 5_000;
 type LogLine = { msg: string; [field: string]: unknown };
 
 let certs: TestCertificates;
-let rogue: TlsMaterial;
+let rogue: TlsFiles;
 let broker: RunningBroker;
 const logLines: LogLine[] = [];
 const openClients = new Set<MqttClient>();
@@ -60,7 +60,7 @@ afterAll(async () => {
 type Outcome = { connected: true; client: MqttClient } | { connected: false; client: MqttClient; error: Error | undefined };
 
 /** Connects once (no reconnects) and reports whether a session was established. */
-function attemptConnection(material: Partial<TlsMaterial>, clientId: string, extra: IClientOptions = {}): Promise<Outcome> {
+function attemptConnection(material: Partial<TlsFiles>, clientId: string, extra: IClientOptions = {}): Promise<Outcome> {
   const client = mqtt.connect(`mqtts://127.0.0.1:${broker.port}`, {
     ...material,
     clientId,
@@ -80,7 +80,7 @@ function attemptConnection(material: Partial<TlsMaterial>, clientId: string, ext
   });
 }
 
-async function connect(material: Partial<TlsMaterial>, clientId: string, extra: IClientOptions = {}): Promise<MqttClient> {
+async function connect(material: Partial<TlsFiles>, clientId: string, extra: IClientOptions = {}): Promise<MqttClient> {
   const outcome = await attemptConnection(material, clientId, extra);
   if (!outcome.connected) throw new Error(`${clientId} could not connect: ${outcome.error?.message ?? 'closed'}`);
   return outcome.client;

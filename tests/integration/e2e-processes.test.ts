@@ -4,15 +4,16 @@
  * edge's local listener, and a read-only observer watching the cluster traffic the way
  * mosquitto_sub or MQTT Explorer would.
  */
+import { readTlsFiles } from '../../common/tls-files.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureDevCertificates, loadTlsMaterial, type CertificateBundle } from '../../certs/dev-bundle.js';
-import { freePort } from '../../common/free-port.js';
+import { ensureDevCertificates, type CertificateBundle } from '../../certs/dev-bundle.js';
+import { freePort } from '../../devtools/free-port.js';
 import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
-import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from '../../bridge/db/embedded-postgres.js';
+import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from '../../devtools/embedded-postgres.js';
 import {
   spawnEntryPoint,
   startControlPlaneProcesses,
@@ -20,10 +21,10 @@ import {
   waitHealthy,
   type ControlPlaneProcesses,
   type Spawned,
-} from '../../scripts/lib/control-plane-processes.js';
+} from '../../devtools/control-plane-processes.js';
 import type { TelemetryBatch } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
-import { connectSensor, standardSensors, type SimulatedSensor } from '../../scripts/lib/sensor-simulator.js';
+import { connectSensor, standardSensors, type SimulatedSensor } from '../../devtools/sensor-simulator.js';
 import { collectMessages } from '../helpers/mqtt-observe.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -87,7 +88,7 @@ describe('separate processes configured by environment', () => {
   it('carries sensor readings into the database, visible as readable JSON to an observer', async () => {
     const observer = await mqtt.connectAsync(`mqtts://localhost:${controlPlane.brokerPort}`, {
       clientId: 'explorer',
-      ...(await loadTlsMaterial({ caPath: certificates.ca.certPath, ...certificates.observers['explorer']! })),
+      ...(readTlsFiles({ caPath: certificates.ca.certPath, ...certificates.observers['explorer']! })),
       reconnectPeriod: 0,
     });
     clients.push(observer);

@@ -3,18 +3,18 @@
  * mutual TLS 1.3 → Aedes with the device ACL → bridge → PostgreSQL at SERIALIZABLE → sync/ack.
  * The same launcher runs `npm run demo` and `npm run bench`.
  */
+import { readTlsFiles } from '../../common/tls-files.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadTlsMaterial } from '../../certs/dev-bundle.js';
 import { newId } from '../../common/ids.js';
 import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
-import { startLocalSystem, type LocalDevice, type LocalSystem } from '../../scripts/lib/local-system.js';
-import { connectSensor, standardSensors, type SimulatedSensor } from '../../scripts/lib/sensor-simulator.js';
+import { startLocalSystem, type LocalDevice, type LocalSystem } from '../../devtools/local-system.js';
+import { connectSensor, standardSensors, type SimulatedSensor } from '../../devtools/sensor-simulator.js';
 import { waitFor } from '../helpers/wait.js';
 import { connectTelemetryDevice, type TelemetryDevice } from '../helpers/telemetry-device.js';
 
@@ -49,7 +49,7 @@ async function sensorsFor(deviceId: string, count: number): Promise<SimulatedSen
 async function rawDevice(): Promise<TelemetryDevice> {
   const files = system.certificates.devices[RAW_DEVICE];
   if (!files) throw new Error('no raw device certificate');
-  const tls = await loadTlsMaterial({ caPath: system.certificates.ca.certPath, ...files });
+  const tls = readTlsFiles({ caPath: system.certificates.ca.certPath, ...files });
   const device = await connectTelemetryDevice(`mqtts://127.0.0.1:${system.broker.port}`, RAW_DEVICE, tls);
   rawClients.push(device.client);
   return device;
@@ -233,7 +233,7 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     if (!files) throw new Error('no observer certificate');
     const observer = await mqtt.connectAsync(`mqtts://127.0.0.1:${system.broker.port}`, {
       clientId: 'explorer',
-      ...(await loadTlsMaterial({ caPath: system.certificates.ca.certPath, ...files })),
+      ...(readTlsFiles({ caPath: system.certificates.ca.certPath, ...files })),
       reconnectPeriod: 0,
     });
     rawClients.push(observer);

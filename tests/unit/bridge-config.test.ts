@@ -2,8 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadBridgeConfig } from '../../config/bridge.js';
-import { ConfigError } from '../../config/env.js';
+import { loadBridgeConfig } from '../../bridge/config.js';
+import { ConfigError } from '../../common/env.js';
 
 const required = { DATABASE_URL: 'postgres://db/x', BROKER_URL: 'mqtt://localhost:1883' };
 

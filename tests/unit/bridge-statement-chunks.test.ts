@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { pgp } from '../../bridge/db/connection.js';
 import { multiRowInserts } from '../../bridge/db/multi-row-insert.js';
-import { chunkRows, DEFAULT_STATEMENT_LIMITS } from '../../bridge/ingest/statement-chunks.js';
+import { chunkRows, DEFAULT_STATEMENT_LIMITS } from '../../bridge/db/statement-chunks.js';
 
 const sizes = (chunks: number[][]) => chunks.map((chunk) => chunk.length);
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { clusterBrokerId } from '../../broker/cluster-backends.js';
-import { describeRedisEndpoint, loadBrokerConfig, parseRedisUrl } from '../../config/broker.js';
-import { ConfigError } from '../../config/env.js';
+import { describeRedisEndpoint, loadBrokerConfig, parseRedisUrl } from '../../broker/config.js';
+import { ConfigError } from '../../common/env.js';
 
 describe('loadBrokerConfig', () => {
   it('is standalone by default, with aedes choosing the id and the heartbeat', () => {

@@ -1,8 +1,9 @@
+import { readTlsFiles } from '../../common/tls-files.js';
 import { copyFile, mkdtemp, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureDevCertificates, loadTlsMaterial, type CertificateBundle } from '../../certs/dev-bundle.js';
+import { ensureDevCertificates, type CertificateBundle } from '../../certs/dev-bundle.js';
 import { isIssuedBy, summarizeCertificate } from '../../certs/inspect.js';
 
 const DEVICE_A = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
@@ -114,18 +115,18 @@ describe('ensureDevCertificates', () => {
   });
 });
 
-describe('loadTlsMaterial', () => {
-  it('loads the CA, certificate and key as buffers', async () => {
-    const material = await loadTlsMaterial({ caPath: bundle.ca.certPath, ...bundle.services.bridge! });
+describe('readTlsFiles (common/tls-files.ts) on a dev bundle', () => {
+  it('loads the CA, certificate and key as buffers', () => {
+    const material = readTlsFiles({ caPath: bundle.ca.certPath, ...bundle.services.bridge! });
     expect(material.ca.toString()).toContain('BEGIN CERTIFICATE');
     expect(material.cert.toString()).toContain('BEGIN CERTIFICATE');
     expect(material.key.toString()).toContain('PRIVATE KEY');
   });
 
-  it('names the missing file', async () => {
+  it('names the missing file', () => {
     const missing = join(root, 'nope.key');
-    await expect(loadTlsMaterial({ caPath: bundle.ca.certPath, certPath: bundle.broker.certPath, keyPath: missing })).rejects.toThrow(
-      `cannot read private key ${missing}: ENOENT`,
+    expect(() => readTlsFiles({ caPath: bundle.ca.certPath, certPath: bundle.broker.certPath, keyPath: missing })).toThrow(
+      `private key: cannot read '${missing}': ENOENT`,
     );
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { newId } from '../../common/ids.js';
 import { MAX_BATCH_BYTES, MAX_BATCH_RECORDS } from '../../schemas/limits.js';
 import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
-import { DEFAULT_BATCH_LIMITS, envelopeBytes, planBatch, recordBytes } from '../../edge/uplink/batch-planner.js';
+import { DEFAULT_BATCH_LIMITS, envelopeBytes, planBatch, recordBytes } from '../../edge/store/batch-planner.js';
 import { ackTimeoutForSend, mayClaimBatch, triggerForNewReadings } from '../../edge/uplink/in-flight-policy.js';
 
 function record(value: number, metadata: Record<string, unknown> | null = null): TelemetryRecord {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadEdgeConfig } from '../../config/edge.js';
+import { loadEdgeConfig } from '../../edge/config.js';
 import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'edge-config-'));

@@ -1,6 +1,6 @@
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startTcpProxy } from '../../common/tcp-proxy.js';
+import { startTcpProxy } from '../../devtools/tcp-proxy.js';
 
 function echoServer() {
   const server = createServer((socket) => {

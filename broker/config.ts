@@ -26,12 +26,14 @@
  * ':') nor MQTT separators or wildcards (the id is a level of the $SYS heartbeat topics).
  */
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
-import { ConfigError, envInt, envOptional, envString } from './env.js';
-
-type Env = Record<string, string | undefined>;
+import { ConfigError, envInt, envOptional, envString, type Env } from '../common/env.js';
+import type { TlsFileNames, TlsFilePaths } from '../common/tls-files.js';
 
 /** MQTT's "remaining length" cannot exceed 268,435,455 bytes; leave room for the topic. */
 const MQTT_MAX_PAYLOAD_BYTES = 268_435_455 - 65_539;
+
+/** The variables error messages name when a TLS file cannot be read. */
+export const BROKER_TLS_VARIABLES: TlsFileNames = { ca: 'BROKER_TLS_CA', cert: 'BROKER_TLS_CERT', key: 'BROKER_TLS_KEY' };
 
 const BROKER_ID_PATTERN = /^[A-Za-z0-9._-]{1,48}$/;
 const DEFAULT_CLUSTER_HEARTBEAT_MS = 15_000;
@@ -46,7 +48,8 @@ export interface BrokerClusterConfig {
 export interface BrokerConfig {
   host: string;
   port: number;
-  tls: { certPath: string; keyPath: string; caPath: string };
+  /** read by main.ts with readTlsFiles(tls, BROKER_TLS_VARIABLES) */
+  tls: TlsFilePaths;
   metricsPort: number | undefined;
   maxPayloadBytes: number;
   brokerId: string | undefined;

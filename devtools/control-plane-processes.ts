@@ -7,8 +7,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CertificateBundle } from '../../certs/dev-bundle.js';
-import { freePort } from '../../common/free-port.js';
+import type { CertificateBundle } from '../certs/dev-bundle.js';
+import { freePort } from './free-port.js';
 
 export interface ControlPlaneProcesses {
   brokerPort: number;

@@ -5,20 +5,21 @@
  * Used by `npm run demo`, `npm run bench` and the end-to-end tests. Every component is the real
  * one; only their placement (one process) differs from a deployment.
  */
+import { readTlsFiles } from '../common/tls-files.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from '../../common/logger.js';
-import { startTcpProxy, type TcpProxy } from '../../common/tcp-proxy.js';
-import { ensureDevCertificates, loadTlsMaterial, type CertificateBundle } from '../../certs/dev-bundle.js';
-import { startBroker, type RunningBroker } from '../../broker/server.js';
-import { startBridge, type RunningBridge } from '../../bridge/service.js';
-import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
-import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from '../../bridge/db/embedded-postgres.js';
-import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
-import type { BackoffPolicy } from '../../common/retry-policy.js';
-import { freePort } from '../../common/free-port.js';
+import type { Logger } from '../common/logger.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+import { ensureDevCertificates, type CertificateBundle } from '../certs/dev-bundle.js';
+import { startBroker, type RunningBroker } from '../broker/server.js';
+import { startBridge, type RunningBridge } from '../bridge/service.js';
+import { closeDatabase, openDatabase, type Database } from '../bridge/db/connection.js';
+import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from './embedded-postgres.js';
+import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../edge/agent.js';
+import type { BackoffPolicy } from '../common/retry-policy.js';
+import { freePort } from './free-port.js';
 import { startControlPlaneProcesses } from './control-plane-processes.js';
-import { BRIDGE_DEFAULTS } from '../../config/bridge.js';
+import { BRIDGE_DEFAULTS } from '../bridge/config.js';
 
 export interface LocalSystemOptions {
   /** one edge agent each */
@@ -104,7 +105,7 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
         sensorHost: '127.0.0.1',
         sensorPort: 0,
         brokerUrl: brokerUrl(uplink.port),
-        tls: await loadTlsMaterial({ caPath: certificates.ca.certPath, ...files }),
+        tls: readTlsFiles({ caPath: certificates.ca.certPath, ...files }),
         ackTimeoutMs: 10_000,
         syncIntervalMs: 5_000,
         reconnectPolicy: QUICK_RECONNECT,
@@ -130,7 +131,7 @@ async function startInProcessControlPlane(
   databaseUrl: string,
   options: LocalSystemOptions,
 ): Promise<{ brokerPort: number; bridgeHttpPort: number | null; stop(): Promise<void> }> {
-  const brokerTls = await loadTlsMaterial({
+  const brokerTls = readTlsFiles({
     caPath: certificates.ca.certPath,
     certPath: certificates.broker.certPath,
     keyPath: certificates.broker.keyPath,
@@ -144,7 +145,7 @@ async function startInProcessControlPlane(
       {
         databaseUrl,
         brokerUrl: `mqtts://127.0.0.1:${broker.port}`,
-        tls: await loadTlsMaterial({ caPath: certificates.ca.certPath, ...bridgeFiles }),
+        tls: readTlsFiles({ caPath: certificates.ca.certPath, ...bridgeFiles }),
         clientId: 'bridge',
         ...BRIDGE_DEFAULTS,
         batch: { ...BRIDGE_DEFAULTS.batch, ...options.bridge },

@@ -1,13 +1,18 @@
 /**
- * Reading configuration from the environment with clear errors. Each process has its own
- * loader (config/broker.ts, config/edge.ts, config/bridge.ts) built from these.
+ * Reading configuration from the environment with clear errors. Each process owns its loader
+ * (broker/config.ts, edge/config.ts, bridge/config.ts), built from these parsers.
+ *
+ * Integers are decimal digits only: Number() would also take '1e3', '0x10', ' 12 ' or '1_000'
+ * and turn a typo into a silently different setting.
  */
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type Env = Record<string, string | undefined>;
+export type Env = Record<string, string | undefined>;
+
+const DECIMAL_INTEGER = /^-?\d{1,16}$/;
 
 export function envString(env: Env, name: string, fallback?: string): string {
   const raw = env[name];
@@ -24,8 +29,8 @@ export function envOptional(env: Env, name: string): string | undefined {
 export function envInt(env: Env, name: string, fallback: number, range: { min?: number; max?: number } = {}): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value)) throw new ConfigError(`${name} must be an integer, got '${raw}'`);
+  const value = DECIMAL_INTEGER.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value)) throw new ConfigError(`${name} must be an integer, got '${raw}' (decimal digits only)`);
   if (range.min !== undefined && value < range.min) throw new ConfigError(`${name} must be ≥ ${range.min}, got ${value}`);
   if (range.max !== undefined && value > range.max) throw new ConfigError(`${name} must be ≤ ${range.max}, got ${value}`);
   return value;

@@ -17,16 +17,15 @@
  *   RETENTION_INTERVAL_MS how often the PostgreSQL retention job runs          default 3600000
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
  */
-import { readFileSync } from 'node:fs';
-import type { BatchLimits } from '../bridge/ingest/batch-accumulator.js';
-import type { MqttTlsFiles } from '../bridge/mqtt/bridge-mqtt-client.js';
-import { ConfigError, envInt, envOptional, envString } from './env.js';
+import type { BatchLimits } from './ingest/batch-accumulator.js';
+import { envInt, envString, type Env } from '../common/env.js';
+import { tlsFilesFromEnv, type TlsFiles } from '../common/tls-files.js';
 
 export interface BridgeConfig {
   databaseUrl: string;
   brokerUrl: string;
   /** null: plain mqtt:// (tests only) */
-  tls: MqttTlsFiles | null;
+  tls: TlsFiles | null;
   clientId: string;
   batch: BatchLimits;
   /**
@@ -44,9 +43,8 @@ export interface BridgeConfig {
   http: { host: string; port: number } | null;
 }
 
-type Env = Record<string, string | undefined>;
-
 const MIB = 1024 * 1024;
+const TLS_VARIABLES = { ca: 'TLS_CA', cert: 'TLS_CERT', key: 'TLS_KEY' };
 
 /** Everything of a BridgeConfig that has a default (the environment loader's fallbacks). */
 export const BRIDGE_DEFAULTS = {
@@ -65,7 +63,11 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
   return {
     databaseUrl: envString(env, 'DATABASE_URL'),
     brokerUrl,
-    tls: loadTls(env, brokerUrl),
+    tls:
+      tlsFilesFromEnv(env, TLS_VARIABLES, {
+        required: /^(mqtts|tls|ssl|wss):/i.test(brokerUrl),
+        requiredBecause: 'for a TLS broker URL',
+      }) ?? null,
     clientId: envString(env, 'BRIDGE_CLIENT_ID', 'bridge'),
     batch: {
       maxRecords: envInt(env, 'BATCH_MAX_RECORDS', defaults.batch.maxRecords, { min: 1, max: 50_000 }),
@@ -81,22 +83,4 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
     http: { host: envString(env, 'HTTP_HOST', '0.0.0.0'), port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }) },
   };
-}
-
-function loadTls(env: Env, brokerUrl: string): MqttTlsFiles | null {
-  const paths = { ca: envOptional(env, 'TLS_CA'), cert: envOptional(env, 'TLS_CERT'), key: envOptional(env, 'TLS_KEY') };
-  const given = Object.values(paths).filter((path) => path !== undefined).length;
-  if (given === 0) {
-    if (/^(mqtts|tls|ssl|wss):/i.test(brokerUrl)) throw new ConfigError('TLS_CA, TLS_CERT and TLS_KEY are required for a TLS broker URL');
-    return null;
-  }
-  if (given !== 3) throw new ConfigError('TLS_CA, TLS_CERT and TLS_KEY must be given together');
-  const read = (name: string, path: string): Buffer => {
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new ConfigError(`${name}: cannot read ${path}: ${(error as Error).message}`);
-    }
-  };
-  return { ca: read('TLS_CA', paths.ca as string), cert: read('TLS_CERT', paths.cert as string), key: read('TLS_KEY', paths.key as string) };
 }

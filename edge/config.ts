@@ -15,47 +15,20 @@
  *   SYNCED_RETENTION_HOURS   how long synced readings stay on the device (default 72)
  *   DIAGNOSTICS_RETENTION_DAYS  failed readings, sync_log, rejected payloads (default 30)
  */
-import { readFileSync } from 'node:fs';
 import { isDeviceId } from '../schemas/topics.js';
-import type { EdgeAgentConfig, UplinkTls } from '../edge/agent-config.js';
-import { ConfigError, envInt, envOptional, envString } from './env.js';
-
-type Env = Record<string, string | undefined>;
+import type { EdgeAgentConfig } from './agent-config.js';
+import { ConfigError, envInt, envOptional, envString, type Env } from '../common/env.js';
+import { tlsFilesFromEnv } from '../common/tls-files.js';
 
 /** Longest delay a Node.js timer takes; a longer one fires after 1 ms instead. */
 const MAX_TIMER_MS = 2_147_483_647;
+
+const TLS_VARIABLES = { ca: 'TLS_CA', cert: 'TLS_CERT', key: 'TLS_KEY' };
 
 export interface EdgeProcessConfig {
   agent: EdgeAgentConfig;
   /** undefined: no metrics endpoint */
   metricsPort: number | undefined;
-}
-
-function readPemFile(variable: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new ConfigError(`${variable}: cannot read '${path}': ${(error as Error).message}`);
-  }
-}
-
-function loadTls(env: Env, brokerUrl: string): UplinkTls | undefined {
-  const paths = { ca: envOptional(env, 'TLS_CA'), cert: envOptional(env, 'TLS_CERT'), key: envOptional(env, 'TLS_KEY') };
-  const given = Object.values(paths).filter((path) => path !== undefined).length;
-  const secure = brokerUrl.startsWith('mqtts:');
-  if (given === 0 && !secure) return undefined;
-  if (given !== 3) {
-    throw new ConfigError(
-      secure
-        ? 'TLS_CA, TLS_CERT and TLS_KEY are all required for an mqtts:// BROKER_URL (mutual TLS)'
-        : 'TLS_CA, TLS_CERT and TLS_KEY must be given together',
-    );
-  }
-  return {
-    ca: readPemFile('TLS_CA', paths.ca as string),
-    cert: readPemFile('TLS_CERT', paths.cert as string),
-    key: readPemFile('TLS_KEY', paths.key as string),
-  };
 }
 
 export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
@@ -65,7 +38,10 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
   if (!/^mqtts?:\/\/[^/]+/.test(brokerUrl)) throw new ConfigError(`BROKER_URL must look like mqtts://host:port, got '${brokerUrl}'`);
   const dbUrl = envString(env, 'EDGE_DB_URL', `file:.data/edge-${deviceId}.db`);
   if (!dbUrl.startsWith('file:')) throw new ConfigError(`EDGE_DB_URL must be a file: URL, got '${dbUrl}'`);
-  const tls = loadTls(env, brokerUrl);
+  const tls = tlsFilesFromEnv(env, TLS_VARIABLES, {
+    required: brokerUrl.startsWith('mqtts:'),
+    requiredBecause: 'for an mqtts:// BROKER_URL (mutual TLS)',
+  });
   const metricsPort = envOptional(env, 'METRICS_PORT') === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65535 });
   return {
     agent: {

@@ -3,8 +3,8 @@
  * local listener and remember every reading the edge acknowledged (PUBACK = stored in libSQL).
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import { newId } from '../../common/ids.js';
-import { topics } from '../../schemas/topics.js';
+import { newId } from '../common/ids.js';
+import { topics } from '../schemas/topics.js';
 
 export interface SensorSpec {
   sensorId: string;
