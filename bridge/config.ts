@@ -81,6 +81,9 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     retentionDays: envInt(env, 'RETENTION_DAYS', defaults.retentionDays, { min: 1 }),
     retentionIntervalMs: envInt(env, 'RETENTION_INTERVAL_MS', defaults.retentionIntervalMs, { min: 1000 }),
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
-    http: { host: envString(env, 'HTTP_HOST', '0.0.0.0'), port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }) },
+    http: {
+      host: envString(env, 'HTTP_HOST', '0.0.0.0'),
+      port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),
+    },
   };
 }

@@ -75,7 +75,10 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     retry,
   });
   const health = async (): Promise<{ database: boolean; broker: boolean }> => ({
-    database: await db.one('SELECT 1').then(() => true, () => false),
+    database: await db.one('SELECT 1').then(
+      () => true,
+      () => false,
+    ),
     broker: mqtt.isConnected(),
   });
 

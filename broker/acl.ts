@@ -68,14 +68,17 @@ export function decideStoredWillPublish(request: PublishRequest, limits: AclLimi
 
 export function decideSubscribe(identity: ClientIdentity, topicFilter: string): AclDecision {
   if (!isValidTopicFilter(topicFilter)) return deny(`'${topicFilter}' is not a valid MQTT topic filter`);
-  if (topicFilter.startsWith('$')) return deny(`'${topicFilter}': topics starting with '$' are reserved for the broker`);
+  if (topicFilter.startsWith('$'))
+    return deny(`'${topicFilter}': topics starting with '$' are reserved for the broker`);
   if (identity.role === 'service' || identity.role === 'observer') {
     if (filterCoveredBy(topicFilter, ALL_DEVICES_FILTER)) return allow(REQUIRED_QOS);
     return deny(`${identity.role} '${identity.id}' may subscribe only under devices/, not to '${topicFilter}'`);
   }
   const allowedFilters = deviceSubscriptionFilters(identity.id);
   if (allowedFilters.some((allowed) => filterCoveredBy(topicFilter, allowed))) return allow(REQUIRED_QOS);
-  return deny(`device '${identity.id}' may subscribe only within ${allowedFilters.join(', ')}, not to '${topicFilter}'`);
+  return deny(
+    `device '${identity.id}' may subscribe only within ${allowedFilters.join(', ')}, not to '${topicFilter}'`,
+  );
 }
 
 /**
@@ -105,7 +108,9 @@ function decideCommonPublishRules(request: PublishRequest, limits: AclLimits): A
     );
   }
   if (request.payloadBytes > limits.maxPayloadBytes) {
-    return deny(`payload of ${request.payloadBytes} bytes on '${topic}' exceeds the limit of ${limits.maxPayloadBytes} bytes`);
+    return deny(
+      `payload of ${request.payloadBytes} bytes on '${topic}' exceeds the limit of ${limits.maxPayloadBytes} bytes`,
+    );
   }
   return allow();
 }

@@ -92,7 +92,13 @@ export function createAuthorizationHooks({ logger, metrics, limits }: Authorizat
       return;
     }
     logger.warn(
-      { clientId: client?.id ?? null, role: identity?.role, topic: request.topic, qos: request.qos, reason: decision.reason },
+      {
+        clientId: client?.id ?? null,
+        role: identity?.role,
+        topic: request.topic,
+        qos: request.qos,
+        reason: decision.reason,
+      },
       'publish denied, closing the connection',
     );
     metrics.deniedPublishes.inc({ role: roleLabel(identity?.role) });
@@ -118,7 +124,10 @@ export function createAuthorizationHooks({ logger, metrics, limits }: Authorizat
     const identity = identities.get(client);
     const decision = identity === undefined ? NO_VERIFIED_IDENTITY : decideDelivery(identity, packet.topic);
     if (decision.allowed) return packet;
-    logger.warn({ clientId: client.id, role: identity?.role, topic: packet.topic, reason: decision.reason }, 'delivery withheld');
+    logger.warn(
+      { clientId: client.id, role: identity?.role, topic: packet.topic, reason: decision.reason },
+      'delivery withheld',
+    );
     metrics.deniedDeliveries.inc({ role: roleLabel(identity?.role) });
     return null;
   };

@@ -85,7 +85,11 @@ export function clusterBrokerId(name: string = hostname()): string {
  * `backends`. Resolves once all three connections are ready; rejects with a clear error (and
  * nothing left open) when Redis does not answer in time. startBroker closes them with the broker.
  */
-export async function createRedisBackends(url: string, logger: Logger, options: RedisBackendsOptions = {}): Promise<ClusterBackends> {
+export async function createRedisBackends(
+  url: string,
+  logger: Logger,
+  options: RedisBackendsOptions = {},
+): Promise<ClusterBackends> {
   const endpoint = parseRedisUrl(url);
   const where = describeRedisEndpoint(endpoint);
   const log = logger.child({ redis: where });
@@ -172,7 +176,12 @@ const FATAL_REDIS_ERROR = /^(WRONGPASS|NOAUTH|NOPERM)|AUTH|password/;
  * Ready, and on the configured database: ioredis reports ready even when its SELECT failed (and
  * then uses database 0), so SELECT again and let an out-of-range index fail here.
  */
-async function waitUntilReady(connection: Redis, endpoint: RedisEndpoint, where: string, timeoutMs: number): Promise<void> {
+async function waitUntilReady(
+  connection: Redis,
+  endpoint: RedisEndpoint,
+  where: string,
+  timeoutMs: number,
+): Promise<void> {
   if (connection.status !== 'ready') {
     await new Promise<void>((resolve, reject) => {
       let lastError: Error | undefined;
@@ -191,7 +200,9 @@ async function waitUntilReady(connection: Redis, endpoint: RedisEndpoint, where:
       const onReady = () => finish();
       const timer = setTimeout(() => {
         const cause = lastError === undefined ? '' : `: ${lastError.message}`;
-        finish(new Error(`Redis at ${where} did not become ready within ${timeoutMs} ms${cause}`, { cause: lastError }));
+        finish(
+          new Error(`Redis at ${where} did not become ready within ${timeoutMs} ms${cause}`, { cause: lastError }),
+        );
       }, timeoutMs);
       connection.on('error', onError);
       connection.on('ready', onReady);
@@ -200,7 +211,9 @@ async function waitUntilReady(connection: Redis, endpoint: RedisEndpoint, where:
   try {
     await connection.select(endpoint.db);
   } catch (error) {
-    throw new Error(`Redis at ${where} cannot select database ${endpoint.db}: ${(error as Error).message}`, { cause: error });
+    throw new Error(`Redis at ${where} cannot select database ${endpoint.db}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 
@@ -231,7 +244,13 @@ async function settleWithin(promise: Promise<unknown>, timeoutMs: number): Promi
   const timeout = new Promise<'timed out'>((resolve) => {
     timer = setTimeout(() => resolve('timed out'), timeoutMs);
   });
-  const outcome = await Promise.race([promise.then(() => 'done' as const, () => 'failed' as const), timeout]);
+  const outcome = await Promise.race([
+    promise.then(
+      () => 'done' as const,
+      () => 'failed' as const,
+    ),
+    timeout,
+  ]);
   clearTimeout(timer);
   return outcome;
 }

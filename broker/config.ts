@@ -33,7 +33,11 @@ import type { TlsFileNames, TlsFilePaths } from '../common/tls-files.js';
 const MQTT_MAX_PAYLOAD_BYTES = 268_435_455 - 65_539;
 
 /** The variables error messages name when a TLS file cannot be read. */
-export const BROKER_TLS_VARIABLES: TlsFileNames = { ca: 'BROKER_TLS_CA', cert: 'BROKER_TLS_CERT', key: 'BROKER_TLS_KEY' };
+export const BROKER_TLS_VARIABLES: TlsFileNames = {
+  ca: 'BROKER_TLS_CA',
+  cert: 'BROKER_TLS_CERT',
+  key: 'BROKER_TLS_KEY',
+};
 
 const BROKER_ID_PATTERN = /^[A-Za-z0-9._-]{1,48}$/;
 const DEFAULT_CLUSTER_HEARTBEAT_MS = 15_000;
@@ -62,7 +66,8 @@ export interface BrokerConfig {
 export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
   const metricsPort = envOptional(env, 'METRICS_PORT');
   const redisUrl = envOptional(env, 'BROKER_REDIS_URL');
-  const cluster = redisUrl === undefined ? undefined : { redisUrl, redisUrlForLogs: describeRedisEndpoint(parseRedisUrl(redisUrl)) };
+  const cluster =
+    redisUrl === undefined ? undefined : { redisUrl, redisUrlForLogs: describeRedisEndpoint(parseRedisUrl(redisUrl)) };
   const heartbeatDefault = cluster === undefined ? undefined : DEFAULT_CLUSTER_HEARTBEAT_MS;
   const heartbeatRaw = envOptional(env, 'BROKER_HEARTBEAT_MS');
   return {
@@ -78,7 +83,10 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
     brokerId: brokerIdFrom(env),
     cluster,
     // below ~1 s an event-loop stall of 3 intervals would make the other nodes fire this node's wills
-    heartbeatMs: heartbeatRaw === undefined ? heartbeatDefault : envInt(env, 'BROKER_HEARTBEAT_MS', 0, { min: 1_000, max: 3_600_000 }),
+    heartbeatMs:
+      heartbeatRaw === undefined
+        ? heartbeatDefault
+        : envInt(env, 'BROKER_HEARTBEAT_MS', 0, { min: 1_000, max: 3_600_000 }),
   };
 }
 
@@ -108,7 +116,8 @@ const REDIS_URL_FORM = 'redis://[[user]:password@]host[:port][/db]';
 
 /** Parses BROKER_REDIS_URL; a ConfigError that names the variable and never echoes a password. */
 export function parseRedisUrl(raw: string, name = 'BROKER_REDIS_URL'): RedisEndpoint {
-  const fail = (problem: string) => new ConfigError(`${name} ${problem} (expected ${REDIS_URL_FORM}, got '${redactUrl(raw)}')`);
+  const fail = (problem: string) =>
+    new ConfigError(`${name} ${problem} (expected ${REDIS_URL_FORM}, got '${redactUrl(raw)}')`);
   let url: URL;
   try {
     url = new URL(raw);

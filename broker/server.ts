@@ -116,7 +116,11 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   announceAlive(aedes);
   observeAedes(aedes, logger);
 
-  const { server, sockets } = createMqttsServer(aedes, options, { logger, metrics, maxPacketBytes: maxPacketBytesFor(maxPayloadBytes) });
+  const { server, sockets } = createMqttsServer(aedes, options, {
+    logger,
+    metrics,
+    maxPacketBytes: maxPacketBytesFor(maxPayloadBytes),
+  });
 
   try {
     await listen(server, host, options.port ?? DEFAULT_PORT);
@@ -169,7 +173,9 @@ function assertTlsMaterial(material: TlsFiles): void {
   try {
     createSecureContext({ key: material.key, cert: material.cert, ca: material.ca });
   } catch (error) {
-    throw new Error(`the broker's TLS key, certificate or CA is unusable: ${(error as Error).message}`, { cause: error });
+    throw new Error(`the broker's TLS key, certificate or CA is unusable: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 
@@ -207,7 +213,9 @@ function createMqttsServer(
       });
       if (!guarded && !warnedGuardUnavailable) {
         warnedGuardUnavailable = true;
-        logger.error('cannot bound MQTT packet size at parse time (aedes internals changed); payload size is still checked after parsing');
+        logger.error(
+          'cannot bound MQTT packet size at parse time (aedes internals changed); payload size is still checked after parsing',
+        );
       }
     },
   );

@@ -163,7 +163,8 @@ async function existingDeviceIds(dir: string): Promise<string[]> {
 }
 
 async function inspect(out: CliOutput, file: string | undefined): Promise<number> {
-  if (file === undefined) throw new CertificateError('inspect needs a certificate file, e.g. inspect certs/dev/broker.crt');
+  if (file === undefined)
+    throw new CertificateError('inspect needs a certificate file, e.g. inspect certs/dev/broker.crt');
   let pem: string;
   try {
     pem = await readFile(file, 'utf8');
@@ -207,7 +208,8 @@ function requireOption(name: string, value: string | undefined): string {
 
 function parsePositiveInteger(name: string, raw: string): number {
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new CertificateError(`${name} must be a positive integer, got '${raw}'`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new CertificateError(`${name} must be a positive integer, got '${raw}'`);
   return value;
 }
 

@@ -94,9 +94,14 @@ export async function openCertificateAuthority(
   const existing = await readPair(files);
   if (existing) return { ...files, dir, authority: existing, created: false };
   if (!options.createIfMissing) {
-    throw new CertificateError(`no certificate authority in ${dir} (expected ${files.certPath} and ${files.keyPath}): run the 'init' command first`);
+    throw new CertificateError(
+      `no certificate authority in ${dir} (expected ${files.certPath} and ${files.keyPath}): run the 'init' command first`,
+    );
   }
-  const authority = await createCertificateAuthority({ commonName: AUTHORITY_COMMON_NAME, validDays: AUTHORITY_VALID_DAYS });
+  const authority = await createCertificateAuthority({
+    commonName: AUTHORITY_COMMON_NAME,
+    validDays: AUTHORITY_VALID_DAYS,
+  });
   await writePair(files, authority);
   return { ...files, dir, authority, created: true };
 }
@@ -108,7 +113,8 @@ export async function ensureBrokerCertificate(
   validDays: number = DEFAULT_LEAF_VALID_DAYS,
 ): Promise<EnsuredCertificate> {
   const hosts = requestedHosts ?? [...DEFAULT_BROKER_HOSTS];
-  if (hosts.length === 0) throw new CertificateError('the broker certificate needs at least one host name or IP address');
+  if (hosts.length === 0)
+    throw new CertificateError('the broker certificate needs at least one host name or IP address');
   const files = brokerFiles(opened.dir);
   const existing = await readPair(files);
   if (existing) {
@@ -162,7 +168,9 @@ async function readPair(files: CertificateFiles): Promise<IssuedCertificate | nu
   if (!certExists && !keyExists) return null;
   if (certExists !== keyExists) {
     const [present, absent] = certExists ? [files.certPath, files.keyPath] : [files.keyPath, files.certPath];
-    throw new CertificateError(`found ${present} but not ${absent}: restore it, or delete ${present} to issue a new pair`);
+    throw new CertificateError(
+      `found ${present} but not ${absent}: restore it, or delete ${present} to issue a new pair`,
+    );
   }
   const [certPem, keyPem] = await Promise.all([readFile(files.certPath, 'utf8'), readFile(files.keyPath, 'utf8')]);
   return { certPem, keyPem };

@@ -49,7 +49,9 @@ export function clientFiles(dir: string, role: CertificateRole, id: string): Cer
 export function assertClientId(role: CertificateRole, id: string): void {
   if (role === 'device') {
     if (!isDeviceId(id)) {
-      throw new CertificateError(`device id '${id}' is not a lowercase UUID (e.g. 3f2b8c1e-9d4a-4e7b-8f00-1c2d3e4f5a6b)`);
+      throw new CertificateError(
+        `device id '${id}' is not a lowercase UUID (e.g. 3f2b8c1e-9d4a-4e7b-8f00-1c2d3e4f5a6b)`,
+      );
     }
     return;
   }

@@ -30,9 +30,12 @@ export function envInt(env: Env, name: string, fallback: number, range: { min?: 
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = DECIMAL_INTEGER.test(raw) ? Number(raw) : Number.NaN;
-  if (!Number.isSafeInteger(value)) throw new ConfigError(`${name} must be an integer, got '${raw}' (decimal digits only)`);
-  if (range.min !== undefined && value < range.min) throw new ConfigError(`${name} must be ≥ ${range.min}, got ${value}`);
-  if (range.max !== undefined && value > range.max) throw new ConfigError(`${name} must be ≤ ${range.max}, got ${value}`);
+  if (!Number.isSafeInteger(value))
+    throw new ConfigError(`${name} must be an integer, got '${raw}' (decimal digits only)`);
+  if (range.min !== undefined && value < range.min)
+    throw new ConfigError(`${name} must be ≥ ${range.min}, got ${value}`);
+  if (range.max !== undefined && value > range.max)
+    throw new ConfigError(`${name} must be ≤ ${range.max}, got ${value}`);
   return value;
 }
 

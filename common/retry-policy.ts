@@ -84,19 +84,52 @@ export function reconnectDelay(
 }
 
 const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND',
-  'EAI_AGAIN', 'ECONNABORTED', 'ERR_SOCKET_CLOSED', 'ERR_STREAM_PREMATURE_CLOSE',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+  'ERR_SOCKET_CLOSED',
+  'ERR_STREAM_PREMATURE_CLOSE',
   // PostgreSQL / CockroachDB: connection failures and "cannot connect now"
-  '08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03',
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+  '57P01',
+  '57P02',
+  '57P03',
 ]);
 // 40003: CockroachDB's "result is ambiguous" (the commit may or may not have happened). Retrying
 // is safe only for idempotent transactions, which every transaction of this project is (guarded
 // upserts, name-based conflict ids); see CockroachDB's "common errors" page.
 const CONFLICT_CODES = new Set(['40001', '40P01', '40003']);
-const RESOURCE_CODES = new Set(['ENOSPC', 'ENOMEM', 'EMFILE', 'SQLITE_FULL', 'SQLITE_BUSY', '53000', '53100', '53200', '53300']);
+const RESOURCE_CODES = new Set([
+  'ENOSPC',
+  'ENOMEM',
+  'EMFILE',
+  'SQLITE_FULL',
+  'SQLITE_BUSY',
+  '53000',
+  '53100',
+  '53200',
+  '53300',
+]);
 const AUTH_CODES = new Set([
-  '28000', '28P01', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE', 'CERT_REVOKED',
+  '28000',
+  '28P01',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_REVOKED',
 ]);
 
 /** Classifies an error from node, TLS, mqtt.js (CONNACK codes) or PostgreSQL/CockroachDB (SQLSTATE). */

@@ -49,13 +49,19 @@ export function tlsFilesFromEnv(
   names: TlsFileNames,
   options: { required: boolean; requiredBecause?: string },
 ): TlsFiles | undefined {
-  const paths = { caPath: envOptional(env, names.ca), certPath: envOptional(env, names.cert), keyPath: envOptional(env, names.key) };
+  const paths = {
+    caPath: envOptional(env, names.ca),
+    certPath: envOptional(env, names.cert),
+    keyPath: envOptional(env, names.key),
+  };
   const given = Object.values(paths).filter((path) => path !== undefined).length;
   const all = `${names.ca}, ${names.cert} and ${names.key}`;
   if (given === 0 && !options.required) return undefined;
   if (given !== 3) {
     throw new ConfigError(
-      options.required ? `${all} are all required ${options.requiredBecause ?? ''}`.trimEnd() : `${all} must be given together`,
+      options.required
+        ? `${all} are all required ${options.requiredBecause ?? ''}`.trimEnd()
+        : `${all} must be given together`,
     );
   }
   return readTlsFiles(paths as TlsFilePaths, names);

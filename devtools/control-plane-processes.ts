@@ -39,15 +39,24 @@ export async function waitHealthy(spawned: Spawned, url: string, timeoutMs = 30_
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (spawned.child.exitCode !== null) break;
-    const status = await fetch(url).then((response) => response.status, () => 0);
+    const status = await fetch(url).then(
+      (response) => response.status,
+      () => 0,
+    );
     if (status === 200) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const tail = readFileSync(spawned.logPath, 'utf8').split('\n').slice(-5).join('\n');
-  throw new Error(`${spawned.name} did not become healthy at ${url} (exit code ${spawned.child.exitCode}); log tail:\n${tail}`);
+  throw new Error(
+    `${spawned.name} did not become healthy at ${url} (exit code ${spawned.child.exitCode}); log tail:\n${tail}`,
+  );
 }
 
-export async function stopProcess(spawned: Spawned, graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export async function stopProcess(
+  spawned: Spawned,
+  graceMs = 10_000,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
   if (spawned.child.exitCode !== null || spawned.child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => spawned.child.once('exit', () => resolve()));
   spawned.child.kill(signal);

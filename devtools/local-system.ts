@@ -86,7 +86,11 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
 
     const controlPlane =
       options.controlPlane === 'child-processes'
-        ? await startControlPlaneProcesses({ certificates, databaseUrl: postgres.connectionString, logDir: options.dataDir })
+        ? await startControlPlaneProcesses({
+            certificates,
+            databaseUrl: postgres.connectionString,
+            logDir: options.dataDir,
+          })
         : await startInProcessControlPlane(certificates, postgres.connectionString, options);
     cleanup.push(() => controlPlane.stop());
     const broker = { port: controlPlane.brokerPort };
@@ -116,7 +120,11 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
       devices.push({ deviceId, agent, uplink, sensorUrl: `mqtt://127.0.0.1:${agent.sensorPort}` });
     }
 
-    const db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'local-system-check', poolSize: 2 });
+    const db = openDatabase({
+      connectionString: postgres.connectionString,
+      applicationName: 'local-system-check',
+      poolSize: 2,
+    });
     cleanup.push(() => closeDatabase(db));
 
     return { postgres, broker, bridge, devices, certificates, db, stop };
@@ -136,7 +144,12 @@ async function startInProcessControlPlane(
     certPath: certificates.broker.certPath,
     keyPath: certificates.broker.keyPath,
   });
-  const broker: RunningBroker = await startBroker({ tls: brokerTls, host: '127.0.0.1', port: 0, logger: options.logger.child({ component: 'broker' }) });
+  const broker: RunningBroker = await startBroker({
+    tls: brokerTls,
+    host: '127.0.0.1',
+    port: 0,
+    logger: options.logger.child({ component: 'broker' }),
+  });
   const bridgeFiles = certificates.services['bridge'];
   let bridge: RunningBridge;
   try {

@@ -33,16 +33,19 @@ export interface EdgeProcessConfig {
 
 export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
   const deviceId = envString(env, 'DEVICE_ID');
-  if (!isDeviceId(deviceId)) throw new ConfigError(`DEVICE_ID must be a lower-case UUID (the certificate CN), got '${deviceId}'`);
+  if (!isDeviceId(deviceId))
+    throw new ConfigError(`DEVICE_ID must be a lower-case UUID (the certificate CN), got '${deviceId}'`);
   const brokerUrl = envString(env, 'BROKER_URL');
-  if (!/^mqtts?:\/\/[^/]+/.test(brokerUrl)) throw new ConfigError(`BROKER_URL must look like mqtts://host:port, got '${brokerUrl}'`);
+  if (!/^mqtts?:\/\/[^/]+/.test(brokerUrl))
+    throw new ConfigError(`BROKER_URL must look like mqtts://host:port, got '${brokerUrl}'`);
   const dbUrl = envString(env, 'EDGE_DB_URL', `file:.data/edge-${deviceId}.db`);
   if (!dbUrl.startsWith('file:')) throw new ConfigError(`EDGE_DB_URL must be a file: URL, got '${dbUrl}'`);
   const tls = tlsFilesFromEnv(env, TLS_VARIABLES, {
     required: brokerUrl.startsWith('mqtts:'),
     requiredBecause: 'for an mqtts:// BROKER_URL (mutual TLS)',
   });
-  const metricsPort = envOptional(env, 'METRICS_PORT') === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65535 });
+  const metricsPort =
+    envOptional(env, 'METRICS_PORT') === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65535 });
   return {
     agent: {
       deviceId,

@@ -27,13 +27,20 @@ export const DEFAULT_HISTORY_RETENTION: HistoryRetention = {
 
 /** The cutoffs at `nowMs` (pure). */
 export function historyCutoffs(nowMs: number, retention: HistoryRetention): HistoryCutoffs {
-  return { syncedBefore: nowMs - retention.syncedRetentionMs, diagnosticsBefore: nowMs - retention.diagnosticsRetentionMs };
+  return {
+    syncedBefore: nowMs - retention.syncedRetentionMs,
+    diagnosticsBefore: nowMs - retention.diagnosticsRetentionMs,
+  };
 }
 
 const emptyPruned = (): PrunedRows => ({ synced: 0, failed: 0, syncLog: 0, rejectedReadings: 0 });
 
 /** Prunes chunk after chunk until a chunk deletes less than chunkSize from every table. */
-export async function pruneHistoryOnce(store: TelemetryStore, retention: HistoryRetention, nowMs: number): Promise<PrunedRows> {
+export async function pruneHistoryOnce(
+  store: TelemetryStore,
+  retention: HistoryRetention,
+  nowMs: number,
+): Promise<PrunedRows> {
   const cutoffs = historyCutoffs(nowMs, retention);
   const total = emptyPruned();
   for (;;) {

@@ -55,7 +55,9 @@ export function parseJson(payload: Buffer | string): Validation<unknown> {
 /** A sensor payload: an object matching sensor-reading.schema.json, or a bare finite number. */
 export function checkSensorReading(value: unknown): Validation<SensorReadingInput> {
   if (typeof value === 'number') {
-    return Number.isFinite(value) ? { ok: true, value: { value } } : { ok: false, reason: 'value must be a finite number' };
+    return Number.isFinite(value)
+      ? { ok: true, value: { value } }
+      : { ok: false, reason: 'value must be a finite number' };
   }
   const result = run(validateSensorReading, value);
   if (result.ok && !Number.isFinite(result.value.value)) return { ok: false, reason: 'value must be a finite number' };

@@ -76,7 +76,9 @@ const system = await startLocalSystem({
 });
 const device = system.devices[0];
 if (!device) throw new Error('no device started');
-const sensors: SimulatedSensor[] = await Promise.all(standardSensors(SENSOR_COUNT).map((spec) => connectSensor(device.sensorUrl, spec)));
+const sensors: SimulatedSensor[] = await Promise.all(
+  standardSensors(SENSOR_COUNT).map((spec) => connectSensor(device.sensorUrl, spec)),
+);
 
 async function rowCount(): Promise<number> {
   return Number((await system.db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
@@ -117,7 +119,9 @@ const saturation = {
   seconds: (committedAt - saturationStart) / 1000,
 };
 say(`  accepted by the edge (PUBACK):  ${saturation.edgeAcceptedPerSecond} readings/s`);
-say(`  end to end (publish → committed row): ${saturation.endToEndPerSecond} readings/s  (${saturationTotal} in ${saturation.seconds.toFixed(2)} s)`);
+say(
+  `  end to end (publish → committed row): ${saturation.endToEndPerSecond} readings/s  (${saturationTotal} in ${saturation.seconds.toFixed(2)} s)`,
+);
 
 // An observer (read-only certificate) timestamps every sync/ack: the bridge publishes it right
 // after the commit, so its arrival bounds the commit time from above (loopback adds ~1 ms).
@@ -126,7 +130,7 @@ const observerFiles = system.certificates.observers['explorer'];
 if (!observerFiles) throw new Error('no observer certificate');
 const observer = await mqtt.connectAsync(`mqtts://127.0.0.1:${system.broker.port}`, {
   clientId: 'explorer',
-  ...(readTlsFiles({ caPath: system.certificates.ca.certPath, ...observerFiles })),
+  ...readTlsFiles({ caPath: system.certificates.ca.certPath, ...observerFiles }),
 });
 observer.on('message', (_topic, payload) => {
   const batchId = (JSON.parse(payload.toString()) as { batchId: string | null }).batchId;
@@ -156,7 +160,12 @@ timers.forEach(clearInterval);
 const pacedPublished = sensors.reduce((sum, sensor) => sum + sensor.acknowledged.length, 0) - saturationTotal;
 await waitForRows(saturationTotal + pacedPublished, 120_000);
 
-interface Percentiles { p50: number; p99: number; max: number; n: number }
+interface Percentiles {
+  p50: number;
+  p99: number;
+  max: number;
+  n: number;
+}
 const database = await system.db.one<{ p50: number; p99: number; max: number; n: string }>(
   `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
           percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99,
@@ -178,24 +187,44 @@ const pacedRows = (
 ).rows;
 edgeDb.close();
 await observer.endAsync();
-const confirmed = pacedRows.map((row) => Number(row['sync_timestamp']) - Number(row['timestamp'])).sort((a, b) => a - b);
+const confirmed = pacedRows
+  .map((row) => Number(row['sync_timestamp']) - Number(row['timestamp']))
+  .sort((a, b) => a - b);
 const ackPublished = pacedRows
   .map((row) => (ackSeenAt.get(String(row['sync_batch_id'])) ?? NaN) - Number(row['timestamp']))
   .filter((ms) => !Number.isNaN(ms))
   .sort((a, b) => a - b);
 const pick = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-const percentiles = (sorted: number[]): Percentiles => ({ p50: pick(sorted, 0.5), p99: pick(sorted, 0.99), max: sorted.at(-1) ?? NaN, n: sorted.length });
+const percentiles = (sorted: number[]): Percentiles => ({
+  p50: pick(sorted, 0.5),
+  p99: pick(sorted, 0.99),
+  max: sorted.at(-1) ?? NaN,
+  n: sorted.length,
+});
 const toAckPublished = percentiles(ackPublished);
 const toConfirmation = percentiles(confirmed);
 
 const fmt = (value: number) => `${value.toFixed(1).padStart(7)} ms`;
 say(`  readings: ${pacedPublished} (${Math.round(pacedPublished / pacedSeconds)} readings/s offered)`);
 say(`                                          median        p99        max`);
-say(`  publish → row written (synced_at)    ${fmt(toDatabase.p50)} ${fmt(toDatabase.p99)} ${fmt(toDatabase.max)}   (${toDatabase.n} rows)`);
-say(`  publish → sync/ack after commit      ${fmt(toAckPublished.p50)} ${fmt(toAckPublished.p99)} ${fmt(toAckPublished.max)}   (${toAckPublished.n} rows)`);
-say(`  publish → marked synced on the edge  ${fmt(toConfirmation.p50)} ${fmt(toConfirmation.p99)} ${fmt(toConfirmation.max)}   (${toConfirmation.n} rows)`);
+say(
+  `  publish → row written (synced_at)    ${fmt(toDatabase.p50)} ${fmt(toDatabase.p99)} ${fmt(toDatabase.max)}   (${toDatabase.n} rows)`,
+);
+say(
+  `  publish → sync/ack after commit      ${fmt(toAckPublished.p50)} ${fmt(toAckPublished.p99)} ${fmt(toAckPublished.max)}   (${toAckPublished.n} rows)`,
+);
+say(
+  `  publish → marked synced on the edge  ${fmt(toConfirmation.p50)} ${fmt(toConfirmation.p99)} ${fmt(toConfirmation.max)}   (${toConfirmation.n} rows)`,
+);
 
-const result = { at: new Date().toISOString(), sensors: SENSOR_COUNT, cores: cpus().length, node: process.version, saturation, paced: { ratePerSensor, seconds: pacedSeconds, readings: pacedPublished, toDatabase, toAckPublished, toConfirmation } };
+const result = {
+  at: new Date().toISOString(),
+  sensors: SENSOR_COUNT,
+  cores: cpus().length,
+  node: process.version,
+  saturation,
+  paced: { ratePerSensor, seconds: pacedSeconds, readings: pacedPublished, toDatabase, toAckPublished, toConfirmation },
+};
 writeFileSync(join(dataDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
 
 await Promise.all(sensors.map((sensor) => sensor.close()));

@@ -63,7 +63,9 @@ for (const device of system.devices) {
 const firstDevice = system.devices[0] as LocalDevice;
 const watcher = await mqtt.connectAsync(firstDevice.sensorUrl, { clientId: 'demo-error-watcher' });
 await watcher.subscribeAsync(`${SENSOR_READINGS_FILTER}/error`, { qos: 1 });
-watcher.on('message', (topic, payload) => say(`  ! ${short(firstDevice.deviceId)} rejected a reading on ${topic}: ${payload.toString()}`));
+watcher.on('message', (topic, payload) =>
+  say(`  ! ${short(firstDevice.deviceId)} rejected a reading on ${topic}: ${payload.toString()}`),
+);
 
 const startedAt = Date.now();
 const elapsedSeconds = () => (Date.now() - startedAt) / 1000;
@@ -105,7 +107,9 @@ async function scenarioTick(): Promise<void> {
   if (outage === 'before' && t >= OUTAGE_START_S) {
     outage = 'cut';
     outageDevice.uplink.cut();
-    say(`\n>>> cutting the uplink of ${short(outageDevice.deviceId)}: its sensors keep publishing, readings stay pending in libSQL\n`);
+    say(
+      `\n>>> cutting the uplink of ${short(outageDevice.deviceId)}: its sensors keep publishing, readings stay pending in libSQL\n`,
+    );
   } else if (outage === 'cut' && t >= OUTAGE_END_S) {
     outage = 'restored';
     outageDevice.uplink.restore();
@@ -121,9 +125,11 @@ while (elapsedSeconds() < SENSORS_STOP_S) {
 stopSensors();
 clearTimeout(malformed);
 say('\n>>> sensors stopped; waiting until every acknowledged reading is confirmed by the bridge\n');
-await Promise.all([...sensorsByDevice.values()].flat().map(async (sensor) => {
-  while (sensor.inFlight() > 0) await new Promise((resolve) => setTimeout(resolve, 50));
-}));
+await Promise.all(
+  [...sensorsByDevice.values()].flat().map(async (sensor) => {
+    while (sensor.inFlight() > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+  }),
+);
 
 async function drained(): Promise<boolean> {
   const rows = await rowCountsByDevice(system.db);
@@ -144,8 +150,12 @@ await printDashboard();
 say('\nResult: every reading a sensor got a PUBACK for, exactly once in the database?');
 let allMatch = true;
 for (const device of system.devices) {
-  const acknowledgedIds = new Set((sensorsByDevice.get(device.deviceId) ?? []).flatMap((sensor) => sensor.acknowledged.map((r) => r.id)));
-  const stored = await system.db.any<{ id: string }>('SELECT id::text AS id FROM telemetry_data WHERE device_id = $1', [device.deviceId]);
+  const acknowledgedIds = new Set(
+    (sensorsByDevice.get(device.deviceId) ?? []).flatMap((sensor) => sensor.acknowledged.map((r) => r.id)),
+  );
+  const stored = await system.db.any<{ id: string }>('SELECT id::text AS id FROM telemetry_data WHERE device_id = $1', [
+    device.deviceId,
+  ]);
   const storedIds = new Set(stored.map((row) => row.id));
   const missing = [...acknowledgedIds].filter((id) => !storedIds.has(id)).length;
   const unexpected = [...storedIds].filter((id) => !acknowledgedIds.has(id)).length;
@@ -157,15 +167,17 @@ for (const device of system.devices) {
   );
 }
 const syncLog = await Promise.all(system.devices.map((device) => device.agent.stats()));
-say(`  failed on the edge: ${syncLog.reduce((sum, stats) => sum + stats.failed, 0)}, rejected at the sensor listener: ${syncLog.reduce((sum, stats) => sum + stats.rejectedReadings, 0)}`);
+say(
+  `  failed on the edge: ${syncLog.reduce((sum, stats) => sum + stats.failed, 0)}, rejected at the sensor listener: ${syncLog.reduce((sum, stats) => sum + stats.rejectedReadings, 0)}`,
+);
 say(allMatch ? '\nOK: the row counts match.' : '\nFAILED: the row counts do not match (see .data/demo/system.log).');
 
 if (keepRunning) {
   const observer = system.certificates.observers['explorer'];
   // keep some live traffic to look at: one reading per sensor every 2 s
-  const slowTimers = [...sensorsByDevice.values()].flat().map((sensor) =>
-    setInterval(() => void sensor.publishReading().catch(() => undefined), 2000),
-  );
+  const slowTimers = [...sensorsByDevice.values()]
+    .flat()
+    .map((sensor) => setInterval(() => void sensor.publishReading().catch(() => undefined), 2000));
   process.once('SIGINT', () => slowTimers.forEach(clearInterval));
   say('\nStill running, sensors publishing slowly (Ctrl-C stops). Inspect the cluster traffic with:');
   say(

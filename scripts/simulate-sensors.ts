@@ -24,7 +24,9 @@ const timers = sensors.map((sensor) =>
   setInterval(() => {
     // bounded: a sensor that cannot get PUBACKs (edge down) stops piling up readings
     if (sensor.inFlight() >= 100) return;
-    sensor.publishReading().catch((error: Error) => log.warn({ sensor: sensor.spec.sensorId, err: error.message }, 'publish failed'));
+    sensor
+      .publishReading()
+      .catch((error: Error) => log.warn({ sensor: sensor.spec.sensorId, err: error.message }, 'publish failed'));
   }, 1000 / rate),
 );
 const report = setInterval(() => {

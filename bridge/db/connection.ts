@@ -24,7 +24,8 @@ export const pgp = pgPromise({
     if (useCount === 0) client.on('error', () => undefined);
   },
   error: (error, context) => {
-    if (isQueryReadTimeout(error) && context?.client !== undefined) discardConnection(context.client, context.ctx !== undefined);
+    if (isQueryReadTimeout(error) && context?.client !== undefined)
+      discardConnection(context.client, context.ctx !== undefined);
   },
 });
 

@@ -33,7 +33,13 @@ const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
 const CONCURRENT_DDL_CODES = new Set(['23505', '42P07', '42710']);
 
 /** A statement aborted with a retry error runs again up to 3 times (4 attempts), 200 ms doubling. */
-export const DDL_RETRY_POLICY: RetryPolicy = { initialDelayMs: 200, maxDelayMs: 2000, multiplier: 2, jitter: 'equal', maxAttempts: 4 };
+export const DDL_RETRY_POLICY: RetryPolicy = {
+  initialDelayMs: 200,
+  maxDelayMs: 2000,
+  multiplier: 2,
+  jitter: 'equal',
+  maxAttempts: 4,
+};
 
 export interface MigrateOptions {
   dialect?: SqlDialect;
@@ -47,8 +53,14 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
   const dialect = options.dialect ?? (await detectDialect(db));
   const files = await loadMigrationFiles(options.directory ?? migrationsDirectory(dialect));
   const run = (statement: string, values?: unknown[]): Promise<void> =>
-    retryOnConflict(() => runDdl(db, statement, values), options.retryPolicy ?? DDL_RETRY_POLICY, (error, delayMs) =>
-      options.logger?.warn({ err: error, statement: statement.split('\n')[0], retryInMs: delayMs }, 'migration statement aborted; retrying'),
+    retryOnConflict(
+      () => runDdl(db, statement, values),
+      options.retryPolicy ?? DDL_RETRY_POLICY,
+      (error, delayMs) =>
+        options.logger?.warn(
+          { err: error, statement: statement.split('\n')[0], retryInMs: delayMs },
+          'migration statement aborted; retrying',
+        ),
     );
   await run(CREATE_MIGRATIONS_TABLE);
   const done = new Set(

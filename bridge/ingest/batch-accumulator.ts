@@ -16,7 +16,12 @@ export interface BatchLimits {
   lingerMs: number;
 }
 
-export const DEFAULT_BATCH_LIMITS: BatchLimits = { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * 1024 * 1024, lingerMs: 10 };
+export const DEFAULT_BATCH_LIMITS: BatchLimits = {
+  maxRecords: 2000,
+  maxMessages: 500,
+  maxBytes: 4 * 1024 * 1024,
+  lingerMs: 10,
+};
 
 /** What a message counts against the limits. */
 export interface MessageSize {
@@ -57,7 +62,8 @@ export class BatchAccumulator<M> {
 
   /** Puts messages back in front (a failed batch is retried before newer messages), keeping their age. */
   requeue(messages: readonly M[], nowMs: number): void {
-    for (let i = messages.length - 1; i >= 0; i -= 1) this.push(messages[i] as M, nowMs - this.limits.lingerMs, 'front');
+    for (let i = messages.length - 1; i >= 0; i -= 1)
+      this.push(messages[i] as M, nowMs - this.limits.lingerMs, 'front');
   }
 
   isDue(nowMs: number): boolean {
@@ -80,7 +86,11 @@ export class BatchAccumulator<M> {
     let bytes = 0;
     while (this.entries.length > 0 && batch.length < this.limits.maxMessages) {
       const next = this.entries[0] as Entry<M>;
-      if (batch.length > 0 && (records + next.records > this.limits.maxRecords || bytes + next.bytes > this.limits.maxBytes)) break;
+      if (
+        batch.length > 0 &&
+        (records + next.records > this.limits.maxRecords || bytes + next.bytes > this.limits.maxBytes)
+      )
+        break;
       this.entries.shift();
       this.recordTotal -= next.records;
       this.byteTotal -= next.bytes;

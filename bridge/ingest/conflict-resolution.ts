@@ -109,7 +109,8 @@ export function resolveBatch(
         continue;
       }
       outcome.accepted += 1;
-      const incomingWins = decision.kind === 'insert' || decision.kind === 'update' || (decision.kind === 'tie' && decision.incomingWins);
+      const incomingWins =
+        decision.kind === 'insert' || decision.kind === 'update' || (decision.kind === 'tie' && decision.incomingWins);
       if (decision.kind === 'insert') outcome.inserted += 1;
       if (incomingWins) {
         current.set(record.id, record);
@@ -117,7 +118,9 @@ export function resolveBatch(
       }
       if ((decision.kind === 'stale' || decision.kind === 'tie') && existing !== undefined) {
         outcome.conflicts += 1;
-        conflicts.push(conflictEntry(decision.kind === 'stale' ? 'stale-version' : 'version-tie', record, existing, incomingWins));
+        conflicts.push(
+          conflictEntry(decision.kind === 'stale' ? 'stale-version' : 'version-tie', record, existing, incomingWins),
+        );
       }
     }
     outcomes.push(outcome);

@@ -46,7 +46,12 @@ interface QueuedMessage {
   batch: TelemetryWriteMessage & { batchId: string };
 }
 
-export const DEFAULT_FAILURE_BACKOFF: BackoffPolicy = { initialDelayMs: 100, maxDelayMs: 5000, multiplier: 2, jitter: 'equal' };
+export const DEFAULT_FAILURE_BACKOFF: BackoffPolicy = {
+  initialDelayMs: 100,
+  maxDelayMs: 5000,
+  multiplier: 2,
+  jitter: 'equal',
+};
 
 export class IngestPipeline {
   private readonly accumulator: BatchAccumulator<QueuedMessage>;
@@ -155,7 +160,10 @@ export class IngestPipeline {
       this.consecutiveFailures = 0;
       return;
     }
-    const retried = verdict.retry.map((index) => ({ message: batch[index] as QueuedMessage, error: failureOf(outcomes[index]) }));
+    const retried = verdict.retry.map((index) => ({
+      message: batch[index] as QueuedMessage,
+      error: failureOf(outcomes[index]),
+    }));
     this.backOff(
       retried.map(({ message }) => message),
       retried.find(({ error }) => error !== undefined)?.error ?? failure,
@@ -185,7 +193,12 @@ export class IngestPipeline {
       metrics.recordsRejected.inc(outcome.rejected.length);
       metrics.conflicts.inc(outcome.conflicts);
       const { accepted, rejected, conflicts } = outcome;
-      this.confirm(message.inbound, message.batch.deviceId, { batchId: message.batch.batchId, accepted, rejected, conflicts });
+      this.confirm(message.inbound, message.batch.deviceId, {
+        batchId: message.batch.batchId,
+        accepted,
+        rejected,
+        conflicts,
+      });
     });
     return null;
   }
@@ -197,7 +210,10 @@ export class IngestPipeline {
       .then(
         () => inbound.ack(),
         (error: unknown) => {
-          this.options.logger.warn({ err: error, deviceId, batchId: ack.batchId }, 'sync/ack not published; the broker will redeliver the message');
+          this.options.logger.warn(
+            { err: error, deviceId, batchId: ack.batchId },
+            'sync/ack not published; the broker will redeliver the message',
+          );
           inbound.release();
         },
       )
@@ -216,7 +232,13 @@ export class IngestPipeline {
     );
     this.options.metrics.recordsRejected.inc(rejected.length);
     message.inbound.committed();
-    this.confirm(message.inbound, batch.deviceId, { batchId: batch.batchId, accepted: 0, rejected, conflicts: 0, error: reason });
+    this.confirm(message.inbound, batch.deviceId, {
+      batchId: batch.batchId,
+      accepted: 0,
+      rejected,
+      conflicts: 0,
+      error: reason,
+    });
   }
 
   /** Keeps the messages unacknowledged, queued first, and waits before the next attempt. */

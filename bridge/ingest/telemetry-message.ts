@@ -10,7 +10,14 @@ import { telemetryRowFromRecord, type TelemetryRow } from './telemetry-row.js';
 
 export type ParsedTelemetryMessage =
   /** goes to the database; `invalid` records are reported as rejected */
-  | { kind: 'batch'; deviceId: string; batchId: string; records: TelemetryRow[]; invalid: RejectedRecord[]; pendingCount: number | null }
+  | {
+      kind: 'batch';
+      deviceId: string;
+      batchId: string;
+      records: TelemetryRow[];
+      invalid: RejectedRecord[];
+      pendingCount: number | null;
+    }
   /** cannot be stored at all: answer with this ack (it carries `error`) */
   | { kind: 'unreadable'; deviceId: string; ack: SyncAck }
   /** not a device's telemetry topic: nobody to answer */
@@ -24,7 +31,8 @@ export function parseTelemetryMessage(topic: string, payload: Buffer): ParsedTel
   const { deviceId } = parsedTopic;
   const json = parseJson(payload);
   if (!json.ok) return unreadable(deviceId, null, json.reason);
-  if (!isDeviceId(deviceId)) return unreadable(deviceId, json.value, 'the device id in the topic is not a lowercase UUID');
+  if (!isDeviceId(deviceId))
+    return unreadable(deviceId, json.value, 'the device id in the topic is not a lowercase UUID');
   const envelope = checkTelemetryBatchEnvelope(json.value);
   if (!envelope.ok) return unreadable(deviceId, json.value, `invalid telemetry batch: ${envelope.reason}`);
 
@@ -44,7 +52,8 @@ export function parseTelemetryMessage(topic: string, payload: Buffer): ParsedTel
     invalid,
     // informational, stored in sync_status.pending_records_count (BIGINT): capped, so that an
     // absurd count cannot make the database refuse the message's readings
-    pendingCount: envelope.value.pendingCount === undefined ? null : Math.min(envelope.value.pendingCount, MAX_PENDING_COUNT),
+    pendingCount:
+      envelope.value.pendingCount === undefined ? null : Math.min(envelope.value.pendingCount, MAX_PENDING_COUNT),
   };
 }
 

@@ -56,11 +56,13 @@ export function telemetryRowFromRecord(deviceId: string, record: TelemetryRecord
   const unit = record.unit ?? null;
   const metadata = record.metadata ?? null;
   if (unit !== null && unit.includes('\u0000')) return { ok: false, reason: '/unit must not contain U+0000' };
-  if (unit !== null && LONE_SURROGATE.test(unit)) return { ok: false, reason: '/unit must be valid Unicode (no lone UTF-16 surrogate)' };
+  if (unit !== null && LONE_SURROGATE.test(unit))
+    return { ok: false, reason: '/unit must be valid Unicode (no lone UTF-16 surrogate)' };
   if (metadata !== null && nestedDeeperThan(metadata, MAX_METADATA_DEPTH)) {
     return { ok: false, reason: `/metadata must not be nested deeper than ${MAX_METADATA_DEPTH} levels` };
   }
-  if (metadata !== null && containsText(metadata, /\u0000/)) return { ok: false, reason: '/metadata must not contain U+0000' };
+  if (metadata !== null && containsText(metadata, /\u0000/))
+    return { ok: false, reason: '/metadata must not contain U+0000' };
   if (metadata !== null && containsText(metadata, LONE_SURROGATE)) {
     return { ok: false, reason: '/metadata must be valid Unicode (no lone UTF-16 surrogate)' };
   }

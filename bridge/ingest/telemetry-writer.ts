@@ -70,7 +70,12 @@ const telemetryColumns = new ColumnSet<TelemetryRow>(
     { name: 'unit' },
     { name: 'metadata', mod: ':json', cast: 'jsonb' },
     { name: 'version', cast: 'int8' },
-    { name: 'content_hash', prop: 'contentHash', init: (column) => Buffer.from(String(column.value), 'hex'), cast: 'bytea' },
+    {
+      name: 'content_hash',
+      prop: 'contentHash',
+      init: (column) => Buffer.from(String(column.value), 'hex'),
+      cast: 'bytea',
+    },
   ],
   { table: 'telemetry_data' },
 );
@@ -165,11 +170,17 @@ async function writeInTransaction(t: Task, messages: readonly TelemetryWriteMess
   }));
 
   const deviceIds = [...new Set(messages.map((message) => message.deviceId))].sort();
-  for (const sql of multiRowInserts(deviceIds.map((deviceId) => ({ deviceId })), deviceColumns, UPSERT_DEVICES)) await t.none(sql);
+  for (const sql of multiRowInserts(
+    deviceIds.map((deviceId) => ({ deviceId })),
+    deviceColumns,
+    UPSERT_DEVICES,
+  ))
+    await t.none(sql);
 
   const upserts = [...resolution.upserts].sort(byId);
   const written: string[] = []; // RETURNING id of every chunk, checked once all chunks ran
-  for (const sql of telemetryUpsertStatements(upserts)) written.push(...(await t.any<{ id: string }>(sql)).map((row) => row.id));
+  for (const sql of telemetryUpsertStatements(upserts))
+    written.push(...(await t.any<{ id: string }>(sql)).map((row) => row.id));
   if (written.length !== upserts.length) {
     throw new UpsertGuardError(
       `upsert guard skipped ${upserts.length - written.length} of ${upserts.length} rows changed concurrently; restart transaction`,
@@ -196,8 +207,14 @@ export function telemetryUpsertStatements(rows: readonly TelemetryRow[]): string
 }
 
 /** One sync_status row per device: the batch's totals, the device's latest pendingCount. */
-function syncStatusRows(messages: readonly TelemetryWriteMessage[], outcomes: readonly MessageOutcome[]): SyncStatusRow[] {
-  const byDevice = new Map<string, { accepted: number; rejected: RejectedRecord[]; inserted: number; pendingCount: number | null }>();
+function syncStatusRows(
+  messages: readonly TelemetryWriteMessage[],
+  outcomes: readonly MessageOutcome[],
+): SyncStatusRow[] {
+  const byDevice = new Map<
+    string,
+    { accepted: number; rejected: RejectedRecord[]; inserted: number; pendingCount: number | null }
+  >();
   messages.forEach((message, index) => {
     const outcome = outcomes[index] as MessageOutcome;
     const totals = byDevice.get(message.deviceId) ?? { accepted: 0, rejected: [], inserted: 0, pendingCount: null };
@@ -216,7 +233,10 @@ function syncStatusRows(messages: readonly TelemetryWriteMessage[], outcomes: re
         status: totals.rejected.length === 0 ? 'success' : totals.accepted > 0 ? 'partial' : 'failed',
         pendingCount: totals.pendingCount,
         inserted: totals.inserted,
-        lastError: first === undefined ? null : withoutNul(`${totals.rejected.length} record(s) rejected, e.g. ${first.id}: ${first.reason}`),
+        lastError:
+          first === undefined
+            ? null
+            : withoutNul(`${totals.rejected.length} record(s) rejected, e.g. ${first.id}: ${first.reason}`),
       };
     });
 }

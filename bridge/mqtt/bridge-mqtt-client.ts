@@ -48,7 +48,9 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
     reconnectOnConnackError: true,
     connectTimeout: 10_000,
     manualConnect: true,
-    ...(options.tls ? { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key, rejectUnauthorized: true } : {}),
+    ...(options.tls
+      ? { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key, rejectUnauthorized: true }
+      : {}),
   };
   const client: MqttClient = mqtt.connect(options.url, clientOptions);
   const pubacks = deferPubacks(client, options.onMessage, {
@@ -75,7 +77,10 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
     publishAck: async (deviceId, ack) => {
       const { payload, shortened } = syncAckPayload(ack);
       if (shortened) {
-        options.logger.warn({ deviceId, batchId: ack.batchId, rejected: ack.rejected.length }, 'sync/ack shortened to fit the broker payload limit');
+        options.logger.warn(
+          { deviceId, batchId: ack.batchId, rejected: ack.rejected.length },
+          'sync/ack shortened to fit the broker payload limit',
+        );
       }
       await client.publishAsync(topics.syncAck(deviceId), payload, { qos: 1 });
     },

@@ -30,8 +30,14 @@ export function syncAckPayload(ack: SyncAck, maxBytes: number = MAX_PAYLOAD_BYTE
   const error = ack.error === undefined ? undefined : clip(ack.error);
   const listing = (count: number): string => {
     const omitted = rejected.length - count;
-    const note = omitted === 0 ? error : `${error ?? 'too many rejections to list'} (${omitted} more rejected records not listed)`;
-    return JSON.stringify({ ...ack, batchId, rejected: rejected.slice(0, count), ...(note === undefined ? {} : { error: note }) });
+    const note =
+      omitted === 0 ? error : `${error ?? 'too many rejections to list'} (${omitted} more rejected records not listed)`;
+    return JSON.stringify({
+      ...ack,
+      batchId,
+      rejected: rejected.slice(0, count),
+      ...(note === undefined ? {} : { error: note }),
+    });
   };
   // the largest number of listed rejections that fits (with 0 the ack is a few KB at most)
   let fits = 0;

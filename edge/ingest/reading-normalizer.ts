@@ -41,7 +41,11 @@ export const MAX_METADATA_DEPTH = 32;
 
 type TimestampResult = { ok: true; ms: number } | { ok: false; reason: string };
 
-function resolveTimestamp(ts: number | string | undefined, receivedAtMs: number, options: NormalizeOptions): TimestampResult {
+function resolveTimestamp(
+  ts: number | string | undefined,
+  receivedAtMs: number,
+  options: NormalizeOptions,
+): TimestampResult {
   if (ts === undefined) return { ok: true, ms: receivedAtMs };
   const ms = typeof ts === 'number' ? ts : Date.parse(ts);
   if (!Number.isFinite(ms)) {
@@ -86,7 +90,10 @@ export function normalizeReading(
     };
   }
   if (payload.length > MAX_SENSOR_PAYLOAD_BYTES) {
-    return { ok: false, reason: `payload is ${payload.length} bytes; a sensor reading may be at most ${MAX_SENSOR_PAYLOAD_BYTES} bytes` };
+    return {
+      ok: false,
+      reason: `payload is ${payload.length} bytes; a sensor reading may be at most ${MAX_SENSOR_PAYLOAD_BYTES} bytes`,
+    };
   }
   const json = parseJson(payload);
   if (!json.ok) return json;

@@ -70,7 +70,12 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
   const inProgress = new Set<Promise<void>>();
   let closing = false;
 
-  async function rejectReading(topic: string, payload: Buffer, reason: string, clientId: string | undefined): Promise<void> {
+  async function rejectReading(
+    topic: string,
+    payload: Buffer,
+    reason: string,
+    clientId: string | undefined,
+  ): Promise<void> {
     const receivedAt = now();
     await options.store.recordRejectedReading({ receivedAt, topic, payload, reason });
     options.metrics?.readingsRejected.inc();
@@ -78,12 +83,22 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     const notice: SensorReadingError = {
       error: reason,
       topic,
-      payload: payload.subarray(0, NOTICE_PAYLOAD_CHARS * 4).toString('utf8').slice(0, NOTICE_PAYLOAD_CHARS),
+      payload: payload
+        .subarray(0, NOTICE_PAYLOAD_CHARS * 4)
+        .toString('utf8')
+        .slice(0, NOTICE_PAYLOAD_CHARS),
       at: new Date(receivedAt).toISOString(),
     };
     // QoS 1 like the readings: a subscriber of sensors/# must never get QoS 0 mixed with QoS 1 (aedes#994)
     broker.publish(
-      { cmd: 'publish', topic: noticeTopic(topic), payload: Buffer.from(JSON.stringify(notice)), qos: 1, retain: false, dup: false },
+      {
+        cmd: 'publish',
+        topic: noticeTopic(topic),
+        payload: Buffer.from(JSON.stringify(notice)),
+        qos: 1,
+        retain: false,
+        dup: false,
+      },
       (error) => {
         if (error) log.warn({ err: error, topic }, 'could not publish the rejection notice');
       },
@@ -122,12 +137,17 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     ).then(
       () => callback(null),
       (error: unknown) => {
-        log.error({ err: error, topic, clientId }, 'could not store a sensor reading; withholding the acknowledgement so the sensor re-sends it');
+        log.error(
+          { err: error, topic, clientId },
+          'could not store a sensor reading; withholding the acknowledgement so the sensor re-sends it',
+        );
         callback(error instanceof Error ? error : new Error(String(error)));
       },
     );
     inProgress.add(handling);
-    handling.finally(() => inProgress.delete(handling)).catch((error: unknown) => log.error({ err: error }, 'reading handler failed'));
+    handling
+      .finally(() => inProgress.delete(handling))
+      .catch((error: unknown) => log.error({ err: error }, 'reading handler failed'));
   };
 
   const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, subscription, callback) => {
@@ -140,7 +160,9 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
   };
 
   const broker = await Aedes.createBroker({ authorizePublish, authorizeSubscribe });
-  broker.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error }, 'sensor connection error'));
+  broker.on('clientError', (client, error) =>
+    log.debug({ clientId: client.id, err: error }, 'sensor connection error'),
+  );
 
   const sockets = new Set<Socket>();
   const server = createServer(broker.handle);

@@ -41,7 +41,8 @@ export function databaseFilePath(url: string): string | null {
   let path = withoutQuery;
   if (path.startsWith('//localhost/')) path = path.slice('//localhost'.length);
   else if (path.startsWith('///')) path = path.slice(2);
-  else if (path.startsWith('//')) throw new Error(`file: URL '${url}' names a host; use file:/absolute/path or file:relative/path`);
+  else if (path.startsWith('//'))
+    throw new Error(`file: URL '${url}' names a host; use file:/absolute/path or file:relative/path`);
   return resolve(decodeURIComponent(path));
 }
 
@@ -53,7 +54,8 @@ export async function openEdgeDatabase(url: string, options: EdgeDatabaseOptions
   try {
     const journal = await client.execute('PRAGMA journal_mode = WAL');
     const mode = String(journal.rows[0]?.['journal_mode'] ?? '');
-    if (filePath !== null && mode !== 'wal') throw new Error(`could not switch ${filePath} to WAL (journal_mode is '${mode}')`);
+    if (filePath !== null && mode !== 'wal')
+      throw new Error(`could not switch ${filePath} to WAL (journal_mode is '${mode}')`);
     await client.execute('PRAGMA synchronous = FULL');
     await migrate(client);
   } catch (error) {

@@ -93,7 +93,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    description: "failed readings carry the time they failed (sync_timestamp), and pruning finds old ones by it",
+    description: 'failed readings carry the time they failed (sync_timestamp), and pruning finds old ones by it',
     statements: [
       `UPDATE telemetry_data SET sync_timestamp = timestamp WHERE sync_status = 'failed' AND sync_timestamp IS NULL`,
       `CREATE INDEX IF NOT EXISTS idx_failed_at ON telemetry_data(sync_status, sync_timestamp) WHERE sync_status = 'failed'`,
@@ -134,9 +134,12 @@ export async function migrate(client: Client): Promise<{ from: number; to: numbe
       await transaction.commit();
     } catch (error) {
       await transaction.rollback();
-      throw new Error(`edge schema migration ${migration.version} (${migration.description}) failed: ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw new Error(
+        `edge schema migration ${migration.version} (${migration.description}) failed: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
     } finally {
       transaction.close();
     }

@@ -7,7 +7,16 @@ import { canonicalJson } from '../../schemas/canonical.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 
 /** The content columns of telemetry_data, in INSERT order. A change in any of them is a correction. */
-export const CONTENT_COLUMNS = ['id', 'device_id', 'sensor_id', 'timestamp', 'data_type', 'value', 'unit', 'metadata'] as const;
+export const CONTENT_COLUMNS = [
+  'id',
+  'device_id',
+  'sensor_id',
+  'timestamp',
+  'data_type',
+  'value',
+  'unit',
+  'metadata',
+] as const;
 
 /** The columns read back to rebuild a TelemetryRecord. */
 export const RECORD_COLUMNS = 'id, sensor_id, data_type, timestamp, value, unit, metadata, version';
@@ -43,7 +52,10 @@ export function recordFromRow(row: Row): TelemetryRecord {
     timestamp: new Date(Number(row['timestamp'])).toISOString(),
     value: Number(row['value']),
     unit: unit === null || unit === undefined ? null : String(unit),
-    metadata: metadataText === null || metadataText === undefined ? null : (JSON.parse(String(metadataText)) as Record<string, unknown>),
+    metadata:
+      metadataText === null || metadataText === undefined
+        ? null
+        : (JSON.parse(String(metadataText)) as Record<string, unknown>),
     version: Number(row['version']),
   };
 }

@@ -87,7 +87,8 @@ export const PRUNE_STATEMENTS: Readonly<Record<keyof PrunedRows, string>> = {
   failed: `DELETE FROM telemetry_data WHERE id IN (
              SELECT id FROM telemetry_data WHERE sync_status = 'failed' AND sync_timestamp < ? LIMIT ?)`,
   syncLog: 'DELETE FROM sync_log WHERE id IN (SELECT id FROM sync_log WHERE started_at < ? LIMIT ?)',
-  rejectedReadings: 'DELETE FROM rejected_readings WHERE id IN (SELECT id FROM rejected_readings WHERE received_at < ? LIMIT ?)',
+  rejectedReadings:
+    'DELETE FROM rejected_readings WHERE id IN (SELECT id FROM rejected_readings WHERE received_at < ? LIMIT ?)',
 };
 
 async function inWriteTransaction<T>(client: Client, work: (transaction: Transaction) => Promise<T>): Promise<T> {
@@ -112,7 +113,13 @@ export interface ClaimedBatch {
 }
 
 /** Marks readings that no batch of maxBytes can carry 'failed', with the reason. */
-async function failOversized(transaction: Transaction, records: readonly TelemetryRecord[], sizes: readonly number[], oversized: readonly number[], maxBytes: number): Promise<void> {
+async function failOversized(
+  transaction: Transaction,
+  records: readonly TelemetryRecord[],
+  sizes: readonly number[],
+  oversized: readonly number[],
+  maxBytes: number,
+): Promise<void> {
   for (const index of oversized) {
     await transaction.execute({
       sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?, sync_timestamp = ? WHERE id = ?`,
@@ -125,7 +132,11 @@ async function failOversized(transaction: Transaction, records: readonly Telemet
   }
 }
 
-async function markSyncing(transaction: Transaction, records: readonly TelemetryRecord[], batchId: string): Promise<void> {
+async function markSyncing(
+  transaction: Transaction,
+  records: readonly TelemetryRecord[],
+  batchId: string,
+): Promise<void> {
   await transaction.execute({
     sql: `UPDATE telemetry_data SET sync_status = 'syncing', sync_batch_id = ?, sync_error = NULL
           WHERE id IN (${records.map(() => '?').join(', ')})`,
@@ -133,7 +144,11 @@ async function markSyncing(transaction: Transaction, records: readonly Telemetry
   });
 }
 
-async function claimOldestPending(transaction: Transaction, limits: ClaimLimits, batchId: string): Promise<TelemetryRecord[]> {
+async function claimOldestPending(
+  transaction: Transaction,
+  limits: ClaimLimits,
+  batchId: string,
+): Promise<TelemetryRecord[]> {
   const envelope = envelopeBytes(batchId);
   for (;;) {
     const candidates = await transaction.execute({
@@ -301,7 +316,9 @@ export class TelemetryStore {
   /** Puts every 'syncing' row back to 'pending' (at start-up: no batch is in flight yet). */
   releaseAllSyncing(): Promise<number> {
     return this.#db.exclusive(async (client) => {
-      const result = await client.execute(`UPDATE telemetry_data SET sync_status = 'pending' WHERE sync_status = 'syncing'`);
+      const result = await client.execute(
+        `UPDATE telemetry_data SET sync_status = 'pending' WHERE sync_status = 'syncing'`,
+      );
       return result.rowsAffected;
     });
   }
@@ -347,7 +364,15 @@ export class TelemetryStore {
       await client.execute({
         sql: `INSERT INTO sync_log (id, sync_type, started_at, completed_at, records_count, status, error_message)
               VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        args: [id, entry.syncType, entry.startedAt, entry.completedAt, entry.recordsCount, entry.status, entry.errorMessage ?? null],
+        args: [
+          id,
+          entry.syncType,
+          entry.startedAt,
+          entry.completedAt,
+          entry.recordsCount,
+          entry.status,
+          entry.errorMessage ?? null,
+        ],
       });
       return id;
     });
@@ -377,9 +402,18 @@ export class TelemetryStore {
     return this.#db.exclusive((client) =>
       inWriteTransaction(client, async (transaction) => {
         const synced = await transaction.execute({ sql: PRUNE_STATEMENTS.synced, args: [cutoffs.syncedBefore, limit] });
-        const failed = await transaction.execute({ sql: PRUNE_STATEMENTS.failed, args: [cutoffs.diagnosticsBefore, limit] });
-        const syncLog = await transaction.execute({ sql: PRUNE_STATEMENTS.syncLog, args: [cutoffs.diagnosticsBefore, limit] });
-        const rejected = await transaction.execute({ sql: PRUNE_STATEMENTS.rejectedReadings, args: [cutoffs.diagnosticsBefore, limit] });
+        const failed = await transaction.execute({
+          sql: PRUNE_STATEMENTS.failed,
+          args: [cutoffs.diagnosticsBefore, limit],
+        });
+        const syncLog = await transaction.execute({
+          sql: PRUNE_STATEMENTS.syncLog,
+          args: [cutoffs.diagnosticsBefore, limit],
+        });
+        const rejected = await transaction.execute({
+          sql: PRUNE_STATEMENTS.rejectedReadings,
+          args: [cutoffs.diagnosticsBefore, limit],
+        });
         return {
           synced: synced.rowsAffected,
           failed: failed.rowsAffected,

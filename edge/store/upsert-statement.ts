@@ -17,10 +17,16 @@ export const SQLITE_MAX_BOUND_PARAMETERS = 32_766;
 const PARAMETERS_PER_ROW = CONTENT_COLUMNS.length;
 const ROW_PLACEHOLDERS = `(${CONTENT_COLUMNS.map(() => '?').join(', ')})`;
 const CONTENT_DIFFERS =
-  `(${CONTENT_COLUMNS.slice(1).map((column) => `telemetry_data.${column}`).join(', ')}) IS NOT ` +
-  `(${CONTENT_COLUMNS.slice(1).map((column) => `excluded.${column}`).join(', ')})`;
+  `(${CONTENT_COLUMNS.slice(1)
+    .map((column) => `telemetry_data.${column}`)
+    .join(', ')}) IS NOT ` +
+  `(${CONTENT_COLUMNS.slice(1)
+    .map((column) => `excluded.${column}`)
+    .join(', ')})`;
 const ON_CONFLICT = `ON CONFLICT(id) DO UPDATE SET
-  ${CONTENT_COLUMNS.slice(1).map((column) => `${column} = excluded.${column}`).join(', ')},
+  ${CONTENT_COLUMNS.slice(1)
+    .map((column) => `${column} = excluded.${column}`)
+    .join(', ')},
   version = telemetry_data.version + 1,
   sync_status = 'pending',
   sync_timestamp = NULL,

@@ -19,7 +19,12 @@ export function syncLogStatusForAck(ack: SyncAck, outcome: AckOutcome): SyncLogE
   return outcome.synced === 0 ? 'failed' : 'partial';
 }
 
-export function syncLogEntryForAck(ack: SyncAck, outcome: AckOutcome, startedAtMs: number, completedAtMs: number): SyncLogEntry {
+export function syncLogEntryForAck(
+  ack: SyncAck,
+  outcome: AckOutcome,
+  startedAtMs: number,
+  completedAtMs: number,
+): SyncLogEntry {
   const status = syncLogStatusForAck(ack, outcome);
   return {
     syncType: 'upstream',

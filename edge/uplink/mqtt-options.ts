@@ -34,6 +34,8 @@ export function buildUplinkClientOptions(settings: UplinkClientSettings, now: Da
     incomingStore: settings.incomingStore,
     outgoingStore: settings.outgoingStore,
     will: { topic: topics.status(settings.deviceId), payload: statusPayload(false, now), qos: 1, retain: true },
-    ...(settings.tls ? { ca: settings.tls.ca, cert: settings.tls.cert, key: settings.tls.key, rejectUnauthorized: true } : {}),
+    ...(settings.tls
+      ? { ca: settings.tls.ca, cert: settings.tls.cert, key: settings.tls.key, rejectUnauthorized: true }
+      : {}),
   };
 }

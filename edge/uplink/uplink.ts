@@ -26,7 +26,12 @@ import type { TelemetryStore } from '../store/telemetry-store.js';
 import { syncLogEntryForAck } from './ack-outcome.js';
 import { DEFAULT_BATCH_LIMITS, type BatchLimits } from '../store/batch-planner.js';
 import { InFlightBatches, type InFlightBatch } from './in-flight-batches.js';
-import { ackTimeoutForSend, DEFAULT_MAX_IN_FLIGHT_BATCHES, mayClaimBatch, triggerForNewReadings } from './in-flight-policy.js';
+import {
+  ackTimeoutForSend,
+  DEFAULT_MAX_IN_FLIGHT_BATCHES,
+  mayClaimBatch,
+  triggerForNewReadings,
+} from './in-flight-policy.js';
 import type { TlsFiles } from '../../common/tls-files.js';
 import { buildUplinkClientOptions, statusPayload } from './mqtt-options.js';
 import { ReconnectScheduler } from './reconnect-scheduler.js';
@@ -111,7 +116,10 @@ export class Uplink {
     this.#inFlight = new InFlightBatches(this.#ackTimeoutMs, (batch) => this.#track(this.#onAckTimeout(batch)));
     this.#reconnects = new ReconnectScheduler(options.reconnectPolicy ?? DEFAULT_RETRY_POLICY);
 
-    this.#client = mqtt.connect(options.brokerUrl, buildUplinkClientOptions(this.#clientSettings(), this.#connectionAttemptAt));
+    this.#client = mqtt.connect(
+      options.brokerUrl,
+      buildUplinkClientOptions(this.#clientSettings(), this.#connectionAttemptAt),
+    );
     this.#client.handleMessage = (packet, done) => this.#handleMessage(packet, done);
     this.#client.on('connect', () => this.#onConnect());
     this.#client.on('close', () => this.#onClose());
@@ -126,7 +134,10 @@ export class Uplink {
   static async start(options: UplinkOptions): Promise<Uplink> {
     const released = await options.store.releaseAllSyncing();
     if (released > 0) {
-      options.logger.info({ component: 'uplink', released }, `${released} readings left 'syncing' by the previous run are pending again`);
+      options.logger.info(
+        { component: 'uplink', released },
+        `${released} readings left 'syncing' by the previous run are pending again`,
+      );
     }
     return new Uplink(options);
   }
@@ -200,7 +211,9 @@ export class Uplink {
   #track(task: Promise<unknown>): void {
     this.#tasks.add(task);
     // every tracked task handles its own errors; the catch only keeps a surprise from going unhandled
-    task.finally(() => this.#tasks.delete(task)).catch((error: unknown) => this.#log.error({ err: error }, 'uplink task failed'));
+    task
+      .finally(() => this.#tasks.delete(task))
+      .catch((error: unknown) => this.#log.error({ err: error }, 'uplink task failed'));
   }
 
   #onConnect(): void {
@@ -208,17 +221,29 @@ export class Uplink {
     this.#connected = true;
     this.#reconnects.connected();
     this.#log.info({ brokerUrl: this.#options.brokerUrl }, wasRetrying ? 'uplink reconnected' : 'uplink connected');
-    this.#client.publish(this.#statusTopic, statusPayload(true, this.#connectionAttemptAt), { qos: 1, retain: true }, (error) => {
-      if (error) this.#log.warn({ err: error }, 'could not publish the online status');
-    });
+    this.#client.publish(
+      this.#statusTopic,
+      statusPayload(true, this.#connectionAttemptAt),
+      { qos: 1, retain: true },
+      (error) => {
+        if (error) this.#log.warn({ err: error }, 'could not publish the online status');
+      },
+    );
     this.#client.subscribe(this.#ackTopic, { qos: 1 }, (error, granted) => {
       if (error) {
-        if (this.#connected) this.#log.error({ err: error }, `could not subscribe to ${this.#ackTopic}; batches cannot be confirmed`);
-        else this.#log.debug({ err: error }, `subscription to ${this.#ackTopic} interrupted by a disconnect; it is renewed on reconnect`);
+        if (this.#connected)
+          this.#log.error({ err: error }, `could not subscribe to ${this.#ackTopic}; batches cannot be confirmed`);
+        else
+          this.#log.debug(
+            { err: error },
+            `subscription to ${this.#ackTopic} interrupted by a disconnect; it is renewed on reconnect`,
+          );
         return;
       }
       if (granted?.some((grant) => grant.qos === 128)) {
-        this.#log.error(`the broker refused the subscription to ${this.#ackTopic}; batches cannot be confirmed until it allows it`);
+        this.#log.error(
+          `the broker refused the subscription to ${this.#ackTopic}; batches cannot be confirmed until it allows it`,
+        );
       }
     });
     this.requestSend();
@@ -227,7 +252,10 @@ export class Uplink {
   #onError(error: Error): void {
     this.#lastErrorClass = classifyError(error);
     if (this.#lastErrorClass === 'auth') {
-      this.#log.error({ err: error }, `the broker refused this device's credentials: ${error.message}; retrying after the maximum backoff`);
+      this.#log.error(
+        { err: error },
+        `the broker refused this device's credentials: ${error.message}; retrying after the maximum backoff`,
+      );
     } else {
       this.#log.warn({ err: error }, `uplink error: ${error.message}`);
     }
@@ -237,7 +265,8 @@ export class Uplink {
     const wasConnected = this.#connected;
     this.#connected = false;
     if (this.#stopping) return;
-    if (wasConnected) this.#log.warn(`uplink disconnected; ${this.#inFlight.size} batches stay in flight until acked or timed out`);
+    if (wasConnected)
+      this.#log.warn(`uplink disconnected; ${this.#inFlight.size} batches stay in flight until acked or timed out`);
     const errorClass = this.#lastErrorClass;
     this.#lastErrorClass = 'network';
     const delay = this.#reconnects.schedule(errorClass, () => this.#reconnect());
@@ -260,7 +289,9 @@ export class Uplink {
       return;
     }
     // the broker gets our PUBACK only after the ack is applied: a crash in between means redelivery
-    const applying = this.#applyAck(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)).then(
+    const applying = this.#applyAck(
+      Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
+    ).then(
       () => done(),
       (error: unknown) => {
         this.#log.error({ err: error }, 'could not apply a sync/ack; its batch will time out and be sent again');
@@ -279,7 +310,10 @@ export class Uplink {
     }
     const ack = checked.value;
     if (ack.batchId === null) {
-      this.#log.error({ error: ack.error }, `the bridge could not read a telemetry batch: ${ack.error ?? 'no reason given'}`);
+      this.#log.error(
+        { error: ack.error },
+        `the bridge could not read a telemetry batch: ${ack.error ?? 'no reason given'}`,
+      );
       return;
     }
     const batch = this.#inFlight.settle(ack.batchId);
@@ -287,12 +321,17 @@ export class Uplink {
     const completedAt = Date.now();
     const outcome = await this.#options.store.applyAck(ack, completedAt);
     if (batch === undefined) {
-      this.#log.debug({ batchId: ack.batchId, ...outcome }, 'sync/ack for a batch not in flight (late or repeated); applied by batch id');
+      this.#log.debug(
+        { batchId: ack.batchId, ...outcome },
+        'sync/ack for a batch not in flight (late or repeated); applied by batch id',
+      );
     } else {
       this.#options.metrics?.batchAckLatency.observe((completedAt - batch.sentAtMs) / 1000);
     }
     if (batch !== undefined || outcome.synced + outcome.failed > 0) {
-      await this.#options.store.writeSyncLog(syncLogEntryForAck(ack, outcome, batch?.sentAtMs ?? completedAt, completedAt));
+      await this.#options.store.writeSyncLog(
+        syncLogEntryForAck(ack, outcome, batch?.sentAtMs ?? completedAt, completedAt),
+      );
     }
     if (ack.rejected.length > 0) {
       this.#log.warn(
@@ -335,7 +374,12 @@ export class Uplink {
         this.#lingerTimer = null;
         this.#unsentReadings = 0;
         while (
-          mayClaimBatch({ connected: this.#connected, stopping: this.#stopping, inFlight: this.#inFlight.size, maxInFlight: this.#maxInFlight })
+          mayClaimBatch({
+            connected: this.#connected,
+            stopping: this.#stopping,
+            inFlight: this.#inFlight.size,
+            maxInFlight: this.#maxInFlight,
+          })
         ) {
           if (!(await this.#sendOneBatch())) break;
         }
@@ -349,7 +393,11 @@ export class Uplink {
 
   /** Claims and publishes one batch; false when nothing is pending. */
   async #sendOneBatch(): Promise<boolean> {
-    const { batchId, records } = await this.#options.store.claimNextBatch(this.#limits.maxRecords, this.#limits.maxBytes, newId());
+    const { batchId, records } = await this.#options.store.claimNextBatch(
+      this.#limits.maxRecords,
+      this.#limits.maxBytes,
+      newId(),
+    );
     if (records.length === 0) return false;
     // tracked (with its timeout) before anything else can fail, so a claimed batch never strands 'syncing'
     const sentAtMs = Date.now();
@@ -360,7 +408,12 @@ export class Uplink {
       const oldest = this.#sendsWithoutAck.keys().next().value;
       if (oldest !== undefined) this.#sendsWithoutAck.delete(oldest);
     }
-    this.#inFlight.add({ batchId, recordCount: records.length, sentAtMs, timeoutMs: ackTimeoutForSend(this.#ackTimeoutMs, send) });
+    this.#inFlight.add({
+      batchId,
+      recordCount: records.length,
+      sentAtMs,
+      timeoutMs: ackTimeoutForSend(this.#ackTimeoutMs, send),
+    });
     await this.#publishBatch(batchId, records);
     return true;
   }
@@ -388,7 +441,8 @@ export class Uplink {
 
   async #publishBatch(batchId: string, records: TelemetryRecord[]): Promise<void> {
     const pendingCount = await this.#pendingCount();
-    const batch: TelemetryBatch = pendingCount === undefined ? { batchId, records } : { batchId, records, pendingCount };
+    const batch: TelemetryBatch =
+      pendingCount === undefined ? { batchId, records } : { batchId, records, pendingCount };
     this.#client.publish(this.#telemetryTopic, JSON.stringify(batch), { qos: 1 }, (error) => {
       // the ack timeout handles the batch either way; a PUBACK proves nothing
       if (error) this.#log.warn({ err: error, batchId }, `publishing batch ${batchId} failed: ${error.message}`);
@@ -403,7 +457,13 @@ async function withTimeout(task: Promise<unknown>, ms: number): Promise<boolean>
     timer = setTimeout(() => resolve(false), ms);
   });
   try {
-    return await Promise.race([task.then(() => true as const, () => false as const), timedOut]);
+    return await Promise.race([
+      task.then(
+        () => true as const,
+        () => false as const,
+      ),
+      timedOut,
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -10,12 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCertificateAuthority, issueClientCertificate, type CertificateRole } from '../../certs/authority.js';
-import {
-  ensureDevCertificates,
-  type CertificateBundle,
-  type CertificateFiles,
-} from '../../certs/dev-bundle.js';
-
+import { ensureDevCertificates, type CertificateBundle, type CertificateFiles } from '../../certs/dev-bundle.js';
 
 export interface TestCertificateRequest {
   deviceIds: string[];
@@ -49,7 +44,9 @@ export async function createTestCertificates(request: TestCertificateRequest): P
     });
     const load = (files: CertificateFiles) => readTlsFiles({ caPath: bundle.ca.certPath, ...files });
     const loadAll = async (entries: Record<string, CertificateFiles>) =>
-      Object.fromEntries(await Promise.all(Object.entries(entries).map(async ([id, files]) => [id, await load(files)] as const)));
+      Object.fromEntries(
+        await Promise.all(Object.entries(entries).map(async ([id, files]) => [id, await load(files)] as const)),
+      );
     const [broker, devices, services, observers] = await Promise.all([
       load(bundle.broker),
       loadAll(bundle.devices),
@@ -77,8 +74,14 @@ export async function createTestCertificates(request: TestCertificateRequest): P
  * trust. `ca` is that rogue CA: to reach the broker, connect with the real CA as `ca` and this
  * `cert`/`key`.
  */
-export async function createRogueClientCertificate(subject: { commonName: string; role: CertificateRole }): Promise<TlsFiles> {
-  const rogueAuthority = await createCertificateAuthority({ commonName: 'mqtt-edge-sync development CA', validDays: 2 });
+export async function createRogueClientCertificate(subject: {
+  commonName: string;
+  role: CertificateRole;
+}): Promise<TlsFiles> {
+  const rogueAuthority = await createCertificateAuthority({
+    commonName: 'mqtt-edge-sync development CA',
+    validDays: 2,
+  });
   const issued = await issueClientCertificate(rogueAuthority, { ...subject, validDays: 2 });
   return {
     ca: Buffer.from(rogueAuthority.certPem),

@@ -29,7 +29,9 @@ export interface TestBridge {
 }
 
 export function fullAck(batch: TelemetryBatch, rejectedIds: readonly string[] = []): SyncAck {
-  const rejected = batch.records.filter((record) => rejectedIds.includes(record.id)).map((record) => ({ id: record.id, reason: 'rejected by the test bridge' }));
+  const rejected = batch.records
+    .filter((record) => rejectedIds.includes(record.id))
+    .map((record) => ({ id: record.id, reason: 'rejected by the test bridge' }));
   return { batchId: batch.batchId, accepted: batch.records.length - rejected.length, rejected, conflicts: 0 };
 }
 
@@ -66,7 +68,11 @@ export async function startTestBridge(brokerUrl: string, mode: BridgeMode = 'ack
   client.on('message', (topic, payload) => {
     const parsed = parseDeviceTopic(topic);
     if (parsed?.kind !== 'telemetry') return;
-    const received: ReceivedBatch = { deviceId: parsed.deviceId, batch: JSON.parse(payload.toString('utf8')) as TelemetryBatch, receivedAtMs: Date.now() };
+    const received: ReceivedBatch = {
+      deviceId: parsed.deviceId,
+      batch: JSON.parse(payload.toString('utf8')) as TelemetryBatch,
+      receivedAtMs: Date.now(),
+    };
     bridge.received.push(received);
     const current = bridge.mode;
     const ack = current === 'ack' ? fullAck(received.batch) : current === 'ignore' ? null : current(received);

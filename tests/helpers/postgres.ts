@@ -18,7 +18,11 @@ export async function startTestPostgres(): Promise<TestPostgres> {
   let lastError: unknown;
   for (let attempt = 1; attempt <= 3; attempt += 1) {
     try {
-      const server = await startEmbeddedPostgres({ port: await freePort(), persistent: false, postgresFlags: TEST_FLAGS });
+      const server = await startEmbeddedPostgres({
+        port: await freePort(),
+        persistent: false,
+        postgresFlags: TEST_FLAGS,
+      });
       return { connectionString: server.connectionString, port: server.port, stop: server.stop };
     } catch (error) {
       lastError = error;

@@ -49,7 +49,9 @@ export async function startTestRedis(options: TestRedisOptions = {}): Promise<Te
     };
   }
   await rm(dir, { recursive: true, force: true });
-  throw new Error(`could not start redis-server after ${ATTEMPTS} attempts: ${lastError?.message}`, { cause: lastError });
+  throw new Error(`could not start redis-server after ${ATTEMPTS} attempts: ${lastError?.message}`, {
+    cause: lastError,
+  });
 }
 
 interface RedisProcess {
@@ -59,7 +61,20 @@ interface RedisProcess {
 }
 
 function spawnRedis(port: number, dir: string, password: string | undefined): RedisProcess {
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--daemonize',
+    'no',
+  ];
   if (password !== undefined) args.push('--requirepass', password);
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
@@ -77,7 +92,12 @@ function spawnRedis(port: number, dir: string, password: string | undefined): Re
 }
 
 /** Polls over a raw socket until the Redis on the port answers and is the process we started. */
-async function waitUntilAnswering(redis: RedisProcess, port: number, password: string | undefined, timeoutMs: number): Promise<void> {
+async function waitUntilAnswering(
+  redis: RedisProcess,
+  port: number,
+  password: string | undefined,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void redis.exited.then(() => {
@@ -103,7 +123,9 @@ function serverPid(port: number, password: string | undefined): Promise<number |
     };
     socket.setTimeout(1_000, () => done(undefined));
     socket.once('error', () => done(undefined));
-    socket.once('connect', () => socket.write(`${password === undefined ? '' : command('AUTH', password)}${command('INFO', 'server')}`));
+    socket.once('connect', () =>
+      socket.write(`${password === undefined ? '' : command('AUTH', password)}${command('INFO', 'server')}`),
+    );
     socket.on('data', (data) => {
       reply += data.toString();
       const match = /process_id:(\d+)\r\n/.exec(reply);

@@ -18,7 +18,11 @@ export interface TelemetryDevice {
 }
 
 /** `options` may carry TLS material (ca, cert, key) for an mqtts:// broker. */
-export async function connectTelemetryDevice(url: string, id: string = randomUUID(), options: IClientOptions = {}): Promise<TelemetryDevice> {
+export async function connectTelemetryDevice(
+  url: string,
+  id: string = randomUUID(),
+  options: IClientOptions = {},
+): Promise<TelemetryDevice> {
   const client = await mqtt.connectAsync(url, { clientId: id, clean: true, reconnectPeriod: 0, ...options });
   const acks: SyncAck[] = [];
   client.on('message', (_topic, payload) => acks.push(JSON.parse(payload.toString()) as SyncAck));
@@ -28,7 +32,9 @@ export async function connectTelemetryDevice(url: string, id: string = randomUUI
     client,
     acks,
     send: async (payload) => {
-      await client.publishAsync(topics.telemetry(id), typeof payload === 'string' ? payload : JSON.stringify(payload), { qos: 1 });
+      await client.publishAsync(topics.telemetry(id), typeof payload === 'string' ? payload : JSON.stringify(payload), {
+        qos: 1,
+      });
     },
     close: () => client.endAsync(true),
   };

@@ -26,7 +26,10 @@ export async function waitFor<T>(
 
 /** Resolves with the first event of `emitter` named `event`, or fails after timeoutMs. */
 export function nextEvent<A extends unknown[]>(
-  emitter: { once(event: string, listener: (...args: A) => void): unknown; off(event: string, listener: (...args: A) => void): unknown },
+  emitter: {
+    once(event: string, listener: (...args: A) => void): unknown;
+    off(event: string, listener: (...args: A) => void): unknown;
+  },
   event: string,
   timeoutMs = 10_000,
 ): Promise<A> {

@@ -48,8 +48,15 @@ beforeAll(async () => {
     },
     { logger: pino({ level: 'silent' }) },
   );
-  device = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, { ...certs.devices[DEVICE]!, clientId: DEVICE, clean: true, reconnectPeriod: 0 });
-  device.on('message', (_topic, payload) => acks.push({ bytes: payload.length, ack: JSON.parse(payload.toString()) as SyncAck }));
+  device = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+    ...certs.devices[DEVICE]!,
+    clientId: DEVICE,
+    clean: true,
+    reconnectPeriod: 0,
+  });
+  device.on('message', (_topic, payload) =>
+    acks.push({ bytes: payload.length, ack: JSON.parse(payload.toString()) as SyncAck }),
+  );
   await device.subscribeAsync(topics.syncAck(DEVICE), { qos: 1 });
 });
 
@@ -63,16 +70,27 @@ afterAll(async () => {
 });
 
 function record(overrides: Partial<TelemetryRecord> = {}): TelemetryRecord {
-  return { id: randomUUID(), sensorId: 's1', dataType: 'temperature', timestamp: new Date().toISOString(), value: 20, version: 1, ...overrides };
+  return {
+    id: randomUUID(),
+    sensorId: 's1',
+    dataType: 'temperature',
+    timestamp: new Date().toISOString(),
+    value: 20,
+    version: 1,
+    ...overrides,
+  };
 }
 
 async function send(payload: unknown): Promise<void> {
-  await device.publishAsync(topics.telemetry(DEVICE), typeof payload === 'string' ? payload : JSON.stringify(payload), { qos: 1 });
+  await device.publishAsync(topics.telemetry(DEVICE), typeof payload === 'string' ? payload : JSON.stringify(payload), {
+    qos: 1,
+  });
 }
 
 const ackFor = (batchId: string) => acks.find((entry) => entry.ack.batchId === batchId);
 
-const stored = async (id: string): Promise<number> => (await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE id = $1', [id])).n;
+const stored = async (id: string): Promise<number> =>
+  (await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE id = $1', [id])).n;
 
 describe('bad telemetry never stops the bridge', () => {
   it('answers a message whose full error ack would exceed the broker payload limit, and goes on', async () => {
@@ -84,10 +102,15 @@ describe('bad telemetry never stops the bridge', () => {
     await send(oversized);
     await send(next);
 
-    await expect.poll(() => ackFor(next.batchId)?.ack, poll).toEqual({ batchId: next.batchId, accepted: 1, rejected: [], conflicts: 0 });
+    await expect
+      .poll(() => ackFor(next.batchId)?.ack, poll)
+      .toEqual({ batchId: next.batchId, accepted: 1, rejected: [], conflicts: 0 });
     expect(await stored(next.records[0]!.id)).toBe(1);
     const answer = ackFor(oversized.batchId);
-    expect(answer?.ack).toMatchObject({ accepted: 0, error: expect.stringMatching(/must NOT have more than 1000 items/) });
+    expect(answer?.ack).toMatchObject({
+      accepted: 0,
+      error: expect.stringMatching(/must NOT have more than 1000 items/),
+    });
     expect(answer?.bytes).toBeLessThanOrEqual(MAX_PAYLOAD_BYTES);
     // the broker never had to refuse a packet of the bridge (which would have closed its connection)
     expect((await broker.metrics.oversizePackets.get()).values.reduce((sum, v) => sum + v.value, 0)).toBe(0);
@@ -123,12 +146,14 @@ describe('bad telemetry never stops the bridge', () => {
 
     await send(batch);
 
-    await expect.poll(() => ackFor(batch.batchId)?.ack, poll).toEqual({
-      batchId: batch.batchId,
-      accepted: 1,
-      rejected: [{ id: broken.id, reason: expect.stringMatching(/metadata/) }],
-      conflicts: 0,
-    });
+    await expect
+      .poll(() => ackFor(batch.batchId)?.ack, poll)
+      .toEqual({
+        batchId: batch.batchId,
+        accepted: 1,
+        rejected: [{ id: broken.id, reason: expect.stringMatching(/metadata/) }],
+        conflicts: 0,
+      });
     expect([await stored(good.id), await stored(broken.id)]).toEqual([1, 0]);
   });
 
@@ -142,12 +167,14 @@ describe('bad telemetry never stops the bridge', () => {
 
     await expect.poll(() => ackFor(next.batchId)?.ack, poll).toMatchObject({ accepted: 1, rejected: [] });
 
-    await expect.poll(() => ackFor(batch.batchId)?.ack, poll).toEqual({
-      batchId: batch.batchId,
-      accepted: 1,
-      rejected: [{ id: 'not\u0000a-uuid', reason: '/id must match format "uuid"' }],
-      conflicts: 0,
-    });
+    await expect
+      .poll(() => ackFor(batch.batchId)?.ack, poll)
+      .toEqual({
+        batchId: batch.batchId,
+        accepted: 1,
+        rejected: [{ id: 'not\u0000a-uuid', reason: '/id must match format "uuid"' }],
+        conflicts: 0,
+      });
     expect(await stored(good.id)).toBe(1);
   });
 
@@ -156,9 +183,14 @@ describe('bad telemetry never stops the bridge', () => {
 
     await send(batch);
 
-    await expect.poll(() => ackFor(batch.batchId)?.ack, poll).toEqual({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 });
+    await expect
+      .poll(() => ackFor(batch.batchId)?.ack, poll)
+      .toEqual({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 });
     expect(await stored(batch.records[0]!.id)).toBe(1);
-    const { pending_records_count: pending } = await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [DEVICE]);
+    const { pending_records_count: pending } = await db.one(
+      'SELECT pending_records_count FROM sync_status WHERE device_id = $1',
+      [DEVICE],
+    );
     expect(pending).toBe(String(Number.MAX_SAFE_INTEGER));
   });
 });

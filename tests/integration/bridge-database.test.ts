@@ -8,7 +8,11 @@ import { detectDialect } from '../../bridge/db/dialect.js';
 import { migrate } from '../../bridge/db/migrate.js';
 import { RECORD_OF_ANOTHER_DEVICE } from '../../bridge/ingest/conflict-resolution.js';
 import { telemetryRowFromRecord, type TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
-import { telemetryUpsertStatements, writeTelemetryBatch, type TelemetryWriteMessage } from '../../bridge/ingest/telemetry-writer.js';
+import {
+  telemetryUpsertStatements,
+  writeTelemetryBatch,
+  type TelemetryWriteMessage,
+} from '../../bridge/ingest/telemetry-writer.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 
@@ -51,10 +55,17 @@ function message(deviceId: string, records: TelemetryRow[], pendingCount: number
 }
 
 /** version is BIGINT, which node-postgres returns as a string: converted here, where it is read */
-async function storedRows(): Promise<Array<{ id: string; device_id: string; value: number; version: number; metadata: unknown; timestamp: Date }>> {
-  const rows = await db.any<{ id: string; device_id: string; value: number; version: string; metadata: unknown; timestamp: Date }>(
-    'SELECT id, device_id, value, version, metadata, "timestamp" FROM telemetry_data ORDER BY id',
-  );
+async function storedRows(): Promise<
+  Array<{ id: string; device_id: string; value: number; version: number; metadata: unknown; timestamp: Date }>
+> {
+  const rows = await db.any<{
+    id: string;
+    device_id: string;
+    value: number;
+    version: string;
+    metadata: unknown;
+    timestamp: Date;
+  }>('SELECT id, device_id, value, version, metadata, "timestamp" FROM telemetry_data ORDER BY id');
   return rows.map((stored) => ({ ...stored, version: Number(stored.version) }));
 }
 
@@ -75,7 +86,10 @@ describe('migrations', () => {
 describe('writeTelemetryBatch', () => {
   it('stores readings exactly, registers the device and records sync_status', async () => {
     const device = randomUUID();
-    const records = [row(device, { value: 0.1 + 0.2, metadata: { nested: { list: [1, 'two'] } } }), row(device, { unit: null, metadata: null })];
+    const records = [
+      row(device, { value: 0.1 + 0.2, metadata: { nested: { list: [1, 'two'] } } }),
+      row(device, { unit: null, metadata: null }),
+    ];
     const result = await writeTelemetryBatch(db, [message(device, records, 7)]);
     expect(result.outcomes).toEqual([{ accepted: 2, rejected: [], conflicts: 0, inserted: 2 }]);
 
@@ -87,12 +101,20 @@ describe('writeTelemetryBatch', () => {
     expect(first?.timestamp.toISOString()).toBe('2024-05-01T10:00:00.000Z');
     expect(rows.find((r) => r.id === records[1]?.id)?.metadata).toBeNull();
 
-    const registered = await db.one('SELECT device_name, device_type, status, last_seen_at FROM devices WHERE device_id = $1', [device]);
+    const registered = await db.one(
+      'SELECT device_name, device_type, status, last_seen_at FROM devices WHERE device_id = $1',
+      [device],
+    );
     expect(registered).toMatchObject({ device_name: device, device_type: 'edge', status: 'active' });
     expect(registered.last_seen_at).toBeInstanceOf(Date);
     const status = await db.one('SELECT * FROM sync_status WHERE device_id = $1', [device]);
     // BIGINT columns arrive as strings
-    expect(status).toMatchObject({ last_sync_status: 'success', pending_records_count: '7', total_synced_records: '2', last_error: null });
+    expect(status).toMatchObject({
+      last_sync_status: 'success',
+      pending_records_count: '7',
+      total_synced_records: '2',
+      last_error: null,
+    });
   });
 
   it('writing the same batch twice adds no rows and no conflicts', async () => {
@@ -162,10 +184,9 @@ describe('writeTelemetryBatch', () => {
   it('logs a tie once, also when the first of the two readings is delivered again afterwards', async () => {
     const device = randomUUID();
     const id = randomUUID();
-    const [loser, winner] = [row(device, { id, value: 1 }), row(device, { id, value: 2 })].sort((x, y) => (x.contentHash < y.contentHash ? -1 : 1)) as [
-      TelemetryRow,
-      TelemetryRow,
-    ];
+    const [loser, winner] = [row(device, { id, value: 1 }), row(device, { id, value: 2 })].sort((x, y) =>
+      x.contentHash < y.contentHash ? -1 : 1,
+    ) as [TelemetryRow, TelemetryRow];
 
     await writeTelemetryBatch(db, [message(device, [loser])]);
     await writeTelemetryBatch(db, [message(device, [winner])]); // the tie: logged
@@ -174,22 +195,33 @@ describe('writeTelemetryBatch', () => {
     expect(redelivered.outcomes[0]).toMatchObject({ accepted: 1, conflicts: 1 });
     expect((await storedRows()).map((r) => r.value)).toEqual([winner.value]);
     const logged = await db.any('SELECT conflict_type, resolved_value FROM conflict_log WHERE record_id = $1', [id]);
-    expect(logged).toEqual([{ conflict_type: 'version-tie', resolved_value: expect.objectContaining({ value: winner.value }) }]);
+    expect(logged).toEqual([
+      { conflict_type: 'version-tie', resolved_value: expect.objectContaining({ value: winner.value }) },
+    ]);
   });
 
-  it("rejects a record id owned by another device and stores the rest", async () => {
+  it('rejects a record id owned by another device and stores the rest', async () => {
     const owner = randomUUID();
     const intruder = randomUUID();
     const id = randomUUID();
     await writeTelemetryBatch(db, [message(owner, [row(owner, { id, value: 1 })])]);
     const own = row(intruder);
-    const result = await writeTelemetryBatch(db, [message(intruder, [row(intruder, { id, version: 9, value: 666 }), own])]);
+    const result = await writeTelemetryBatch(db, [
+      message(intruder, [row(intruder, { id, version: 9, value: 666 }), own]),
+    ]);
 
-    expect(result.outcomes[0]).toEqual({ accepted: 1, rejected: [{ id, reason: RECORD_OF_ANOTHER_DEVICE }], conflicts: 0, inserted: 1 });
+    expect(result.outcomes[0]).toEqual({
+      accepted: 1,
+      rejected: [{ id, reason: RECORD_OF_ANOTHER_DEVICE }],
+      conflicts: 0,
+      inserted: 1,
+    });
     const rows = await storedRows();
     expect(rows.find((r) => r.id === id)).toMatchObject({ device_id: owner, value: 1, version: 1 });
     expect(rows.find((r) => r.id === own.id)?.device_id).toBe(intruder);
-    expect(await db.one('SELECT last_sync_status, last_error FROM sync_status WHERE device_id = $1', [intruder])).toEqual({
+    expect(
+      await db.one('SELECT last_sync_status, last_error FROM sync_status WHERE device_id = $1', [intruder]),
+    ).toEqual({
       last_sync_status: 'partial',
       last_error: `1 record(s) rejected, e.g. ${id}: ${RECORD_OF_ANOTHER_DEVICE}`,
     });
@@ -198,7 +230,13 @@ describe('writeTelemetryBatch', () => {
   it('writes many devices and the same id twice in one batch as one transaction', async () => {
     const devices = [randomUUID(), randomUUID(), randomUUID()];
     const shared = randomUUID();
-    const messages = devices.map((device) => message(device, Array.from({ length: 50 }, () => row(device)), 0));
+    const messages = devices.map((device) =>
+      message(
+        device,
+        Array.from({ length: 50 }, () => row(device)),
+        0,
+      ),
+    );
     messages.push(message(devices[0] as string, [row(devices[0] as string, { id: shared, version: 1 })]));
     messages.push(message(devices[0] as string, [row(devices[0] as string, { id: shared, version: 2, value: 2 })]));
     const result = await writeTelemetryBatch(db, messages);
@@ -246,15 +284,27 @@ describe('writeTelemetryBatch', () => {
     const device = randomUUID();
     const ids = Array.from({ length: 501 }, () => randomUUID()).sort();
     const skipped = ids[500] as string; // the only row of the second chunk
-    await writeTelemetryBatch(db, [message(device, ids.map((id) => row(device, { id, version: 1 })))]);
+    await writeTelemetryBatch(db, [
+      message(
+        device,
+        ids.map((id) => row(device, { id, version: 1 })),
+      ),
+    ]);
     // Test-only stand-in for a concurrent writer: the update of one row is silently skipped.
     await db.none(`CREATE FUNCTION skip_one() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.id = '${skipped}' THEN RETURN NULL; END IF; RETURN NEW; END $$`);
     await db.none('CREATE TRIGGER skip_one BEFORE UPDATE ON telemetry_data FOR EACH ROW EXECUTE FUNCTION skip_one()');
     try {
-      const newer = [message(device, ids.map((id) => row(device, { id, version: 2 })))];
+      const newer = [
+        message(
+          device,
+          ids.map((id) => row(device, { id, version: 2 })),
+        ),
+      ];
       const policy = { initialDelayMs: 1, maxDelayMs: 1, multiplier: 1, jitter: 'none' as const, maxAttempts: 2 };
-      await expect(writeTelemetryBatch(db, newer, { retry: { policy } })).rejects.toThrow(/upsert guard skipped 1 of 501 rows/);
+      await expect(writeTelemetryBatch(db, newer, { retry: { policy } })).rejects.toThrow(
+        /upsert guard skipped 1 of 501 rows/,
+      );
     } finally {
       await db.none('DROP TRIGGER skip_one ON telemetry_data; DROP FUNCTION skip_one()');
     }
@@ -263,9 +313,15 @@ describe('writeTelemetryBatch', () => {
 
   it('a message whose records were all invalid still registers the device and marks the sync failed', async () => {
     const device = randomUUID();
-    const result = await writeTelemetryBatch(db, [{ deviceId: device, records: [], invalid: [{ id: 'x', reason: 'bad' }], pendingCount: 4 }]);
-    expect(result.outcomes).toEqual([{ accepted: 0, rejected: [{ id: 'x', reason: 'bad' }], conflicts: 0, inserted: 0 }]);
-    expect(await db.one('SELECT last_sync_status, pending_records_count FROM sync_status WHERE device_id = $1', [device])).toEqual({
+    const result = await writeTelemetryBatch(db, [
+      { deviceId: device, records: [], invalid: [{ id: 'x', reason: 'bad' }], pendingCount: 4 },
+    ]);
+    expect(result.outcomes).toEqual([
+      { accepted: 0, rejected: [{ id: 'x', reason: 'bad' }], conflicts: 0, inserted: 0 },
+    ]);
+    expect(
+      await db.one('SELECT last_sync_status, pending_records_count FROM sync_status WHERE device_id = $1', [device]),
+    ).toEqual({
       last_sync_status: 'failed',
       pending_records_count: '4',
     });
@@ -274,17 +330,23 @@ describe('writeTelemetryBatch', () => {
   it('stores 64-bit counts: a pendingCount beyond 32 bits, and the largest exact one', async () => {
     const device = randomUUID();
     await writeTelemetryBatch(db, [message(device, [row(device)], 3_000_000_000)]);
-    expect((await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [device])).pending_records_count).toBe('3000000000');
+    expect(
+      (await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [device]))
+        .pending_records_count,
+    ).toBe('3000000000');
     await writeTelemetryBatch(db, [message(device, [row(device)], Number.MAX_SAFE_INTEGER)]);
-    expect((await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [device])).pending_records_count).toBe(
-      String(Number.MAX_SAFE_INTEGER),
-    );
+    expect(
+      (await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [device]))
+        .pending_records_count,
+    ).toBe(String(Number.MAX_SAFE_INTEGER));
   });
 
   it('stores a message whose rejected record echoes a NUL character (sync_status.last_error cannot hold U+0000)', async () => {
     const device = randomUUID();
     const good = row(device);
-    const result = await writeTelemetryBatch(db, [{ deviceId: device, records: [good], invalid: [{ id: 'a\u0000b', reason: "no '\u0000'" }], pendingCount: null }]);
+    const result = await writeTelemetryBatch(db, [
+      { deviceId: device, records: [good], invalid: [{ id: 'a\u0000b', reason: "no '\u0000'" }], pendingCount: null },
+    ]);
     expect(result.outcomes[0]).toMatchObject({ accepted: 1, rejected: [{ id: 'a\u0000b', reason: "no '\u0000'" }] });
     expect((await storedRows()).map((r) => r.id)).toEqual([good.id]);
     expect((await db.one('SELECT last_error FROM sync_status WHERE device_id = $1', [device])).last_error).toBe(
@@ -296,7 +358,8 @@ describe('writeTelemetryBatch', () => {
 describe('the upsert guard (protection against concurrent writers)', () => {
   async function upsertDirectly(rows: TelemetryRow[]): Promise<string[]> {
     const written: string[] = [];
-    for (const sql of telemetryUpsertStatements(rows)) written.push(...(await db.any<{ id: string }>(sql)).map((w) => w.id));
+    for (const sql of telemetryUpsertStatements(rows))
+      written.push(...(await db.any<{ id: string }>(sql)).map((w) => w.id));
     return written;
   }
 

@@ -29,8 +29,14 @@ async function startSilencingRelay(targetPort: number): Promise<SilencingRelay> 
       upstream.destroy();
       pairs.delete(pair);
     };
-    downstream.on('data', (chunk) => pair.silent || upstream.write(chunk)).on('error', teardown).on('close', teardown);
-    upstream.on('data', (chunk) => pair.silent || downstream.write(chunk)).on('error', teardown).on('close', teardown);
+    downstream
+      .on('data', (chunk) => pair.silent || upstream.write(chunk))
+      .on('error', teardown)
+      .on('close', teardown);
+    upstream
+      .on('data', (chunk) => pair.silent || downstream.write(chunk))
+      .on('error', teardown)
+      .on('close', teardown);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -60,7 +66,12 @@ beforeAll(async () => {
   const url = new URL(postgres.connectionString);
   url.port = String(relay.port);
   // one connection: the next query can only succeed if the dead one was replaced
-  db = openDatabase({ connectionString: url.toString(), applicationName: 'bridge-dead-connection-test', poolSize: 1, queryTimeoutMs: QUERY_TIMEOUT_MS });
+  db = openDatabase({
+    connectionString: url.toString(),
+    applicationName: 'bridge-dead-connection-test',
+    poolSize: 1,
+    queryTimeoutMs: QUERY_TIMEOUT_MS,
+  });
 });
 
 afterAll(async () => {
@@ -71,7 +82,10 @@ afterAll(async () => {
 
 async function timed<T>(work: Promise<T>): Promise<{ ms: number; error: unknown }> {
   const started = performance.now();
-  const error = await work.then(() => null, (failure: unknown) => failure);
+  const error = await work.then(
+    () => null,
+    (failure: unknown) => failure,
+  );
   return { ms: performance.now() - started, error };
 }
 

@@ -39,7 +39,8 @@ async function startBroker(bridgeClientId: string): Promise<TestBroker> {
     callback(null);
   };
   aedes.on('ack', (packet, client) => {
-    if (client?.id === bridgeClientId && packet !== undefined && 'topic' in packet) bridgeEvents.push(`puback ${packet.topic} ${packet.payload.toString()}`);
+    if (client?.id === bridgeClientId && packet !== undefined && 'topic' in packet)
+      bridgeEvents.push(`puback ${packet.topic} ${packet.payload.toString()}`);
   });
   return {
     aedes,
@@ -86,7 +87,9 @@ function bridgeConfig(brokerUrl: string, clientId: string, overrides: Partial<Br
 }
 
 /** A broker with a bridge connected to it, both stopped after the test. */
-async function startSystem(overrides: Partial<BridgeConfig> = {}): Promise<{ broker: TestBroker; bridge: RunningBridge; clientId: string }> {
+async function startSystem(
+  overrides: Partial<BridgeConfig> = {},
+): Promise<{ broker: TestBroker; bridge: RunningBridge; clientId: string }> {
   const clientId = `bridge-${randomUUID().slice(0, 8)}`;
   const broker = await startBroker(clientId);
   const bridge = await startBridge(bridgeConfig(broker.url, clientId, overrides), { logger });
@@ -105,7 +108,9 @@ async function device(broker: TestBroker): Promise<TelemetryDevice> {
 
 /** The bridge's transaction waiting on a lock held by the test. */
 async function bridgeWaitsOnLock(clientId: string): Promise<boolean> {
-  const rows = await db.any("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [clientId]);
+  const rows = await db.any("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [
+    clientId,
+  ]);
   return rows.length > 0;
 }
 
@@ -151,7 +156,9 @@ describe('telemetry ingest over MQTT', () => {
       conflicts: 0,
     });
     expect(await rowCount(sensor.id)).toBe(3);
-    expect(await db.one('SELECT last_sync_status, pending_records_count FROM sync_status WHERE device_id = $1', [sensor.id])).toEqual({
+    expect(
+      await db.one('SELECT last_sync_status, pending_records_count FROM sync_status WHERE device_id = $1', [sensor.id]),
+    ).toEqual({
       last_sync_status: 'partial',
       pending_records_count: '12', // BIGINT arrives as a string
     });
@@ -173,8 +180,18 @@ describe('telemetry ingest over MQTT', () => {
     await sensor.send(next);
 
     await expect.poll(() => sensor.acks.length, poll).toBe(3);
-    expect(sensor.acks[0]).toMatchObject({ batchId: null, accepted: 0, rejected: [], conflicts: 0, error: expect.stringMatching(/not valid JSON/) });
-    expect(sensor.acks[1]).toMatchObject({ batchId: 'not-a-uuid', accepted: 0, error: expect.stringMatching(/batchId must match format "uuid"/) });
+    expect(sensor.acks[0]).toMatchObject({
+      batchId: null,
+      accepted: 0,
+      rejected: [],
+      conflicts: 0,
+      error: expect.stringMatching(/not valid JSON/),
+    });
+    expect(sensor.acks[1]).toMatchObject({
+      batchId: 'not-a-uuid',
+      accepted: 0,
+      error: expect.stringMatching(/batchId must match format "uuid"/),
+    });
     expect(sensor.acks[1]?.rejected).toHaveLength(1);
     expect(sensor.acks[2]).toEqual({ batchId: next.batchId, accepted: 1, rejected: [], conflicts: 0 });
     expect(await rowCount(sensor.id)).toBe(1);
@@ -191,7 +208,9 @@ describe('telemetry ingest over MQTT', () => {
 
     await expect.poll(() => sensor.acks.length, poll).toBe(2);
     expect(sensor.acks[1]).toMatchObject({ accepted: 1, conflicts: 1, rejected: [] });
-    expect(await db.one('SELECT conflict_type FROM conflict_log WHERE record_id = $1', [id])).toEqual({ conflict_type: 'stale-version' });
+    expect(await db.one('SELECT conflict_type FROM conflict_log WHERE record_id = $1', [id])).toEqual({
+      conflict_type: 'stale-version',
+    });
   });
 
   it('PUBACKs a message only after its commit and its sync/ack', async () => {
@@ -281,7 +300,9 @@ describe('telemetry ingest over MQTT', () => {
     await db.none('ALTER TABLE telemetry_data RENAME TO telemetry_data_away'); // every batch fails: 42P01
     try {
       await sensor.send(batch);
-      await expect.poll(async () => (await bridge.metrics.batchesFailed.get()).values[0]?.value ?? 0, poll).toBeGreaterThanOrEqual(2);
+      await expect
+        .poll(async () => (await bridge.metrics.batchesFailed.get()).values[0]?.value ?? 0, poll)
+        .toBeGreaterThanOrEqual(2);
       expect(sensor.acks).toEqual([]);
       expect(broker.bridgeEvents).toEqual([]);
     } finally {
@@ -316,18 +337,37 @@ describe('telemetry ingest over MQTT', () => {
     const devices = await Promise.all(Array.from({ length: 10 }, () => device(broker)));
     const messagesPerDevice = 10;
     const recordsPerMessage = 500;
-    const batches = devices.map(() => Array.from({ length: messagesPerDevice }, () => batchOf(Array.from({ length: recordsPerMessage }, () => record()))));
+    const batches = devices.map(() =>
+      Array.from({ length: messagesPerDevice }, () =>
+        batchOf(Array.from({ length: recordsPerMessage }, () => record())),
+      ),
+    );
 
     const started = performance.now();
-    await Promise.all(devices.map(async (d, i) => { for (const batch of batches[i] ?? []) await d.send(batch); }));
-    await expect.poll(() => devices.every((d) => d.acks.length === messagesPerDevice), { timeout: 60_000, interval: 50 }).toBe(true);
+    await Promise.all(
+      devices.map(async (d, i) => {
+        for (const batch of batches[i] ?? []) await d.send(batch);
+      }),
+    );
+    await expect
+      .poll(() => devices.every((d) => d.acks.length === messagesPerDevice), { timeout: 60_000, interval: 50 })
+      .toBe(true);
     const seconds = (performance.now() - started) / 1000;
 
     const total = devices.length * messagesPerDevice * recordsPerMessage;
     expect(devices.flatMap((d) => d.acks).every((ack) => ack.accepted === recordsPerMessage)).toBe(true);
-    expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [devices.map((d) => d.id)])).n).toBe(total);
-    const commits = (await bridge.metrics.batchCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
-    console.info(`throughput: ${total} rows in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} rows/s over ${commits} transactions`);
+    expect(
+      (
+        await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [
+          devices.map((d) => d.id),
+        ])
+      ).n,
+    ).toBe(total);
+    const commits =
+      (await bridge.metrics.batchCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+    console.info(
+      `throughput: ${total} rows in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} rows/s over ${commits} transactions`,
+    );
     expect(commits).toBeLessThan(devices.length * messagesPerDevice); // messages shared transactions
   });
 });

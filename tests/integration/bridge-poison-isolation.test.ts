@@ -36,7 +36,9 @@ beforeAll(async () => {
       IF NEW.sensor_id = 'poison' THEN RAISE EXCEPTION 'invalid message format' USING ERRCODE = '08P01'; END IF;
       RETURN NEW;
     END $$`);
-  await db.none('CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON telemetry_data FOR EACH ROW EXECUTE FUNCTION refuse_poison()');
+  await db.none(
+    'CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON telemetry_data FOR EACH ROW EXECUTE FUNCTION refuse_poison()',
+  );
 });
 
 afterAll(async () => {
@@ -78,7 +80,15 @@ function delivery(deviceId: string, batch: TelemetryBatch): RecordedDelivery {
 }
 
 function record(overrides: Partial<TelemetryRecord> = {}): TelemetryRecord {
-  return { id: randomUUID(), sensorId: 's1', dataType: 'temperature', timestamp: new Date().toISOString(), value: 20, version: 1, ...overrides };
+  return {
+    id: randomUUID(),
+    sensorId: 's1',
+    dataType: 'temperature',
+    timestamp: new Date().toISOString(),
+    value: 20,
+    version: 1,
+    ...overrides,
+  };
 }
 
 const batchOf = (...records: TelemetryRecord[]): TelemetryBatch => ({ batchId: randomUUID(), records });
@@ -128,7 +138,9 @@ describe('a message the database refuses', () => {
       await db.none('ALTER TABLE telemetry_data_away RENAME TO telemetry_data');
     }
     await expect.poll(() => deliveries.map((inbound) => inbound.settled()), poll).toEqual(['acked', 'acked', 'acked']);
-    expect(batches.map((batch) => ackOf(batch))).toEqual(batches.map((batch) => ({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 })));
+    expect(batches.map((batch) => ackOf(batch))).toEqual(
+      batches.map((batch) => ({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 })),
+    );
     expect(await Promise.all(devices.map(rowsOf))).toEqual([1, 1, 1]);
   });
 

@@ -107,7 +107,16 @@ function quietLogger(name: string) {
 function oneReadingBatch(): TelemetryBatch {
   return {
     batchId: randomUUID(),
-    records: [{ id: randomUUID(), sensorId: 's1', dataType: 'temperature', timestamp: new Date().toISOString(), value: 1, version: 1 }],
+    records: [
+      {
+        id: randomUUID(),
+        sensorId: 's1',
+        dataType: 'temperature',
+        timestamp: new Date().toISOString(),
+        value: 1,
+        version: 1,
+      },
+    ],
   };
 }
 
@@ -124,7 +133,9 @@ describe('deferred PUBACK', () => {
       // hold the table so that the bridge's transaction cannot get past its INSERT
       await lock.none('BEGIN; LOCK TABLE telemetry_data IN EXCLUSIVE MODE');
       await device.send(batch);
-      await expect.poll(async () => (await bridgeBackends()).some((b) => b.wait_event_type === 'Lock'), poll).toBe(true);
+      await expect
+        .poll(async () => (await bridgeBackends()).some((b) => b.wait_event_type === 'Lock'), poll)
+        .toBe(true);
 
       expect(brokerLog.filter((line) => line.startsWith(`${BRIDGE_ID} puback`))).toEqual([]);
       first.child.kill('SIGKILL');
@@ -133,14 +144,18 @@ describe('deferred PUBACK', () => {
       // the killed bridge's transaction never commits: PostgreSQL aborts it once its client is gone
       await lock.none('ROLLBACK');
       await expect.poll(async () => (await bridgeBackends()).length, poll).toBe(0);
-      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(0);
+      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(
+        0,
+      );
       expect(device.acks).toEqual([]);
 
       second = await startBridge(bridgeConfig(BRIDGE_ID), { logger: quietLogger('second-bridge') });
 
       await expect.poll(() => device.acks.length, poll).toBe(1);
       expect(device.acks[0]).toEqual({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 });
-      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(1);
+      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(
+        1,
+      );
       await expect
         .poll(() => brokerLog.filter((line) => line.startsWith(`${BRIDGE_ID} puback`)), poll)
         .toEqual([`${BRIDGE_ID} puback ${topics.telemetry(device.id)}`]);
@@ -164,7 +179,9 @@ describe('deferred PUBACK', () => {
     try {
       await lock.none('BEGIN; LOCK TABLE telemetry_data IN EXCLUSIVE MODE');
       await device.send(batch);
-      await expect.poll(async () => (await bridgeBackends(clientId)).some((b) => b.wait_event_type === 'Lock'), poll).toBe(true);
+      await expect
+        .poll(async () => (await bridgeBackends(clientId)).some((b) => b.wait_event_type === 'Lock'), poll)
+        .toBe(true);
 
       // cut the bridge's connection while the message is in its transaction; it reconnects and
       // the broker delivers the message again on the new connection
@@ -178,8 +195,12 @@ describe('deferred PUBACK', () => {
       await expect.poll(() => device.acks.length, poll).toBe(2);
       await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(0);
       expect(device.acks.every((ack) => ack.batchId === batch.batchId && ack.accepted === 1)).toBe(true);
-      expect(brokerLog.filter((line) => line.startsWith(`${clientId} puback`))).toEqual([`${clientId} puback ${topics.telemetry(device.id)}`]);
-      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(1);
+      expect(brokerLog.filter((line) => line.startsWith(`${clientId} puback`))).toEqual([
+        `${clientId} puback ${topics.telemetry(device.id)}`,
+      ]);
+      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(
+        1,
+      );
     } finally {
       await lock.none('ROLLBACK').catch(() => undefined);
       lock.done();

@@ -57,12 +57,17 @@ describe('deleteExpiredTelemetry', () => {
 
     expect(pass).toEqual({ deleted: 25, chunks: 3 });
     expect(await countRows()).toBe(10);
-    expect((await db.one("SELECT count(*)::int AS n FROM telemetry_data WHERE synced_at < now() - INTERVAL '90 days'")).n).toBe(0);
+    expect(
+      (await db.one("SELECT count(*)::int AS n FROM telemetry_data WHERE synced_at < now() - INTERVAL '90 days'")).n,
+    ).toBe(0);
   });
 
   it('stops after one empty chunk when nothing is expired', async () => {
     await insertRows(5, 1);
-    expect(await deleteExpiredTelemetry(db, { dialect: 'postgresql', retentionDays: 90, chunkSize: 10 })).toEqual({ deleted: 0, chunks: 1 });
+    expect(await deleteExpiredTelemetry(db, { dialect: 'postgresql', retentionDays: 90, chunkSize: 10 })).toEqual({
+      deleted: 0,
+      chunks: 1,
+    });
     expect(await countRows()).toBe(5);
   });
 
@@ -74,7 +79,10 @@ describe('deleteExpiredTelemetry', () => {
 
   it('is a no-op on CockroachDB, whose row-level TTL does the work', async () => {
     await insertRows(3, 365);
-    expect(await deleteExpiredTelemetry(db, { dialect: 'cockroachdb', retentionDays: 90 })).toEqual({ deleted: 0, chunks: 0 });
+    expect(await deleteExpiredTelemetry(db, { dialect: 'cockroachdb', retentionDays: 90 })).toEqual({
+      deleted: 0,
+      chunks: 0,
+    });
     expect(await countRows()).toBe(3);
   });
 });

@@ -16,7 +16,11 @@ let db: Database;
 
 beforeAll(async () => {
   postgres = await startTestPostgres();
-  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'bridge-retry-test', poolSize: 20 });
+  db = openDatabase({
+    connectionString: postgres.connectionString,
+    applicationName: 'bridge-retry-test',
+    poolSize: 20,
+  });
   await migrate(db);
   await db.none('CREATE TABLE IF NOT EXISTS on_call (doctor TEXT PRIMARY KEY, on_duty BOOLEAN NOT NULL)');
 });
@@ -56,7 +60,9 @@ describe('runSerializable', () => {
         `off-duty-${doctor}`,
         async (t) => {
           attempts[doctor] += 1;
-          const { onDuty } = await t.one<{ onDuty: number }>('SELECT count(*)::int AS "onDuty" FROM on_call WHERE on_duty');
+          const { onDuty } = await t.one<{ onDuty: number }>(
+            'SELECT count(*)::int AS "onDuty" FROM on_call WHERE on_duty',
+          );
           if (attempts[doctor] === 1) await bothHaveRead(); // first attempts overlap for sure
           if (onDuty < 2) return 'stayed: someone must be on duty';
           await t.none('UPDATE on_call SET on_duty = false WHERE doctor = $1', [doctor]);
@@ -130,22 +136,31 @@ describe('concurrent telemetry batches on overlapping rows', () => {
     // 8 writers, each with every id at its own version, all at once: they read and write the same
     // rows, the same devices and sync_status row.
     const writers = Array.from({ length: 8 }, (_, writer) =>
-      writeTelemetryBatch(db, [{ deviceId: device, records: ids.map((id) => row(device, id, writer + 1)), invalid: [], pendingCount: null }], {
-        retry: { onRetry: (event) => retries.push(event) },
-      }),
+      writeTelemetryBatch(
+        db,
+        [{ deviceId: device, records: ids.map((id) => row(device, id, writer + 1)), invalid: [], pendingCount: null }],
+        {
+          retry: { onRetry: (event) => retries.push(event) },
+        },
+      ),
     );
     const results = await Promise.all(writers);
 
     expect(results.every((r) => r.outcomes[0]?.accepted === ids.length)).toBe(true);
     expect(retries.length).toBeGreaterThan(0);
-    const stored = await db.any<{ version: string }>('SELECT version FROM telemetry_data WHERE device_id = $1', [device]);
+    const stored = await db.any<{ version: string }>('SELECT version FROM telemetry_data WHERE device_id = $1', [
+      device,
+    ]);
     expect(stored).toHaveLength(ids.length);
     expect(stored.every((r) => r.version === '8')).toBe(true); // BIGINT arrives as a string
     // inserted counted once per reading, however often the transactions were re-run
-    expect((await db.one('SELECT total_synced_records FROM sync_status WHERE device_id = $1', [device])).total_synced_records).toBe(
-      String(ids.length),
-    );
+    expect(
+      (await db.one('SELECT total_synced_records FROM sync_status WHERE device_id = $1', [device]))
+        .total_synced_records,
+    ).toBe(String(ids.length));
     const conflicts = results.reduce((sum, r) => sum + (r.outcomes[0]?.conflicts ?? 0), 0);
-    expect((await db.one('SELECT count(*)::int AS n FROM conflict_log WHERE device_id = $1', [device])).n).toBe(conflicts);
+    expect((await db.one('SELECT count(*)::int AS n FROM conflict_log WHERE device_id = $1', [device])).n).toBe(
+      conflicts,
+    );
   });
 });

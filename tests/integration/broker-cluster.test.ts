@@ -43,7 +43,11 @@ interface NodeOptions {
   backends?: RedisBackendsOptions;
 }
 
-async function startNode(node: string, redisUrl: string, { metricsPort, backends }: NodeOptions = {}): Promise<RunningBroker> {
+async function startNode(
+  node: string,
+  redisUrl: string,
+  { metricsPort, backends }: NodeOptions = {},
+): Promise<RunningBroker> {
   const logger = baseLogger.child({ node });
   return startBroker({
     tls: certs.broker,
@@ -100,13 +104,19 @@ function connected(client: MqttClient): Promise<{ sessionPresent: boolean }> {
   });
 }
 
-async function connect(broker: { port: number }, material: TlsFiles, clientId: string, extra?: IClientOptions): Promise<MqttClient> {
+async function connect(
+  broker: { port: number },
+  material: TlsFiles,
+  clientId: string,
+  extra?: IClientOptions,
+): Promise<MqttClient> {
   const client = open(broker, material, clientId, extra);
   await connected(client);
   return client;
 }
 
-const device = (broker: RunningBroker, id: string, extra?: IClientOptions) => connect(broker, certs.devices[id]!, id, extra);
+const device = (broker: RunningBroker, id: string, extra?: IClientOptions) =>
+  connect(broker, certs.devices[id]!, id, extra);
 const bridge = (broker: RunningBroker) => connect(broker, certs.services.bridge!, 'bridge');
 const observer = (broker: RunningBroker) => connect(broker, certs.observers.explorer!, 'explorer');
 
@@ -123,7 +133,8 @@ async function waitForClose(client: MqttClient): Promise<void> {
   }
 }
 
-const hasPayload = (received: ReceivedMessage[], payload: string) => () => received.some((message) => message.payload === payload);
+const hasPayload = (received: ReceivedMessage[], payload: string) => () =>
+  received.some((message) => message.payload === payload);
 
 /** Publishes a marker and waits until `received` has it: whatever was published before it on that path arrived first. */
 async function barrier(publisher: MqttClient, received: ReceivedMessage[], topic: string): Promise<void> {
@@ -133,7 +144,9 @@ async function barrier(publisher: MqttClient, received: ReceivedMessage[], topic
 }
 
 function logged(msg: string, fields: Record<string, unknown>): LogLine[] {
-  return logLines.filter((line) => line.msg === msg && Object.entries(fields).every(([key, value]) => line[key] === value));
+  return logLines.filter(
+    (line) => line.msg === msg && Object.entries(fields).every(([key, value]) => line[key] === value),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,7 +184,7 @@ describe('routing across nodes', () => {
     await service.publishAsync(topics.config(DEVICE_A, 'x'), '', { qos: 1, retain: true }); // clear it
   });
 
-  it("a device will published by node A on an abrupt drop reaches the bridge on node B", async () => {
+  it('a device will published by node A on an abrupt drop reaches the bridge on node B', async () => {
     const service = await bridge(nodeB);
     await subscribeGranted(service, [topics.status(DEVICE_A)]);
     const received = collectMessages(service);
@@ -211,7 +224,9 @@ describe('sessions across nodes', () => {
 
     await barrier(service, received, topics.syncAck(DEVICE_A));
     expect(received.filter((message) => message.topic === topics.syncAck(DEVICE_B))).toEqual([]);
-    expect(logged('delivery withheld', { node: 'node-b', clientId: DEVICE_A, topic: topics.syncAck(DEVICE_B) }).length).toBeGreaterThan(0);
+    expect(
+      logged('delivery withheld', { node: 'node-b', clientId: DEVICE_A, topic: topics.syncAck(DEVICE_B) }).length,
+    ).toBeGreaterThan(0);
 
     await again.endAsync();
     await (await device(nodeA, DEVICE_A, { clean: true })).endAsync(); // end the persistent session
@@ -230,7 +245,8 @@ describe('ACL in cluster mode', () => {
     const service = await bridge(nodeB);
     const deviceA = await device(nodeA, DEVICE_A);
     const received = collectMessages(deviceA);
-    const denied = () => logged('subscription denied', { node: 'node-a', clientId: DEVICE_A, topicFilter: topics.syncAck(DEVICE_B) });
+    const denied = () =>
+      logged('subscription denied', { node: 'node-a', clientId: DEVICE_A, topicFilter: topics.syncAck(DEVICE_B) });
     const deniedBefore = denied().length;
 
     const filters = [topics.syncAck(DEVICE_B), topics.syncAck(DEVICE_A), 'devices/+/sync/ack'];
@@ -290,7 +306,9 @@ describe('backend lifecycle', () => {
     try {
       const started = Date.now();
       const attempt = createRedisBackends(secured.url.replace('right-password', 'wrong-password'), baseLogger);
-      await expect(attempt).rejects.toThrow(/^Redis at redis:\/\/\*\*\*@127\.0\.0\.1:\d+\/0 refused the connection: WRONGPASS/);
+      await expect(attempt).rejects.toThrow(
+        /^Redis at redis:\/\/\*\*\*@127\.0\.0\.1:\d+\/0 refused the connection: WRONGPASS/,
+      );
       await expect(attempt).rejects.not.toThrow(/password@|wrong-password/);
       expect(Date.now() - started).toBeLessThan(WAIT_MS);
     } finally {
@@ -350,7 +368,10 @@ function waitForLog(child: ChildProcess, msg: string, timeoutMs: number): Promis
   return new Promise((resolve, reject) => {
     let output = '';
     let pending = '';
-    const timer = setTimeout(() => reject(new Error(`no '${msg}' from the broker process within ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`no '${msg}' from the broker process within ${timeoutMs} ms:\n${output}`)),
+      timeoutMs,
+    );
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
       const lines = (pending + chunk.toString()).split('\n');

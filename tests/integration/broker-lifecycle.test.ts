@@ -38,9 +38,9 @@ describe('startBroker / close', () => {
   it('fails clearly when the port is taken', async () => {
     const first = await startBroker({ tls: certs.broker, host: '127.0.0.1', port: 0, logger: silent });
     try {
-      await expect(startBroker({ tls: certs.broker, host: '127.0.0.1', port: first.port, logger: silent })).rejects.toThrow(
-        `broker cannot listen on 127.0.0.1:${first.port}: EADDRINUSE`,
-      );
+      await expect(
+        startBroker({ tls: certs.broker, host: '127.0.0.1', port: first.port, logger: silent }),
+      ).rejects.toThrow(`broker cannot listen on 127.0.0.1:${first.port}: EADDRINUSE`);
     } finally {
       await first.close();
     }
@@ -48,7 +48,12 @@ describe('startBroker / close', () => {
 
   it('fails clearly, before starting anything, when the TLS key does not fit', async () => {
     await expect(
-      startBroker({ tls: { ...certs.broker, key: certs.devices[DEVICE]!.key }, host: '127.0.0.1', port: 0, logger: silent }),
+      startBroker({
+        tls: { ...certs.broker, key: certs.devices[DEVICE]!.key },
+        host: '127.0.0.1',
+        port: 0,
+        logger: silent,
+      }),
     ).rejects.toThrow(/the broker's TLS key, certificate or CA is unusable: .*key values mismatch/);
   });
 });

@@ -9,7 +9,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type RunningBroker } from '../../broker/server.js';
 import { MAX_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import { topics } from '../../schemas/topics.js';
-import { createRogueClientCertificate, createTestCertificates, type TestCertificates, type TlsFiles } from '../helpers/certs.js';
+import {
+  createRogueClientCertificate,
+  createTestCertificates,
+  type TestCertificates,
+  type TlsFiles,
+} from '../helpers/certs.js';
 import { collectMessages, subscribeGranted, waitUntil, type ReceivedMessage } from '../helpers/mqtt-observe.js';
 
 const DEVICE_A = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
@@ -57,10 +62,16 @@ afterAll(async () => {
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-type Outcome = { connected: true; client: MqttClient } | { connected: false; client: MqttClient; error: Error | undefined };
+type Outcome =
+  | { connected: true; client: MqttClient }
+  | { connected: false; client: MqttClient; error: Error | undefined };
 
 /** Connects once (no reconnects) and reports whether a session was established. */
-function attemptConnection(material: Partial<TlsFiles>, clientId: string, extra: IClientOptions = {}): Promise<Outcome> {
+function attemptConnection(
+  material: Partial<TlsFiles>,
+  clientId: string,
+  extra: IClientOptions = {},
+): Promise<Outcome> {
   const client = mqtt.connect(`mqtts://127.0.0.1:${broker.port}`, {
     ...material,
     clientId,
@@ -144,7 +155,9 @@ describe('publishing', () => {
     const deviceB = await device(DEVICE_B);
     await barrier(deviceB, received, topics.telemetry(DEVICE_B));
     expect(received.filter((message) => message.payload.includes('forged'))).toEqual([]);
-    expect(logged('publish denied, closing the connection', { clientId: DEVICE_A, topic: topics.telemetry(DEVICE_B) })).toHaveLength(1);
+    expect(
+      logged('publish denied, closing the connection', { clientId: DEVICE_A, topic: topics.telemetry(DEVICE_B) }),
+    ).toHaveLength(1);
     expect(logged('publish denied, closing the connection', { clientId: DEVICE_A }).at(-1)?.reason).toContain(
       `may not publish for device '${DEVICE_B}'`,
     );
@@ -209,7 +222,9 @@ describe('subscribing', () => {
 
     expect(received.filter((message) => message.topic === topics.syncAck(DEVICE_B))).toEqual([]);
     expect(deviceA.connected).toBe(true);
-    expect(logged('subscription denied', { clientId: DEVICE_A, topicFilter: topics.syncAck(DEVICE_B) })).toHaveLength(1);
+    expect(logged('subscription denied', { clientId: DEVICE_A, topicFilter: topics.syncAck(DEVICE_B) })).toHaveLength(
+      1,
+    );
   });
 
   it('a subscription requested at QoS 0 is delivered at QoS 1', async () => {
@@ -259,7 +274,9 @@ describe('subscribing', () => {
     await waitUntil(() => received.some((message) => message.payload === ownAck), 'the queued ack of the own device');
 
     expect(received.filter((message) => message.topic === topics.syncAck(DEVICE_B))).toEqual([]);
-    expect(logged('delivery withheld', { clientId: DEVICE_A, topic: topics.syncAck(DEVICE_B) }).length).toBeGreaterThan(0);
+    expect(logged('delivery withheld', { clientId: DEVICE_A, topic: topics.syncAck(DEVICE_B) }).length).toBeGreaterThan(
+      0,
+    );
     await reconnected.endAsync();
     // end the persistent session so later tests start clean
     await (await device(DEVICE_A, { clean: true })).endAsync();
@@ -274,11 +291,16 @@ describe('observers', () => {
     const deviceA = await device(DEVICE_A);
 
     await deviceA.publishAsync(topics.telemetry(DEVICE_A), JSON.stringify({ observed: true }), { qos: 1 });
-    await waitUntil(() => received.some((message) => message.topic === topics.telemetry(DEVICE_A)), 'the telemetry at the observer');
+    await waitUntil(
+      () => received.some((message) => message.topic === topics.telemetry(DEVICE_A)),
+      'the telemetry at the observer',
+    );
 
     observer.publish(topics.syncAck(DEVICE_A), JSON.stringify({ fake: true }), { qos: 1 });
     await waitForClose(observer);
-    expect(logged('publish denied, closing the connection', { clientId: 'explorer' }).at(-1)?.reason).toContain('read-only');
+    expect(logged('publish denied, closing the connection', { clientId: 'explorer' }).at(-1)?.reason).toContain(
+      'read-only',
+    );
   });
 });
 
@@ -287,7 +309,11 @@ describe('connection refusals', () => {
   async function tlsRefusalsDuring(attempt: () => Promise<Outcome>): Promise<{ outcome: Outcome; reasons: string[] }> {
     const before = logLines.length;
     const outcome = await attempt();
-    const reasons = () => logLines.slice(before).filter((line) => line.msg === 'TLS handshake refused').map((line) => String(line.reason));
+    const reasons = () =>
+      logLines
+        .slice(before)
+        .filter((line) => line.msg === 'TLS handshake refused')
+        .map((line) => String(line.reason));
     await waitUntil(() => reasons().length > 0, 'the broker to log the refused handshake');
     return { outcome, reasons: reasons() };
   }
@@ -323,7 +349,9 @@ describe('connection refusals', () => {
     expect(outcome.connected ? undefined : (outcome.error as Error & { code?: number })?.code).toBe(5);
     const refusal = logged('connection refused', { clientId: DEVICE_B, code: 'client-id-mismatch' });
     expect(refusal).toHaveLength(1);
-    expect(refusal[0]?.reason).toBe(`clientId '${DEVICE_B}' does not match the certificate CN '${DEVICE_A}'; connect with clientId = CN`);
+    expect(refusal[0]?.reason).toBe(
+      `clientId '${DEVICE_B}' does not match the certificate CN '${DEVICE_A}'; connect with clientId = CN`,
+    );
   });
 
   it("a will on another device's topic gets CONNACK 5", async () => {
@@ -340,7 +368,9 @@ describe('connection refusals', () => {
     await subscribeGranted(service, [topics.status(DEVICE_A)]);
     const received = collectMessages(service);
     const will = JSON.stringify({ online: false, at: '2026-01-01T00:00:00.000Z' });
-    const deviceA = await device(DEVICE_A, { will: { topic: topics.status(DEVICE_A), payload: Buffer.from(will), qos: 1, retain: true } });
+    const deviceA = await device(DEVICE_A, {
+      will: { topic: topics.status(DEVICE_A), payload: Buffer.from(will), qos: 1, retain: true },
+    });
 
     deviceA.stream.destroy(); // an abrupt drop, not a DISCONNECT
     await waitUntil(() => received.some((message) => message.payload === will), 'the will at the bridge');

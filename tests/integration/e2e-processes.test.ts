@@ -48,7 +48,11 @@ beforeAll(async () => {
     observerNames: ['explorer'],
   });
   postgres = await startEmbeddedPostgres({ port: await freePort() });
-  controlPlane = await startControlPlaneProcesses({ certificates, databaseUrl: postgres.connectionString, logDir: workDir });
+  controlPlane = await startControlPlaneProcesses({
+    certificates,
+    databaseUrl: postgres.connectionString,
+    logDir: workDir,
+  });
   const device = certificates.devices[DEVICE]!;
   sensorPort = await freePort();
   const edgeMetricsPort = await freePort();
@@ -88,7 +92,7 @@ describe('separate processes configured by environment', () => {
   it('carries sensor readings into the database, visible as readable JSON to an observer', async () => {
     const observer = await mqtt.connectAsync(`mqtts://localhost:${controlPlane.brokerPort}`, {
       clientId: 'explorer',
-      ...(readTlsFiles({ caPath: certificates.ca.certPath, ...certificates.observers['explorer']! })),
+      ...readTlsFiles({ caPath: certificates.ca.certPath, ...certificates.observers['explorer']! }),
       reconnectPeriod: 0,
     });
     clients.push(observer);
@@ -102,10 +106,11 @@ describe('separate processes configured by environment', () => {
 
     const rows = await waitFor(
       'both readings in the database',
-      () => db.any<{ data_type: string; value: number; unit: string | null }>(
-        'SELECT data_type, value, unit FROM telemetry_data WHERE device_id = $1 ORDER BY data_type',
-        [DEVICE],
-      ),
+      () =>
+        db.any<{ data_type: string; value: number; unit: string | null }>(
+          'SELECT data_type, value, unit FROM telemetry_data WHERE device_id = $1 ORDER BY data_type',
+          [DEVICE],
+        ),
       (found) => found.length === 2,
       { timeoutMs: 20_000 },
     );
@@ -114,7 +119,11 @@ describe('separate processes configured by environment', () => {
       { data_type: 'temperature', value: 71.5, unit: 'C' },
     ]);
 
-    await waitFor('the sync/ack at the observer', () => seen.filter((m) => m.topic === topics.syncAck(DEVICE)).length, (n) => n >= 1);
+    await waitFor(
+      'the sync/ack at the observer',
+      () => seen.filter((m) => m.topic === topics.syncAck(DEVICE)).length,
+      (n) => n >= 1,
+    );
     const telemetry = seen.filter((message) => message.topic === topics.telemetry(DEVICE));
     const records = telemetry.flatMap((message) => (JSON.parse(message.payload) as TelemetryBatch).records);
     expect(records.map((record) => record.value).sort()).toEqual([1.8, 71.5]);
@@ -124,7 +133,9 @@ describe('separate processes configured by environment', () => {
 
   it('loses no acknowledged reading when the bridge and then the broker are killed mid-stream', async () => {
     const sensors: SimulatedSensor[] = await Promise.all(
-      standardSensors(4).map((spec) => connectSensor(`mqtt://127.0.0.1:${sensorPort}`, { ...spec, sensorId: `crash-${spec.sensorId}` })),
+      standardSensors(4).map((spec) =>
+        connectSensor(`mqtt://127.0.0.1:${sensorPort}`, { ...spec, sensorId: `crash-${spec.sensorId}` }),
+      ),
     );
     const before = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
     const timers = sensors.map((sensor) =>

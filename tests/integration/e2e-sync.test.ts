@@ -35,12 +35,16 @@ function device(deviceId: string): LocalDevice {
 }
 
 async function storedIds(deviceId: string): Promise<string[]> {
-  const rows = await system.db.any<{ id: string }>('SELECT id::text AS id FROM telemetry_data WHERE device_id = $1', [deviceId]);
+  const rows = await system.db.any<{ id: string }>('SELECT id::text AS id FROM telemetry_data WHERE device_id = $1', [
+    deviceId,
+  ]);
   return rows.map((row) => row.id);
 }
 
 async function sensorsFor(deviceId: string, count: number): Promise<SimulatedSensor[]> {
-  const connected = await Promise.all(standardSensors(count).map((spec) => connectSensor(device(deviceId).sensorUrl, spec)));
+  const connected = await Promise.all(
+    standardSensors(count).map((spec) => connectSensor(device(deviceId).sensorUrl, spec)),
+  );
   sensors.push(...connected);
   return connected;
 }
@@ -97,7 +101,11 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     const publishRound = () => Promise.all([...all, ...steadySensors].map((sensor) => sensor.publishReading()));
 
     for (let round = 0; round < 20; round++) await publishRound();
-    await waitFor('the first readings to reach the database', () => storedIds(OUTAGE_DEVICE), (ids) => ids.length === 60);
+    await waitFor(
+      'the first readings to reach the database',
+      () => storedIds(OUTAGE_DEVICE),
+      (ids) => ids.length === 60,
+    );
 
     outage.uplink.cut();
     for (let round = 0; round < 40; round++) await publishRound();
@@ -107,9 +115,18 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     expect(duringOutage.pending + duringOutage.syncing).toBeGreaterThanOrEqual(100);
     expect((await storedIds(OUTAGE_DEVICE)).length).toBeLessThan(180);
     // a batch that was in flight when the link dropped goes back to pending once its ack times out
-    await waitFor('in-flight batches to time out', () => outage.agent.stats(), (stats) => stats.syncing === 0, { timeoutMs: 10_000 });
+    await waitFor(
+      'in-flight batches to time out',
+      () => outage.agent.stats(),
+      (stats) => stats.syncing === 0,
+      { timeoutMs: 10_000 },
+    );
     // the other device is unaffected
-    await waitFor('the steady device to stay in sync', () => storedIds(STEADY_DEVICE), (ids) => ids.length === 120);
+    await waitFor(
+      'the steady device to stay in sync',
+      () => storedIds(STEADY_DEVICE),
+      (ids) => ids.length === 120,
+    );
 
     outage.uplink.restore();
     for (let round = 0; round < 10; round++) await publishRound();
@@ -126,8 +143,14 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     expect(stored).toHaveLength(210);
     expect(new Set(stored)).toEqual(new Set(acknowledged));
     expect((await outage.agent.stats()).synced).toBe(210);
-    const steadyIds = await waitFor('the steady device to finish', () => storedIds(STEADY_DEVICE), (ids) => ids.length === 140);
-    expect(new Set(steadyIds)).toEqual(new Set(steadySensors.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id))));
+    const steadyIds = await waitFor(
+      'the steady device to finish',
+      () => storedIds(STEADY_DEVICE),
+      (ids) => ids.length === 140,
+    );
+    expect(new Set(steadyIds)).toEqual(
+      new Set(steadySensors.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id))),
+    );
   });
 
   it('adds no rows for readings a sensor re-sends or for a batch delivered twice', async () => {
@@ -137,19 +160,32 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     rawClients.push(sensor);
     await new Promise((resolve) => sensor.once('connect', resolve));
     const readings = Array.from({ length: 25 }, (_, i) => ({ id: newId(), value: i, unit: 'C', ts: Date.now() - i }));
-    for (const reading of readings) await sensor.publishAsync('sensors/resender/temperature', JSON.stringify(reading), { qos: 1 });
+    for (const reading of readings)
+      await sensor.publishAsync('sensors/resender/temperature', JSON.stringify(reading), { qos: 1 });
     // the same readings again, and once more without ids but with the same timestamps
-    for (const reading of readings) await sensor.publishAsync('sensors/resender/temperature', JSON.stringify(reading), { qos: 1 });
-    await waitFor('the re-sent readings to sync', () => steady.agent.stats(), (stats) => stats.pending === 0 && stats.syncing === 0);
+    for (const reading of readings)
+      await sensor.publishAsync('sensors/resender/temperature', JSON.stringify(reading), { qos: 1 });
+    await waitFor(
+      'the re-sent readings to sync',
+      () => steady.agent.stats(),
+      (stats) => stats.pending === 0 && stats.syncing === 0,
+    );
     const stored = await storedIds(STEADY_DEVICE);
     expect(stored.length - before).toBe(25);
 
     const raw = await rawDevice();
-    const batch: TelemetryBatch = { batchId: newId(), records: Array.from({ length: 40 }, (_, i) => record({ value: i })) };
+    const batch: TelemetryBatch = {
+      batchId: newId(),
+      records: Array.from({ length: 40 }, (_, i) => record({ value: i })),
+    };
     await raw.send(batch);
     await raw.send(batch); // a redelivery
     await raw.send({ ...batch, batchId: newId() }); // the edge re-sending after an ack timeout
-    await waitFor('three acks', () => raw.acks.length, (count) => count === 3);
+    await waitFor(
+      'three acks',
+      () => raw.acks.length,
+      (count) => count === 3,
+    );
     expect(raw.acks.map((ack) => ack.accepted)).toEqual([40, 40, 40]);
     expect(raw.acks.every((ack) => ack.rejected.length === 0 && ack.conflicts === 0)).toBe(true);
     expect(await storedIds(RAW_DEVICE)).toHaveLength(40);
@@ -160,12 +196,23 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     const newer = record({ value: 99, version: 3 });
     const stale = { ...newer, value: 1, version: 2 };
     await raw.send({ batchId: newId(), records: [newer] });
-    await waitFor('the newer version to be acknowledged', () => raw.acks.length, (count) => count === 1);
+    await waitFor(
+      'the newer version to be acknowledged',
+      () => raw.acks.length,
+      (count) => count === 1,
+    );
     await raw.send({ batchId: newId(), records: [stale] });
-    await waitFor('the stale version to be acknowledged', () => raw.acks.length, (count) => count === 2);
+    await waitFor(
+      'the stale version to be acknowledged',
+      () => raw.acks.length,
+      (count) => count === 2,
+    );
 
     expect(raw.acks[1]).toMatchObject({ accepted: 1, conflicts: 1, rejected: [] });
-    const row = await system.db.one<{ value: number; version: string }>('SELECT value, version FROM telemetry_data WHERE id = $1', [newer.id]);
+    const row = await system.db.one<{ value: number; version: string }>(
+      'SELECT value, version FROM telemetry_data WHERE id = $1',
+      [newer.id],
+    );
     expect(row).toEqual({ value: 99, version: '3' }); // BIGINT arrives as a string
     const conflicts = await system.db.any<{ conflict_type: string; resolution_strategy: string }>(
       'SELECT conflict_type, resolution_strategy FROM conflict_log WHERE record_id = $1',
@@ -183,11 +230,18 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     const id = newId();
     const ts = Date.now();
     await sensor.publishAsync('sensors/corrector/humidity', JSON.stringify({ id, value: 40, ts }), { qos: 1 });
-    await waitFor('version 1 in the database', () => system.db.oneOrNone('SELECT version FROM telemetry_data WHERE id = $1', [id]), (row) => row !== null);
+    await waitFor(
+      'version 1 in the database',
+      () => system.db.oneOrNone('SELECT version FROM telemetry_data WHERE id = $1', [id]),
+      (row) => row !== null,
+    );
     await sensor.publishAsync('sensors/corrector/humidity', JSON.stringify({ id, value: 41.5, ts }), { qos: 1 });
     const corrected = await waitFor(
       'version 2 in the database',
-      () => system.db.one<{ value: number; version: string }>('SELECT value, version FROM telemetry_data WHERE id = $1', [id]),
+      () =>
+        system.db.one<{ value: number; version: string }>('SELECT value, version FROM telemetry_data WHERE id = $1', [
+          id,
+        ]),
       (row) => row.version === '2',
     );
     expect(corrected.value).toBe(41.5);
@@ -208,17 +262,29 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     await sensor.publishAsync('sensors/mixed/temperature', '{"value": 1,', { qos: 1 });
     await sensor.publishAsync('sensors/mixed/temperature', JSON.stringify({ value: 'warm' }), { qos: 1 });
     await sensor.publishAsync('sensors/mixed/temperature', JSON.stringify({ id: goodAfter, value: 2 }), { qos: 1 });
-    await waitFor('both error notices', () => notices.length, (count) => count === 2);
+    await waitFor(
+      'both error notices',
+      () => notices.length,
+      (count) => count === 2,
+    );
     expect(notices[0]).toMatch(/not valid JSON/);
     expect(notices[1]).toMatch(/\/value must be number/);
-    await waitFor('the good readings in the database', () => storedIds(STEADY_DEVICE), (ids) => ids.includes(goodBefore) && ids.includes(goodAfter));
+    await waitFor(
+      'the good readings in the database',
+      () => storedIds(STEADY_DEVICE),
+      (ids) => ids.includes(goodBefore) && ids.includes(goodAfter),
+    );
 
     // and a malformed batch at the bridge: an error ack, then the next batch is stored
     const raw = await rawDevice();
     await raw.send('{"batchId": "x", "records": [');
     const valid = record();
     await raw.send(JSON.stringify({ batchId: newId(), records: [valid, { ...record(), value: 'NaN' }] }));
-    await waitFor('two acks', () => raw.acks.length, (count) => count === 2);
+    await waitFor(
+      'two acks',
+      () => raw.acks.length,
+      (count) => count === 2,
+    );
     expect(raw.acks[0]).toMatchObject({ batchId: null, accepted: 0 });
     expect(raw.acks[0]?.error).toMatch(/JSON/);
     expect(raw.acks[1]).toMatchObject({ accepted: 1, conflicts: 0 });
@@ -227,29 +293,44 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     expect(await storedIds(RAW_DEVICE)).toContain(valid.id);
   });
 
-  it('lets an observer order status messages: a will carries its connection\'s `at`, a reconnect a later one', async () => {
+  it("lets an observer order status messages: a will carries its connection's `at`, a reconnect a later one", async () => {
     const outage = device(OUTAGE_DEVICE);
     const files = system.certificates.observers['explorer'];
     if (!files) throw new Error('no observer certificate');
     const observer = await mqtt.connectAsync(`mqtts://127.0.0.1:${system.broker.port}`, {
       clientId: 'explorer',
-      ...(readTlsFiles({ caPath: system.certificates.ca.certPath, ...files })),
+      ...readTlsFiles({ caPath: system.certificates.ca.certPath, ...files }),
       reconnectPeriod: 0,
     });
     rawClients.push(observer);
     const statuses: Array<{ online: boolean; at: string }> = [];
-    observer.on('message', (_topic, payload) => statuses.push(JSON.parse(payload.toString()) as { online: boolean; at: string }));
+    observer.on('message', (_topic, payload) =>
+      statuses.push(JSON.parse(payload.toString()) as { online: boolean; at: string }),
+    );
     await observer.subscribeAsync(topics.status(OUTAGE_DEVICE), { qos: 1 });
-    await waitFor('the retained status', () => statuses.length, (n) => n === 1);
+    await waitFor(
+      'the retained status',
+      () => statuses.length,
+      (n) => n === 1,
+    );
     const online = statuses[0]!;
     expect(online.online).toBe(true);
 
     outage.uplink.cut(); // the broker sees the connection die and publishes the will
-    await waitFor('the will', () => statuses.length, (n) => n === 2);
+    await waitFor(
+      'the will',
+      () => statuses.length,
+      (n) => n === 2,
+    );
     expect(statuses[1]).toEqual({ online: false, at: online.at }); // same connection: offline wins the tie
 
     outage.uplink.restore();
-    await waitFor('the reconnect status', () => statuses.length, (n) => n === 3, { timeoutMs: 15_000 });
+    await waitFor(
+      'the reconnect status',
+      () => statuses.length,
+      (n) => n === 3,
+      { timeoutMs: 15_000 },
+    );
     expect(statuses[2]?.online).toBe(true);
     expect(Date.parse(statuses[2]!.at)).toBeGreaterThan(Date.parse(online.at)); // a newer connection wins
   });

@@ -50,7 +50,14 @@ beforeEach(async () => {
     },
   });
   metrics = new EdgeMetrics(() => store.countPending());
-  listener = await startSensorListener({ deviceId: TEST_DEVICE_ID, port: 0, writer, store, logger: edgeTestLogger(), metrics });
+  listener = await startSensorListener({
+    deviceId: TEST_DEVICE_ID,
+    port: 0,
+    writer,
+    store,
+    logger: edgeTestLogger(),
+    metrics,
+  });
   reader = database.openReader();
 });
 
@@ -121,7 +128,9 @@ describe('sensor listener', () => {
     const rejected = await reader.execute('SELECT topic, reason FROM rejected_readings');
     expect(rejected.rows).toHaveLength(1);
     expect(rejected.rows[0]).toMatchObject({ topic: 'devices/x/telemetry' });
-    expect(String(rejected.rows[0]?.['reason'])).toMatch(/sensors may publish only on sensors\/\{sensorId\}\/\{dataType\}/);
+    expect(String(rejected.rows[0]?.['reason'])).toMatch(
+      /sensors may publish only on sensors\/\{sensorId\}\/\{dataType\}/,
+    );
 
     const goodId = newId();
     await publishReading(client, 'sensors/boiler-1/pressure', { value: 2, id: goodId });
@@ -141,7 +150,10 @@ describe('sensor listener', () => {
 
     // each publish ends in its PUBACK, or in its connection closing without one
     const outcome = (client: MqttClient, topic: string, payload: unknown) =>
-      Promise.race([publishReading(client, topic, payload).then(() => 'acknowledged'), nextEvent(client, 'close').then(() => 'closed')]);
+      Promise.race([
+        publishReading(client, topic, payload).then(() => 'acknowledged'),
+        nextEvent(client, 'close').then(() => 'closed'),
+      ]);
     const outcomes = await Promise.all([
       outcome(poisoner, 'sensors/boiler-1/temperature', deep),
       outcome(neighbour, 'sensors/boiler-2/temperature', { value: 2, id: goodId }),
@@ -177,7 +189,11 @@ describe('sensor listener', () => {
     const started = performance.now();
     await Promise.all(
       clients.map((client, sensorIndex) =>
-        Promise.all(Array.from({ length: perSensor }, (_, index) => publishReading(client, `sensors/s${sensorIndex}/temperature`, { value: index, ts: startedAtMs - index }))),
+        Promise.all(
+          Array.from({ length: perSensor }, (_, index) =>
+            publishReading(client, `sensors/s${sensorIndex}/temperature`, { value: index, ts: startedAtMs - index }),
+          ),
+        ),
       ),
     );
     const seconds = (performance.now() - started) / 1000;
@@ -187,7 +203,12 @@ describe('sensor listener', () => {
       `group commit: ${total} QoS 1 readings from ${sensorCount} sensors acknowledged in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} readings/s; ` +
         `${stats.commits} commits, largest ${stats.largestCommit}, mean ${(stats.committedRecords / stats.commits).toFixed(1)}`,
     );
-    await waitFor('all readings stored', async () => (await storedIds()).size, (count) => count === total, { timeoutMs: 5000 });
+    await waitFor(
+      'all readings stored',
+      async () => (await storedIds()).size,
+      (count) => count === total,
+      { timeoutMs: 5000 },
+    );
     expect(stats.commits).toBeLessThan(total / 5); // natural batching happened
   });
 });

@@ -56,15 +56,26 @@ async function sensorFor(agent: EdgeAgent): Promise<MqttClient> {
 }
 
 /** Publishes readings with explicit ids and timestamps; resolves when every PUBACK is in. */
-async function publishWave(sensor: MqttClient, count: number, firstTsMs: number, order: 'ascending' | 'descending' = 'ascending'): Promise<{ id: string; ts: number }[]> {
+async function publishWave(
+  sensor: MqttClient,
+  count: number,
+  firstTsMs: number,
+  order: 'ascending' | 'descending' = 'ascending',
+): Promise<{ id: string; ts: number }[]> {
   const readings = Array.from({ length: count }, (_, index) => ({ id: crypto.randomUUID(), ts: firstTsMs + index }));
   const sendOrder = order === 'ascending' ? readings : [...readings].reverse();
-  await Promise.all(sendOrder.map((reading, index) => publishReading(sensor, 'sensors/boiler-1/temperature', { value: index, unit: 'C', ...reading })));
+  await Promise.all(
+    sendOrder.map((reading, index) =>
+      publishReading(sensor, 'sensors/boiler-1/temperature', { value: index, unit: 'C', ...reading }),
+    ),
+  );
   return readings;
 }
 
 async function syncLog(): Promise<Record<string, unknown>[]> {
-  const result = await reader.execute('SELECT status, records_count, error_message FROM sync_log ORDER BY started_at, completed_at');
+  const result = await reader.execute(
+    'SELECT status, records_count, error_message FROM sync_log ORDER BY started_at, completed_at',
+  );
   return result.rows as unknown as Record<string, unknown>[];
 }
 
@@ -90,8 +101,19 @@ describe('edge uplink', () => {
     const readings = await publishWave(sensor, 30, BASE_TIME_MS);
     await publishReading(sensor, 'sensors/boiler-1/temperature', 'not a reading');
 
-    const stats = await waitFor('30 readings synced', () => agent.stats(), (s) => s.synced === 30);
-    expect(stats).toMatchObject({ pending: 0, syncing: 0, failed: 0, rejectedReadings: 1, inFlightBatches: 0, connected: true });
+    const stats = await waitFor(
+      '30 readings synced',
+      () => agent.stats(),
+      (s) => s.synced === 30,
+    );
+    expect(stats).toMatchObject({
+      pending: 0,
+      syncing: 0,
+      failed: 0,
+      rejectedReadings: 1,
+      inFlightBatches: 0,
+      connected: true,
+    });
     expect(new Set(bridge.receivedRecordIds())).toEqual(new Set(readings.map((reading) => reading.id)));
     for (const { deviceId, batch } of bridge.received) {
       expect(deviceId).toBe(TEST_DEVICE_ID);
@@ -104,7 +126,9 @@ describe('edge uplink', () => {
 
     const watcher = await mqtt.connectAsync(broker.url, { protocolVersion: 4, clientId: `watcher-${Date.now()}` });
     clients.push(watcher);
-    const status = new Promise<DeviceStatus>((resolve) => watcher.on('message', (_topic, payload) => resolve(JSON.parse(payload.toString()) as DeviceStatus)));
+    const status = new Promise<DeviceStatus>((resolve) =>
+      watcher.on('message', (_topic, payload) => resolve(JSON.parse(payload.toString()) as DeviceStatus)),
+    );
     await watcher.subscribeAsync(topics.status(TEST_DEVICE_ID), { qos: 1 });
     expect(await status).toMatchObject({ online: true });
 
@@ -124,8 +148,15 @@ describe('edge uplink', () => {
       return fullAck(received.batch, [rejectedId]);
     };
     await publishWave(sensor, 5, BASE_TIME_MS);
-    await waitFor('4 synced and 1 failed', () => agent.stats(), (s) => s.synced === 4 && s.failed === 1);
-    const failed = await reader.execute({ sql: 'SELECT sync_status, sync_error FROM telemetry_data WHERE id = ?', args: [rejectedId] });
+    await waitFor(
+      '4 synced and 1 failed',
+      () => agent.stats(),
+      (s) => s.synced === 4 && s.failed === 1,
+    );
+    const failed = await reader.execute({
+      sql: 'SELECT sync_status, sync_error FROM telemetry_data WHERE id = ?',
+      args: [rejectedId],
+    });
     expect(failed.rows[0]).toMatchObject({ sync_status: 'failed', sync_error: 'rejected by the test bridge' });
     expect((await syncLog())[0]).toMatchObject({ status: 'partial', records_count: 5 });
   });
@@ -133,11 +164,19 @@ describe('edge uplink', () => {
   it('keeps accepting readings while the broker is down and drains them oldest first when it is back', async () => {
     const agent = await startAgent();
     const sensor = await sensorFor(agent);
-    await waitFor('uplink connected', () => agent.stats(), (s) => s.connected);
+    await waitFor(
+      'uplink connected',
+      () => agent.stats(),
+      (s) => s.connected,
+    );
 
     const port = broker.port;
     await broker.stop();
-    await waitFor('uplink disconnected', () => agent.stats(), (s) => !s.connected);
+    await waitFor(
+      'uplink disconnected',
+      () => agent.stats(),
+      (s) => !s.connected,
+    );
 
     const readings = await publishWave(sensor, 40, BASE_TIME_MS, 'descending'); // newest first on the wire
     const offline = await agent.stats();
@@ -149,9 +188,18 @@ describe('edge uplink', () => {
     let bridgeResubscribed = false;
     const subscriptionsBefore = bridge.subscriptions;
     broker = await startTestBroker(port, { admit: (clientId) => clientId !== TEST_DEVICE_ID || bridgeResubscribed });
-    await waitFor('the bridge subscribed again', () => bridge.subscriptions, (n) => n > subscriptionsBefore);
+    await waitFor(
+      'the bridge subscribed again',
+      () => bridge.subscriptions,
+      (n) => n > subscriptionsBefore,
+    );
     bridgeResubscribed = true;
-    await waitFor('all 40 synced after the broker came back', () => agent.stats(), (s) => s.synced === 40, { timeoutMs: 20_000 });
+    await waitFor(
+      'all 40 synced after the broker came back',
+      () => agent.stats(),
+      (s) => s.synced === 40,
+      { timeoutMs: 20_000 },
+    );
     const firstSeen = [...new Set(bridge.receivedRecordIds())];
     expect(firstSeen).toEqual(readings.map((reading) => reading.id)); // ascending timestamps
   });
@@ -161,10 +209,19 @@ describe('edge uplink', () => {
     const agent = await startAgent({ maxInFlightBatches: 1 });
     const sensor = await sensorFor(agent);
     const readings = await publishWave(sensor, 2500, BASE_TIME_MS);
-    await waitFor('the first batch', () => bridge.received.length, (n) => n === 1);
+    await waitFor(
+      'the first batch',
+      () => bridge.received.length,
+      (n) => n === 1,
+    );
     bridge.mode = 'ack';
     await bridge.acknowledge(bridge.received[0]!);
-    await waitFor('all 2500 synced', () => agent.stats(), (s) => s.synced === 2500, { timeoutMs: 20_000 });
+    await waitFor(
+      'all 2500 synced',
+      () => agent.stats(),
+      (s) => s.synced === 2500,
+      { timeoutMs: 20_000 },
+    );
 
     expect(new Set(bridge.receivedRecordIds())).toEqual(new Set(readings.map((reading) => reading.id)));
     const reported = bridge.received.map((entry) => entry.batch.pendingCount);
@@ -180,15 +237,25 @@ describe('edge uplink', () => {
     const readings = await publishWave(sensor, 5, BASE_TIME_MS);
     const ids = readings.map((reading) => reading.id);
 
-    await waitFor('the batch sent twice', () => bridge.received.length, (n) => n >= 2);
+    await waitFor(
+      'the batch sent twice',
+      () => bridge.received.length,
+      (n) => n >= 2,
+    );
     const [first, second] = bridge.received;
     expect(second?.batch.batchId).toBe(first?.batch.batchId);
     expect(second?.batch.records.map((record) => record.id)).toEqual(ids);
     expect((await syncLog())[0]).toMatchObject({ status: 'failed', records_count: 5 });
-    expect(String((await syncLog())[0]?.['error_message'])).toMatch(/^no sync\/ack within 400 ms for batch .*; 5 readings back to pending, to be sent again in the same batch$/);
+    expect(String((await syncLog())[0]?.['error_message'])).toMatch(
+      /^no sync\/ack within 400 ms for batch .*; 5 readings back to pending, to be sent again in the same batch$/,
+    );
 
     bridge.mode = 'ack';
-    await waitFor('all synced once the bridge answers', () => agent.stats(), (s) => s.synced === 5);
+    await waitFor(
+      'all synced once the bridge answers',
+      () => agent.stats(),
+      (s) => s.synced === 5,
+    );
   });
 
   it('waits twice as long for the ack of each re-send of the same batch (a long bridge outage)', async () => {
@@ -196,7 +263,12 @@ describe('edge uplink', () => {
     const agent = await startAgent({ ackTimeoutMs: 300 });
     const sensor = await sensorFor(agent);
     await publishWave(sensor, 3, BASE_TIME_MS);
-    await waitFor('three sends of the batch', () => bridge.received.length, (n) => n >= 3, { timeoutMs: 10_000 });
+    await waitFor(
+      'three sends of the batch',
+      () => bridge.received.length,
+      (n) => n >= 3,
+      { timeoutMs: 10_000 },
+    );
     const [first, second, third] = bridge.received as [ReceivedBatch, ReceivedBatch, ReceivedBatch];
     expect(new Set([first.batch.batchId, second.batch.batchId, third.batch.batchId]).size).toBe(1);
     const firstWait = second.receivedAtMs - first.receivedAtMs;
@@ -205,25 +277,47 @@ describe('edge uplink', () => {
     expect(secondWait).toBeGreaterThanOrEqual(580); // 2 × 300 ms
     bridge.mode = 'ack';
     await bridge.acknowledge(third);
-    await waitFor('synced', () => agent.stats(), (s) => s.synced === 3);
+    await waitFor(
+      'synced',
+      () => agent.stats(),
+      (s) => s.synced === 3,
+    );
   });
 
   it('puts a batch whose ack times out while offline back to pending, and syncs it after the reconnect', async () => {
     bridge.mode = 'ignore';
     // reconnects only after the ack timeout, so the batch times out while the device is offline
-    const agent = await startAgent({ ackTimeoutMs: 400, reconnectPolicy: { initialDelayMs: 1500, maxDelayMs: 1500, multiplier: 1, jitter: 'none' } });
+    const agent = await startAgent({
+      ackTimeoutMs: 400,
+      reconnectPolicy: { initialDelayMs: 1500, maxDelayMs: 1500, multiplier: 1, jitter: 'none' },
+    });
     const sensor = await sensorFor(agent);
     await publishWave(sensor, 5, BASE_TIME_MS);
-    await waitFor('the batch sent', () => bridge.received.length, (n) => n === 1);
-    const edgeConnection = (broker.aedes as unknown as { clients: Record<string, { conn: { destroy(): void } }> }).clients[TEST_DEVICE_ID];
+    await waitFor(
+      'the batch sent',
+      () => bridge.received.length,
+      (n) => n === 1,
+    );
+    const edgeConnection = (broker.aedes as unknown as { clients: Record<string, { conn: { destroy(): void } }> })
+      .clients[TEST_DEVICE_ID];
     edgeConnection?.conn.destroy();
-    await waitFor('back to pending while offline', () => agent.stats(), (s) => !s.connected && s.pending === 5 && s.syncing === 0);
-    expect(String((await syncLog())[0]?.['error_message'])).toMatch(/; 5 readings back to pending, to be sent again in the same batch$/);
+    await waitFor(
+      'back to pending while offline',
+      () => agent.stats(),
+      (s) => !s.connected && s.pending === 5 && s.syncing === 0,
+    );
+    expect(String((await syncLog())[0]?.['error_message'])).toMatch(
+      /; 5 readings back to pending, to be sent again in the same batch$/,
+    );
 
     // the late ack (queued in the device's session) confirms the readings unless they were claimed again first
     await bridge.acknowledge(bridge.received[0] as (typeof bridge.received)[number]);
     bridge.mode = 'ack';
-    await waitFor('synced after the reconnect', () => agent.stats(), (s) => s.synced === 5 && s.syncing === 0 && s.pending === 0);
+    await waitFor(
+      'synced after the reconnect',
+      () => agent.stats(),
+      (s) => s.synced === 5 && s.syncing === 0 && s.pending === 0,
+    );
   });
 
   it('a sync/ack that comes after the timeout still confirms readings sent again since (a slow bridge)', async () => {
@@ -238,7 +332,12 @@ describe('edge uplink', () => {
     await publishWave(sensor, 5, BASE_TIME_MS);
 
     // without the fix every late ack names a batch id its readings no longer carry: nothing is ever synced
-    await waitFor('all 5 synced by late acks', () => agent.stats(), (s) => s.synced === 5, { timeoutMs: 5000 });
+    await waitFor(
+      'all 5 synced by late acks',
+      () => agent.stats(),
+      (s) => s.synced === 5,
+      { timeoutMs: 5000 },
+    );
     expect(await agent.stats()).toMatchObject({ pending: 0, syncing: 0, failed: 0 });
     expect(new Set(bridge.received.map((entry) => entry.batch.batchId)).size).toBe(1); // re-sent, never renamed
   });
@@ -248,9 +347,17 @@ describe('edge uplink', () => {
     const agent = await startAgent({ maxInFlightBatches: 2, ackTimeoutMs: 30_000 });
     const sensor = await sensorFor(agent);
     await publishWave(sensor, 3, BASE_TIME_MS);
-    await waitFor('first batch', () => bridge.received.length, (n) => n === 1);
+    await waitFor(
+      'first batch',
+      () => bridge.received.length,
+      (n) => n === 1,
+    );
     await publishWave(sensor, 3, BASE_TIME_MS + 100);
-    await waitFor('second batch', () => bridge.received.length, (n) => n === 2);
+    await waitFor(
+      'second batch',
+      () => bridge.received.length,
+      (n) => n === 2,
+    );
     const third = await publishWave(sensor, 3, BASE_TIME_MS + 200);
 
     // a bounded observation window (several lingers long): the third wave must stay pending
@@ -263,7 +370,11 @@ describe('edge uplink', () => {
     }
 
     await bridge.acknowledge(bridge.received[0] as (typeof bridge.received)[number]);
-    await waitFor('third batch after a slot freed', () => bridge.received.length, (n) => n === 3);
+    await waitFor(
+      'third batch after a slot freed',
+      () => bridge.received.length,
+      (n) => n === 3,
+    );
     expect(bridge.received[2]?.batch.records.map((record) => record.id)).toEqual(third.map((reading) => reading.id));
     expect(await agent.stats()).toMatchObject({ synced: 3, syncing: 6, inFlightBatches: 2 });
   });
@@ -273,7 +384,11 @@ describe('edge uplink', () => {
     const first = await startAgent({ ackTimeoutMs: 60_000 });
     const sensor = await sensorFor(first);
     const readings = await publishWave(sensor, 6, BASE_TIME_MS);
-    await waitFor('batch sent, not acknowledged', () => first.stats(), (s) => s.syncing === 6 && bridge.received.length === 1);
+    await waitFor(
+      'batch sent, not acknowledged',
+      () => first.stats(),
+      (s) => s.syncing === 6 && bridge.received.length === 1,
+    );
     await sensor.endAsync(true);
     await stopAgent(first);
     const left = await reader.execute("SELECT count(*) AS n FROM telemetry_data WHERE sync_status = 'syncing'");
@@ -281,9 +396,15 @@ describe('edge uplink', () => {
 
     bridge.mode = 'ack';
     const second = await startAgent();
-    await waitFor('all synced after the restart', () => second.stats(), (s) => s.synced === 6);
+    await waitFor(
+      'all synced after the restart',
+      () => second.stats(),
+      (s) => s.synced === 6,
+    );
     expect(bridge.received.length).toBeGreaterThanOrEqual(2);
-    expect(bridge.received.at(-1)?.batch.records.map((record) => record.id)).toEqual(readings.map((reading) => reading.id));
+    expect(bridge.received.at(-1)?.batch.records.map((record) => record.id)).toEqual(
+      readings.map((reading) => reading.id),
+    );
     // under the same batch id: an ack for the first send that arrives after the restart still counts
     expect(bridge.received.at(-1)?.batch.batchId).toBe(bridge.received[0]?.batch.batchId);
   });

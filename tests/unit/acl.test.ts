@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { decideDelivery, decidePublish, decideStoredWillPublish, decideSubscribe, type PublishRequest } from '../../broker/acl.js';
+import {
+  decideDelivery,
+  decidePublish,
+  decideStoredWillPublish,
+  decideSubscribe,
+  type PublishRequest,
+} from '../../broker/acl.js';
 import type { ClientIdentity } from '../../broker/identity.js';
 import { MAX_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import { topics } from '../../schemas/topics.js';
@@ -41,12 +47,14 @@ describe('decidePublish: device', () => {
     },
   );
 
-  it.each([topics.telemetry(OTHER), topics.status(OTHER), topics.configReported(OTHER), topics.commandResult(OTHER, 'c1')])(
-    'may not publish for another device (%s)',
-    (topic) => {
-      expect(reasonOf(decidePublish(device, publish(topic), limits))).toContain(`may not publish for device '${OTHER}'`);
-    },
-  );
+  it.each([
+    topics.telemetry(OTHER),
+    topics.status(OTHER),
+    topics.configReported(OTHER),
+    topics.commandResult(OTHER, 'c1'),
+  ])('may not publish for another device (%s)', (topic) => {
+    expect(reasonOf(decidePublish(device, publish(topic), limits))).toContain(`may not publish for device '${OTHER}'`);
+  });
 
   it.each([topics.syncAck(OWN), topics.config(OWN, 'interval'), topics.command(OWN, 'c1')])(
     'may not publish bridge-owned topics (%s)',
@@ -55,12 +63,14 @@ describe('decidePublish: device', () => {
     },
   );
 
-  it.each([`devices/${OWN}`, `devices/${OWN}/telemetry/extra`, `devices/${OWN}/unknown`, `devices/${OWN}/commands/c1/other`])(
-    'may not publish non-contract topics (%s)',
-    (topic) => {
-      expect(reasonOf(decidePublish(device, publish(topic), limits))).toMatch(/not a topic of the devices\/ contract/);
-    },
-  );
+  it.each([
+    `devices/${OWN}`,
+    `devices/${OWN}/telemetry/extra`,
+    `devices/${OWN}/unknown`,
+    `devices/${OWN}/commands/c1/other`,
+  ])('may not publish non-contract topics (%s)', (topic) => {
+    expect(reasonOf(decidePublish(device, publish(topic), limits))).toMatch(/not a topic of the devices\/ contract/);
+  });
 });
 
 describe('decidePublish: rules for everyone', () => {
@@ -71,7 +81,9 @@ describe('decidePublish: rules for everyone', () => {
   });
 
   it.each([device, bridge, explorer])('$role: no $SYS publishing', (identity) => {
-    expect(reasonOf(decidePublish(identity, publish('$SYS/broker/heartbeat'), limits))).toMatch(/reserved for the broker/);
+    expect(reasonOf(decidePublish(identity, publish('$SYS/broker/heartbeat'), limits))).toMatch(
+      /reserved for the broker/,
+    );
   });
 
   it.each([0, 2])('QoS %i is refused (aedes#994), for devices and services alike', (qos) => {
@@ -92,7 +104,9 @@ describe('decidePublish: rules for everyone', () => {
   });
 
   it('honours a smaller configured limit', () => {
-    expect(decidePublish(device, publish(topics.telemetry(OWN), { payloadBytes: 11 }), { maxPayloadBytes: 10 }).allowed).toBe(false);
+    expect(
+      decidePublish(device, publish(topics.telemetry(OWN), { payloadBytes: 11 }), { maxPayloadBytes: 10 }).allowed,
+    ).toBe(false);
   });
 });
 

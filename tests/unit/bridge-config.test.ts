@@ -31,7 +31,9 @@ describe('loadBridgeConfig', () => {
   });
 
   it('requires all three TLS files for mqtts:// and reads them', () => {
-    expect(() => loadBridgeConfig({ ...required, BROKER_URL: 'mqtts://broker:8883' })).toThrow(/TLS_CA, TLS_CERT and TLS_KEY/);
+    expect(() => loadBridgeConfig({ ...required, BROKER_URL: 'mqtts://broker:8883' })).toThrow(
+      /TLS_CA, TLS_CERT and TLS_KEY/,
+    );
     expect(() => loadBridgeConfig({ ...required, TLS_CA: '/ca.pem' })).toThrow(/together/);
     const dir = mkdtempSync(join(tmpdir(), 'bridge-config-'));
     for (const name of ['ca', 'cert', 'key']) writeFileSync(join(dir, `${name}.pem`), name);
@@ -43,15 +45,23 @@ describe('loadBridgeConfig', () => {
       TLS_KEY: join(dir, 'key.pem'),
     });
     expect(config.tls?.cert.toString()).toBe('cert');
-    expect(() => loadBridgeConfig({ ...required, TLS_CA: join(dir, 'nope'), TLS_CERT: 'x', TLS_KEY: 'y' })).toThrow(/cannot read/);
+    expect(() => loadBridgeConfig({ ...required, TLS_CA: join(dir, 'nope'), TLS_CERT: 'x', TLS_KEY: 'y' })).toThrow(
+      /cannot read/,
+    );
   });
 
   it('reads BATCH_MAX_BYTES and refuses a value that is not a byte count in range', () => {
     expect(loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '1048576' }).batch.maxBytes).toBe(1_048_576);
     expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '4MiB' })).toThrow(ConfigError);
-    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '4MiB' })).toThrow("BATCH_MAX_BYTES must be an integer, got '4MiB'");
-    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '0' })).toThrow('BATCH_MAX_BYTES must be ≥ 1024, got 0');
-    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: String(65 * 1024 * 1024) })).toThrow(/BATCH_MAX_BYTES must be ≤ 67108864/);
+    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '4MiB' })).toThrow(
+      "BATCH_MAX_BYTES must be an integer, got '4MiB'",
+    );
+    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: '0' })).toThrow(
+      'BATCH_MAX_BYTES must be ≥ 1024, got 0',
+    );
+    expect(() => loadBridgeConfig({ ...required, BATCH_MAX_BYTES: String(65 * 1024 * 1024) })).toThrow(
+      /BATCH_MAX_BYTES must be ≤ 67108864/,
+    );
   });
 
   it('reads DB_QUERY_TIMEOUT_MS', () => {

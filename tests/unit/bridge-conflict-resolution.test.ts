@@ -61,7 +61,7 @@ describe('decide (one record against the current row)', () => {
     expect(aWins).toBe(a.contentHash > b.contentHash);
   });
 
-  it("rejects a record whose id belongs to another device, whatever the version", () => {
+  it('rejects a record whose id belongs to another device, whatever the version', () => {
     expect(decide(row({ version: 9 }, DEVICE_B), row())).toEqual({ kind: 'reject', reason: RECORD_OF_ANOTHER_DEVICE });
   });
 });
@@ -210,9 +210,14 @@ describe('last-write-wins is order-independent', () => {
   }
 
   it('every arrival order, in one batch or one batch per reading, ends with the same row', () => {
-    const expected = [...candidates].sort((x, y) => x.version - y.version || (x.contentHash < y.contentHash ? -1 : 1)).at(-1);
+    const expected = [...candidates]
+      .sort((x, y) => x.version - y.version || (x.contentHash < y.contentHash ? -1 : 1))
+      .at(-1);
     for (const order of permutations(candidates)) {
-      const inOneBatch = resolveBatch(order.map((r) => one(DEVICE_A, r)), stored());
+      const inOneBatch = resolveBatch(
+        order.map((r) => one(DEVICE_A, r)),
+        stored(),
+      );
       expect(inOneBatch.upserts).toEqual([expected]);
 
       let current = new Map<string, TelemetryRow>();

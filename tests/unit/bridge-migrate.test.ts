@@ -24,7 +24,10 @@ function fakeDatabase(failing: string, code: string, failures: number): { db: Da
       statements.push(sql);
       if (sql === failing && left > 0) {
         left -= 1;
-        throw Object.assign(new Error(code === '40001' ? 'restart transaction: TransactionRetryWithProtoRefreshError' : 'syntax error'), { code });
+        throw Object.assign(
+          new Error(code === '40001' ? 'restart transaction: TransactionRetryWithProtoRefreshError' : 'syntax error'),
+          { code },
+        );
       }
     },
     any: async () => [],
@@ -35,21 +38,29 @@ function fakeDatabase(failing: string, code: string, failures: number): { db: Da
 describe('migrate', () => {
   it('runs a DDL statement aborted with 40001 again, up to 3 times', async () => {
     const { db, statements } = fakeDatabase(DDL, '40001', 3);
-    const result = await migrate(db, { dialect: 'cockroachdb', directory: migrationsWith(`${DDL};`), retryPolicy: FAST });
+    const result = await migrate(db, {
+      dialect: 'cockroachdb',
+      directory: migrationsWith(`${DDL};`),
+      retryPolicy: FAST,
+    });
     expect(result).toEqual({ dialect: 'cockroachdb', applied: ['001_a'] });
     expect(statements.filter((sql) => sql === DDL)).toHaveLength(4);
   });
 
   it('gives up with the retry error after the third retry', async () => {
     const { db, statements } = fakeDatabase(DDL, '40001', 4);
-    await expect(migrate(db, { dialect: 'cockroachdb', directory: migrationsWith(`${DDL};`), retryPolicy: FAST })).rejects.toMatchObject({ code: '40001' });
+    await expect(
+      migrate(db, { dialect: 'cockroachdb', directory: migrationsWith(`${DDL};`), retryPolicy: FAST }),
+    ).rejects.toMatchObject({ code: '40001' });
     expect(statements.filter((sql) => sql === DDL)).toHaveLength(4);
     expect(statements.some((sql) => sql.startsWith('INSERT INTO schema_migrations'))).toBe(false);
   });
 
   it('does not retry other errors', async () => {
     const { db, statements } = fakeDatabase(DDL, '42601', 1);
-    await expect(migrate(db, { dialect: 'cockroachdb', directory: migrationsWith(`${DDL};`), retryPolicy: FAST })).rejects.toMatchObject({ code: '42601' });
+    await expect(
+      migrate(db, { dialect: 'cockroachdb', directory: migrationsWith(`${DDL};`), retryPolicy: FAST }),
+    ).rejects.toMatchObject({ code: '42601' });
     expect(statements.filter((sql) => sql === DDL)).toHaveLength(1);
   });
 

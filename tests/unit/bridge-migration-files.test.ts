@@ -18,7 +18,9 @@ INSERT INTO a VALUES ('it''s; fine');
 
 describe('dialectFromVersion', () => {
   it('recognizes CockroachDB and defaults to PostgreSQL', () => {
-    expect(dialectFromVersion('CockroachDB CCL v24.1.3 (x86_64-pc-linux-gnu, built 2024/07/15 00:00:00, go1.22.5)')).toBe('cockroachdb');
+    expect(
+      dialectFromVersion('CockroachDB CCL v24.1.3 (x86_64-pc-linux-gnu, built 2024/07/15 00:00:00, go1.22.5)'),
+    ).toBe('cockroachdb');
     expect(dialectFromVersion('PostgreSQL 17.2 on x86_64-pc-linux-gnu, compiled by gcc')).toBe('postgresql');
   });
 });
@@ -42,14 +44,22 @@ async function tableColumns(dialect: 'cockroachdb' | 'postgresql'): Promise<Map<
 
 describe('the two schema variants', () => {
   it('have the same files', async () => {
-    const names = async (d: 'cockroachdb' | 'postgresql') => (await loadMigrationFiles(migrationsDirectory(d))).map((f) => f.version);
+    const names = async (d: 'cockroachdb' | 'postgresql') =>
+      (await loadMigrationFiles(migrationsDirectory(d))).map((f) => f.version);
     expect(await names('cockroachdb')).toEqual(await names('postgresql'));
   });
 
   it('define the same tables with the same columns and types', async () => {
     const cockroach = await tableColumns('cockroachdb');
     const postgres = await tableColumns('postgresql');
-    expect([...cockroach.keys()].sort()).toEqual(['commands', 'conflict_log', 'device_configs', 'devices', 'sync_status', 'telemetry_data']);
+    expect([...cockroach.keys()].sort()).toEqual([
+      'commands',
+      'conflict_log',
+      'device_configs',
+      'devices',
+      'sync_status',
+      'telemetry_data',
+    ]);
     expect(Object.fromEntries(postgres)).toEqual(Object.fromEntries(cockroach));
   });
 
@@ -71,7 +81,9 @@ describe('the two schema variants', () => {
       const telemetry = (await tableColumns(dialect)).get('telemetry_data') ?? [];
       expect(telemetry).toContain('"timestamp" TIMESTAMPTZ NOT NULL');
       expect(telemetry).toContain('synced_at TIMESTAMPTZ NOT NULL DEFAULT now()');
-      const statements = (await loadMigrationFiles(migrationsDirectory(dialect))).flatMap((f) => f.statements).join('\n');
+      const statements = (await loadMigrationFiles(migrationsDirectory(dialect)))
+        .flatMap((f) => f.statements)
+        .join('\n');
       expect(statements).not.toMatch(/[^"]timestamp DESC/);
     }
   });
@@ -82,8 +94,12 @@ describe('the two schema variants', () => {
         for (const statement of file.statements) expect(statement).toMatch(/^CREATE (TABLE|INDEX) IF NOT EXISTS /);
       }
     }
-    const cockroach = (await loadMigrationFiles(migrationsDirectory('cockroachdb'))).flatMap((f) => f.statements).join('\n');
-    const postgres = (await loadMigrationFiles(migrationsDirectory('postgresql'))).flatMap((f) => f.statements).join('\n');
+    const cockroach = (await loadMigrationFiles(migrationsDirectory('cockroachdb')))
+      .flatMap((f) => f.statements)
+      .join('\n');
+    const postgres = (await loadMigrationFiles(migrationsDirectory('postgresql')))
+      .flatMap((f) => f.statements)
+      .join('\n');
     // the row-level TTL expires what bridge/db/retention.ts deletes on PostgreSQL: synced_at older than 90 days
     expect(cockroach).toContain("ttl_expiration_expression = 'synced_at + INTERVAL ''90 days'''");
     expect(cockroach).toContain("ttl_job_cron = '0 */4 * * *'");

@@ -39,8 +39,13 @@ describe('multiRowInserts', () => {
   const columns = new pgp.helpers.ColumnSet<{ id: string; note: string }>(['id', 'note'], { table: 'notes' });
 
   it('writes what pgp.helpers.insert writes when one statement is enough', () => {
-    const rows = [{ id: 'a', note: "it's" }, { id: 'b', note: 'ü' }];
-    expect(multiRowInserts(rows, columns, ' ON CONFLICT DO NOTHING')).toEqual([pgp.helpers.insert(rows, columns) + ' ON CONFLICT DO NOTHING']);
+    const rows = [
+      { id: 'a', note: "it's" },
+      { id: 'b', note: 'ü' },
+    ];
+    expect(multiRowInserts(rows, columns, ' ON CONFLICT DO NOTHING')).toEqual([
+      pgp.helpers.insert(rows, columns) + ' ON CONFLICT DO NOTHING',
+    ]);
     expect(multiRowInserts([], columns, '')).toEqual([]);
   });
 

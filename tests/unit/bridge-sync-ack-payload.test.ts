@@ -8,12 +8,20 @@ const bytes = (text: string) => Buffer.byteLength(text);
 
 describe('syncAckPayload', () => {
   it('sends an ack that fits exactly as it is', () => {
-    const ack: SyncAck = { batchId: BATCH, accepted: 2, rejected: [{ id: 'a', reason: 'x'.repeat(5000) }], conflicts: 1 };
+    const ack: SyncAck = {
+      batchId: BATCH,
+      accepted: 2,
+      rejected: [{ id: 'a', reason: 'x'.repeat(5000) }],
+      conflicts: 1,
+    };
     expect(syncAckPayload(ack)).toEqual({ payload: JSON.stringify(ack), shortened: false });
   });
 
   it('clips long ids and reasons of an oversized ack and keeps every rejection when that is enough', () => {
-    const rejected = Array.from({ length: 1000 }, (_, i) => ({ id: `${i}`.padEnd(1000, 'i'), reason: `bad ${'r'.repeat(1000)}` }));
+    const rejected = Array.from({ length: 1000 }, (_, i) => ({
+      id: `${i}`.padEnd(1000, 'i'),
+      reason: `bad ${'r'.repeat(1000)}`,
+    }));
     const { payload, shortened } = syncAckPayload({ batchId: BATCH, accepted: 0, rejected, conflicts: 0 });
     const sent = JSON.parse(payload) as SyncAck;
     expect(shortened).toBe(true);
@@ -44,7 +52,10 @@ describe('syncAckPayload', () => {
 
   it('never splits a surrogate pair when clipping', () => {
     const id = `${'i'.repeat(CLIPPED_TEXT_CHARS - 1)}\ud83d\ude00tail`;
-    const { payload: roomy } = syncAckPayload({ batchId: BATCH, accepted: 0, rejected: [{ id, reason: 'r'.repeat(2000) }], conflicts: 0 }, 1000);
+    const { payload: roomy } = syncAckPayload(
+      { batchId: BATCH, accepted: 0, rejected: [{ id, reason: 'r'.repeat(2000) }], conflicts: 0 },
+      1000,
+    );
     expect((JSON.parse(roomy) as SyncAck).rejected[0]?.id).toBe(`${'i'.repeat(CLIPPED_TEXT_CHARS - 1)}…`);
   });
 });

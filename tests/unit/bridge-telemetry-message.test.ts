@@ -24,10 +24,18 @@ const payload = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 describe('parseTelemetryMessage', () => {
   it('takes the device id from the topic and normalizes the records', () => {
-    const parsed = parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], pendingCount: 3 }));
+    const parsed = parseTelemetryMessage(
+      topics.telemetry(DEVICE),
+      payload({ batchId: BATCH, records: [record()], pendingCount: 3 }),
+    );
     expect(parsed).toMatchObject({ kind: 'batch', deviceId: DEVICE, batchId: BATCH, invalid: [], pendingCount: 3 });
     if (parsed.kind !== 'batch') throw new Error('unreachable');
-    expect(parsed.records[0]).toMatchObject({ deviceId: DEVICE, timestamp: '2024-05-01T10:00:00.000Z', unit: null, metadata: null });
+    expect(parsed.records[0]).toMatchObject({
+      deviceId: DEVICE,
+      timestamp: '2024-05-01T10:00:00.000Z',
+      unit: null,
+      metadata: null,
+    });
   });
 
   it('rejects bad records one by one and keeps the good ones', () => {
@@ -54,7 +62,11 @@ describe('parseTelemetryMessage', () => {
 
   it('answers unparseable JSON with an error ack without a batch id', () => {
     const parsed = parseTelemetryMessage(topics.telemetry(DEVICE), Buffer.from('{not json'));
-    expect(parsed).toMatchObject({ kind: 'unreadable', deviceId: DEVICE, ack: { batchId: null, accepted: 0, rejected: [], conflicts: 0 } });
+    expect(parsed).toMatchObject({
+      kind: 'unreadable',
+      deviceId: DEVICE,
+      ack: { batchId: null, accepted: 0, rejected: [], conflicts: 0 },
+    });
     if (parsed.kind === 'unreadable') expect(parsed.ack.error).toMatch(/not valid JSON/);
   });
 
@@ -71,12 +83,16 @@ describe('parseTelemetryMessage', () => {
   });
 
   it('rejects a batch whose topic id is not a device id', () => {
-    const parsed = parseTelemetryMessage('devices/not-a-uuid/telemetry', payload({ batchId: BATCH, records: [record()] }));
+    const parsed = parseTelemetryMessage(
+      'devices/not-a-uuid/telemetry',
+      payload({ batchId: BATCH, records: [record()] }),
+    );
     expect(parsed).toMatchObject({ kind: 'unreadable', deviceId: 'not-a-uuid', ack: { batchId: BATCH, accepted: 0 } });
   });
 
   it('keeps a pendingCount beyond 32 bits (sync_status.pending_records_count is BIGINT) and caps one beyond exact numbers', () => {
-    const parse = (pendingCount: number) => parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], pendingCount }));
+    const parse = (pendingCount: number) =>
+      parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], pendingCount }));
     expect(parse(3e9)).toMatchObject({ kind: 'batch', pendingCount: 3e9 });
     expect(parse(1e20)).toMatchObject({ kind: 'batch', pendingCount: MAX_PENDING_COUNT });
     expect(MAX_PENDING_COUNT).toBe(Number.MAX_SAFE_INTEGER);
@@ -84,13 +100,18 @@ describe('parseTelemetryMessage', () => {
 
   it('rejects a record with metadata nested too deeply to walk, alone, instead of overflowing the stack', () => {
     const depth = 20_000;
-    const deep = JSON.stringify({ batchId: BATCH, records: [record(), record({ id: 'a1b2c3d4-0000-4000-8000-000000000002', metadata: null })] })
-      .replace('"metadata":null', `"metadata":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`);
+    const deep = JSON.stringify({
+      batchId: BATCH,
+      records: [record(), record({ id: 'a1b2c3d4-0000-4000-8000-000000000002', metadata: null })],
+    }).replace('"metadata":null', `"metadata":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`);
     const parsed = parseTelemetryMessage(topics.telemetry(DEVICE), Buffer.from(deep));
     if (parsed.kind !== 'batch') throw new Error(`expected a batch, got ${parsed.kind}`);
     expect(parsed.records).toHaveLength(1);
     expect(parsed.invalid).toEqual([
-      { id: 'a1b2c3d4-0000-4000-8000-000000000002', reason: `/metadata must not be nested deeper than ${MAX_METADATA_DEPTH} levels` },
+      {
+        id: 'a1b2c3d4-0000-4000-8000-000000000002',
+        reason: `/metadata must not be nested deeper than ${MAX_METADATA_DEPTH} levels`,
+      },
     ]);
   });
 
@@ -111,7 +132,12 @@ describe('telemetryRowFromRecord', () => {
 
   it('normalizes id case and time zone so equal readings hash equal', () => {
     const a = telemetryRowFromRecord(DEVICE, base);
-    const b = telemetryRowFromRecord(DEVICE, { ...base, id: base.id.toLowerCase(), timestamp: '2024-05-01T10:00:00.000Z', unit: null });
+    const b = telemetryRowFromRecord(DEVICE, {
+      ...base,
+      id: base.id.toLowerCase(),
+      timestamp: '2024-05-01T10:00:00.000Z',
+      unit: null,
+    });
     if (!a.ok || !b.ok) throw new Error('expected valid rows');
     expect(a.value.id).toBe('a1b2c3d4-0000-4000-8000-000000000001');
     expect(a.value.timestamp).toBe('2024-05-01T10:00:00.000Z');
@@ -134,10 +160,14 @@ describe('telemetryRowFromRecord', () => {
     expect(telemetryRowFromRecord(DEVICE, { ...base, unit: 'a\u0000' })).toMatchObject({ ok: false });
     expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: { 'k\u0000': 1 } })).toMatchObject({ ok: false });
     // jsonb refuses the \u escape of a lone surrogate; text would store U+FFFD instead of it
-    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: { note: ['x', 'half \ud83d'] } })).toMatchObject({ ok: false });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: { note: ['x', 'half \ud83d'] } })).toMatchObject({
+      ok: false,
+    });
     expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: { '\ude00': 1 } })).toMatchObject({ ok: false });
     expect(telemetryRowFromRecord(DEVICE, { ...base, unit: '\ude00C' })).toMatchObject({ ok: false });
-    expect(telemetryRowFromRecord(DEVICE, { ...base, unit: '\ud83d\ude00', metadata: { emoji: '\ud83d\ude00' } })).toMatchObject({ ok: true });
+    expect(
+      telemetryRowFromRecord(DEVICE, { ...base, unit: '\ud83d\ude00', metadata: { emoji: '\ud83d\ude00' } }),
+    ).toMatchObject({ ok: true });
   });
 
   it('accepts metadata nested MAX_METADATA_DEPTH levels deep (objects and arrays alike), and no deeper', () => {
@@ -146,7 +176,9 @@ describe('telemetryRowFromRecord', () => {
       for (let level = 1; level < levels; level += 1) value = level % 2 === 0 ? { x: value } : [value];
       return { x: value };
     };
-    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: nested(MAX_METADATA_DEPTH) })).toMatchObject({ ok: true });
+    expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: nested(MAX_METADATA_DEPTH) })).toMatchObject({
+      ok: true,
+    });
     expect(telemetryRowFromRecord(DEVICE, { ...base, metadata: nested(MAX_METADATA_DEPTH + 1) })).toEqual({
       ok: false,
       reason: `/metadata must not be nested deeper than ${MAX_METADATA_DEPTH} levels`,

@@ -13,7 +13,10 @@ describe('loadBrokerConfig', () => {
   });
 
   it('enables cluster mode with BROKER_REDIS_URL, with a 15 s heartbeat by default', () => {
-    const config = loadBrokerConfig({ BROKER_REDIS_URL: 'redis://:s3cret@redis.internal:6380/2', BROKER_ID: 'edge-eu-1' });
+    const config = loadBrokerConfig({
+      BROKER_REDIS_URL: 'redis://:s3cret@redis.internal:6380/2',
+      BROKER_ID: 'edge-eu-1',
+    });
     expect(config.cluster).toEqual({
       redisUrl: 'redis://:s3cret@redis.internal:6380/2',
       redisUrlForLogs: 'redis://***@redis.internal:6380/2',
@@ -29,7 +32,7 @@ describe('loadBrokerConfig', () => {
     expect(() => loadBrokerConfig({ BROKER_HEARTBEAT_MS: 'soon' })).toThrow(ConfigError);
   });
 
-  it("refuses a BROKER_ID that would break Redis keys or $SYS topics", () => {
+  it('refuses a BROKER_ID that would break Redis keys or $SYS topics', () => {
     for (const bad of ['node:1', 'a/b', 'node+', '#', 'x'.repeat(49), 'näme']) {
       expect(() => loadBrokerConfig({ BROKER_ID: bad }), bad).toThrow(/BROKER_ID must be 1-48 characters/);
     }
@@ -46,7 +49,12 @@ describe('loadBrokerConfig', () => {
     expect(attempt('redis://redis:6379/0?family=6')).toThrow(/query parameters/);
     expect(attempt('redis://redis:0')).toThrow(/port 0/);
     expect(attempt('redis://redis:70000')).toThrow(/not a valid URL/);
-    for (const url of ['rediss://:hunter2@redis', 'redis://:hunter2@redis/x', ':hunter2@redis:6379', 'redis://u:hun/ter2@redis/x']) {
+    for (const url of [
+      'rediss://:hunter2@redis',
+      'redis://:hunter2@redis/x',
+      ':hunter2@redis:6379',
+      'redis://u:hun/ter2@redis/x',
+    ]) {
       expect(attempt(url)).toThrow(ConfigError);
       expect(attempt(url), url).not.toThrow(/hunter2|hun\/ter2|ter2/);
     }
@@ -55,7 +63,13 @@ describe('loadBrokerConfig', () => {
 
 describe('parseRedisUrl', () => {
   it('reads host, port, database and credentials, with defaults', () => {
-    expect(parseRedisUrl('redis://redis')).toEqual({ host: 'redis', port: 6379, db: 0, username: undefined, password: undefined });
+    expect(parseRedisUrl('redis://redis')).toEqual({
+      host: 'redis',
+      port: 6379,
+      db: 0,
+      username: undefined,
+      password: undefined,
+    });
     expect(parseRedisUrl('redis://10.0.0.5:7000/')).toMatchObject({ host: '10.0.0.5', port: 7000, db: 0 });
     expect(parseRedisUrl('redis://broker:p%40ss@[::1]:6390/3')).toEqual({
       host: '::1',

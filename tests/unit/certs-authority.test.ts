@@ -24,7 +24,12 @@ let observer: IssuedCertificate;
 beforeAll(async () => {
   ca = await createCertificateAuthority({ commonName: 'test CA', validDays: 30 });
   [server, device, service, observer] = await Promise.all([
-    issueServerCertificate(ca, { commonName: 'broker', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], validDays: 10 }),
+    issueServerCertificate(ca, {
+      commonName: 'broker',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1', '::1'],
+      validDays: 10,
+    }),
     issueClientCertificate(ca, { commonName: DEVICE_ID, role: 'device', validDays: 10 }),
     issueClientCertificate(ca, { commonName: 'bridge', role: 'service', validDays: 10 }),
     issueClientCertificate(ca, { commonName: 'mqtt-explorer', role: 'observer', validDays: 10 }),
@@ -70,9 +75,9 @@ describe('issueServerCertificate', () => {
   });
 
   it('refuses a certificate without hosts and malformed IP addresses', async () => {
-    await expect(issueServerCertificate(ca, { commonName: 'b', dnsNames: [], ipAddresses: [], validDays: 1 })).rejects.toThrow(
-      /at least one DNS name or IP address/,
-    );
+    await expect(
+      issueServerCertificate(ca, { commonName: 'b', dnsNames: [], ipAddresses: [], validDays: 1 }),
+    ).rejects.toThrow(/at least one DNS name or IP address/);
     await expect(
       issueServerCertificate(ca, { commonName: 'b', dnsNames: [], ipAddresses: ['300.1.1.1'], validDays: 1 }),
     ).rejects.toThrow("'300.1.1.1' is not an IP address");
@@ -100,7 +105,9 @@ describe('issueClientCertificate', () => {
   });
 
   it('gives every certificate a different, positive random serial number', () => {
-    const serials = [ca, server, device, service, observer].map((issued) => summarizeCertificate(issued.certPem).serialNumber);
+    const serials = [ca, server, device, service, observer].map(
+      (issued) => summarizeCertificate(issued.certPem).serialNumber,
+    );
     expect(new Set(serials).size).toBe(serials.length);
     for (const serial of serials) {
       expect(serial).toMatch(/^[0-9A-F]{32}$/);
@@ -117,7 +124,11 @@ describe('issueClientCertificate', () => {
     await expect(issueClientCertificate(ca, { commonName: 'x', role: 'admin' as never, validDays: 1 })).rejects.toThrow(
       "unknown role 'admin' (expected device, service, observer)",
     );
-    await expect(issueClientCertificate(ca, { commonName: ' ', role: 'device', validDays: 1 })).rejects.toBeInstanceOf(CertificateError);
-    await expect(issueClientCertificate(ca, { commonName: 'x', role: 'device', validDays: 0 })).rejects.toThrow(/validDays/);
+    await expect(issueClientCertificate(ca, { commonName: ' ', role: 'device', validDays: 1 })).rejects.toBeInstanceOf(
+      CertificateError,
+    );
+    await expect(issueClientCertificate(ca, { commonName: 'x', role: 'device', validDays: 0 })).rejects.toThrow(
+      /validDays/,
+    );
   });
 });

@@ -32,13 +32,16 @@ describe('certs/cli.ts', () => {
   it('says to run init when there is no CA', async () => {
     const result = await run('service', '--name', 'bridge', '--dir', join(root, 'empty'));
     expect(result.code).toBe(1);
-    expect(result.err).toContain("no certificate authority in");
+    expect(result.err).toContain('no certificate authority in');
     expect(result.err).toContain("run the 'init' command first");
     await expect(access(join(root, 'empty'))).rejects.toThrow();
   });
 
   it('requires --name for services and observers', async () => {
-    expect(await run('observer', '--dir', join(root, 'a'))).toMatchObject({ code: 1, err: 'error: --name is required' });
+    expect(await run('observer', '--dir', join(root, 'a'))).toMatchObject({
+      code: 1,
+      err: 'error: --name is required',
+    });
   });
 
   it('init, then a device with a generated id, then inspect', async () => {
@@ -61,6 +64,9 @@ describe('certs/cli.ts', () => {
   it('reports usage errors with exit code 2', async () => {
     expect((await run('frobnicate')).code).toBe(2);
     expect((await run('init', '--bogus')).code).toBe(2);
-    expect(await run('inspect', join(root, 'missing.crt'))).toMatchObject({ code: 1, err: expect.stringContaining('ENOENT') });
+    expect(await run('inspect', join(root, 'missing.crt'))).toMatchObject({
+      code: 1,
+      err: expect.stringContaining('ENOENT'),
+    });
   });
 });

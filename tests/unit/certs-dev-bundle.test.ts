@@ -36,13 +36,23 @@ describe('ensureDevCertificates', () => {
       ca: { certPath: join(dir, 'ca.crt'), keyPath: join(dir, 'ca.key') },
       broker: { certPath: join(dir, 'broker.crt'), keyPath: join(dir, 'broker.key') },
       services: { bridge: { certPath: join(dir, 'services/bridge.crt'), keyPath: join(dir, 'services/bridge.key') } },
-      devices: { [DEVICE_A]: { certPath: join(dir, `devices/${DEVICE_A}.crt`), keyPath: join(dir, `devices/${DEVICE_A}.key`) } },
-      observers: { explorer: { certPath: join(dir, 'observers/explorer.crt'), keyPath: join(dir, 'observers/explorer.key') } },
+      devices: {
+        [DEVICE_A]: { certPath: join(dir, `devices/${DEVICE_A}.crt`), keyPath: join(dir, `devices/${DEVICE_A}.key`) },
+      },
+      observers: {
+        explorer: { certPath: join(dir, 'observers/explorer.crt'), keyPath: join(dir, 'observers/explorer.key') },
+      },
     });
   });
 
   it('writes every key with mode 0600', async () => {
-    const keys = [bundle.ca, bundle.broker, bundle.services.bridge!, bundle.devices[DEVICE_A]!, bundle.observers.explorer!];
+    const keys = [
+      bundle.ca,
+      bundle.broker,
+      bundle.services.bridge!,
+      bundle.devices[DEVICE_A]!,
+      bundle.observers.explorer!,
+    ];
     for (const { keyPath } of keys) {
       expect((await stat(keyPath)).mode & 0o777, keyPath).toBe(0o600);
     }
@@ -125,8 +135,8 @@ describe('readTlsFiles (common/tls-files.ts) on a dev bundle', () => {
 
   it('names the missing file', () => {
     const missing = join(root, 'nope.key');
-    expect(() => readTlsFiles({ caPath: bundle.ca.certPath, certPath: bundle.broker.certPath, keyPath: missing })).toThrow(
-      `private key: cannot read '${missing}': ENOENT`,
-    );
+    expect(() =>
+      readTlsFiles({ caPath: bundle.ca.certPath, certPath: bundle.broker.certPath, keyPath: missing }),
+    ).toThrow(`private key: cannot read '${missing}': ENOENT`);
   });
 });

@@ -32,12 +32,16 @@ const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as
 };
 
 function trackedTypeScript(): string[] {
-  return execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.ts'], { cwd: root, encoding: 'utf8' })
+  return execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.ts'], {
+    cwd: root,
+    encoding: 'utf8',
+  })
     .split('\n')
     .filter((path) => path !== '');
 }
 
-const IMPORT_PATTERN = /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|^import\s*['"]([^'"]+)['"]/gm;
+const IMPORT_PATTERN =
+  /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|^import\s*['"]([^'"]+)['"]/gm;
 
 function importsOf(file: string): ImportEdge[] {
   const source = readFileSync(join(root, file), 'utf8');
@@ -60,7 +64,8 @@ function packageName(specifier: string): string {
 }
 
 const topFolder = (path: string): string => path.split('/')[0] ?? path;
-const isUnder = (path: string, folders: readonly string[]): boolean => folders.some((folder) => path.startsWith(`${folder}/`));
+const isUnder = (path: string, folders: readonly string[]): boolean =>
+  folders.some((folder) => path.startsWith(`${folder}/`));
 
 const PROCESSES = ['broker', 'edge', 'bridge'] as const;
 const PRODUCTION = [...PROCESSES, 'schemas', 'common', 'certs'];
@@ -99,7 +104,9 @@ describe('dependency direction', () => {
   });
 
   it('production code never imports dev tooling', () => {
-    const leaks = edges.filter((edge) => edge.relative && isUnder(edge.from, PRODUCTION) && isUnder(edge.to, DEV_TOOLING));
+    const leaks = edges.filter(
+      (edge) => edge.relative && isUnder(edge.from, PRODUCTION) && isUnder(edge.to, DEV_TOOLING),
+    );
     expect(leaks.map(describeEdge)).toEqual([]);
   });
 
@@ -119,7 +126,9 @@ describe('dependency direction', () => {
 
   it('storage layers do not import the layers above them', () => {
     const inverted = edges.filter((edge) =>
-      LAYERS.some(({ layer, mustNotImport }) => edge.relative && isUnder(edge.from, [layer]) && isUnder(edge.to, mustNotImport)),
+      LAYERS.some(
+        ({ layer, mustNotImport }) => edge.relative && isUnder(edge.from, [layer]) && isUnder(edge.to, mustNotImport),
+      ),
     );
     expect(inverted.map(describeEdge)).toEqual([]);
   });

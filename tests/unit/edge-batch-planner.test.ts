@@ -6,12 +6,25 @@ import { DEFAULT_BATCH_LIMITS, envelopeBytes, planBatch, recordBytes } from '../
 import { ackTimeoutForSend, mayClaimBatch, triggerForNewReadings } from '../../edge/uplink/in-flight-policy.js';
 
 function record(value: number, metadata: Record<string, unknown> | null = null): TelemetryRecord {
-  return { id: newId(), sensorId: 's1', dataType: 'temp', timestamp: new Date(1_750_000_000_000 + value).toISOString(), value, unit: 'C', metadata, version: 1 };
+  return {
+    id: newId(),
+    sensorId: 's1',
+    dataType: 'temp',
+    timestamp: new Date(1_750_000_000_000 + value).toISOString(),
+    value,
+    unit: 'C',
+    metadata,
+    version: 1,
+  };
 }
 
 describe('planBatch', () => {
   it('takes everything when count and bytes allow', () => {
-    expect(planBatch([10, 20, 30], { maxRecords: 5, maxBytes: 1000 }, 50)).toEqual({ selected: [0, 1, 2], oversized: [], bytes: 50 + 10 + 21 + 31 });
+    expect(planBatch([10, 20, 30], { maxRecords: 5, maxBytes: 1000 }, 50)).toEqual({
+      selected: [0, 1, 2],
+      oversized: [],
+      bytes: 50 + 10 + 21 + 31,
+    });
   });
 
   it('stops at the record count limit', () => {
@@ -20,11 +33,19 @@ describe('planBatch', () => {
 
   it('stops at the first record that would overflow the bytes, keeping age order', () => {
     // 100 + 40 + 41 = 181; the third (60 + comma) would make 242 > 200; the small fourth is not taken out of order
-    expect(planBatch([40, 40, 60, 5], { maxRecords: 10, maxBytes: 200 }, 100)).toEqual({ selected: [0, 1], oversized: [], bytes: 181 });
+    expect(planBatch([40, 40, 60, 5], { maxRecords: 10, maxBytes: 200 }, 100)).toEqual({
+      selected: [0, 1],
+      oversized: [],
+      bytes: 181,
+    });
   });
 
   it('reports a record that cannot fit even an empty batch as oversized and goes on', () => {
-    expect(planBatch([500, 10, 10], { maxRecords: 10, maxBytes: 200 }, 100)).toEqual({ selected: [1, 2], oversized: [0], bytes: 121 });
+    expect(planBatch([500, 10, 10], { maxRecords: 10, maxBytes: 200 }, 100)).toEqual({
+      selected: [1, 2],
+      oversized: [0],
+      bytes: 121,
+    });
   });
 
   it('plans nothing for no candidates', () => {
@@ -32,10 +53,16 @@ describe('planBatch', () => {
   });
 
   it('never plans a batch whose JSON exceeds the limits', () => {
-    const records = Array.from({ length: 1500 }, (_, index) => record(index, { note: 'n'.repeat(600 + (index % 600)) }));
+    const records = Array.from({ length: 1500 }, (_, index) =>
+      record(index, { note: 'n'.repeat(600 + (index % 600)) }),
+    );
     const batchId = newId();
     const plan = planBatch(records.map(recordBytes), DEFAULT_BATCH_LIMITS, envelopeBytes(batchId));
-    const batch: TelemetryBatch = { batchId, records: plan.selected.map((index) => records[index] as TelemetryRecord), pendingCount: 123_456 };
+    const batch: TelemetryBatch = {
+      batchId,
+      records: plan.selected.map((index) => records[index] as TelemetryRecord),
+      pendingCount: 123_456,
+    };
     const actualBytes = Buffer.byteLength(JSON.stringify(batch));
     expect(plan.selected.length).toBeGreaterThan(0);
     expect(plan.selected.length).toBeLessThanOrEqual(MAX_BATCH_RECORDS);

@@ -14,7 +14,9 @@ describe('databaseFilePath', () => {
   });
 
   it('refuses anything but a local file', () => {
-    expect(() => databaseFilePath('libsql://db.example.com')).toThrow("the edge database must be a local file: URL (e.g. file:.data/edge.db), got 'libsql://db.example.com'");
+    expect(() => databaseFilePath('libsql://db.example.com')).toThrow(
+      "the edge database must be a local file: URL (e.g. file:.data/edge.db), got 'libsql://db.example.com'",
+    );
     expect(() => databaseFilePath('file://db.example.com/x.db')).toThrow(/names a host/);
   });
 });

@@ -42,7 +42,9 @@ describe('GroupCommitWriter', () => {
   it('resolves each write only once its reading is committed', async () => {
     const writer = writerFor();
     const records = Array.from({ length: 50 }, () => makeRecord());
-    const visibleAtResolution = await Promise.all(records.map((record) => writer.write(record).then(() => isStored(record.id))));
+    const visibleAtResolution = await Promise.all(
+      records.map((record) => writer.write(record).then(() => isStored(record.id))),
+    );
     expect(visibleAtResolution.every(Boolean)).toBe(true);
   });
 
@@ -51,7 +53,11 @@ describe('GroupCommitWriter', () => {
     const writer = writerFor(40, committed);
     await Promise.all(Array.from({ length: 100 }, () => writer.write(makeRecord())));
     expect(await storedCount()).toBe(100);
-    await waitFor('every commit hook called', () => committed.length, (n) => n === 3);
+    await waitFor(
+      'every commit hook called',
+      () => committed.length,
+      (n) => n === 3,
+    );
     expect(committed).toEqual([40, 40, 20]);
     expect(writer.stats).toEqual({ commits: 3, committedRecords: 100, failedCommits: 0, largestCommit: 40 });
   });
@@ -77,6 +83,8 @@ describe('GroupCommitWriter', () => {
     await writer.close();
     expect(await storedCount()).toBe(35);
     await Promise.all(writes);
-    await expect(writer.write(makeRecord())).rejects.toThrow('the group-commit writer is closed; the reading was not stored');
+    await expect(writer.write(makeRecord())).rejects.toThrow(
+      'the group-commit writer is closed; the reading was not stored',
+    );
   });
 });

@@ -1,7 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@libsql/client';
 import { newId } from '../../common/ids.js';
-import { historyCutoffs, pruneHistoryOnce, startHistoryPruner, type HistoryRetention } from '../../edge/history-pruner.js';
+import {
+  historyCutoffs,
+  pruneHistoryOnce,
+  startHistoryPruner,
+  type HistoryRetention,
+} from '../../edge/history-pruner.js';
 import { openTelemetryStore, PRUNE_STATEMENTS, type TelemetryStore } from '../../edge/store/telemetry-store.js';
 import { edgeTestLogger } from '../helpers/edge-logger.js';
 import { BASE_TIME_MS, makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
@@ -9,7 +14,12 @@ import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 import { waitFor } from '../helpers/wait.js';
 
 const HOUR = 3_600_000;
-const retention: HistoryRetention = { syncedRetentionMs: 2 * HOUR, diagnosticsRetentionMs: 24 * HOUR, intervalMs: HOUR, chunkSize: 3 };
+const retention: HistoryRetention = {
+  syncedRetentionMs: 2 * HOUR,
+  diagnosticsRetentionMs: 24 * HOUR,
+  intervalMs: HOUR,
+  chunkSize: 3,
+};
 
 let database: TempDatabase;
 let store: TelemetryStore;
@@ -53,7 +63,10 @@ describe('history retention', () => {
     const now = BASE_TIME_MS + 100 * HOUR;
     await syncedBatch(7, now - 5 * HOUR); // old: goes
     await syncedBatch(2, now - HOUR); // recent: stays
-    await store.insertReadings([makeRecord({ atMs: BASE_TIME_MS - 10 * HOUR }), makeRecord({ atMs: BASE_TIME_MS - 9 * HOUR })]);
+    await store.insertReadings([
+      makeRecord({ atMs: BASE_TIME_MS - 10 * HOUR }),
+      makeRecord({ atMs: BASE_TIME_MS - 9 * HOUR }),
+    ]);
     await store.claimPendingBatch(1, 1_000_000, newId()); // one syncing, one pending, both very old
 
     const pruned = await pruneHistoryOnce(store, retention, now);
@@ -67,20 +80,36 @@ describe('history retention', () => {
     await syncedBatch(4, now - 5 * HOUR);
     const pruner = startHistoryPruner(store, retention, edgeTestLogger(), () => now);
     try {
-      await waitFor('the old synced readings pruned', () => count('telemetry_data'), (n) => n === 0, { timeoutMs: 2000 });
+      await waitFor(
+        'the old synced readings pruned',
+        () => count('telemetry_data'),
+        (n) => n === 0,
+        { timeoutMs: 2000 },
+      );
     } finally {
       await pruner.stop();
     }
   });
 
   it('finds what to prune through an index on each cutoff column, never by scanning what is kept', async () => {
-    const cutoffColumns = { synced: 'sync_timestamp', failed: 'timestamp', syncLog: 'started_at', rejectedReadings: 'received_at' };
+    const cutoffColumns = {
+      synced: 'sync_timestamp',
+      failed: 'timestamp',
+      syncLog: 'started_at',
+      rejectedReadings: 'received_at',
+    };
     for (const [table, sql] of Object.entries(PRUNE_STATEMENTS)) {
       const plan = await reader.execute({ sql: `EXPLAIN QUERY PLAN ${sql}`, args: [0, 1] });
       const details = plan.rows.map((row) => String(row['detail']));
       const column = cutoffColumns[table as keyof typeof cutoffColumns];
-      expect(details.some((detail) => /^SEARCH .* USING (COVERING )?INDEX /.test(detail) && detail.includes(`${column}<?`)), `${table}: ${details.join(' | ')}`).toBe(true);
-      expect(details.filter((detail) => detail.startsWith('SCAN')), `${table}: ${details.join(' | ')}`).toEqual([]);
+      expect(
+        details.some((detail) => /^SEARCH .* USING (COVERING )?INDEX /.test(detail) && detail.includes(`${column}<?`)),
+        `${table}: ${details.join(' | ')}`,
+      ).toBe(true);
+      expect(
+        details.filter((detail) => detail.startsWith('SCAN')),
+        `${table}: ${details.join(' | ')}`,
+      ).toEqual([]);
     }
   });
 
@@ -88,9 +117,26 @@ describe('history retention', () => {
     const now = BASE_TIME_MS + 100 * HOUR;
     await syncedBatch(4, now - 30 * HOUR, 2); // 2 synced and 2 failed, 30 h ago (readings 100 h old)
     await syncedBatch(3, now - HOUR, 3); // 3 failed an hour ago, although the readings are 100 h old: kept
-    await store.writeSyncLog({ syncType: 'upstream', startedAt: now - 30 * HOUR, completedAt: now - 30 * HOUR, recordsCount: 1, status: 'success' });
-    await store.writeSyncLog({ syncType: 'upstream', startedAt: now - HOUR, completedAt: now - HOUR, recordsCount: 1, status: 'success' });
-    await store.recordRejectedReading({ receivedAt: now - 30 * HOUR, topic: 'sensors/a/b', payload: 'x', reason: 'old' });
+    await store.writeSyncLog({
+      syncType: 'upstream',
+      startedAt: now - 30 * HOUR,
+      completedAt: now - 30 * HOUR,
+      recordsCount: 1,
+      status: 'success',
+    });
+    await store.writeSyncLog({
+      syncType: 'upstream',
+      startedAt: now - HOUR,
+      completedAt: now - HOUR,
+      recordsCount: 1,
+      status: 'success',
+    });
+    await store.recordRejectedReading({
+      receivedAt: now - 30 * HOUR,
+      topic: 'sensors/a/b',
+      payload: 'x',
+      reason: 'old',
+    });
     await store.recordRejectedReading({ receivedAt: now - HOUR, topic: 'sensors/a/b', payload: 'y', reason: 'new' });
 
     const pruned = await pruneHistoryOnce(store, retention, now);

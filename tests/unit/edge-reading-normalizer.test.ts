@@ -9,7 +9,9 @@ const RECEIVED_AT = Date.UTC(2025, 5, 1, 12, 0, 0, 123);
 const TOPIC = 'sensors/boiler-1/temperature';
 
 function normalize(payload: unknown, topic = TOPIC): NormalizedReading {
-  const buffer = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
+  const buffer = Buffer.isBuffer(payload)
+    ? payload
+    : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
   return normalizeReading(DEVICE, topic, buffer, RECEIVED_AT);
 }
 
@@ -80,12 +82,17 @@ describe('normalizeReading', () => {
 
   it('rejects a payload over the size limit before parsing it', () => {
     const big = Buffer.from(JSON.stringify({ value: 1, metadata: { blob: 'x'.repeat(MAX_SENSOR_PAYLOAD_BYTES) } }));
-    expect(rejectedReason(normalize(big))).toBe(`payload is ${big.length} bytes; a sensor reading may be at most ${MAX_SENSOR_PAYLOAD_BYTES} bytes`);
+    expect(rejectedReason(normalize(big))).toBe(
+      `payload is ${big.length} bytes; a sensor reading may be at most ${MAX_SENSOR_PAYLOAD_BYTES} bytes`,
+    );
   });
 
   it('rejects metadata nested deeper than MAX_METADATA_DEPTH (it could not be serialized for storage)', () => {
-    const nested = (levels: number): Record<string, unknown> => (levels === 1 ? { leaf: 1 } : { next: nested(levels - 1) });
-    expect(accepted(normalize({ value: 1, metadata: nested(MAX_METADATA_DEPTH) })).metadata).toEqual(nested(MAX_METADATA_DEPTH));
+    const nested = (levels: number): Record<string, unknown> =>
+      levels === 1 ? { leaf: 1 } : { next: nested(levels - 1) };
+    expect(accepted(normalize({ value: 1, metadata: nested(MAX_METADATA_DEPTH) })).metadata).toEqual(
+      nested(MAX_METADATA_DEPTH),
+    );
     expect(rejectedReason(normalize({ value: 1, metadata: nested(MAX_METADATA_DEPTH + 1) }))).toBe(
       `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep`,
     );
@@ -94,7 +101,9 @@ describe('normalizeReading', () => {
   });
 
   it('rejects topics whose levels are not valid ids', () => {
-    expect(rejectedReason(normalize('1', 'sensors/boiler 1/temperature'))).toMatch(/is not sensors\/\{sensorId\}\/\{dataType\}/);
+    expect(rejectedReason(normalize('1', 'sensors/boiler 1/temperature'))).toMatch(
+      /is not sensors\/\{sensorId\}\/\{dataType\}/,
+    );
     expect(rejectedReason(normalize('1', 'sensors/a/b/c'))).toMatch(/is not sensors/);
   });
 
@@ -103,14 +112,21 @@ describe('normalizeReading', () => {
     expect(rejectedReason(normalize({ value: 1, ts: secondsInsteadOfMs }))).toMatch(/looks like epoch seconds/);
     expect(rejectedReason(normalize({ value: 1, ts: 0 }))).toMatch(/is before 2000-01-01T00:00:00.000Z/);
     expect(rejectedReason(normalize({ value: 1, ts: RECEIVED_AT * 1000 }))).toMatch(/looks like epoch microseconds/);
-    expect(rejectedReason(normalize({ value: 1, ts: Date.UTC(2100, 0, 1) }))).toMatch(/is not before 2100-01-01T00:00:00.000Z/);
+    expect(rejectedReason(normalize({ value: 1, ts: Date.UTC(2100, 0, 1) }))).toMatch(
+      /is not before 2100-01-01T00:00:00.000Z/,
+    );
     expect(rejectedReason(normalize({ value: 1, ts: '2025-13-45T99:00:00Z' }))).toMatch(/ts/);
     expect(rejectedReason(normalize({ value: 1, ts: 253402300800000 }))).toMatch(/ts/);
   });
 
   it('accepts a correct timestamp while the edge clock is wrong (a device booting without a real-time clock)', () => {
     const edgeClockAtBoot = Date.UTC(1970, 0, 1, 0, 5);
-    const result = normalizeReading(DEVICE, 'sensors/a/b', Buffer.from(JSON.stringify({ value: 1, ts: RECEIVED_AT })), edgeClockAtBoot);
+    const result = normalizeReading(
+      DEVICE,
+      'sensors/a/b',
+      Buffer.from(JSON.stringify({ value: 1, ts: RECEIVED_AT })),
+      edgeClockAtBoot,
+    );
     expect(result.ok && result.record.timestamp).toBe(new Date(RECEIVED_AT).toISOString());
   });
 });

@@ -37,15 +37,42 @@ afterEach(async () => {
 describe('schema', () => {
   it("creates the seed's tables, the protocol columns and rejected_readings, at the current version", async () => {
     const tables = await reader.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
-    expect(tables.rows.map((r) => r['name'])).toEqual(['command_queue', 'device_config', 'rejected_readings', 'sync_log', 'telemetry_data']);
-    const indexes = await reader.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name");
+    expect(tables.rows.map((r) => r['name'])).toEqual([
+      'command_queue',
+      'device_config',
+      'rejected_readings',
+      'sync_log',
+      'telemetry_data',
+    ]);
+    const indexes = await reader.execute(
+      "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name",
+    );
     expect(indexes.rows.map((r) => r['name'])).toEqual([
-      'idx_device_sensor', 'idx_failed_at', 'idx_rejected_received', 'idx_released_batches', 'idx_sync_batch', 'idx_sync_log_started', 'idx_sync_status', 'idx_synced_at',
+      'idx_device_sensor',
+      'idx_failed_at',
+      'idx_rejected_received',
+      'idx_released_batches',
+      'idx_sync_batch',
+      'idx_sync_log_started',
+      'idx_sync_status',
+      'idx_synced_at',
     ]);
     const columns = await reader.execute('PRAGMA table_info(telemetry_data)');
     expect(columns.rows.map((r) => r['name'])).toEqual([
-      'id', 'device_id', 'sensor_id', 'timestamp', 'data_type', 'value', 'unit', 'metadata',
-      'sync_status', 'sync_timestamp', 'version', 'created_at', 'sync_batch_id', 'sync_error',
+      'id',
+      'device_id',
+      'sensor_id',
+      'timestamp',
+      'data_type',
+      'value',
+      'unit',
+      'metadata',
+      'sync_status',
+      'sync_timestamp',
+      'version',
+      'created_at',
+      'sync_batch_id',
+      'sync_error',
     ]);
     expect((await reader.execute('PRAGMA user_version')).rows[0]?.['user_version']).toBe(SCHEMA_VERSION);
     expect((await reader.execute('PRAGMA journal_mode')).rows[0]?.['journal_mode']).toBe('wal');
@@ -100,7 +127,11 @@ describe('insertReadings', () => {
     await store.insertReadings([record]);
     const [claimed] = await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
     expect(claimed?.id).toBe(record.id);
-    expect(await store.insertReadings([{ ...record, metadata: { a: 2, b: 1 } }])).toEqual({ inserted: 0, corrected: 0, duplicates: 1 });
+    expect(await store.insertReadings([{ ...record, metadata: { a: 2, b: 1 } }])).toEqual({
+      inserted: 0,
+      corrected: 0,
+      duplicates: 1,
+    });
     expect(await row(record.id)).toMatchObject({ version: 1, sync_status: 'syncing', sync_batch_id: 'batch-1' });
   });
 
@@ -117,9 +148,23 @@ describe('insertReadings', () => {
     await store.applyAck({ batchId: 'batch-1', accepted: 1, rejected: [], conflicts: 0 }, 42);
     expect(await row(record.id)).toMatchObject({ sync_status: 'synced', sync_timestamp: 42 });
 
-    expect(await store.insertReadings([{ ...record, value: 21 }])).toEqual({ inserted: 0, corrected: 1, duplicates: 0 });
-    expect(await row(record.id)).toMatchObject({ value: 21, version: 2, sync_status: 'pending', sync_batch_id: null, sync_timestamp: null });
-    expect(await store.insertReadings([{ ...record, unit: null, value: 21 }])).toEqual({ inserted: 0, corrected: 1, duplicates: 0 });
+    expect(await store.insertReadings([{ ...record, value: 21 }])).toEqual({
+      inserted: 0,
+      corrected: 1,
+      duplicates: 0,
+    });
+    expect(await row(record.id)).toMatchObject({
+      value: 21,
+      version: 2,
+      sync_status: 'pending',
+      sync_batch_id: null,
+      sync_timestamp: null,
+    });
+    expect(await store.insertReadings([{ ...record, unit: null, value: 21 }])).toEqual({
+      inserted: 0,
+      corrected: 1,
+      duplicates: 0,
+    });
     expect(await row(record.id)).toMatchObject({ unit: null, version: 3 });
   });
 
@@ -150,7 +195,12 @@ describe('claimPendingBatch', () => {
 
     const first = await store.claimPendingBatch(3, MAX_BATCH_BYTES, 'batch-1');
     expect(first).toEqual([oldest, tieA, tieB]);
-    expect(await statusOf([oldest.id, tieA.id, tieB.id, newest.id])).toEqual(['syncing', 'syncing', 'syncing', 'pending']);
+    expect(await statusOf([oldest.id, tieA.id, tieB.id, newest.id])).toEqual([
+      'syncing',
+      'syncing',
+      'syncing',
+      'pending',
+    ]);
     expect((await row(oldest.id))?.['sync_batch_id']).toBe('batch-1');
 
     expect(await store.claimPendingBatch(3, MAX_BATCH_BYTES, 'batch-2')).toEqual([newest]);
@@ -158,12 +208,16 @@ describe('claimPendingBatch', () => {
   });
 
   it('respects the byte limit', async () => {
-    const records = Array.from({ length: 10 }, (_, index) => makeRecord({ atMs: BASE_TIME_MS + index, metadata: { pad: 'x'.repeat(400) } }));
+    const records = Array.from({ length: 10 }, (_, index) =>
+      makeRecord({ atMs: BASE_TIME_MS + index, metadata: { pad: 'x'.repeat(400) } }),
+    );
     await store.insertReadings(records);
     const claimed = await store.claimPendingBatch(100, 1500, newId());
     expect(claimed.length).toBeGreaterThan(0);
     expect(claimed.length).toBeLessThan(10);
-    expect(Buffer.byteLength(JSON.stringify({ batchId: newId(), records: claimed, pendingCount: 10 }))).toBeLessThanOrEqual(1500);
+    expect(
+      Buffer.byteLength(JSON.stringify({ batchId: newId(), records: claimed, pendingCount: 10 })),
+    ).toBeLessThanOrEqual(1500);
   });
 
   it('marks a reading that can never fit a batch failed and claims the ones behind it', async () => {
@@ -172,16 +226,25 @@ describe('claimPendingBatch', () => {
     await store.insertReadings([huge, normal]);
     expect(await store.claimPendingBatch(100, 1000, 'batch-1')).toEqual([normal]);
     expect(await row(huge.id)).toMatchObject({ sync_status: 'failed' });
-    expect(String((await row(huge.id))?.['sync_error'])).toMatch(/no telemetry batch of at most 1000 bytes can carry it/);
+    expect(String((await row(huge.id))?.['sync_error'])).toMatch(
+      /no telemetry batch of at most 1000 bytes can carry it/,
+    );
   });
 });
 
 describe('applyAck, releaseBatch, releaseAllSyncing', () => {
   it('marks the batch synced and the rejected readings failed with the reason', async () => {
-    const [a, b, c] = [makeRecord({ atMs: BASE_TIME_MS }), makeRecord({ atMs: BASE_TIME_MS + 1 }), makeRecord({ atMs: BASE_TIME_MS + 2 })] as [TelemetryRecord, TelemetryRecord, TelemetryRecord];
+    const [a, b, c] = [
+      makeRecord({ atMs: BASE_TIME_MS }),
+      makeRecord({ atMs: BASE_TIME_MS + 1 }),
+      makeRecord({ atMs: BASE_TIME_MS + 2 }),
+    ] as [TelemetryRecord, TelemetryRecord, TelemetryRecord];
     await store.insertReadings([a, b, c]);
     await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
-    const outcome = await store.applyAck({ batchId: 'batch-1', accepted: 2, rejected: [{ id: b.id, reason: 'value out of range' }], conflicts: 0 }, 777);
+    const outcome = await store.applyAck(
+      { batchId: 'batch-1', accepted: 2, rejected: [{ id: b.id, reason: 'value out of range' }], conflicts: 0 },
+      777,
+    );
     expect(outcome).toEqual({ synced: 2, failed: 1 });
     expect(await row(a.id)).toMatchObject({ sync_status: 'synced', sync_timestamp: 777 });
     expect(await row(b.id)).toMatchObject({ sync_status: 'failed', sync_error: 'value out of range' });
@@ -194,7 +257,10 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     await store.insertReadings([kept, corrected]);
     await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
     await store.insertReadings([{ ...corrected, value: 99 }]);
-    expect(await store.applyAck({ batchId: 'batch-1', accepted: 2, rejected: [], conflicts: 0 })).toEqual({ synced: 1, failed: 0 });
+    expect(await store.applyAck({ batchId: 'batch-1', accepted: 2, rejected: [], conflicts: 0 })).toEqual({
+      synced: 1,
+      failed: 0,
+    });
     expect(await row(kept.id)).toMatchObject({ sync_status: 'synced' });
     expect(await row(corrected.id)).toMatchObject({ sync_status: 'pending', version: 2, value: 99 });
     const [resent] = await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-2');
@@ -204,8 +270,13 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
   it('changes nothing for an ack of an unknown batch or without a batch id', async () => {
     await store.insertReadings([makeRecord()]);
     await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
-    expect(await store.applyAck({ batchId: 'no-such-batch', accepted: 1, rejected: [], conflicts: 0 })).toEqual({ synced: 0, failed: 0 });
-    expect(await store.applyAck({ batchId: null, accepted: 0, rejected: [], conflicts: 0, error: 'unreadable' })).toEqual({ synced: 0, failed: 0 });
+    expect(await store.applyAck({ batchId: 'no-such-batch', accepted: 1, rejected: [], conflicts: 0 })).toEqual({
+      synced: 0,
+      failed: 0,
+    });
+    expect(
+      await store.applyAck({ batchId: null, accepted: 0, rejected: [], conflicts: 0, error: 'unreadable' }),
+    ).toEqual({ synced: 0, failed: 0 });
     expect(await store.countByStatus()).toEqual({ pending: 0, syncing: 1, synced: 0, failed: 0 });
   });
 
@@ -217,7 +288,10 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     expect(await row(record.id)).toMatchObject({ sync_status: 'pending' });
     expect(await store.releaseBatch('batch-1')).toBe(0);
 
-    expect(await store.applyAck({ batchId: 'batch-1', accepted: 1, rejected: [], conflicts: 0 })).toEqual({ synced: 1, failed: 0 });
+    expect(await store.applyAck({ batchId: 'batch-1', accepted: 1, rejected: [], conflicts: 0 })).toEqual({
+      synced: 1,
+      failed: 0,
+    });
     expect(await row(record.id)).toMatchObject({ sync_status: 'synced' });
   });
 
@@ -227,14 +301,23 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
     await store.releaseBatch('batch-1');
     expect(await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-2')).toHaveLength(1);
-    expect(await store.applyAck({ batchId: 'batch-1', accepted: 1, rejected: [], conflicts: 0 })).toEqual({ synced: 0, failed: 0 });
+    expect(await store.applyAck({ batchId: 'batch-1', accepted: 1, rejected: [], conflicts: 0 })).toEqual({
+      synced: 0,
+      failed: 0,
+    });
     expect(await row(record.id)).toMatchObject({ sync_status: 'syncing', sync_batch_id: 'batch-2' });
   });
 
   it('claims a released batch again under its own id before new readings, without readings corrected since', async () => {
-    const [kept, corrected] = [makeRecord({ atMs: BASE_TIME_MS + 10 }), makeRecord({ atMs: BASE_TIME_MS + 11 })] as [TelemetryRecord, TelemetryRecord];
+    const [kept, corrected] = [makeRecord({ atMs: BASE_TIME_MS + 10 }), makeRecord({ atMs: BASE_TIME_MS + 11 })] as [
+      TelemetryRecord,
+      TelemetryRecord,
+    ];
     await store.insertReadings([corrected, kept]);
-    expect(await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-1')).toEqual({ batchId: 'batch-1', records: [kept, corrected] });
+    expect(await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-1')).toEqual({
+      batchId: 'batch-1',
+      records: [kept, corrected],
+    });
     await store.releaseBatch('batch-1'); // ack timeout
     expect(await store.countByStatus()).toMatchObject({ pending: 2, syncing: 0 });
     await store.insertReadings([{ ...corrected, value: 99 }]); // corrected meanwhile: a new reading version
@@ -248,7 +331,10 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     expect(await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-4')).toEqual({ batchId: 'batch-4', records: [] });
 
     // the late ack of the first send confirms the re-sent batch
-    expect(await store.applyAck({ batchId: 'batch-1', accepted: 2, rejected: [], conflicts: 0 })).toEqual({ synced: 1, failed: 0 });
+    expect(await store.applyAck({ batchId: 'batch-1', accepted: 2, rejected: [], conflicts: 0 })).toEqual({
+      synced: 1,
+      failed: 0,
+    });
   });
 
   it('claims batches released at a restart again under their own ids', async () => {
@@ -266,8 +352,14 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     await store.insertReadings(records);
     await store.claimNextBatch(4, MAX_BATCH_BYTES, 'batch-1');
     await store.releaseBatch('batch-1');
-    expect(await store.claimNextBatch(3, MAX_BATCH_BYTES, 'new-1')).toEqual({ batchId: 'batch-1', records: records.slice(0, 3) });
-    expect(await store.claimNextBatch(3, MAX_BATCH_BYTES, 'new-2')).toEqual({ batchId: 'new-2', records: records.slice(3) });
+    expect(await store.claimNextBatch(3, MAX_BATCH_BYTES, 'new-1')).toEqual({
+      batchId: 'batch-1',
+      records: records.slice(0, 3),
+    });
+    expect(await store.claimNextBatch(3, MAX_BATCH_BYTES, 'new-2')).toEqual({
+      batchId: 'new-2',
+      records: records.slice(3),
+    });
   });
 
   it("puts every 'syncing' row back to pending after a restart", async () => {
@@ -281,21 +373,47 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     expect(await store.countByStatus()).toEqual({ pending: 1, syncing: 4, synced: 0, failed: 0 });
     expect(await store.releaseAllSyncing()).toBe(4);
     expect(await store.countByStatus()).toEqual({ pending: 5, syncing: 0, synced: 0, failed: 0 });
-    expect((await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-3')).map((r) => r.id)).toEqual(records.map((r) => r.id));
+    expect((await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-3')).map((r) => r.id)).toEqual(
+      records.map((r) => r.id),
+    );
   });
 });
 
 describe('sync_log and rejected_readings', () => {
   it('writes sync log entries', async () => {
-    const id = await store.writeSyncLog({ syncType: 'upstream', startedAt: 10, completedAt: 20, recordsCount: 3, status: 'partial', errorMessage: '1 rejected' });
+    const id = await store.writeSyncLog({
+      syncType: 'upstream',
+      startedAt: 10,
+      completedAt: 20,
+      recordsCount: 3,
+      status: 'partial',
+      errorMessage: '1 rejected',
+    });
     const entry = (await reader.execute({ sql: 'SELECT * FROM sync_log WHERE id = ?', args: [id] })).rows[0];
-    expect(entry).toMatchObject({ sync_type: 'upstream', started_at: 10, completed_at: 20, records_count: 3, status: 'partial', error_message: '1 rejected' });
+    expect(entry).toMatchObject({
+      sync_type: 'upstream',
+      started_at: 10,
+      completed_at: 20,
+      records_count: 3,
+      status: 'partial',
+      error_message: '1 rejected',
+    });
   });
 
   it('keeps refused payloads as text with the reason', async () => {
-    await store.recordRejectedReading({ receivedAt: 5, topic: 'sensors/a/b', payload: Buffer.from('{oops'), reason: 'payload is not valid JSON' });
+    await store.recordRejectedReading({
+      receivedAt: 5,
+      topic: 'sensors/a/b',
+      payload: Buffer.from('{oops'),
+      reason: 'payload is not valid JSON',
+    });
     expect(await store.countRejectedReadings()).toBe(1);
     const entry = (await reader.execute('SELECT * FROM rejected_readings')).rows[0];
-    expect(entry).toMatchObject({ received_at: 5, topic: 'sensors/a/b', payload: '{oops', reason: 'payload is not valid JSON' });
+    expect(entry).toMatchObject({
+      received_at: 5,
+      topic: 'sensors/a/b',
+      payload: '{oops',
+      reason: 'payload is not valid JSON',
+    });
   });
 });

@@ -27,7 +27,8 @@ describe('sync log entry for an ack', () => {
       completedAt: 250,
       recordsCount: 10,
       status: 'partial',
-      errorMessage: '7 rejected by the bridge: id-0: reason 0; id-1: reason 1; id-2: reason 2; id-3: reason 3; id-4: reason 4; … and 2 more',
+      errorMessage:
+        '7 rejected by the bridge: id-0: reason 0; id-1: reason 1; id-2: reason 2; id-3: reason 3; id-4: reason 4; … and 2 more',
     });
     expect(syncLogEntryForAck(ack(0), { synced: 10, failed: 0 }, 1, 2).errorMessage).toBeNull();
   });
@@ -50,7 +51,12 @@ describe('ReconnectScheduler', () => {
     const scheduler = new ReconnectScheduler(policy);
     const attempts: string[] = [];
     scheduler.schedule('network', () => attempts.push('first'));
-    await new Promise<void>((resolve) => scheduler.schedule('network', () => { attempts.push('second'); resolve(); }));
+    await new Promise<void>((resolve) =>
+      scheduler.schedule('network', () => {
+        attempts.push('second');
+        resolve();
+      }),
+    );
     expect(attempts).toEqual(['second']);
   });
 });
@@ -59,7 +65,13 @@ describe('uplink client options', () => {
   it('use MQTT 3.1.1, the device id, a persistent session, a retained QoS 1 will and no automatic reconnect', () => {
     const at = new Date('2025-01-01T00:00:00.000Z');
     const options = buildUplinkClientOptions(
-      { deviceId: TEST_DEVICE_ID, connectTimeoutMs: 1000, keepaliveSeconds: 30, incomingStore: new Store(), outgoingStore: new Store() },
+      {
+        deviceId: TEST_DEVICE_ID,
+        connectTimeoutMs: 1000,
+        keepaliveSeconds: 30,
+        incomingStore: new Store(),
+        outgoingStore: new Store(),
+      },
       at,
     );
     expect(options).toMatchObject({ clientId: TEST_DEVICE_ID, protocolVersion: 4, clean: false, reconnectPeriod: 0 });
@@ -69,7 +81,14 @@ describe('uplink client options', () => {
 
     const tls = { ca: Buffer.from('ca'), cert: Buffer.from('cert'), key: Buffer.from('key') };
     const secure = buildUplinkClientOptions(
-      { deviceId: TEST_DEVICE_ID, tls, connectTimeoutMs: 1000, keepaliveSeconds: 30, incomingStore: new Store(), outgoingStore: new Store() },
+      {
+        deviceId: TEST_DEVICE_ID,
+        tls,
+        connectTimeoutMs: 1000,
+        keepaliveSeconds: 30,
+        incomingStore: new Store(),
+        outgoingStore: new Store(),
+      },
       at,
     );
     expect(secure).toMatchObject({ ...tls, rejectUnauthorized: true });

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { buildUpsertStatements, maxRowsPerStatement, SQLITE_MAX_BOUND_PARAMETERS } from '../../edge/store/upsert-statement.js';
+import {
+  buildUpsertStatements,
+  maxRowsPerStatement,
+  SQLITE_MAX_BOUND_PARAMETERS,
+} from '../../edge/store/upsert-statement.js';
 import { makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
 
 describe('buildUpsertStatements', () => {
@@ -21,7 +25,9 @@ describe('buildUpsertStatements', () => {
     const records = Array.from({ length: 7 }, () => makeRecord());
     const statements = buildUpsertStatements(TEST_DEVICE_ID, records, 24);
     expect(statements).toHaveLength(3);
-    const firstIds = statements.map((statement) => (typeof statement === 'object' && Array.isArray(statement.args) ? statement.args[0] : null));
+    const firstIds = statements.map((statement) =>
+      typeof statement === 'object' && Array.isArray(statement.args) ? statement.args[0] : null,
+    );
     expect(firstIds).toEqual([records[0]?.id, records[3]?.id, records[6]?.id]);
   });
 });

@@ -3,7 +3,10 @@ import { identifyClient, type IdentityInput } from '../../broker/identity.js';
 
 const DEVICE_ID = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
 
-function input(subject: Record<string, string | string[]> | undefined, overrides: Partial<IdentityInput> = {}): IdentityInput {
+function input(
+  subject: Record<string, string | string[]> | undefined,
+  overrides: Partial<IdentityInput> = {},
+): IdentityInput {
   return {
     certificate: subject === undefined ? {} : { subject },
     authorized: true,
@@ -14,16 +17,28 @@ function input(subject: Record<string, string | string[]> | undefined, overrides
 
 describe('identifyClient', () => {
   it.each([
-    [{ CN: DEVICE_ID, OU: 'device' }, { role: 'device', id: DEVICE_ID }],
-    [{ CN: 'bridge', OU: 'service' }, { role: 'service', id: 'bridge' }],
-    [{ CN: 'mqtt-explorer', OU: 'observer', O: 'mqtt-edge-sync' }, { role: 'observer', id: 'mqtt-explorer' }],
+    [
+      { CN: DEVICE_ID, OU: 'device' },
+      { role: 'device', id: DEVICE_ID },
+    ],
+    [
+      { CN: 'bridge', OU: 'service' },
+      { role: 'service', id: 'bridge' },
+    ],
+    [
+      { CN: 'mqtt-explorer', OU: 'observer', O: 'mqtt-edge-sync' },
+      { role: 'observer', id: 'mqtt-explorer' },
+    ],
   ])('accepts %o', (subject, identity) => {
     expect(identifyClient(input(subject))).toEqual({ ok: true, identity });
   });
 
   it('refuses a connection without a certificate (node returns {} or null)', () => {
     expect(identifyClient(input(undefined))).toMatchObject({ ok: false, code: 'no-certificate' });
-    expect(identifyClient({ certificate: null, authorized: false, clientId: 'x' })).toMatchObject({ ok: false, code: 'no-certificate' });
+    expect(identifyClient({ certificate: null, authorized: false, clientId: 'x' })).toMatchObject({
+      ok: false,
+      code: 'no-certificate',
+    });
     expect(identifyClient({ certificate: { subject: {} }, authorized: true, clientId: 'x' })).toMatchObject({
       ok: false,
       code: 'no-certificate',
@@ -39,8 +54,16 @@ describe('identifyClient', () => {
   });
 
   it('refuses a subject without CN or OU', () => {
-    expect(identifyClient(input({ OU: 'service' }))).toMatchObject({ ok: false, code: 'missing-subject', reason: expect.stringContaining('no CN') });
-    expect(identifyClient(input({ CN: 'bridge' }))).toMatchObject({ ok: false, code: 'missing-subject', reason: expect.stringContaining('no OU') });
+    expect(identifyClient(input({ OU: 'service' }))).toMatchObject({
+      ok: false,
+      code: 'missing-subject',
+      reason: expect.stringContaining('no CN'),
+    });
+    expect(identifyClient(input({ CN: 'bridge' }))).toMatchObject({
+      ok: false,
+      code: 'missing-subject',
+      reason: expect.stringContaining('no OU'),
+    });
   });
 
   it('refuses a subject with several CNs or OUs', () => {
@@ -48,7 +71,10 @@ describe('identifyClient', () => {
       ok: false,
       code: 'ambiguous-subject',
     });
-    expect(identifyClient(input({ CN: 'bridge', OU: ['service', 'device'] }))).toMatchObject({ ok: false, code: 'ambiguous-subject' });
+    expect(identifyClient(input({ CN: 'bridge', OU: ['service', 'device'] }))).toMatchObject({
+      ok: false,
+      code: 'ambiguous-subject',
+    });
   });
 
   it('refuses an unknown role', () => {
@@ -61,8 +87,14 @@ describe('identifyClient', () => {
   });
 
   it('refuses a device certificate whose CN is not a UUID', () => {
-    expect(identifyClient(input({ CN: 'device-1', OU: 'device' }))).toMatchObject({ ok: false, code: 'invalid-device-id' });
-    expect(identifyClient(input({ CN: DEVICE_ID.toUpperCase(), OU: 'device' }))).toMatchObject({ ok: false, code: 'invalid-device-id' });
+    expect(identifyClient(input({ CN: 'device-1', OU: 'device' }))).toMatchObject({
+      ok: false,
+      code: 'invalid-device-id',
+    });
+    expect(identifyClient(input({ CN: DEVICE_ID.toUpperCase(), OU: 'device' }))).toMatchObject({
+      ok: false,
+      code: 'invalid-device-id',
+    });
   });
 
   it.each([

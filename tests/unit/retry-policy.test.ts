@@ -31,7 +31,11 @@ describe('retry decisions', () => {
   it('retries network and conflict errors up to maxAttempts', () => {
     expect(decideRetry(DEFAULT_RETRY_POLICY, 1, 'network', () => 0).shouldRetry).toBe(true);
     expect(decideRetry(DEFAULT_RETRY_POLICY, 4, 'conflict', () => 0).shouldRetry).toBe(true);
-    expect(decideRetry(DEFAULT_RETRY_POLICY, 5, 'conflict', () => 0)).toEqual({ shouldRetry: false, delayMs: 0, maxAttempts: 5 });
+    expect(decideRetry(DEFAULT_RETRY_POLICY, 5, 'conflict', () => 0)).toEqual({
+      shouldRetry: false,
+      delayMs: 0,
+      maxAttempts: 5,
+    });
   });
 
   it('never retries data or auth errors', () => {

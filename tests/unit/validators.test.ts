@@ -62,7 +62,9 @@ describe('telemetry batches', () => {
   });
 
   it('validates sync acks, including the unreadable-batch form', () => {
-    expect(checkSyncAck({ batchId: 'x', accepted: 2, rejected: [{ id: 'a', reason: 'r' }], conflicts: 0 }).ok).toBe(true);
+    expect(checkSyncAck({ batchId: 'x', accepted: 2, rejected: [{ id: 'a', reason: 'r' }], conflicts: 0 }).ok).toBe(
+      true,
+    );
     expect(checkSyncAck({ batchId: null, accepted: 0, rejected: [], conflicts: 0, error: 'not JSON' }).ok).toBe(true);
     expect(checkSyncAck({ batchId: 'x', accepted: -1, rejected: [], conflicts: 0 }).ok).toBe(false);
   });
