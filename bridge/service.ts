@@ -89,7 +89,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
       http = await startHealthServer({
         ...config.http,
         registry: metrics.registry,
-        checks: { database: async () => (await health()).database, broker: async () => mqtt.isConnected() },
+        checks: { database: async () => (await health()).database, broker: () => Promise.resolve(mqtt.isConnected()) },
       });
     }
   } catch (error) {

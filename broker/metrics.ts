@@ -1,5 +1,5 @@
 /** Prometheus metrics of one broker node, registered in a registry the caller may share. */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ClientRole } from './identity.js';
 
 export interface BrokerMetrics {

@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
-import { Aedes, type AedesOptions } from 'aedes';
+import { Aedes } from 'aedes';
 import { Registry } from 'prom-client';
 import { createLogger, type Logger } from '../common/logger.js';
 import type { TlsFiles } from '../common/tls-files.js';
@@ -21,8 +21,10 @@ import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.
  * (or when startBroker fails), and isHealthy() is part of /healthz.
  */
 export interface BrokerBackends {
-  mq?: AedesOptions['mq'];
-  persistence?: AedesOptions['persistence'];
+  /** an mqemitter (aedes 1.2.0 types it as any) */
+  mq?: unknown;
+  /** an aedes persistence (aedes 1.2.0 types it as any) */
+  persistence?: unknown;
   isHealthy?(): boolean;
   close?(): Promise<void>;
 }
@@ -87,8 +89,8 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     throw error;
   }
 
-  let aedesRef: Aedes | undefined;
-  const metrics = createBrokerMetrics(registry, () => aedesRef?.connectedClients ?? 0);
+  const aedesRef: { current?: Aedes } = {};
+  const metrics = createBrokerMetrics(registry, () => aedesRef.current?.connectedClients ?? 0);
   const hooks = createAuthorizationHooks({ logger, metrics, limits: { maxPayloadBytes } });
 
   const aedes = await Aedes.createBroker({
@@ -112,7 +114,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     await closeBackends();
     throw error;
   });
-  aedesRef = aedes;
+  aedesRef.current = aedes;
   announceAlive(aedes);
   observeAedes(aedes, logger);
 

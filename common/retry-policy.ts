@@ -135,8 +135,9 @@ const AUTH_CODES = new Set([
 /** Classifies an error from node, TLS, mqtt.js (CONNACK codes) or PostgreSQL/CockroachDB (SQLSTATE). */
 export function classifyError(error: unknown): ErrorClass {
   if (typeof error !== 'object' || error === null) return 'unknown';
-  const code = String((error as { code?: unknown }).code ?? '');
-  const message = String((error as { message?: unknown }).message ?? '');
+  const { code: rawCode, message: rawMessage } = error as { code?: unknown; message?: unknown };
+  const code = typeof rawCode === 'string' || typeof rawCode === 'number' ? String(rawCode) : '';
+  const message = typeof rawMessage === 'string' ? rawMessage : '';
   if (CONFLICT_CODES.has(code) || /restart transaction/i.test(message)) return 'conflict';
   if (AUTH_CODES.has(code) || /not authorized|bad user name or password|certificate|handshake/i.test(message)) {
     return 'auth';

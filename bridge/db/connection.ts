@@ -98,6 +98,7 @@ function discardConnection(client: Client, inTask: boolean): void {
     (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
     return;
   }
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with .call(client) just below
   const { end } = pgp.pg.Client.prototype as unknown as { end(this: Client): Promise<void> };
   end.call(client).catch(() => undefined);
 }

@@ -64,7 +64,7 @@ export function startRetentionScheduler(
 ): RetentionScheduler {
   if (options.dialect === 'cockroachdb') {
     options.logger.info('telemetry retention is CockroachDB row-level TTL; no retention job');
-    return { runNow: async () => ({ deleted: 0, chunks: 0 }), stop: async () => undefined };
+    return { runNow: () => Promise.resolve({ deleted: 0, chunks: 0 }), stop: () => Promise.resolve() };
   }
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<RetentionPass> | undefined;

@@ -61,6 +61,7 @@ export function telemetryRowFromRecord(deviceId: string, record: TelemetryRecord
   if (metadata !== null && nestedDeeperThan(metadata, MAX_METADATA_DEPTH)) {
     return { ok: false, reason: `/metadata must not be nested deeper than ${MAX_METADATA_DEPTH} levels` };
   }
+  // eslint-disable-next-line no-control-regex -- NUL is exactly what PostgreSQL refuses in text (22P05/08P01)
   if (metadata !== null && containsText(metadata, /\u0000/))
     return { ok: false, reason: '/metadata must not contain U+0000' };
   if (metadata !== null && containsText(metadata, LONE_SURROGATE)) {

@@ -100,6 +100,7 @@ export function deferPubacks(
     while (uncommitted < maxUncommitted && heldCallbacks.length > 0) heldCallbacks.shift()?.();
   };
 
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- restored and called on the same client
   const originalHandleMessage = client.handleMessage;
   client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void): void => {
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;

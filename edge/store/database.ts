@@ -53,9 +53,9 @@ export async function openEdgeDatabase(url: string, options: EdgeDatabaseOptions
   const client = createClient({ url, concurrency: 1, timeout: options.busyTimeoutMs ?? 5000 });
   try {
     const journal = await client.execute('PRAGMA journal_mode = WAL');
-    const mode = String(journal.rows[0]?.['journal_mode'] ?? '');
+    const mode = journal.rows[0]?.['journal_mode'];
     if (filePath !== null && mode !== 'wal')
-      throw new Error(`could not switch ${filePath} to WAL (journal_mode is '${mode}')`);
+      throw new Error(`could not switch ${filePath} to WAL (journal_mode is ${JSON.stringify(mode)})`);
     await client.execute('PRAGMA synchronous = FULL');
     await migrate(client);
   } catch (error) {

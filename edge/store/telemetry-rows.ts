@@ -43,19 +43,26 @@ export function contentValues(deviceId: string, record: TelemetryRecord): Conten
 }
 
 export function recordFromRow(row: Row): TelemetryRecord {
-  const metadataText = row['metadata'];
-  const unit = row['unit'];
+  const metadataText = textOrNull(row, 'metadata');
   return {
-    id: String(row['id']),
-    sensorId: String(row['sensor_id']),
-    dataType: String(row['data_type']),
+    id: text(row, 'id'),
+    sensorId: text(row, 'sensor_id'),
+    dataType: text(row, 'data_type'),
     timestamp: new Date(Number(row['timestamp'])).toISOString(),
     value: Number(row['value']),
-    unit: unit === null || unit === undefined ? null : String(unit),
-    metadata:
-      metadataText === null || metadataText === undefined
-        ? null
-        : (JSON.parse(String(metadataText)) as Record<string, unknown>),
+    unit: textOrNull(row, 'unit'),
+    metadata: metadataText === null ? null : (JSON.parse(metadataText) as Record<string, unknown>),
     version: Number(row['version']),
   };
+}
+
+/** A TEXT column's value; anything else (a BLOB, a number) is a corrupt row, said with its column. */
+export function text(row: Row, column: string): string {
+  const value = row[column];
+  if (typeof value !== 'string') throw new TypeError(`column ${column} holds ${typeof value}, expected text`);
+  return value;
+}
+
+export function textOrNull(row: Row, column: string): string | null {
+  return row[column] === null || row[column] === undefined ? null : text(row, column);
 }

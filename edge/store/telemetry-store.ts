@@ -13,7 +13,7 @@ import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import type { SyncAck, TelemetryRecord } from '../../schemas/messages.js';
 import { envelopeBytes, planBatch, recordBytes } from './batch-planner.js';
 import { openEdgeDatabase, type EdgeDatabase, type EdgeDatabaseOptions } from './database.js';
-import { RECORD_COLUMNS, recordFromRow } from './telemetry-rows.js';
+import { RECORD_COLUMNS, recordFromRow, text } from './telemetry-rows.js';
 import { buildUpsertStatements } from './upsert-statement.js';
 
 export type SyncStatus = 'pending' | 'syncing' | 'synced' | 'failed';
@@ -328,7 +328,7 @@ export class TelemetryStore {
       const result = await client.execute('SELECT sync_status, count(*) AS n FROM telemetry_data GROUP BY sync_status');
       const counts: StatusCounts = { pending: 0, syncing: 0, synced: 0, failed: 0 };
       for (const row of result.rows) {
-        const status = String(row['sync_status']) as SyncStatus;
+        const status = text(row, 'sync_status') as SyncStatus;
         if (SYNC_STATUSES.includes(status)) counts[status] = Number(row['n']);
       }
       return counts;

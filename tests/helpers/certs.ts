@@ -43,16 +43,14 @@ export async function createTestCertificates(request: TestCertificateRequest): P
       validDays: 2,
     });
     const load = (files: CertificateFiles) => readTlsFiles({ caPath: bundle.ca.certPath, ...files });
-    const loadAll = async (entries: Record<string, CertificateFiles>) =>
-      Object.fromEntries(
-        await Promise.all(Object.entries(entries).map(async ([id, files]) => [id, await load(files)] as const)),
-      );
-    const [broker, devices, services, observers] = await Promise.all([
+    const loadAll = (entries: Record<string, CertificateFiles>) =>
+      Object.fromEntries(Object.entries(entries).map(([id, files]) => [id, load(files)] as const));
+    const [broker, devices, services, observers] = [
       load(bundle.broker),
       loadAll(bundle.devices),
       loadAll(bundle.services),
       loadAll(bundle.observers),
-    ]);
+    ];
     return {
       dir,
       bundle,

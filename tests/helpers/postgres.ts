@@ -23,7 +23,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
         persistent: false,
         postgresFlags: TEST_FLAGS,
       });
-      return { connectionString: server.connectionString, port: server.port, stop: server.stop };
+      return { connectionString: server.connectionString, port: server.port, stop: () => server.stop() };
     } catch (error) {
       lastError = error;
     }

@@ -90,7 +90,7 @@ async function send(payload: unknown): Promise<void> {
 const ackFor = (batchId: string) => acks.find((entry) => entry.ack.batchId === batchId);
 
 const stored = async (id: string): Promise<number> =>
-  (await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE id = $1', [id])).n;
+  (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE id = $1', [id])).n;
 
 describe('bad telemetry never stops the bridge', () => {
   it('answers a message whose full error ack would exceed the broker payload limit, and goes on', async () => {

@@ -125,7 +125,7 @@ describe('writeTelemetryBatch', () => {
     expect(again.outcomes).toEqual([{ accepted: 3, rejected: [], conflicts: 0, inserted: 0 }]);
     expect(again.upserted).toBe(0);
     expect(await storedRows()).toHaveLength(3);
-    expect((await db.one('SELECT count(*)::int AS n FROM conflict_log')).n).toBe(0);
+    expect((await db.one<{ n: number }>('SELECT count(*)::int AS n FROM conflict_log')).n).toBe(0);
     expect((await db.one('SELECT total_synced_records FROM sync_status')).total_synced_records).toBe('3');
   });
 
@@ -245,7 +245,7 @@ describe('writeTelemetryBatch', () => {
     expect(result.upserted).toBe(151);
     expect(await storedRows()).toHaveLength(151);
     expect((await db.one('SELECT version FROM telemetry_data WHERE id = $1', [shared])).version).toBe('2');
-    expect((await db.one('SELECT count(*)::int AS n FROM sync_status')).n).toBe(3);
+    expect((await db.one<{ n: number }>('SELECT count(*)::int AS n FROM sync_status')).n).toBe(3);
   });
 
   it('splits every multi-row INSERT into statements of at most 500 rows and 4 MiB, in one transaction', async () => {
@@ -274,9 +274,9 @@ describe('writeTelemetryBatch', () => {
     expect(count('sync_status')).toBe(4);
     expect(count('telemetry_data')).toBeGreaterThanOrEqual(2);
     expect(count('conflict_log')).toBeGreaterThanOrEqual(6);
-    expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data')).n).toBe(501);
-    expect((await db.one('SELECT count(*)::int AS n FROM conflict_log')).n).toBe(501);
-    expect((await db.one('SELECT count(*)::int AS n FROM sync_status')).n).toBe(501);
+    expect((await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data')).n).toBe(501);
+    expect((await db.one<{ n: number }>('SELECT count(*)::int AS n FROM conflict_log')).n).toBe(501);
+    expect((await db.one<{ n: number }>('SELECT count(*)::int AS n FROM sync_status')).n).toBe(501);
     expect((await storedRows()).every((stored) => stored.version === 2)).toBe(true);
   });
 

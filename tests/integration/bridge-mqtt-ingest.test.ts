@@ -117,11 +117,11 @@ async function bridgeWaitsOnLock(clientId: string): Promise<boolean> {
 /** Ends the lock's transaction (if a failed assertion left it open) and returns the connection. */
 async function releaseLock(lock: Awaited<ReturnType<Database['connect']>>): Promise<void> {
   await lock.none('ROLLBACK').catch(() => undefined);
-  lock.done();
+  await lock.done();
 }
 
 const rowCount = async (deviceId: string): Promise<number> =>
-  (await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [deviceId])).n;
+  (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [deviceId])).n;
 
 const poll = { timeout: 15_000, interval: 20 };
 
@@ -358,7 +358,7 @@ describe('telemetry ingest over MQTT', () => {
     expect(devices.flatMap((d) => d.acks).every((ack) => ack.accepted === recordsPerMessage)).toBe(true);
     expect(
       (
-        await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [
+        await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [
           devices.map((d) => d.id),
         ])
       ).n,

@@ -53,7 +53,10 @@ beforeEach(async () => {
   metrics = createBridgeMetrics();
   pipeline = new IngestPipeline({
     write: (messages) => writeTelemetryBatch(db, messages),
-    publishAck: async (deviceId, ack) => void acks.push({ deviceId, ack }),
+    publishAck: (deviceId, ack) => {
+      acks.push({ deviceId, ack });
+      return Promise.resolve();
+    },
     logger: pino({ level: 'silent' }),
     metrics,
     // a long linger: messages accepted together form one database batch
@@ -94,7 +97,7 @@ function record(overrides: Partial<TelemetryRecord> = {}): TelemetryRecord {
 const batchOf = (...records: TelemetryRecord[]): TelemetryBatch => ({ batchId: randomUUID(), records });
 const ackOf = (batch: TelemetryBatch) => acks.find((entry) => entry.ack.batchId === batch.batchId)?.ack;
 const rowsOf = async (deviceId: string): Promise<number> =>
-  (await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [deviceId])).n;
+  (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [deviceId])).n;
 const failedWrites = async (): Promise<number> => (await metrics.batchesFailed.get()).values[0]?.value ?? 0;
 
 describe('a message the database refuses', () => {

@@ -144,18 +144,20 @@ describe('deferred PUBACK', () => {
       // the killed bridge's transaction never commits: PostgreSQL aborts it once its client is gone
       await lock.none('ROLLBACK');
       await expect.poll(async () => (await bridgeBackends()).length, poll).toBe(0);
-      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(
-        0,
-      );
+      expect(
+        (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id]))
+          .n,
+      ).toBe(0);
       expect(device.acks).toEqual([]);
 
       second = await startBridge(bridgeConfig(BRIDGE_ID), { logger: quietLogger('second-bridge') });
 
       await expect.poll(() => device.acks.length, poll).toBe(1);
       expect(device.acks[0]).toEqual({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 });
-      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(
-        1,
-      );
+      expect(
+        (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id]))
+          .n,
+      ).toBe(1);
       await expect
         .poll(() => brokerLog.filter((line) => line.startsWith(`${BRIDGE_ID} puback`)), poll)
         .toEqual([`${BRIDGE_ID} puback ${topics.telemetry(device.id)}`]);
@@ -163,7 +165,7 @@ describe('deferred PUBACK', () => {
       throw new Error(`${(error as Error).message}\n--- first bridge output ---\n${first.output()}`, { cause: error });
     } finally {
       await lock.none('ROLLBACK').catch(() => undefined);
-      lock.done();
+      await lock.done();
       first.child.kill('SIGKILL');
       await second?.stop();
       await device.close();
@@ -198,12 +200,13 @@ describe('deferred PUBACK', () => {
       expect(brokerLog.filter((line) => line.startsWith(`${clientId} puback`))).toEqual([
         `${clientId} puback ${topics.telemetry(device.id)}`,
       ]);
-      expect((await db.one('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id])).n).toBe(
-        1,
-      );
+      expect(
+        (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [device.id]))
+          .n,
+      ).toBe(1);
     } finally {
       await lock.none('ROLLBACK').catch(() => undefined);
-      lock.done();
+      await lock.done();
       await bridge.stop();
       await device.close();
     }

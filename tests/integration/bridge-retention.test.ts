@@ -45,7 +45,8 @@ function quietLogger() {
   return logger;
 }
 
-const countRows = async (): Promise<number> => (await db.one('SELECT count(*)::int AS n FROM telemetry_data')).n;
+const countRows = async (): Promise<number> =>
+  (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data')).n;
 
 describe('deleteExpiredTelemetry', () => {
   it('deletes only rows written before the retention, in chunks until one comes back short', async () => {
@@ -58,7 +59,11 @@ describe('deleteExpiredTelemetry', () => {
     expect(pass).toEqual({ deleted: 25, chunks: 3 });
     expect(await countRows()).toBe(10);
     expect(
-      (await db.one("SELECT count(*)::int AS n FROM telemetry_data WHERE synced_at < now() - INTERVAL '90 days'")).n,
+      (
+        await db.one<{ n: number }>(
+          "SELECT count(*)::int AS n FROM telemetry_data WHERE synced_at < now() - INTERVAL '90 days'",
+        )
+      ).n,
     ).toBe(0);
   });
 

@@ -77,7 +77,7 @@ describe('runSerializable', () => {
     expect(retries.every((r) => (r.error as { code?: string }).code === '40001')).toBe(true);
     // Both committed, serializably: exactly one went off duty, the retried one saw that and stayed.
     expect([...results].sort()).toEqual(['stayed: someone must be on duty', 'went off duty']);
-    expect((await db.one('SELECT count(*)::int AS n FROM on_call WHERE on_duty')).n).toBe(1);
+    expect((await db.one<{ n: number }>('SELECT count(*)::int AS n FROM on_call WHERE on_duty')).n).toBe(1);
   });
 
   it('does not retry other errors', async () => {
@@ -104,9 +104,9 @@ describe('runSerializable', () => {
       runSerializable(
         db,
         'always-conflicts',
-        async () => {
+        () => {
           attempts += 1;
-          throw Object.assign(new Error('could not serialize access'), { code: '40001' });
+          return Promise.reject(Object.assign(new Error('could not serialize access'), { code: '40001' }));
         },
         { policy: { initialDelayMs: 1, maxDelayMs: 2, multiplier: 2, jitter: 'none', maxAttempts: 3 } },
       ),
@@ -159,8 +159,8 @@ describe('concurrent telemetry batches on overlapping rows', () => {
         .total_synced_records,
     ).toBe(String(ids.length));
     const conflicts = results.reduce((sum, r) => sum + (r.outcomes[0]?.conflicts ?? 0), 0);
-    expect((await db.one('SELECT count(*)::int AS n FROM conflict_log WHERE device_id = $1', [device])).n).toBe(
-      conflicts,
-    );
+    expect(
+      (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM conflict_log WHERE device_id = $1', [device])).n,
+    ).toBe(conflicts);
   });
 });

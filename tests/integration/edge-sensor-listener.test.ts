@@ -36,7 +36,7 @@ async function sensor(): Promise<MqttClient> {
 
 async function storedIds(): Promise<Set<string>> {
   const result = await reader.execute('SELECT id FROM telemetry_data');
-  return new Set(result.rows.map((row) => String(row['id'])));
+  return new Set(result.rows.map((row) => row['id'] as string));
 }
 
 beforeEach(async () => {
@@ -128,7 +128,7 @@ describe('sensor listener', () => {
     const rejected = await reader.execute('SELECT topic, reason FROM rejected_readings');
     expect(rejected.rows).toHaveLength(1);
     expect(rejected.rows[0]).toMatchObject({ topic: 'devices/x/telemetry' });
-    expect(String(rejected.rows[0]?.['reason'])).toMatch(
+    expect(rejected.rows[0]?.['reason'] as string).toMatch(
       /sensors may publish only on sensors\/\{sensorId\}\/\{dataType\}/,
     );
 
@@ -163,7 +163,7 @@ describe('sensor listener', () => {
     expect(await storedIds()).toEqual(new Set([goodId]));
     const rejected = await reader.execute('SELECT topic, reason FROM rejected_readings');
     expect(rejected.rows).toHaveLength(1);
-    expect(String(rejected.rows[0]?.['reason'])).toMatch(/metadata .*nested/);
+    expect(rejected.rows[0]?.['reason'] as string).toMatch(/metadata .*nested/);
     expect(poisonerClosed).toBe(false);
   });
 

@@ -20,17 +20,20 @@ function fakeDatabase(failing: string, code: string, failures: number): { db: Da
   const statements: string[] = [];
   let left = failures;
   const db = {
-    none: async (sql: string) => {
+    none: (sql: string) => {
       statements.push(sql);
       if (sql === failing && left > 0) {
         left -= 1;
-        throw Object.assign(
-          new Error(code === '40001' ? 'restart transaction: TransactionRetryWithProtoRefreshError' : 'syntax error'),
-          { code },
+        return Promise.reject(
+          Object.assign(
+            new Error(code === '40001' ? 'restart transaction: TransactionRetryWithProtoRefreshError' : 'syntax error'),
+            { code },
+          ),
         );
       }
+      return Promise.resolve();
     },
-    any: async () => [],
+    any: () => Promise.resolve([]),
   };
   return { db: db as unknown as Database, statements };
 }

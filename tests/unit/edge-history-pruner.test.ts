@@ -27,7 +27,7 @@ let reader: Client;
 
 async function statuses(): Promise<Record<string, number>> {
   const result = await reader.execute('SELECT sync_status, count(*) AS n FROM telemetry_data GROUP BY sync_status');
-  return Object.fromEntries(result.rows.map((row) => [String(row['sync_status']), Number(row['n'])]));
+  return Object.fromEntries(result.rows.map((row) => [row['sync_status'] as string, Number(row['n'])]));
 }
 async function count(table: string): Promise<number> {
   return Number((await reader.execute(`SELECT count(*) AS n FROM ${table}`)).rows[0]?.['n']);
@@ -100,7 +100,7 @@ describe('history retention', () => {
     };
     for (const [table, sql] of Object.entries(PRUNE_STATEMENTS)) {
       const plan = await reader.execute({ sql: `EXPLAIN QUERY PLAN ${sql}`, args: [0, 1] });
-      const details = plan.rows.map((row) => String(row['detail']));
+      const details = plan.rows.map((row) => row['detail'] as string);
       const column = cutoffColumns[table as keyof typeof cutoffColumns];
       expect(
         details.some((detail) => /^SEARCH .* USING (COVERING )?INDEX /.test(detail) && detail.includes(`${column}<?`)),

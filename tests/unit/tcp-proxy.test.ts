@@ -36,7 +36,7 @@ describe('tcp proxy', () => {
     const echo = await echoServer();
     cleanup.push(echo.close);
     const proxy = await startTcpProxy({ host: '127.0.0.1', port: echo.port });
-    cleanup.push(proxy.close);
+    cleanup.push(() => proxy.close());
 
     expect(await roundTrip(proxy.port, 'one')).toBe('one');
     proxy.cut();
