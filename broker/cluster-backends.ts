@@ -1,6 +1,6 @@
 /**
  * Cluster mode: several broker nodes behind one load balancer share one Redis
- * (BROKER_REDIS_URL, config/broker.ts). Each node gets its own three connections:
+ * (BROKER_REDIS_URL, broker/config.ts). Each node gets its own three connections:
  *
  *   mqemitter-redis (2 connections: publish + subscribe)  routes every message to every node
  *     through Redis pub/sub, so a subscriber on node B gets what a client published on node A;
@@ -25,7 +25,7 @@
  *   and /healthz reports unhealthy; run it with replication/persistence for production. Queued
  *   messages of clean:false sessions do not expire (no packetTTL): a device that never returns
  *   keeps its queue in Redis until its session is cleaned.
- * - Each start uses a fresh broker id (clusterBrokerId below): see config/broker.ts for why.
+ * - Each start uses a fresh broker id (clusterBrokerId below): see broker/config.ts for why.
  * - Use every node with the same aedes and aedes-persistence-redis version: the key layouts differ
  *   between major versions.
  */
