@@ -12,8 +12,8 @@
  *
  * Hazards:
  * - Wills of a crashed node are fired by the surviving nodes only after its heartbeats have been
- *   missing for 3 intervals, checked every 4 intervals: ~3-4 × BROKER_HEARTBEAT_MS (default
- *   15 s, so 45-60 s). Every live node may fire the same will (duplicates are possible), and it
+ *   missing for 3 intervals, checked every 4 intervals: 3-7 × BROKER_HEARTBEAT_MS after its last one (default
+ *   15 s, so 45-105 s). Every live node may fire the same will (duplicates are possible), and it
  *   fires even when the device has already reconnected to another node, so a stale
  *   `{online:false}` can overwrite a newer retained status: order status by its `at`.
  *   A clean shutdown (SIGTERM) closes the clients, so their wills fire at once.
