@@ -15,6 +15,7 @@
  *   DB_QUERY_TIMEOUT_MS   longest wait for one query's answer (a silently dead connection)  default 60000
  *   RETENTION_DAYS        telemetry retention (PostgreSQL job; CockroachDB uses its TTL)  default 90
  *   RETENTION_INTERVAL_MS how often the PostgreSQL retention job runs          default 3600000
+ *   RETENTION_CHUNK_SIZE  rows per DELETE of the PostgreSQL retention job      default 1000
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
  */
 import type { BatchLimits } from './ingest/batch-accumulator.js';

@@ -12,7 +12,7 @@
  *                        cluster: the node's name, see "Broker id" below (default: the host name)
  *   BROKER_REDIS_URL     cluster mode: redis://[[user]:password@]host[:port][/db] shared by all nodes
  *   BROKER_HEARTBEAT_MS  aedes heartbeat interval (default 15000 in cluster mode, aedes' 60000
- *                        standalone); a crashed node's wills fire ~3-4 intervals after its last beat
+ *                        standalone); a crashed node's wills fire 3-7 intervals after its last beat
  *
  * Broker id in cluster mode. No session key depends on it: subscriptions and offline queues are
  * keyed by clientId only (client:<clientId>, outgoing:<clientId>), so a device resumes its session

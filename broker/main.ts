@@ -1,5 +1,5 @@
 /**
- * Broker process: `npx tsx broker/main.ts` (configuration: config/broker.ts).
+ * Broker process: `npx tsx broker/main.ts` (configuration: ./config.ts).
  * For a local run, create certificates first: `npx tsx certs/cli.ts dev`.
  * Cluster mode (BROKER_REDIS_URL): ./cluster-backends.ts.
  */

@@ -54,7 +54,7 @@ export interface BrokerOptions {
   keepaliveLimitSeconds?: number;
   /** disconnect a client whose socket has not drained for this long; default 30 s */
   drainTimeoutMs?: number;
-  /** aedes heartbeat; in a cluster a crashed node's wills fire after ~3-4 of these; default aedes' 60 s */
+  /** aedes heartbeat; in a cluster a crashed node's wills fire 3-7 of these after its last beat; default aedes' 60 s */
   heartbeatIntervalMs?: number;
   backends?: BrokerBackends;
 }

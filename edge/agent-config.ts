@@ -1,6 +1,6 @@
 /**
  * Configuration of one edge agent. Only the identity, the database and the broker are required;
- * everything else has the defaults of the design (30 s sync interval and ack timeout, 4 batches
+ * everything else has defaults (30 s sync interval and ack timeout, 4 batches
  * in flight, 1 s → 60 s reconnect backoff).
  */
 import type { BackoffPolicy } from '../common/retry-policy.js';

@@ -35,6 +35,7 @@ export function historyCutoffs(nowMs: number, retention: HistoryRetention): Hist
 
 const emptyPruned = (): PrunedRows => ({ synced: 0, failed: 0, syncLog: 0, rejectedReadings: 0 });
 
+// G8 (partial): bounds synced readings and diagnostics; pending readings have no cap yet
 /** Prunes chunk after chunk until a chunk deletes less than chunkSize from every table. */
 export async function pruneHistoryOnce(
   store: TelemetryStore,

@@ -1,5 +1,5 @@
 /**
- * Edge agent process: `tsx edge/main.ts` with the environment described in config/edge.ts.
+ * Edge agent process: `tsx edge/main.ts` with the environment described in ./config.ts.
  * SIGINT/SIGTERM stop it gracefully (stop accepting readings, finish commits, close).
  */
 import { createLogger } from '../common/logger.js';

@@ -28,6 +28,7 @@ const DELETE_CHUNK = `DELETE FROM telemetry_data WHERE id IN (
   SELECT id FROM telemetry_data WHERE synced_at < now() - ($1 * INTERVAL '1 day') LIMIT $2
 )`;
 
+// G8 (partial): telemetry_data's bound on PostgreSQL (CockroachDB: row-level TTL)
 /** Deletes expired telemetry until a chunk comes back short. */
 export async function deleteExpiredTelemetry(db: Database, options: RetentionOptions): Promise<RetentionPass> {
   if (options.dialect === 'cockroachdb') return { deleted: 0, chunks: 0 };

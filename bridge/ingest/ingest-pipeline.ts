@@ -83,6 +83,7 @@ export class IngestPipeline {
         inbound.ack();
         return;
       case 'unreadable':
+        // G5: an unreadable message gets an error ack and is acknowledged, so it blocks nobody
         this.options.logger.warn({ deviceId: parsed.deviceId, error: parsed.ack.error }, 'telemetry batch rejected');
         this.options.metrics.recordsRejected.inc(parsed.ack.rejected.length);
         inbound.committed();
@@ -186,6 +187,7 @@ export class IngestPipeline {
       { messages: batch.length, upserted: result.upserted, conflicts: result.conflictsLogged, seconds },
       'telemetry batch committed',
     );
+    // G2: the batch is committed; only now is each message's sync/ack published (confirm)
     for (const message of batch) message.inbound.committed();
     batch.forEach((message, index) => {
       const outcome = result.outcomes[index] as MessageOutcome;
@@ -208,6 +210,7 @@ export class IngestPipeline {
     const confirmation = this.options
       .publishAck(deviceId, ack)
       .then(
+        // G3: the broker's PUBACK only after the commit and after the sync/ack was PUBACKed
         () => inbound.ack(),
         (error: unknown) => {
           this.options.logger.warn(
@@ -221,6 +224,7 @@ export class IngestPipeline {
     this.confirmations.add(confirmation);
   }
 
+  // G5: a message the database refuses alone is rejected and acknowledged (poison-isolation.ts)
   /** Answers a message the database refused while its batch neighbours were stored, and acknowledges it. */
   private rejectPoison(message: QueuedMessage, error: unknown): void {
     const reason = `the database rejected the message: ${(error as Error | null)?.message ?? String(error)}`;

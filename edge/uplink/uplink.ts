@@ -288,6 +288,7 @@ export class Uplink {
       done();
       return;
     }
+    // G2: only the bridge's sync/ack confirms a batch; a broker PUBACK proves nothing
     // the broker gets our PUBACK only after the ack is applied: a crash in between means redelivery
     const applying = this.#applyAck(
       Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
