@@ -25,7 +25,8 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
-    description: 'design-document schema plus sync protocol columns and rejected_readings',
+    description:
+      'telemetry_data, device_config, command_queue, sync_log, plus sync protocol columns and rejected_readings',
     statements: [
       `CREATE TABLE IF NOT EXISTS telemetry_data (
         id TEXT PRIMARY KEY,
