@@ -33,17 +33,17 @@ function runningProcess(spawned: Spawned): RunningProcess {
     pid,
     logPath: spawned.logPath,
     spawned,
-    freeze: async () => {
-      process.kill(pid, 'SIGSTOP');
-      await waitFor(`${spawned.name} (pid ${pid}) to be stopped`, () => threadStates(pid), allStopped, {
-        timeoutMs: 5_000,
-        intervalMs: 1,
-      });
-    },
+    freeze: () => freezeProcess(pid, spawned.name),
     thaw: () => void process.kill(pid, 'SIGCONT'),
     kill: () => stopProcess(spawned, 10_000, 'SIGKILL'),
     close: () => stopProcess(spawned),
   };
+}
+
+/** SIGSTOP, resolved once the kernel reports every thread of the process stopped. */
+export async function freezeProcess(pid: number, name = `pid ${pid}`): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  await waitFor(`${name} to be stopped`, () => threadStates(pid), allStopped, { timeoutMs: 5_000, intervalMs: 1 });
 }
 
 /** The state letter of every thread of `pid` (/proc/<pid>/task/<tid>/stat); 'T' is stopped. */
