@@ -13,6 +13,8 @@ import { freePort } from './free-port.js';
 export interface ControlPlaneProcesses {
   brokerPort: number;
   bridgeHttpPort: number;
+  /** The pid of the running process (e.g. to freeze it with SIGSTOP before a crash). */
+  pid(name: 'broker' | 'bridge'): number;
   /** Kills one process with `signal` (a crash with SIGKILL), starts it again and waits until it is healthy. */
   restart(name: 'broker' | 'bridge', signal?: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
@@ -129,6 +131,11 @@ export async function startControlPlaneProcesses(options: {
   return {
     brokerPort,
     bridgeHttpPort,
+    pid(name) {
+      const pid = running.get(name)?.child.pid;
+      if (pid === undefined) throw new Error(`${name} is not running`);
+      return pid;
+    },
     async restart(name, signal = 'SIGKILL') {
       const spawned = running.get(name);
       if (spawned) await stopProcess(spawned, 10_000, signal);
