@@ -12,7 +12,7 @@ try {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
-    bridge.stop().then(
+    bridge.close().then(
       () => process.exit(0),
       (error: unknown) => {
         logger.error({ err: error }, 'unclean stop');

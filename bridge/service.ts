@@ -24,8 +24,11 @@ export interface RunningBridge {
   httpPort: number | null;
   /** the same checks as /healthz */
   health(): Promise<{ database: boolean; broker: boolean }>;
-  /** Finishes the batch in progress, then disconnects; unacknowledged messages stay with the broker. */
-  stop(): Promise<void>;
+  /**
+   * Finishes the batch in progress, then disconnects; unacknowledged messages stay with the broker.
+   * Idempotent: a second call returns the same promise.
+   */
+  close(): Promise<void>;
 }
 
 export async function startBridge(config: BridgeConfig, options: { logger?: Logger } = {}): Promise<RunningBridge> {
@@ -93,26 +96,28 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
       });
     }
   } catch (error) {
-    await retention.stop();
-    await pipeline.stop();
+    await retention.close();
+    await pipeline.close();
     await mqtt.close();
     await closeDatabase(db);
     throw error;
   }
   logger.info({ dialect, httpPort: http?.port ?? null, batch: config.batch }, 'bridge started');
 
+  const close = async (): Promise<void> => {
+    await retention.close();
+    await pipeline.close();
+    await mqtt.close();
+    await http?.close();
+    await closeDatabase(db);
+    logger.info('bridge closed');
+  };
+  let closing: Promise<void> | undefined;
   return {
     dialect,
     metrics,
     httpPort: http?.port ?? null,
     health,
-    stop: async () => {
-      await retention.stop();
-      await pipeline.stop();
-      await mqtt.close();
-      await http?.close();
-      await closeDatabase(db);
-      logger.info('bridge stopped');
-    },
+    close: () => (closing ??= close()),
   };
 }

@@ -10,6 +10,7 @@ export interface TcpProxy {
   isCut(): boolean;
   cut(): void;
   restore(): void;
+  /** destroys open connections and stops listening; idempotent */
   close(): Promise<void>;
 }
 
@@ -44,6 +45,7 @@ export async function startTcpProxy(target: { host: string; port: number }, list
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('proxy has no TCP address');
 
+  let closing: Promise<void> | undefined;
   return {
     port: address.port,
     isCut: () => cut,
@@ -56,9 +58,9 @@ export async function startTcpProxy(target: { host: string; port: number }, list
       cut = false;
     },
     close: () =>
-      new Promise<void>((resolve) => {
+      (closing ??= new Promise<void>((resolve) => {
         for (const socket of open) socket.destroy();
         server.close(() => resolve());
-      }),
+      })),
   };
 }

@@ -37,8 +37,9 @@ export interface EdgeAgent {
   /**
    * Graceful stop: refuses new sensor connections and readings, lets every reading already
    * received commit and be acknowledged, stops the uplink (online:false), closes the database.
+   * Idempotent: a second call returns the same promise.
    */
-  stop(): Promise<void>;
+  close(): Promise<void>;
 }
 
 export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent> {
@@ -87,21 +88,21 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       metrics,
     });
   } catch (error) {
-    await uplink.stop();
+    await uplink.close();
     await store.close();
     throw error;
   }
   const pruner = startHistoryPruner(store, { ...DEFAULT_HISTORY_RETENTION, ...config.historyRetention }, logger);
   logger.info({ sensorPort: listener.port, brokerUrl: config.brokerUrl }, 'edge agent started');
 
-  let stopping: Promise<void> | null = null;
-  async function stop(): Promise<void> {
-    await pruner.stop();
+  let closing: Promise<void> | null = null;
+  async function close(): Promise<void> {
+    await pruner.close();
     await listener.close();
     await writer.close();
-    await uplink.stop();
+    await uplink.close();
     await store.close();
-    logger.info('edge agent stopped');
+    logger.info('edge agent closed');
   }
 
   return {
@@ -112,9 +113,9 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       const [counts, rejectedReadings] = await Promise.all([store.countByStatus(), store.countRejectedReadings()]);
       return { ...counts, rejectedReadings, inFlightBatches: uplink.inFlightBatches, connected: uplink.connected };
     },
-    stop: () => {
-      stopping ??= stop();
-      return stopping;
+    close: () => {
+      closing ??= close();
+      return closing;
     },
   };
 }

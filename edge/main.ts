@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info(`${signal} received; stopping`);
-    Promise.all([agent.stop(), metricsServer?.close()]).then(
+    Promise.all([agent.close(), metricsServer?.close()]).then(
       () => process.exit(0),
       (error: unknown) => {
         logger.error({ err: error }, 'unclean stop');

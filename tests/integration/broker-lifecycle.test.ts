@@ -29,9 +29,12 @@ describe('startBroker / close', () => {
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     expect(broker.aedes.connectedClients).toBe(1);
 
-    await Promise.all([broker.close(), broker.close()]);
+    const first = broker.close();
+    expect(broker.close()).toBe(first);
+    await Promise.all([first, broker.close()]);
     await closed;
     expect(broker.aedes.closed).toBe(true);
+    await expect(broker.close()).resolves.toBeUndefined();
     await client.endAsync(true);
   });
 
