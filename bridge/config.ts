@@ -16,9 +16,12 @@
  *   RETENTION_DAYS        telemetry retention (PostgreSQL job; CockroachDB uses its TTL)  default 90
  *   RETENTION_INTERVAL_MS how often the PostgreSQL retention job runs          default 3600000
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
+ *   SHUTDOWN_GRACE_MS     how long SIGTERM waits for a clean close before exiting 1  default 10000
+ *                         (common/process-lifecycle.ts)
  */
 import type { BatchLimits } from './ingest/batch-accumulator.js';
 import { envInt, envString, type Env } from '../common/env.js';
+import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import { tlsFilesFromEnv, type TlsFiles } from '../common/tls-files.js';
 
 export interface BridgeConfig {
@@ -41,6 +44,8 @@ export interface BridgeConfig {
   retentionChunkSize: number;
   /** null: no HTTP server */
   http: { host: string; port: number } | null;
+  /** how long bridge/main.ts waits for close() after SIGTERM; not used by startBridge (in-process callers leave it out) */
+  shutdownGraceMs?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -85,5 +90,6 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
       host: envString(env, 'HTTP_HOST', '0.0.0.0'),
       port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),
     },
+    shutdownGraceMs: shutdownGraceFromEnv(env),
   };
 }

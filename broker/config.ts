@@ -13,6 +13,8 @@
  *   BROKER_REDIS_URL     cluster mode: redis://[[user]:password@]host[:port][/db] shared by all nodes
  *   BROKER_HEARTBEAT_MS  aedes heartbeat interval (default 15000 in cluster mode, aedes' 60000
  *                        standalone); a crashed node's wills fire ~3-4 intervals after its last beat
+ *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
+ *                        common/process-lifecycle.ts)
  *
  * Broker id in cluster mode. No session key depends on it: subscriptions and offline queues are
  * keyed by clientId only (client:<clientId>, outgoing:<clientId>), so a device resumes its session
@@ -27,6 +29,7 @@
  */
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { ConfigError, envInt, envOptional, envString, type Env } from '../common/env.js';
+import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import type { TlsFileNames, TlsFilePaths } from '../common/tls-files.js';
 
 /** MQTT's "remaining length" cannot exceed 268,435,455 bytes; leave room for the topic. */
@@ -61,6 +64,8 @@ export interface BrokerConfig {
   cluster: BrokerClusterConfig | undefined;
   /** undefined: aedes' default */
   heartbeatMs: number | undefined;
+  /** how long main.ts waits for close() after SIGTERM */
+  shutdownGraceMs: number;
 }
 
 export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
@@ -87,6 +92,7 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
       heartbeatRaw === undefined
         ? heartbeatDefault
         : envInt(env, 'BROKER_HEARTBEAT_MS', 0, { min: 1_000, max: 3_600_000 }),
+    shutdownGraceMs: shutdownGraceFromEnv(env),
   };
 }
 

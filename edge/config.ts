@@ -14,10 +14,13 @@
  *   METRICS_PORT         optional; serves Prometheus metrics on 127.0.0.1:<port>/metrics
  *   SYNCED_RETENTION_HOURS   how long synced readings stay on the device (default 72)
  *   DIAGNOSTICS_RETENTION_DAYS  failed readings, sync_log, rejected payloads (default 30)
+ *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
+ *                        common/process-lifecycle.ts)
  */
 import { isDeviceId } from '../schemas/topics.js';
 import type { EdgeAgentConfig } from './agent-config.js';
 import { ConfigError, envInt, envOptional, envString, type Env } from '../common/env.js';
+import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import { tlsFilesFromEnv } from '../common/tls-files.js';
 
 /** Longest delay a Node.js timer takes; a longer one fires after 1 ms instead. */
@@ -29,6 +32,8 @@ export interface EdgeProcessConfig {
   agent: EdgeAgentConfig;
   /** undefined: no metrics endpoint */
   metricsPort: number | undefined;
+  /** how long main.ts waits for close() after SIGTERM */
+  shutdownGraceMs: number;
 }
 
 export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
@@ -63,5 +68,6 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
       },
     },
     metricsPort,
+    shutdownGraceMs: shutdownGraceFromEnv(env),
   };
 }
