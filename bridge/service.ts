@@ -2,6 +2,7 @@
  * The bridge service: migrate the database, ingest devices/+/telemetry into it, confirm with
  * sync/ack, run the PostgreSQL retention job, serve /metrics and /healthz.
  */
+import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import type { BridgeConfig } from './config.js';
 import { closeDatabase, openDatabase } from './db/connection.js';
@@ -9,7 +10,6 @@ import type { SqlDialect } from './db/dialect.js';
 import { migrate } from './db/migrate.js';
 import { startRetentionScheduler } from './db/retention.js';
 import type { TransactionRetryOptions } from './db/transaction-retry.js';
-import { startHealthServer, type RunningHealthServer } from './http/health-server.js';
 import { IngestPipeline } from './ingest/ingest-pipeline.js';
 import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
@@ -85,14 +85,21 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     broker: mqtt.isConnected(),
   });
 
-  let http: RunningHealthServer | null = null;
+  let http: HttpEndpoint | null = null;
   try {
     await mqtt.start();
     if (config.http) {
-      http = await startHealthServer({
+      http = await startHttpEndpoint({
+        name: 'bridge metrics endpoint',
         ...config.http,
-        registry: metrics.registry,
-        checks: { database: async () => (await health()).database, broker: () => Promise.resolve(mqtt.isConnected()) },
+        logger,
+        routes: {
+          '/metrics': metricsRoute(metrics.registry),
+          '/healthz': healthRoute({
+            database: async () => (await health()).database,
+            broker: () => mqtt.isConnected(),
+          }),
+        },
       });
     }
   } catch (error) {

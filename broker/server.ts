@@ -6,12 +6,12 @@ import type { Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
 import { Registry } from 'prom-client';
+import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import type { TlsFiles } from '../common/tls-files.js';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
-import { startMetricsEndpoint, type RunningMetricsEndpoint } from './metrics-endpoint.js';
 import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
 
 /**
@@ -133,14 +133,25 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   }
   const port = (server.address() as { port: number }).port;
 
-  let endpoint: RunningMetricsEndpoint | undefined;
+  let endpoint: HttpEndpoint | undefined;
   if (options.metricsPort !== undefined) {
     try {
-      endpoint = await startMetricsEndpoint({
+      endpoint = await startHttpEndpoint({
+        name: 'broker metrics endpoint',
         host: options.metricsHost ?? host,
         port: options.metricsPort,
-        registry,
-        isHealthy: () => server.listening && !aedes.closed && (backends?.isHealthy?.() ?? true),
+        logger,
+        routes: {
+          '/metrics': metricsRoute(registry),
+          '/healthz': healthRoute(
+            {
+              listener: () => server.listening,
+              aedes: () => !aedes.closed,
+              backends: () => backends?.isHealthy?.() ?? true,
+            },
+            { body: (_results, healthy) => ({ status: healthy ? 'ok' : 'unavailable' }) },
+          ),
+        },
       });
     } catch (error) {
       await shutdown(server, aedes, sockets, undefined);
@@ -273,7 +284,7 @@ async function shutdown(
   server: TlsServer,
   aedes: Aedes,
   sockets: Set<Socket>,
-  endpoint: RunningMetricsEndpoint | undefined,
+  endpoint: HttpEndpoint | undefined,
 ): Promise<void> {
   const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
   await closeAedes(aedes);

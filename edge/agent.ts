@@ -5,6 +5,7 @@
  *   sensor --QoS 1--> listener --group commit--> libSQL --claim--> uplink --batch--> broker/bridge
  *                          ^ PUBACK after commit                     ^ synced only on sync/ack
  */
+import { metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger } from '../common/logger.js';
 import { isDeviceId } from '../schemas/topics.js';
 import type { TelemetryRecord } from '../schemas/messages.js';
@@ -32,6 +33,8 @@ export interface EdgeAgent {
   readonly deviceId: string;
   /** the port the sensor listener actually listens on */
   readonly sensorPort: number;
+  /** the port of GET /metrics; undefined when config.metricsPort was not given */
+  readonly metricsPort: number | undefined;
   readonly metrics: EdgeMetrics;
   stats(): Promise<EdgeAgentStats>;
   /**
@@ -92,8 +95,29 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     await store.close();
     throw error;
   }
+  let endpoint: HttpEndpoint | undefined;
+  if (config.metricsPort !== undefined) {
+    try {
+      endpoint = await startHttpEndpoint({
+        name: 'edge metrics endpoint',
+        host: config.metricsHost ?? '127.0.0.1',
+        port: config.metricsPort,
+        logger,
+        routes: { '/metrics': metricsRoute(metrics.registry) },
+      });
+    } catch (error) {
+      await listener.close();
+      await writer.close();
+      await uplink.close();
+      await store.close();
+      throw error;
+    }
+  }
   const pruner = startHistoryPruner(store, { ...DEFAULT_HISTORY_RETENTION, ...config.historyRetention }, logger);
-  logger.info({ sensorPort: listener.port, brokerUrl: config.brokerUrl }, 'edge agent started');
+  logger.info(
+    { sensorPort: listener.port, metricsPort: endpoint?.port, brokerUrl: config.brokerUrl },
+    'edge agent started',
+  );
 
   let closing: Promise<void> | null = null;
   async function close(): Promise<void> {
@@ -101,6 +125,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     await listener.close();
     await writer.close();
     await uplink.close();
+    await endpoint?.close();
     await store.close();
     logger.info('edge agent closed');
   }
@@ -108,6 +133,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
   return {
     deviceId: config.deviceId,
     sensorPort: listener.port,
+    metricsPort: endpoint?.port,
     metrics,
     async stats() {
       const [counts, rejectedReadings] = await Promise.all([store.countByStatus(), store.countRejectedReadings()]);

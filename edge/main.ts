@@ -7,7 +7,6 @@ import { createLogger } from '../common/logger.js';
 import { runProcess } from '../common/process-lifecycle.js';
 import { loadEdgeConfig } from './config.js';
 import { startEdgeAgent } from './agent.js';
-import { startMetricsServer } from './metrics-server.js';
 
 const logger = createLogger('edge-agent');
 
@@ -15,16 +14,6 @@ void runProcess({
   name: 'edge agent',
   logger,
   loadConfig: () => loadEdgeConfig(),
-  start: async ({ agent: config, metricsPort }) => {
-    const agent = await startEdgeAgent({ ...config, logger });
-    if (metricsPort === undefined) return agent;
-    const metricsServer = await startMetricsServer(agent.metrics.registry, metricsPort, '127.0.0.1', (error) =>
-      logger.error({ err: error }, `metrics endpoint error: ${error.message}`),
-    ).catch(async (error: unknown) => {
-      await agent.close();
-      throw error;
-    });
-    logger.info(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
-    return { close: async () => void (await Promise.all([agent.close(), metricsServer.close()])) };
-  },
+  start: ({ agent, metricsPort }) =>
+    startEdgeAgent({ ...agent, ...(metricsPort === undefined ? {} : { metricsPort }), logger }),
 });

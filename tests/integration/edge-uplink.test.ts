@@ -409,14 +409,19 @@ describe('edge uplink', () => {
     expect(bridge.received.at(-1)?.batch.batchId).toBe(bridge.received[0]?.batch.batchId);
   });
 
-  it('close() called twice returns the same promise, and calling it after it finished resolves again', async () => {
-    const agent = await startAgent();
+  it('serves /metrics when asked; close() called twice returns the same promise and closes the listeners', async () => {
+    const agent = await startAgent({ metricsPort: 0 });
+    const metrics = await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^edge_readings_accepted_total 0$/m);
+
     const first = agent.close();
     expect(agent.close()).toBe(first);
     await Promise.all([first, agent.close()]);
     await expect(agent.close()).resolves.toBeUndefined();
-    // the listener is closed for real: a sensor cannot connect any more
+    // the listeners are closed for real
     await expect(connectSensor(agent.sensorPort)).rejects.toThrow(/ECONNREFUSED/);
+    await expect(fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).rejects.toThrow();
     agents.splice(agents.indexOf(agent), 1);
   });
 });
