@@ -28,7 +28,7 @@
  * ':') nor MQTT separators or wildcards (the id is a level of the $SYS heartbeat topics).
  */
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
-import { ConfigError, envInt, envOptional, envString, type Env } from '../common/env.js';
+import { ConfigError, envHost, envInt, envOptional, envString, redactUrlCredentials, type Env } from '../common/env.js';
 import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import type { TlsFileNames, TlsFilePaths } from '../common/tls-files.js';
 
@@ -76,7 +76,7 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
   const heartbeatDefault = cluster === undefined ? undefined : DEFAULT_CLUSTER_HEARTBEAT_MS;
   const heartbeatRaw = envOptional(env, 'BROKER_HEARTBEAT_MS');
   return {
-    host: envString(env, 'BROKER_HOST', '0.0.0.0'),
+    host: envHost(env, 'BROKER_HOST', '0.0.0.0'),
     port: envInt(env, 'BROKER_PORT', 8883, { min: 0, max: 65_535 }),
     tls: {
       certPath: envString(env, 'BROKER_TLS_CERT', 'certs/dev/broker.crt'),
@@ -123,7 +123,7 @@ const REDIS_URL_FORM = 'redis://[[user]:password@]host[:port][/db]';
 /** Parses BROKER_REDIS_URL; a ConfigError that names the variable and never echoes a password. */
 export function parseRedisUrl(raw: string, name = 'BROKER_REDIS_URL'): RedisEndpoint {
   const fail = (problem: string) =>
-    new ConfigError(`${name} ${problem} (expected ${REDIS_URL_FORM}, got '${redactUrl(raw)}')`);
+    new ConfigError(`${name} ${problem} (expected ${REDIS_URL_FORM}, got '${redactUrlCredentials(raw)}')`);
   let url: URL;
   try {
     url = new URL(raw);
@@ -156,9 +156,4 @@ export function describeRedisEndpoint(endpoint: RedisEndpoint): string {
   const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
   const credentials = endpoint.username === undefined && endpoint.password === undefined ? '' : '***@';
   return `redis://${credentials}${host}:${endpoint.port}/${endpoint.db}`;
-}
-
-function redactUrl(raw: string): string {
-  // greedy up to the last '@': a password with an unescaped '/' or '@' is masked too
-  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, (_match, scheme: string | undefined) => `${scheme ?? ''}***@`);
 }

@@ -18,7 +18,7 @@
  * without a real process (tests/unit/process-lifecycle.test.ts); tests/integration/
  * process-lifecycle.test.ts runs the three real entry points.
  */
-import { ConfigError, envInt, type Env } from './env.js';
+import { ConfigError, envInt, MAX_TIMER_MS, type Env } from './env.js';
 import type { Logger } from './logger.js';
 
 export interface Closable {
@@ -26,8 +26,6 @@ export interface Closable {
 }
 
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
-/** Longest delay a Node.js timer takes; a longer one fires after 1 ms instead. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** SHUTDOWN_GRACE_MS, shared by the three process configurations; default 10 s. */
 export function shutdownGraceFromEnv(env: Env): number {
