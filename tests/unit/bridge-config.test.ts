@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { loadBridgeConfig, type BridgeConfig } from '../../bridge/config.js';
 import { ConfigError, MAX_TIMER_MS } from '../../common/env.js';
 import {
@@ -48,6 +48,7 @@ describe('loadBridgeConfig', () => {
     );
     expect(() => loadBridgeConfig({ ...required, TLS_CA: '/ca.pem' })).toThrow(/together/);
     const dir = mkdtempSync(join(tmpdir(), 'bridge-config-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     for (const name of ['ca', 'cert', 'key']) writeFileSync(join(dir, `${name}.pem`), name);
     const config = loadBridgeConfig({
       ...required,
