@@ -63,9 +63,10 @@ const requireHere = createRequire(import.meta.url);
 // offline-queue results (stream.pipe), and only the main export's adapter (aedes-persistence's
 // CallBackPersistence) turns the async class' generators into streams. Its methods return
 // promises when called without a callback, which is how aedes 1.x calls them.
-const createRedisPersistence = requireHere('aedes-persistence-redis') as RedisPersistenceFactory;
-// the very ioredis the two packages use (it is their dependency, not ours)
-const { Redis: RedisClient } = createRequire(requireHere.resolve('mqemitter-redis'))('ioredis') as {
+// Exported for tests/unit/upstream-internals.test.ts, which checks these shapes on every upgrade.
+export const createRedisPersistence = requireHere('aedes-persistence-redis') as RedisPersistenceFactory;
+// the very ioredis the two packages use (package.json pins the same version, 5.11.1)
+export const { Redis: RedisClient } = createRequire(requireHere.resolve('mqemitter-redis'))('ioredis') as {
   Redis: new (options: RedisOptions) => Redis;
 };
 
@@ -111,8 +112,8 @@ export async function createRedisBackends(
 
   const closeTimeoutMs = options.closeTimeoutMs ?? 2_000;
   const mq = MQEmitterRedis({ pubConn: connections.publish, subConn: connections.subscribe });
-  // mqemitter-redis re-emits connection errors here, and an 'error' without a listener throws;
-  // connect() below already logs them
+  // mqemitter-redis 7.2.1 re-emits connection errors on its internal `state` emitter, and an
+  // 'error' without a listener throws; connect() below already logs them
   (mq as unknown as { state: NodeJS.EventEmitter }).state.on('error', () => {});
   boundClose(mq, closeTimeoutMs, () => {
     connections.publish.disconnect();

@@ -17,7 +17,8 @@ export interface ControlPlaneProcesses {
   pid(name: 'broker' | 'bridge'): number;
   /** Kills one process with `signal` (a crash with SIGKILL), starts it again and waits until it is healthy. */
   restart(name: 'broker' | 'bridge', signal?: NodeJS.Signals): Promise<void>;
-  stop(): Promise<void>;
+  /** SIGTERM to the bridge, then the broker (SIGKILL after 10 s each); idempotent */
+  close(): Promise<void>;
 }
 
 export interface Spawned {
@@ -115,7 +116,7 @@ export async function startControlPlaneProcesses(options: {
     running.set(name, spawned);
     await waitHealthy(spawned, definition.healthUrl);
   };
-  const stop = async () => {
+  const stopAll = async () => {
     for (const name of ['bridge', 'broker'] as const) {
       const spawned = running.get(name);
       if (spawned) await stopProcess(spawned);
@@ -125,9 +126,10 @@ export async function startControlPlaneProcesses(options: {
     await start('broker');
     await start('bridge');
   } catch (error) {
-    await stop();
+    await stopAll();
     throw error;
   }
+  let closing: Promise<void> | undefined;
   return {
     brokerPort,
     bridgeHttpPort,
@@ -141,6 +143,6 @@ export async function startControlPlaneProcesses(options: {
       if (spawned) await stopProcess(spawned, 10_000, signal);
       await start(name);
     },
-    stop,
+    close: () => (closing ??= stopAll()),
   };
 }

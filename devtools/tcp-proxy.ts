@@ -24,6 +24,7 @@ export interface TcpProxy {
   release(direction: ProxyDirection): void;
   /** Bytes read in a held direction and not yet forwarded (of connections still open). */
   heldBytes(direction: ProxyDirection): number;
+  /** destroys open connections and stops listening; idempotent */
   close(): Promise<void>;
 }
 
@@ -99,6 +100,7 @@ export async function startTcpProxy(target: { host: string; port: number }, list
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('proxy has no TCP address');
 
+  let closing: Promise<void> | undefined;
   return {
     port: address.port,
     isCut: () => cut,
@@ -121,9 +123,9 @@ export async function startTcpProxy(target: { host: string; port: number }, list
     },
     heldBytes: (direction) => [...relays.values()].reduce((sum, relay) => sum + relay[direction].heldBytes(), 0),
     close: () =>
-      new Promise<void>((resolve) => {
+      (closing ??= new Promise<void>((resolve) => {
         for (const socket of open) socket.destroy();
         server.close(() => resolve());
-      }),
+      })),
   };
 }

@@ -56,7 +56,8 @@ export async function pruneHistoryOnce(
 }
 
 export interface HistoryPruner {
-  stop(): Promise<void>;
+  /** stops the timer and waits for a running pass; idempotent (a second call returns the same promise) */
+  close(): Promise<void>;
 }
 
 export function startHistoryPruner(
@@ -77,10 +78,12 @@ export function startHistoryPruner(
   const timer = setInterval(run, retention.intervalMs);
   timer.unref();
   run(); // also at start: a device restarted more often than intervalMs would otherwise never prune
+  let closing: Promise<void> | undefined;
   return {
-    async stop() {
+    close() {
       clearInterval(timer);
-      await running;
+      closing ??= running.then(() => undefined);
+      return closing;
     },
   };
 }

@@ -36,7 +36,7 @@ export interface IngestPipelineOptions {
   limits?: BatchLimits;
   /** wait after a failed batch; default 100 ms doubling to 5 s */
   failureBackoff?: BackoffPolicy;
-  /** stop() waits at most this long for sync/ack publishes in progress; default 5 s */
+  /** close() waits at most this long for sync/ack publishes in progress; default 5 s */
   drainTimeoutMs?: number;
   now?: () => number;
 }
@@ -62,6 +62,7 @@ export class IngestPipeline {
   private backoffTimer: NodeJS.Timeout | undefined;
   private consecutiveFailures = 0;
   private stopped = false;
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly options: IngestPipelineOptions) {
     this.accumulator = new BatchAccumulator(options.limits ?? DEFAULT_BATCH_LIMITS, (message) => ({
@@ -98,9 +99,14 @@ export class IngestPipeline {
   /**
    * Stops taking messages, lets the batch being written finish, waits (bounded) for the sync/ack
    * publishes in progress, and releases what is still queued: unacknowledged, the broker
-   * delivers those again.
+   * delivers those again. Idempotent: a second call returns the same promise.
    */
-  async stop(): Promise<void> {
+  close(): Promise<void> {
+    this.closing ??= this.drainAndClose();
+    return this.closing;
+  }
+
+  private async drainAndClose(): Promise<void> {
     this.stopped = true;
     await this.writing;
     clearTimeout(this.lingerTimer);

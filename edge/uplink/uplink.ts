@@ -94,6 +94,7 @@ export class Uplink {
    */
   #connectionAttemptAt = new Date();
   #stopping = false;
+  #closed: Promise<void> | undefined;
   #lastErrorClass: ErrorClass = 'network';
   #unsentReadings = 0;
   #lingerTimer: NodeJS.Timeout | null = null;
@@ -177,9 +178,14 @@ export class Uplink {
   /**
    * Stops sending, waits for work under way, publishes online:false (retained) when connected and
    * disconnects. Batches still in flight stay 'syncing'; the next start puts them back to pending.
+   * Idempotent: a second call returns the same promise.
    */
-  async stop(): Promise<void> {
-    if (this.#stopping) return;
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#interval);
     if (this.#lingerTimer !== null) clearTimeout(this.#lingerTimer);

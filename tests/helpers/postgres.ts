@@ -9,7 +9,7 @@ import {
 } from '../../devtools/embedded-postgres.js';
 import { freePort } from '../../devtools/free-port.js';
 
-export type TestPostgres = Pick<RunningEmbeddedPostgres, 'connectionString' | 'port' | 'stop'>;
+export type TestPostgres = Pick<RunningEmbeddedPostgres, 'connectionString' | 'port' | 'close'>;
 
 const TEST_FLAGS = [...SERIALIZABLE_POSTGRES_FLAGS, '-c', 'fsync=off'];
 
@@ -23,7 +23,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
         persistent: false,
         postgresFlags: TEST_FLAGS,
       });
-      return { connectionString: server.connectionString, port: server.port, stop: () => server.stop() };
+      return { connectionString: server.connectionString, port: server.port, close: () => server.close() };
     } catch (error) {
       lastError = error;
     }

@@ -62,10 +62,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await device?.endAsync(true);
-  await bridge?.stop();
+  await bridge?.close();
   await broker?.close();
   await closeDatabase(db);
-  await postgres?.stop();
+  await postgres?.close();
   await certs?.cleanup();
 });
 

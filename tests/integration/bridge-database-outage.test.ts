@@ -79,7 +79,7 @@ afterAll(async () => {
   await broker?.close();
   await databaseRelay?.close();
   if (db) await closeDatabase(db);
-  await postgres?.stop();
+  await postgres?.close();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 

@@ -27,7 +27,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await closeDatabase(db);
-  await postgres.stop();
+  await postgres.close();
 });
 
 beforeEach(async () => {

@@ -77,7 +77,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await closeDatabase(db);
   await relay.close();
-  await postgres.stop();
+  await postgres.close();
 });
 
 async function timed<T>(work: Promise<T>): Promise<{ ms: number; error: unknown }> {

@@ -94,7 +94,7 @@ async function startSystem(
   const broker = await startBroker(clientId);
   const bridge = await startBridge(bridgeConfig(broker.url, clientId, overrides), { logger });
   cleanups.push(async () => {
-    await bridge.stop();
+    await bridge.close();
     await broker.close();
   });
   return { broker, bridge, clientId };
@@ -136,7 +136,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   await closeDatabase(db);
-  await postgres.stop();
+  await postgres.close();
 });
 
 describe('telemetry ingest over MQTT', () => {
@@ -369,5 +369,15 @@ describe('telemetry ingest over MQTT', () => {
       `throughput: ${total} rows in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} rows/s over ${commits} transactions`,
     );
     expect(commits).toBeLessThan(devices.length * messagesPerDevice); // messages shared transactions
+  });
+
+  it('close() called twice returns the same promise, and calling it after it finished resolves again', async () => {
+    const { bridge } = await startSystem();
+    const first = bridge.close();
+    expect(bridge.close()).toBe(first);
+    await first;
+    await expect(bridge.close()).resolves.toBeUndefined();
+    // the HTTP endpoint is closed for real
+    await expect(fetch(`http://127.0.0.1:${bridge.httpPort}/healthz`)).rejects.toThrow();
   });
 });

@@ -42,13 +42,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await pipeline?.stop();
+  await pipeline?.close();
   await closeDatabase(db);
-  await postgres.stop();
+  await postgres.close();
 });
 
 beforeEach(async () => {
-  await pipeline?.stop();
+  await pipeline?.close();
   acks = [];
   metrics = createBridgeMetrics();
   pipeline = new IngestPipeline({

@@ -58,7 +58,7 @@ afterAll(async () => {
   await new Promise<void>((resolve) => aedes.close(() => resolve()));
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await closeDatabase(db);
-  await postgres.stop();
+  await postgres.close();
 });
 
 /** The bridge as its own process (bridge/main.ts), so that it can really crash. */
@@ -167,7 +167,7 @@ describe('deferred PUBACK', () => {
       await lock.none('ROLLBACK').catch(() => undefined);
       await lock.done();
       first.child.kill('SIGKILL');
-      await second?.stop();
+      await second?.close();
       await device.close();
     }
   });
@@ -207,7 +207,7 @@ describe('deferred PUBACK', () => {
     } finally {
       await lock.none('ROLLBACK').catch(() => undefined);
       await lock.done();
-      await bridge.stop();
+      await bridge.close();
       await device.close();
     }
   });

@@ -22,7 +22,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await closeDatabase(db);
-  await postgres.stop();
+  await postgres.close();
 });
 
 beforeEach(async () => {
@@ -107,7 +107,7 @@ describe('startRetentionScheduler', () => {
       await insertRows(3, 100);
       await expect.poll(countRows, { timeout: 10_000, interval: 20 }).toBe(0);
     } finally {
-      await scheduler.stop();
+      await scheduler.close();
     }
     await insertRows(2, 100);
     expect(await scheduler.runNow()).toEqual({ deleted: 2, chunks: 1 });

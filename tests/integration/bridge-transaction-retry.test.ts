@@ -27,7 +27,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await closeDatabase(db);
-  await postgres.stop();
+  await postgres.close();
 });
 
 /** Resolves once `parties` callers have arrived; bounded so a broken test fails instead of hanging. */

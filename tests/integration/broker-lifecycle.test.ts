@@ -1,4 +1,5 @@
 /** Starting and stopping the broker: port 0, clean shutdown with clients connected, clear startup errors. */
+import { Writable } from 'node:stream';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,10 +30,54 @@ describe('startBroker / close', () => {
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     expect(broker.aedes.connectedClients).toBe(1);
 
-    await Promise.all([broker.close(), broker.close()]);
+    const first = broker.close();
+    expect(broker.close()).toBe(first);
+    await Promise.all([first, broker.close()]);
     await closed;
     expect(broker.aedes.closed).toBe(true);
+    await expect(broker.close()).resolves.toBeUndefined();
     await client.endAsync(true);
+  });
+
+  it('logs and counts an error of the MQTTS listener after start-up, and keeps accepting devices', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        lines.push(
+          ...chunk
+            .toString()
+            .split('\n')
+            .filter(Boolean)
+            .map((line) => JSON.parse(line) as Record<string, unknown>),
+        );
+        callback();
+      },
+    });
+    const broker = await startBroker({
+      tls: certs.broker,
+      host: '127.0.0.1',
+      port: 0,
+      logger: pino({ level: 'error' }, sink),
+    });
+    try {
+      // what libuv hands to the server when accept() fails (see the header of broker/server.ts for
+      // why running a real process out of file descriptors does not produce it)
+      broker.server.emit('error', Object.assign(new Error('accept ENFILE'), { code: 'ENFILE', syscall: 'accept' }));
+      expect(await broker.registry.metrics()).toMatch(
+        /^mqtt_broker_listener_errors_total\{listener="mqtts",code="ENFILE"\} 1$/m,
+      );
+      expect(lines).toContainEqual(
+        expect.objectContaining({ level: 50, code: 'ENFILE', msg: expect.stringContaining('MQTT listener error') }),
+      );
+      const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+        ...certs.devices[DEVICE]!,
+        clientId: DEVICE,
+        reconnectPeriod: 0,
+      });
+      await client.endAsync();
+    } finally {
+      await broker.close();
+    }
   });
 
   it('fails clearly when the port is taken', async () => {

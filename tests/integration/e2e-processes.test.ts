@@ -94,9 +94,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(clients.map((client) => client.endAsync(true)));
   if (edge) await stopProcess(edge);
-  await controlPlane?.stop();
+  await controlPlane?.close();
   if (db) await closeDatabase(db);
-  await postgres?.stop();
+  await postgres?.close();
   rmSync(workDir, { recursive: true, force: true });
 });
 

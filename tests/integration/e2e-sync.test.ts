@@ -88,7 +88,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(rawClients.map((client) => client.endAsync(true)));
   await Promise.all(sensors.map((sensor) => sensor.close()));
-  await system?.stop();
+  await system?.close();
   rmSync(workDir, { recursive: true, force: true });
 });
 

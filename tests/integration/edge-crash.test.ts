@@ -87,7 +87,7 @@ afterAll(async () => {
   await bridge?.close();
   await broker?.close();
   if (db) await closeDatabase(db);
-  await postgres?.stop();
+  await postgres?.close();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 

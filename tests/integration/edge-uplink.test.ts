@@ -44,8 +44,8 @@ async function startAgent(overrides: Partial<EdgeAgentConfig> = {}): Promise<Edg
   return agent;
 }
 
-async function stopAgent(agent: EdgeAgent): Promise<void> {
-  await agent.stop();
+async function closeAgent(agent: EdgeAgent): Promise<void> {
+  await agent.close();
   agents.splice(agents.indexOf(agent), 1);
 }
 
@@ -88,7 +88,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
-  for (const agent of agents.splice(0)) await agent.stop();
+  for (const agent of agents.splice(0)) await agent.close();
   await bridge.stop();
   await broker.stop();
   database.cleanup();
@@ -390,7 +390,7 @@ describe('edge uplink', () => {
       (s) => s.syncing === 6 && bridge.received.length === 1,
     );
     await sensor.endAsync(true);
-    await stopAgent(first);
+    await closeAgent(first);
     const left = await reader.execute("SELECT count(*) AS n FROM telemetry_data WHERE sync_status = 'syncing'");
     expect(left.rows[0]?.['n']).toBe(6);
 
@@ -407,5 +407,21 @@ describe('edge uplink', () => {
     );
     // under the same batch id: an ack for the first send that arrives after the restart still counts
     expect(bridge.received.at(-1)?.batch.batchId).toBe(bridge.received[0]?.batch.batchId);
+  });
+
+  it('serves /metrics when asked; close() called twice returns the same promise and closes the listeners', async () => {
+    const agent = await startAgent({ metricsPort: 0 });
+    const metrics = await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^edge_readings_accepted_total 0$/m);
+
+    const first = agent.close();
+    expect(agent.close()).toBe(first);
+    await Promise.all([first, agent.close()]);
+    await expect(agent.close()).resolves.toBeUndefined();
+    // the listeners are closed for real
+    await expect(connectSensor(agent.sensorPort)).rejects.toThrow(/ECONNREFUSED/);
+    await expect(fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).rejects.toThrow();
+    agents.splice(agents.indexOf(agent), 1);
   });
 });

@@ -87,7 +87,7 @@ describe('history retention', () => {
         { timeoutMs: 2000 },
       );
     } finally {
-      await pruner.stop();
+      await pruner.close();
     }
   });
 
