@@ -6,6 +6,13 @@
  * Sync states of telemetry_data.sync_status: pending -> syncing (claimed into a batch) -> synced
  * (the bridge's sync/ack named the batch) | failed (the bridge rejected the reading, or it can
  * never fit a batch). A correction of a reading sends it back to pending from any state.
+ *
+ * Every statement on the claim/ack path names its index (INDEXED BY, see SYNC_PATH_STATEMENTS),
+ * so that a claim costs O(batch) however large the backlog: SQLite 3.45 (bundled with
+ * @libsql/client 0.18) picks idx_sync_status(sync_status, timestamp) over the partial index
+ * idx_released_batches for "pending AND sync_batch_id IS NOT NULL ORDER BY timestamp LIMIT 1"
+ * and walks every pending row (83 ms at 1M pending, 498 ms at 2M; 0.26 ms with the partial
+ * index). tests/unit/edge-store-query-plans.test.ts checks each plan on a 1M-row backlog.
  */
 import type { Client, InStatement, ResultSet, Transaction } from '@libsql/client';
 import { newId } from '../../common/ids.js';
@@ -13,7 +20,7 @@ import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import type { SyncAck, TelemetryRecord } from '../../schemas/messages.js';
 import { envelopeBytes, planBatch, recordBytes } from './batch-planner.js';
 import { openEdgeDatabase, type EdgeDatabase, type EdgeDatabaseOptions } from './database.js';
-import { RECORD_COLUMNS, recordFromRow, text } from './telemetry-rows.js';
+import { RECORD_COLUMNS, recordFromRow } from './telemetry-rows.js';
 import { buildUpsertStatements } from './upsert-statement.js';
 
 export type SyncStatus = 'pending' | 'syncing' | 'synced' | 'failed';
@@ -72,9 +79,56 @@ export interface PrunedRows {
 export interface OpenTelemetryStoreOptions extends EdgeDatabaseOptions {
   url: string;
   deviceId: string;
+  /** the released-batch lookup without its index pinned: for scripts/bench-drain.ts's before/after only */
+  legacyClaimPlan?: boolean;
 }
 
 const SYNC_STATUSES: readonly SyncStatus[] = ['pending', 'syncing', 'synced', 'failed'];
+
+const placeholders = (count: number): string => Array.from({ length: count }, () => '?').join(', ');
+
+/**
+ * The claim/ack/release/count statements, each pinned with INDEXED BY to the index that matches
+ * it (a plan the planner cannot get wrong whatever the table holds). Rows picked by a SELECT are
+ * updated by rowid. Ties in timestamp go by rowid (arrival order), which idx_sync_status already
+ * holds, so the oldest-pending query needs no sort at all.
+ */
+export const SYNC_PATH_STATEMENTS = {
+  /** the oldest batch released back to pending (ack timeout, restart): the partial index holds only those rows */
+  oldestReleasedBatch: `SELECT sync_batch_id FROM telemetry_data INDEXED BY idx_released_batches
+    WHERE sync_status = 'pending' AND sync_batch_id IS NOT NULL ORDER BY timestamp LIMIT 1`,
+  /** that batch's rows (at most one batch: sorted in a small temporary b-tree) */
+  releasedBatchRows: `SELECT rowid, ${RECORD_COLUMNS} FROM telemetry_data INDEXED BY idx_sync_batch
+    WHERE sync_batch_id = ? AND sync_status = 'pending' ORDER BY timestamp, rowid`,
+  /** the oldest pending readings, in index order */
+  oldestPending: `SELECT rowid, ${RECORD_COLUMNS} FROM telemetry_data INDEXED BY idx_sync_status
+    WHERE sync_status = 'pending' ORDER BY timestamp, rowid LIMIT ?`,
+  markSyncing: (rows: number) =>
+    `UPDATE telemetry_data SET sync_status = 'syncing', sync_batch_id = ?, sync_error = NULL WHERE rowid IN (${placeholders(rows)})`,
+  clearBatchId: (rows: number) =>
+    `UPDATE telemetry_data SET sync_batch_id = NULL WHERE rowid IN (${placeholders(rows)})`,
+  failOversized: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?, sync_timestamp = ? WHERE rowid = ?`,
+  /** a reading the bridge rejected: by its id (the primary key's index) */
+  ackRejected: `UPDATE telemetry_data INDEXED BY sqlite_autoindex_telemetry_data_1
+    SET sync_status = 'failed', sync_error = ?, sync_timestamp = ?
+    WHERE id = ? AND sync_batch_id = ? AND sync_status IN ('syncing', 'pending')`,
+  // G2: the only statement that marks readings 'synced': the bridge's sync/ack for their batch
+  ackSynced: `UPDATE telemetry_data INDEXED BY idx_sync_batch SET sync_status = 'synced', sync_timestamp = ?, sync_error = NULL
+    WHERE sync_batch_id = ? AND sync_status IN ('syncing', 'pending')`,
+  releaseBatch: `UPDATE telemetry_data INDEXED BY idx_sync_batch SET sync_status = 'pending'
+    WHERE sync_batch_id = ? AND sync_status = 'syncing'`,
+  releaseAllSyncing: `UPDATE telemetry_data INDEXED BY idx_sync_status SET sync_status = 'pending' WHERE sync_status = 'syncing'`,
+  hasPending: `SELECT 1 FROM telemetry_data INDEXED BY idx_sync_status WHERE sync_status = 'pending' LIMIT 1`,
+  /** O(rows of that status), through the covering index, never the table */
+  countStatus: `SELECT count(*) AS n FROM telemetry_data INDEXED BY idx_sync_status WHERE sync_status = ?`,
+} as const;
+
+/**
+ * The released-batch lookup as it was before the index was pinned, for scripts/bench-drain.ts's
+ * before/after comparison only (TelemetryStoreOptions.legacyClaimPlan).
+ */
+export const LEGACY_OLDEST_RELEASED_BATCH = `SELECT sync_batch_id FROM telemetry_data
+  WHERE sync_status = 'pending' AND sync_batch_id IS NOT NULL ORDER BY timestamp LIMIT 1`;
 
 /**
  * pruneHistory's statements (args: cutoff, limit). Each finds its rows through an index on the
@@ -112,36 +166,40 @@ export interface ClaimedBatch {
   records: TelemetryRecord[];
 }
 
+interface Candidate {
+  rowid: number;
+  record: TelemetryRecord;
+}
+
+function candidatesFrom(result: ResultSet): Candidate[] {
+  return result.rows.map((row) => ({ rowid: Number(row['rowid']), record: recordFromRow(row) }));
+}
+
 // G5: a reading too large for any batch fails alone instead of blocking the ones behind it
 /** Marks readings that no batch of maxBytes can carry 'failed', with the reason. */
 async function failOversized(
   transaction: Transaction,
-  records: readonly TelemetryRecord[],
+  candidates: readonly Candidate[],
   sizes: readonly number[],
   oversized: readonly number[],
   maxBytes: number,
 ): Promise<void> {
   for (const index of oversized) {
     await transaction.execute({
-      sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?, sync_timestamp = ? WHERE id = ?`,
+      sql: SYNC_PATH_STATEMENTS.failOversized,
       args: [
         `reading is ${sizes[index]} bytes of JSON; no telemetry batch of at most ${maxBytes} bytes can carry it`,
         Date.now(),
-        records[index]?.id ?? '',
+        candidates[index]?.rowid ?? -1,
       ],
     });
   }
 }
 
-async function markSyncing(
-  transaction: Transaction,
-  records: readonly TelemetryRecord[],
-  batchId: string,
-): Promise<void> {
+async function markSyncing(transaction: Transaction, selected: readonly Candidate[], batchId: string): Promise<void> {
   await transaction.execute({
-    sql: `UPDATE telemetry_data SET sync_status = 'syncing', sync_batch_id = ?, sync_error = NULL
-          WHERE id IN (${records.map(() => '?').join(', ')})`,
-    args: [batchId, ...records.map((record) => record.id)],
+    sql: SYNC_PATH_STATEMENTS.markSyncing(selected.length),
+    args: [batchId, ...selected.map((candidate) => candidate.rowid)],
   });
 }
 
@@ -152,18 +210,16 @@ async function claimOldestPending(
 ): Promise<TelemetryRecord[]> {
   const envelope = envelopeBytes(batchId);
   for (;;) {
-    const candidates = await transaction.execute({
-      sql: `SELECT ${RECORD_COLUMNS} FROM telemetry_data WHERE sync_status = 'pending' ORDER BY timestamp, id LIMIT ?`,
-      args: [limits.maxRecords],
-    });
-    const records = candidates.rows.map(recordFromRow);
-    const sizes = records.map(recordBytes);
+    const candidates = candidatesFrom(
+      await transaction.execute({ sql: SYNC_PATH_STATEMENTS.oldestPending, args: [limits.maxRecords] }),
+    );
+    const sizes = candidates.map((candidate) => recordBytes(candidate.record));
     const plan = planBatch(sizes, limits, envelope);
-    await failOversized(transaction, records, sizes, plan.oversized, limits.maxBytes);
-    const selected = plan.selected.map((index) => records[index] as TelemetryRecord);
+    await failOversized(transaction, candidates, sizes, plan.oversized, limits.maxBytes);
+    const selected = plan.selected.map((index) => candidates[index] as Candidate);
     if (selected.length > 0) {
       await markSyncing(transaction, selected, batchId);
-      return selected;
+      return selected.map((candidate) => candidate.record);
     }
     if (plan.oversized.length === 0) return [];
     // every candidate was oversized and is now failed: look at the next ones
@@ -175,33 +231,33 @@ async function claimOldestPending(
  * timeout, restart), under that id. Readings of it that no longer fit the limits (they changed
  * since) lose the batch id and are sent later in a new batch. null when there is none.
  */
-async function reclaimReleasedBatch(transaction: Transaction, limits: ClaimLimits): Promise<ClaimedBatch | null> {
+async function reclaimReleasedBatch(
+  transaction: Transaction,
+  limits: ClaimLimits,
+  oldestReleasedBatch: string,
+): Promise<ClaimedBatch | null> {
   for (;;) {
-    const oldest = await transaction.execute(
-      `SELECT sync_batch_id FROM telemetry_data WHERE sync_status = 'pending' AND sync_batch_id IS NOT NULL ORDER BY timestamp LIMIT 1`,
-    );
+    const oldest = await transaction.execute(oldestReleasedBatch);
     const batchId = oldest.rows[0]?.['sync_batch_id'];
     if (typeof batchId !== 'string') return null;
-    const rows = await transaction.execute({
-      sql: `SELECT ${RECORD_COLUMNS} FROM telemetry_data WHERE sync_status = 'pending' AND sync_batch_id = ? ORDER BY timestamp, id`,
-      args: [batchId],
-    });
-    const records = rows.rows.map(recordFromRow);
-    const sizes = records.map(recordBytes);
+    const candidates = candidatesFrom(
+      await transaction.execute({ sql: SYNC_PATH_STATEMENTS.releasedBatchRows, args: [batchId] }),
+    );
+    const sizes = candidates.map((candidate) => recordBytes(candidate.record));
     const plan = planBatch(sizes, limits, envelopeBytes(batchId));
-    await failOversized(transaction, records, sizes, plan.oversized, limits.maxBytes);
-    const selected = plan.selected.map((index) => records[index] as TelemetryRecord);
+    await failOversized(transaction, candidates, sizes, plan.oversized, limits.maxBytes);
+    const selected = plan.selected.map((index) => candidates[index] as Candidate);
     const chosen = new Set(plan.selected);
-    const leftOver = records.filter((_record, index) => !chosen.has(index) && !plan.oversized.includes(index));
+    const leftOver = candidates.filter((_candidate, index) => !chosen.has(index) && !plan.oversized.includes(index));
     if (leftOver.length > 0) {
       await transaction.execute({
-        sql: `UPDATE telemetry_data SET sync_batch_id = NULL WHERE id IN (${leftOver.map(() => '?').join(', ')})`,
-        args: leftOver.map((record) => record.id),
+        sql: SYNC_PATH_STATEMENTS.clearBatchId(leftOver.length),
+        args: leftOver.map((candidate) => candidate.rowid),
       });
     }
     if (selected.length > 0) {
       await markSyncing(transaction, selected, batchId);
-      return { batchId, records: selected };
+      return { batchId, records: selected.map((candidate) => candidate.record) };
     }
     // nothing of that batch can go out any more: look at the next released batch
   }
@@ -210,10 +266,14 @@ async function reclaimReleasedBatch(transaction: Transaction, limits: ClaimLimit
 export class TelemetryStore {
   readonly #db: EdgeDatabase;
   readonly deviceId: string;
+  readonly #oldestReleasedBatch: string;
 
-  constructor(db: EdgeDatabase, deviceId: string) {
+  constructor(db: EdgeDatabase, deviceId: string, options: { legacyClaimPlan?: boolean } = {}) {
     this.#db = db;
     this.deviceId = deviceId;
+    this.#oldestReleasedBatch = options.legacyClaimPlan
+      ? LEGACY_OLDEST_RELEASED_BATCH
+      : SYNC_PATH_STATEMENTS.oldestReleasedBatch;
   }
 
   /**
@@ -265,7 +325,7 @@ export class TelemetryStore {
     const limits = { maxRecords, maxBytes };
     return this.#db.exclusive((client) =>
       inWriteTransaction(client, async (transaction) => {
-        const released = await reclaimReleasedBatch(transaction, limits);
+        const released = await reclaimReleasedBatch(transaction, limits, this.#oldestReleasedBatch);
         if (released !== null) return released;
         return { batchId: newBatchId, records: await claimOldestPending(transaction, limits, newBatchId) };
       }),
@@ -287,18 +347,13 @@ export class TelemetryStore {
         let failed = 0;
         for (const rejection of ack.rejected) {
           const result = await transaction.execute({
-            sql: `UPDATE telemetry_data SET sync_status = 'failed', sync_error = ?, sync_timestamp = ?
-                  WHERE sync_batch_id = ? AND id = ? AND sync_status IN ('syncing', 'pending')`,
-            args: [rejection.reason, syncedAtMs, batchId, rejection.id],
+            sql: SYNC_PATH_STATEMENTS.ackRejected,
+            args: [rejection.reason, syncedAtMs, rejection.id, batchId],
           });
           failed += result.rowsAffected;
         }
-        const synced = await transaction.execute({
-          // G2: the only statement that marks readings 'synced': the bridge's sync/ack for their batch
-          sql: `UPDATE telemetry_data SET sync_status = 'synced', sync_timestamp = ?, sync_error = NULL
-                WHERE sync_batch_id = ? AND sync_status IN ('syncing', 'pending')`,
-          args: [syncedAtMs, batchId],
-        });
+        // G2: the only statement that marks readings 'synced': the bridge's sync/ack for their batch
+        const synced = await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackSynced, args: [syncedAtMs, batchId] });
         return { synced: synced.rowsAffected, failed };
       }),
     );
@@ -307,10 +362,7 @@ export class TelemetryStore {
   /** Puts a batch's 'syncing' rows back to 'pending' (no ack in time); returns how many. */
   releaseBatch(batchId: string): Promise<number> {
     return this.#db.exclusive(async (client) => {
-      const result = await client.execute({
-        sql: `UPDATE telemetry_data SET sync_status = 'pending' WHERE sync_batch_id = ? AND sync_status = 'syncing'`,
-        args: [batchId],
-      });
+      const result = await client.execute({ sql: SYNC_PATH_STATEMENTS.releaseBatch, args: [batchId] });
       return result.rowsAffected;
     });
   }
@@ -318,20 +370,18 @@ export class TelemetryStore {
   /** Puts every 'syncing' row back to 'pending' (at start-up: no batch is in flight yet). */
   releaseAllSyncing(): Promise<number> {
     return this.#db.exclusive(async (client) => {
-      const result = await client.execute(
-        `UPDATE telemetry_data SET sync_status = 'pending' WHERE sync_status = 'syncing'`,
-      );
+      const result = await client.execute(SYNC_PATH_STATEMENTS.releaseAllSyncing);
       return result.rowsAffected;
     });
   }
 
+  /** One covering-index count per status (O(rows), for stats and tests; not on the send path). */
   countByStatus(): Promise<StatusCounts> {
     return this.#db.exclusive(async (client) => {
-      const result = await client.execute('SELECT sync_status, count(*) AS n FROM telemetry_data GROUP BY sync_status');
       const counts: StatusCounts = { pending: 0, syncing: 0, synced: 0, failed: 0 };
-      for (const row of result.rows) {
-        const status = text(row, 'sync_status') as SyncStatus;
-        if (SYNC_STATUSES.includes(status)) counts[status] = Number(row['n']);
+      for (const status of SYNC_STATUSES) {
+        const result = await client.execute({ sql: SYNC_PATH_STATEMENTS.countStatus, args: [status] });
+        counts[status] = Number(result.rows[0]?.['n'] ?? 0);
       }
       return counts;
     });
@@ -340,14 +390,14 @@ export class TelemetryStore {
   /** Whether any reading is pending: one index probe, unlike countPending. */
   hasPending(): Promise<boolean> {
     return this.#db.exclusive(async (client) => {
-      const result = await client.execute(`SELECT 1 FROM telemetry_data WHERE sync_status = 'pending' LIMIT 1`);
+      const result = await client.execute(SYNC_PATH_STATEMENTS.hasPending);
       return result.rows.length > 0;
     });
   }
 
   countPending(): Promise<number> {
     return this.#db.exclusive(async (client) => {
-      const result = await client.execute(`SELECT count(*) AS n FROM telemetry_data WHERE sync_status = 'pending'`);
+      const result = await client.execute({ sql: SYNC_PATH_STATEMENTS.countStatus, args: ['pending'] });
       return Number(result.rows[0]?.['n'] ?? 0);
     });
   }
@@ -434,5 +484,5 @@ export class TelemetryStore {
 
 export async function openTelemetryStore(options: OpenTelemetryStoreOptions): Promise<TelemetryStore> {
   const db = await openEdgeDatabase(options.url, options);
-  return new TelemetryStore(db, options.deviceId);
+  return new TelemetryStore(db, options.deviceId, { legacyClaimPlan: options.legacyClaimPlan ?? false });
 }

@@ -184,7 +184,8 @@ describe('insertReadings', () => {
 });
 
 describe('claimPendingBatch', () => {
-  it('claims the oldest pending readings by timestamp, then id, and returns them as wire records', async () => {
+  it('claims the oldest pending readings by timestamp, then arrival order, and returns them as wire records', async () => {
+    // the tie is broken by arrival (rowid), not by id: idB arrives first
     const idA = '00000000-0000-4000-8000-00000000000a';
     const idB = '00000000-0000-4000-8000-00000000000b';
     const newest = makeRecord({ atMs: BASE_TIME_MS + 3000, metadata: { n: 1 } });
@@ -194,8 +195,8 @@ describe('claimPendingBatch', () => {
     await store.insertReadings([newest, tieB, oldest, tieA]);
 
     const first = await store.claimPendingBatch(3, MAX_BATCH_BYTES, 'batch-1');
-    expect(first).toEqual([oldest, tieA, tieB]);
-    expect(await statusOf([oldest.id, tieA.id, tieB.id, newest.id])).toEqual([
+    expect(first).toEqual([oldest, tieB, tieA]);
+    expect(await statusOf([oldest.id, tieB.id, tieA.id, newest.id])).toEqual([
       'syncing',
       'syncing',
       'syncing',
