@@ -8,8 +8,14 @@
  * `concurrency: 1` and every call serialized through a SerialQueue, the PRAGMAs below hold for all
  * work; the busy timeout is passed as the client's `timeout` option, which libsql applies to
  * every connection it opens.
+ *
+ * The files hold every reading of the device, so they are the owner's alone (0600): the database
+ * file is created (or tightened) before libSQL opens it, and SQLite's unix VFS creates the -wal
+ * and -shm files with the database file's permissions (os_unix.c, findCreateFileMode), so they
+ * follow. Without this they would be 0644 under the usual umask 022. process.umask() is not used:
+ * it is process-wide and not safe to change while worker threads run.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createClient, type Client } from '@libsql/client';
 import { migrate } from './schema.js';
@@ -46,9 +52,18 @@ export function databaseFilePath(url: string): string | null {
   return resolve(decodeURIComponent(path));
 }
 
+/** Creates the database file 0600 if it is missing and tightens an existing one and its -wal/-shm to 0600. */
+export function restrictToOwner(filePath: string): void {
+  mkdirSync(dirname(filePath), { recursive: true, mode: 0o700 }); // only folders it creates get 0700
+  closeSync(openSync(filePath, 'a', 0o600)); // an empty file is a new database to SQLite
+  for (const path of [filePath, `${filePath}-wal`, `${filePath}-shm`]) {
+    if (existsSync(path)) chmodSync(path, 0o600);
+  }
+}
+
 export async function openEdgeDatabase(url: string, options: EdgeDatabaseOptions = {}): Promise<EdgeDatabase> {
   const filePath = databaseFilePath(url);
-  if (filePath !== null) mkdirSync(dirname(filePath), { recursive: true });
+  if (filePath !== null) restrictToOwner(filePath);
 
   const client = createClient({ url, concurrency: 1, timeout: options.busyTimeoutMs ?? 5000 });
   try {

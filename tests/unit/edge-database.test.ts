@@ -1,6 +1,8 @@
+import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { databaseFilePath } from '../../edge/store/database.js';
+import { databaseFilePath, openEdgeDatabase } from '../../edge/store/database.js';
+import { tempDatabase } from '../helpers/edge-temp-db.js';
 import { SerialQueue } from '../../edge/store/serial-queue.js';
 
 describe('databaseFilePath', () => {
@@ -18,6 +20,35 @@ describe('databaseFilePath', () => {
       "the edge database must be a local file: URL (e.g. file:.data/edge.db), got 'libsql://db.example.com'",
     );
     expect(() => databaseFilePath('file://db.example.com/x.db')).toThrow(/names a host/);
+  });
+});
+
+describe('openEdgeDatabase file permissions', () => {
+  const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
+
+  it('creates the database and its -wal and -shm files readable and writable by the owner only', async () => {
+    const database = tempDatabase('edge-mode');
+    try {
+      const db = await openEdgeDatabase(database.url);
+      await db.exclusive((client) => client.execute('CREATE TABLE t (x)')); // writes the WAL
+      expect([database.path, `${database.path}-wal`, `${database.path}-shm`].map(mode)).toEqual(['600', '600', '600']);
+      await db.close();
+    } finally {
+      database.cleanup();
+    }
+  });
+
+  it('tightens a database file left world-readable by an earlier version', async () => {
+    const database = tempDatabase('edge-mode');
+    try {
+      writeFileSync(database.path, '');
+      chmodSync(database.path, 0o644);
+      const db = await openEdgeDatabase(database.url);
+      expect(mode(database.path)).toBe('600');
+      await db.close();
+    } finally {
+      database.cleanup();
+    }
   });
 });
 
