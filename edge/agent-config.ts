@@ -39,6 +39,13 @@ export interface EdgeAgentConfig {
   metricsPort?: number;
   /** default 127.0.0.1: the metrics stay on the device unless asked otherwise */
   metricsHost?: string;
+  /**
+   * where SQLite runs: 'worker' (default), a worker thread of its own, or 'event-loop', the
+   * agent's event loop as before (kept for scripts/bench-drain.ts's before/after comparison)
+   */
+  storeThread?: 'worker' | 'event-loop';
+  /** the released-batch lookup without its pinned index: scripts/bench-drain.ts's "before" only */
+  legacyClaimPlan?: boolean;
   /** default: a pino logger named edge-agent */
   logger?: Logger;
 }

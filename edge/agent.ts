@@ -15,6 +15,7 @@ import { startSensorListener, type SensorListener } from './ingest/sensor-listen
 import { DEFAULT_HISTORY_RETENTION, startHistoryPruner } from './history-pruner.js';
 import { EdgeMetrics } from './metrics.js';
 import { openTelemetryStore } from './store/telemetry-store.js';
+import { openWorkerTelemetryStore } from './store/worker-store.js';
 import { Uplink } from './uplink/uplink.js';
 
 export type { EdgeAgentConfig } from './agent-config.js';
@@ -50,7 +51,16 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     throw new Error(`deviceId must be a lower-case UUID (the device certificate's CN), got '${config.deviceId}'`);
   }
   const logger = (config.logger ?? createLogger('edge-agent')).child({ deviceId: config.deviceId });
-  const store = await openTelemetryStore({ url: config.dbUrl, deviceId: config.deviceId });
+  const storeOptions = {
+    url: config.dbUrl,
+    deviceId: config.deviceId,
+    legacyClaimPlan: config.legacyClaimPlan ?? false,
+  };
+  // SQLite off the event loop that answers the sensors (edge/store/worker-store.ts)
+  const store =
+    config.storeThread === 'event-loop'
+      ? await openTelemetryStore(storeOptions)
+      : await openWorkerTelemetryStore(storeOptions);
   const metrics = new EdgeMetrics(() => store.countPending());
 
   let uplink: Uplink;

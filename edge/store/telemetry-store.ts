@@ -58,7 +58,8 @@ export interface RejectedReadingEntry {
   /** epoch ms */
   receivedAt: number;
   topic: string;
-  payload: Buffer | string;
+  /** a Buffer arrives in the store worker as a plain Uint8Array (structured clone) */
+  payload: Uint8Array | string;
   reason: string;
 }
 
@@ -263,7 +264,51 @@ async function reclaimReleasedBatch(
   }
 }
 
-export class TelemetryStore {
+/**
+ * The store's operations. Two implementations: SqlTelemetryStore runs them on the calling thread
+ * (tests, scripts, and inside the store worker); edge/store/worker-store.ts forwards each call
+ * to a worker thread that owns a SqlTelemetryStore, so that SQLite never runs on the event loop
+ * that answers the sensors.
+ */
+export interface TelemetryStore {
+  readonly deviceId: string;
+  insertReadings(records: readonly TelemetryRecord[]): Promise<InsertOutcome>;
+  claimPendingBatch(maxRecords: number, maxBytes: number, batchId: string): Promise<TelemetryRecord[]>;
+  claimNextBatch(maxRecords: number, maxBytes: number, newBatchId: string): Promise<ClaimedBatch>;
+  applyAck(ack: SyncAck, syncedAtMs?: number): Promise<AckOutcome>;
+  releaseBatch(batchId: string): Promise<number>;
+  releaseAllSyncing(): Promise<number>;
+  countByStatus(): Promise<StatusCounts>;
+  hasPending(): Promise<boolean>;
+  countPending(): Promise<number>;
+  countRejectedReadings(): Promise<number>;
+  writeSyncLog(entry: SyncLogEntry): Promise<string>;
+  recordRejectedReading(entry: RejectedReadingEntry): Promise<string>;
+  pruneHistory(cutoffs: HistoryCutoffs, limit: number): Promise<PrunedRows>;
+  /** Waits for queued operations, then closes the database. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The operations a worker-backed store forwards (every method of TelemetryStore but close). */
+export const STORE_OPERATIONS = [
+  'insertReadings',
+  'claimPendingBatch',
+  'claimNextBatch',
+  'applyAck',
+  'releaseBatch',
+  'releaseAllSyncing',
+  'countByStatus',
+  'hasPending',
+  'countPending',
+  'countRejectedReadings',
+  'writeSyncLog',
+  'recordRejectedReading',
+  'pruneHistory',
+] as const satisfies readonly Exclude<keyof TelemetryStore, 'deviceId' | 'close'>[];
+
+export type StoreOperation = (typeof STORE_OPERATIONS)[number];
+
+export class SqlTelemetryStore implements TelemetryStore {
   readonly #db: EdgeDatabase;
   readonly deviceId: string;
   readonly #oldestReleasedBatch: string;
@@ -433,7 +478,10 @@ export class TelemetryStore {
   /** Keeps a refused sensor payload (as text, at most MAX_SENSOR_PAYLOAD_BYTES of it) and why. */
   recordRejectedReading(entry: RejectedReadingEntry): Promise<string> {
     const id = newId();
-    const bytes = typeof entry.payload === 'string' ? Buffer.from(entry.payload, 'utf8') : entry.payload;
+    const bytes =
+      typeof entry.payload === 'string'
+        ? Buffer.from(entry.payload, 'utf8')
+        : Buffer.from(entry.payload.buffer, entry.payload.byteOffset, entry.payload.byteLength);
     const text = bytes.subarray(0, MAX_SENSOR_PAYLOAD_BYTES).toString('utf8');
     return this.#db.exclusive(async (client) => {
       await client.execute({
@@ -476,13 +524,13 @@ export class TelemetryStore {
     );
   }
 
-  /** Waits for queued operations, then closes the database. */
   close(): Promise<void> {
     return this.#db.close();
   }
 }
 
+/** A store that runs SQLite on the calling thread. */
 export async function openTelemetryStore(options: OpenTelemetryStoreOptions): Promise<TelemetryStore> {
   const db = await openEdgeDatabase(options.url, options);
-  return new TelemetryStore(db, options.deviceId, { legacyClaimPlan: options.legacyClaimPlan ?? false });
+  return new SqlTelemetryStore(db, options.deviceId, { legacyClaimPlan: options.legacyClaimPlan ?? false });
 }

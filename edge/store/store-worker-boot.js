@@ -1,0 +1,8 @@
+// Entry of the edge store worker thread. Node.js 20 applies neither tsx's --import hooks nor
+// vitest's transform to a worker's entry module, so the worker registers tsx's loader itself
+// (tsx 4, 'tsx/esm/api') and then loads the TypeScript entry it was given.
+import { register } from 'tsx/esm/api';
+import { workerData } from 'node:worker_threads';
+
+register();
+await import(workerData.entry);

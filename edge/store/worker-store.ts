@@ -1,0 +1,98 @@
+/**
+ * A TelemetryStore whose SQLite work runs on a worker thread (node:worker_threads), not on the
+ * event loop that answers the sensors.
+ *
+ * Why: @libsql/client 0.18 runs a file: database synchronously on the calling thread, fsync
+ * included (synchronous=FULL). On the agent's one event loop every claim, ack, count and prune
+ * therefore held up the sensor listener: while a 1M-reading backlog drained, sensors got 465
+ * PUBACKs/s instead of 21,700/s offline (35/s at 3.2M). Pinning the claim's index (telemetry-
+ * store.ts) made each step O(batch), but a step still costs milliseconds of SQLite and an fsync,
+ * ten or more times a second during a drain, all on that loop. With the store on its own thread
+ * the event loop only parses MQTT, sends PUBACKs and posts messages, and SQLite can use the
+ * second core; scripts/bench-drain.ts measures both placements side by side (docs/capacity.md).
+ *
+ * Order: requests are posted in call order and the worker runs them one at a time in that order
+ * (its SerialQueue), so the store behaves as the in-thread one does. Errors come back with their
+ * SQLite code (store-protocol.ts). If the worker dies, every waiting call and every later call
+ * fails with that reason; close() is idempotent and safe after such a death.
+ */
+import { Worker } from 'node:worker_threads';
+import { deserializeError, type StoreRequest, type StoreResponse } from './store-protocol.js';
+import {
+  STORE_OPERATIONS,
+  type OpenTelemetryStoreOptions,
+  type StoreOperation,
+  type TelemetryStore,
+} from './telemetry-store.js';
+
+interface Waiting {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+}
+
+const BOOT = new URL('./store-worker-boot.js', import.meta.url);
+const ENTRY = new URL('./store-worker.ts', import.meta.url).href;
+
+export async function openWorkerTelemetryStore(options: OpenTelemetryStoreOptions): Promise<TelemetryStore> {
+  const worker = new Worker(BOOT, { workerData: { entry: ENTRY, options }, name: 'edge-store' });
+  const waiting = new Map<number, Waiting>();
+  let nextId = 1;
+  let dead: Error | null = null;
+  let exited = false;
+  const exit = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+
+  const die = (reason: Error) => {
+    dead ??= reason;
+    for (const call of waiting.values()) call.reject(dead);
+    waiting.clear();
+  };
+  worker.on('error', (error) => die(new Error(`the edge store worker failed: ${error.message}`, { cause: error })));
+  void exit.then(() => {
+    exited = true;
+    die(new Error('the edge store worker has stopped'));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onStartup = (response: StoreResponse) => {
+      if (response.kind === 'ready') resolve();
+      else if (response.kind === 'open-failed') reject(deserializeError(response.error));
+    };
+    worker.once('message', onStartup);
+    void exit.then(() => reject(dead ?? new Error('the edge store worker stopped while opening the database')));
+  });
+
+  worker.on('message', (response: StoreResponse) => {
+    if (response.kind !== 'result' && response.kind !== 'error') return;
+    const call = waiting.get(response.id);
+    if (call === undefined) return;
+    waiting.delete(response.id);
+    if (response.kind === 'result') call.resolve(response.value);
+    else call.reject(deserializeError(response.error));
+  });
+
+  let closing: Promise<void> | null = null;
+  const call = (operation: StoreOperation | 'close', args: unknown[]): Promise<unknown> => {
+    if (dead !== null) return Promise.reject(dead);
+    if (closing !== null && operation !== 'close') return Promise.reject(new Error('the edge store is closed'));
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      waiting.set(id, { resolve, reject });
+      worker.postMessage({ id, operation, args } satisfies StoreRequest);
+    });
+  };
+
+  const store = {
+    deviceId: options.deviceId,
+    close: () =>
+      (closing ??= (async () => {
+        // the worker answers every call posted before this one, closes the database and ends
+        await call('close', []).catch(() => undefined);
+        if (!exited) await worker.terminate();
+        await exit;
+      })()),
+  } as Record<string, unknown>;
+  for (const operation of STORE_OPERATIONS) {
+    store[operation] = (...args: unknown[]) => call(operation, args);
+  }
+  return store as unknown as TelemetryStore;
+}
