@@ -61,7 +61,10 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     config.storeThread === 'event-loop'
       ? await openTelemetryStore(storeOptions)
       : await openWorkerTelemetryStore(storeOptions);
-  const metrics = new EdgeMetrics(() => store.countPending());
+  const metrics = new EdgeMetrics(
+    () => store.countPending(),
+    () => store.readCounters(),
+  );
 
   let uplink: Uplink;
   try {

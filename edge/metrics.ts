@@ -34,8 +34,61 @@ export class EdgeMetrics {
 
   readonly pendingReadings: Gauge;
 
-  /** `countPending` is read at scrape time. */
-  constructor(countPending: () => Promise<number>) {
+  readonly storageUsedBytes = new Gauge({
+    name: 'edge_storage_used_bytes',
+    help: 'Bytes the edge database uses: pages in use plus the WAL file (last storage check)',
+    registers: [this.registry],
+  });
+
+  readonly storageCapacityBytes = new Gauge({
+    name: 'edge_storage_capacity_bytes',
+    help: 'Bytes the edge database may occupy: EDGE_MAX_DB_BYTES or what the filesystem has room for, whichever is less',
+    registers: [this.registry],
+  });
+
+  readonly storageAccepting = new Gauge({
+    name: 'edge_storage_accepting',
+    help: '1 while the store accepts new readings, 0 while it is full and withholds PUBACKs (EDGE_OVERFLOW_POLICY=reject-new)',
+    registers: [this.registry],
+  });
+
+  readonly readingsWithheld = new Gauge({
+    name: 'edge_readings_withheld',
+    help: 'Readings received but not committed (no PUBACK yet) because the store is full',
+    registers: [this.registry],
+  });
+
+  readonly syncedPrunedForSpace = new Counter({
+    name: 'edge_synced_readings_pruned_for_space_total',
+    help: 'Synced readings deleted before their retention ended because storage was short',
+    registers: [this.registry],
+  });
+
+  readonly droppedPendingReadings: Gauge;
+  readonly droppedRejectedReadings: Gauge;
+
+  /** `countPending` and `readCounters` are read at scrape time. */
+  constructor(
+    countPending: () => Promise<number>,
+    readCounters: () => Promise<{ droppedPendingReadings: number; droppedRejectedReadings: number }> = () =>
+      Promise.resolve({ droppedPendingReadings: 0, droppedRejectedReadings: 0 }),
+  ) {
+    this.droppedPendingReadings = new Gauge({
+      name: 'edge_dropped_pending_readings',
+      help: 'Pending readings dropped to make room (EDGE_OVERFLOW_POLICY=drop-oldest) since the database was created; never sent',
+      registers: [this.registry],
+      async collect() {
+        this.set((await readCounters()).droppedPendingReadings);
+      },
+    });
+    this.droppedRejectedReadings = new Gauge({
+      name: 'edge_dropped_rejected_readings',
+      help: 'Refused sensor payloads dropped from rejected_readings beyond its bounds since the database was created',
+      registers: [this.registry],
+      async collect() {
+        this.set((await readCounters()).droppedRejectedReadings);
+      },
+    });
     this.pendingReadings = new Gauge({
       name: 'edge_readings_pending',
       help: 'Readings waiting to be sent to the control plane',

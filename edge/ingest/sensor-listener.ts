@@ -16,6 +16,7 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { Aedes, type AedesOptions } from 'aedes';
 import type { Logger } from '../../common/logger.js';
+import { rateLimitedLog } from '../../common/rate-limited-log.js';
 import type { SensorReadingError, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import type { EdgeMetrics } from '../metrics.js';
@@ -69,6 +70,15 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
   const log = options.logger.child({ component: 'sensor-listener' });
   const inProgress = new Set<Promise<void>>();
   let closing = false;
+  // G8: one line per interval with a count, not one per rejected reading (garbage at full speed)
+  const rejections = rateLimitedLog<{ topic: string; clientId: string | undefined; reason: string }>(log, {
+    intervalMs: 10_000,
+    level: 'warn',
+    message: ({ count, sample }) =>
+      count === 1
+        ? `rejected sensor reading on ${sample.topic}: ${sample.reason}`
+        : `rejected ${count} more sensor readings in the last interval; the first on ${sample.topic}: ${sample.reason}`,
+  });
 
   // G5: a bad reading is recorded, announced and acknowledged, so it is not re-sent forever
   async function rejectReading(
@@ -80,7 +90,7 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     const receivedAt = now();
     await options.store.recordRejectedReading({ receivedAt, topic, payload, reason });
     options.metrics?.readingsRejected.inc();
-    log.warn({ topic, clientId, reason }, `rejected sensor reading on ${topic}: ${reason}`);
+    rejections.note('rejected', { topic, clientId, reason });
     const notice: SensorReadingError = {
       error: reason,
       topic,
@@ -110,7 +120,7 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     const reason = `sensors may publish only on sensors/{sensorId}/{dataType}; dropped a publish on '${topic}'`;
     await options.store.recordRejectedReading({ receivedAt: now(), topic, payload, reason });
     options.metrics?.readingsRejected.inc();
-    log.warn({ topic, clientId, reason }, reason);
+    rejections.note('misplaced', { topic, clientId, reason });
   }
 
   async function handleReading(topic: string, payload: Buffer, clientId: string | undefined): Promise<void> {
@@ -192,6 +202,7 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     for (const socket of sockets) socket.destroy();
     await serverClosed;
+    rejections.close();
   }
 
   return {

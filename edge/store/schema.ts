@@ -6,7 +6,9 @@
  *   (set when claimed, kept when released so a late sync/ack can still confirm it, cleared by a
  *   correction because the new content has not been sent yet);
  * - telemetry_data.sync_error: why a row is 'failed' (the bridge's rejection reason);
- * - rejected_readings: sensor payloads refused at the local listener, for diagnosis.
+ * - rejected_readings: sensor payloads refused at the local listener, for diagnosis, bounded in
+ *   rows and bytes (payload_bytes per row; the store drops the oldest first);
+ * - edge_counters: what was dropped to keep the stores bounded (G8), reported upstream.
  *
  * Timestamps (timestamp, sync_timestamp, received_at, started_at, completed_at) are epoch
  * milliseconds; created_at keeps its original default (epoch seconds).
@@ -105,6 +107,17 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'finds batches released after an ack timeout or a restart, to send them again under their own id',
     statements: [
       `CREATE INDEX IF NOT EXISTS idx_released_batches ON telemetry_data(timestamp) WHERE sync_status = 'pending' AND sync_batch_id IS NOT NULL`,
+    ],
+  },
+  {
+    version: 5,
+    description:
+      'bounded rejected_readings (bytes per row) and persistent counters of what was dropped to stay bounded',
+    statements: [
+      `ALTER TABLE rejected_readings ADD COLUMN payload_bytes INTEGER NOT NULL DEFAULT 0`,
+      `UPDATE rejected_readings SET payload_bytes = length(CAST(payload AS BLOB))`,
+      // name -> value; e.g. dropped_pending_readings (EDGE_OVERFLOW_POLICY=drop-oldest), dropped_rejected_readings
+      `CREATE TABLE IF NOT EXISTS edge_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
     ],
   },
 ];

@@ -77,11 +77,52 @@ export interface PrunedRows {
   rejectedReadings: number;
 }
 
+/** G8: how much of refused sensor input is kept for diagnosis; the oldest goes first beyond either bound. */
+export interface RejectedReadingsLimits {
+  maxRows: number;
+  /** payload bytes over all kept rows; at least MAX_SENSOR_PAYLOAD_BYTES */
+  maxBytes: number;
+}
+
+/** 1000 payloads and 2 MiB: 2000 invalid 16 KiB readings used to grow the file by 35 MB */
+export const DEFAULT_REJECTED_READINGS_LIMITS: RejectedReadingsLimits = { maxRows: 1000, maxBytes: 2 * 1024 * 1024 };
+
+/** What was dropped to keep the stores bounded, since the database was created (edge_counters). */
+export interface EdgeCounters {
+  /** pending readings dropped by EDGE_OVERFLOW_POLICY=drop-oldest: never sent to the control plane */
+  droppedPendingReadings: number;
+  /** refused sensor payloads dropped beyond RejectedReadingsLimits */
+  droppedRejectedReadings: number;
+}
+
+const COUNTER_NAMES: Readonly<Record<keyof EdgeCounters, string>> = {
+  droppedPendingReadings: 'dropped_pending_readings',
+  droppedRejectedReadings: 'dropped_rejected_readings',
+};
+
+const REJECTED_STATEMENTS = {
+  insert:
+    'INSERT INTO rejected_readings (id, received_at, topic, payload, reason, payload_bytes) VALUES (?, ?, ?, ?, ?, ?)',
+  totals: 'SELECT count(*) AS n, total(payload_bytes) AS bytes FROM rejected_readings',
+  dropOldest: `DELETE FROM rejected_readings WHERE rowid IN (
+      SELECT rowid FROM rejected_readings INDEXED BY idx_rejected_received ORDER BY received_at LIMIT ?)
+    RETURNING payload_bytes`,
+} as const;
+
+async function addToCounter(transaction: Transaction, counter: keyof EdgeCounters, amount: number): Promise<void> {
+  await transaction.execute({
+    sql: `INSERT INTO edge_counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value`,
+    args: [COUNTER_NAMES[counter], amount],
+  });
+}
+
 export interface OpenTelemetryStoreOptions extends EdgeDatabaseOptions {
   url: string;
   deviceId: string;
   /** the released-batch lookup without its index pinned: for scripts/bench-drain.ts's before/after only */
   legacyClaimPlan?: boolean;
+  /** default DEFAULT_REJECTED_READINGS_LIMITS */
+  rejectedReadings?: RejectedReadingsLimits;
 }
 
 const SYNC_STATUSES: readonly SyncStatus[] = ['pending', 'syncing', 'synced', 'failed'];
@@ -145,6 +186,11 @@ export const PRUNE_STATEMENTS: Readonly<Record<keyof PrunedRows, string>> = {
   rejectedReadings:
     'DELETE FROM rejected_readings WHERE id IN (SELECT id FROM rejected_readings WHERE received_at < ? LIMIT ?)',
 };
+
+async function readRejectedTotals(transaction: Transaction): Promise<{ rows: number; bytes: number }> {
+  const result = await transaction.execute(REJECTED_STATEMENTS.totals);
+  return { rows: Number(result.rows[0]?.['n'] ?? 0), bytes: Number(result.rows[0]?.['bytes'] ?? 0) };
+}
 
 async function inWriteTransaction<T>(client: Client, work: (transaction: Transaction) => Promise<T>): Promise<T> {
   const transaction = await client.transaction('write');
@@ -285,6 +331,7 @@ export interface TelemetryStore {
   writeSyncLog(entry: SyncLogEntry): Promise<string>;
   recordRejectedReading(entry: RejectedReadingEntry): Promise<string>;
   pruneHistory(cutoffs: HistoryCutoffs, limit: number): Promise<PrunedRows>;
+  readCounters(): Promise<EdgeCounters>;
   /** Waits for queued operations, then closes the database. Idempotent. */
   close(): Promise<void>;
 }
@@ -304,6 +351,7 @@ export const STORE_OPERATIONS = [
   'writeSyncLog',
   'recordRejectedReading',
   'pruneHistory',
+  'readCounters',
 ] as const satisfies readonly Exclude<keyof TelemetryStore, 'deviceId' | 'close'>[];
 
 export type StoreOperation = (typeof STORE_OPERATIONS)[number];
@@ -312,10 +360,18 @@ export class SqlTelemetryStore implements TelemetryStore {
   readonly #db: EdgeDatabase;
   readonly deviceId: string;
   readonly #oldestReleasedBatch: string;
+  readonly #rejectedLimits: RejectedReadingsLimits;
+  /** rows and payload bytes of rejected_readings, known after the first insert (null: count again) */
+  #rejectedTotals: { rows: number; bytes: number } | null = null;
 
-  constructor(db: EdgeDatabase, deviceId: string, options: { legacyClaimPlan?: boolean } = {}) {
+  constructor(
+    db: EdgeDatabase,
+    deviceId: string,
+    options: { legacyClaimPlan?: boolean; rejectedReadings?: RejectedReadingsLimits } = {},
+  ) {
     this.#db = db;
     this.deviceId = deviceId;
+    this.#rejectedLimits = options.rejectedReadings ?? DEFAULT_REJECTED_READINGS_LIMITS;
     this.#oldestReleasedBatch = options.legacyClaimPlan
       ? LEGACY_OLDEST_RELEASED_BATCH
       : SYNC_PATH_STATEMENTS.oldestReleasedBatch;
@@ -475,20 +531,64 @@ export class SqlTelemetryStore implements TelemetryStore {
     });
   }
 
-  /** Keeps a refused sensor payload (as text, at most MAX_SENSOR_PAYLOAD_BYTES of it) and why. */
+  // G8: rejected_readings is bounded in rows and bytes; the oldest payloads go first, counted
+  /**
+   * Keeps a refused sensor payload (as text, at most MAX_SENSOR_PAYLOAD_BYTES of it) and why, and
+   * drops the oldest kept payloads beyond the limits in the same transaction (counted in
+   * edge_counters.dropped_rejected_readings).
+   */
   recordRejectedReading(entry: RejectedReadingEntry): Promise<string> {
     const id = newId();
     const bytes =
       typeof entry.payload === 'string'
         ? Buffer.from(entry.payload, 'utf8')
         : Buffer.from(entry.payload.buffer, entry.payload.byteOffset, entry.payload.byteLength);
-    const text = bytes.subarray(0, MAX_SENSOR_PAYLOAD_BYTES).toString('utf8');
+    const kept = bytes.subarray(0, MAX_SENSOR_PAYLOAD_BYTES);
+    const text = kept.toString('utf8');
+    const size = Buffer.byteLength(text, 'utf8');
+    const limits = this.#rejectedLimits;
     return this.#db.exclusive(async (client) => {
-      await client.execute({
-        sql: 'INSERT INTO rejected_readings (id, received_at, topic, payload, reason) VALUES (?, ?, ?, ?, ?)',
-        args: [id, entry.receivedAt, entry.topic, text, entry.reason],
-      });
+      try {
+        this.#rejectedTotals = await inWriteTransaction(client, async (transaction) => {
+          const totals = this.#rejectedTotals ?? (await readRejectedTotals(transaction));
+          await transaction.execute({
+            sql: REJECTED_STATEMENTS.insert,
+            args: [id, entry.receivedAt, entry.topic, text, entry.reason, size],
+          });
+          let rows = totals.rows + 1;
+          let total = totals.bytes + size;
+          let dropped = 0;
+          while (rows > limits.maxRows || total > limits.maxBytes) {
+            const excess = Math.max(
+              rows - limits.maxRows,
+              Math.ceil((total - limits.maxBytes) / MAX_SENSOR_PAYLOAD_BYTES),
+              1,
+            );
+            const deleted = await transaction.execute({ sql: REJECTED_STATEMENTS.dropOldest, args: [excess] });
+            if (deleted.rows.length === 0) break;
+            rows -= deleted.rows.length;
+            dropped += deleted.rows.length;
+            for (const row of deleted.rows) total -= Number(row['payload_bytes']);
+          }
+          if (dropped > 0) await addToCounter(transaction, 'droppedRejectedReadings', dropped);
+          return { rows, bytes: total };
+        });
+      } catch (error) {
+        this.#rejectedTotals = null; // rolled back: count again next time
+        throw error;
+      }
       return id;
+    });
+  }
+
+  readCounters(): Promise<EdgeCounters> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute('SELECT name, value FROM edge_counters');
+      const values = new Map(result.rows.map((row) => [row['name'], Number(row['value'])]));
+      return {
+        droppedPendingReadings: values.get(COUNTER_NAMES.droppedPendingReadings) ?? 0,
+        droppedRejectedReadings: values.get(COUNTER_NAMES.droppedRejectedReadings) ?? 0,
+      };
     });
   }
 
@@ -514,6 +614,7 @@ export class SqlTelemetryStore implements TelemetryStore {
           sql: PRUNE_STATEMENTS.rejectedReadings,
           args: [cutoffs.diagnosticsBefore, limit],
         });
+        if (rejected.rowsAffected > 0) this.#rejectedTotals = null;
         return {
           synced: synced.rowsAffected,
           failed: failed.rowsAffected,
@@ -532,5 +633,8 @@ export class SqlTelemetryStore implements TelemetryStore {
 /** A store that runs SQLite on the calling thread. */
 export async function openTelemetryStore(options: OpenTelemetryStoreOptions): Promise<TelemetryStore> {
   const db = await openEdgeDatabase(options.url, options);
-  return new SqlTelemetryStore(db, options.deviceId, { legacyClaimPlan: options.legacyClaimPlan ?? false });
+  return new SqlTelemetryStore(db, options.deviceId, {
+    legacyClaimPlan: options.legacyClaimPlan ?? false,
+    ...(options.rejectedReadings ? { rejectedReadings: options.rejectedReadings } : {}),
+  });
 }

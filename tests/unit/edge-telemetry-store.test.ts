@@ -40,6 +40,7 @@ describe('schema', () => {
     expect(tables.rows.map((r) => r['name'])).toEqual([
       'command_queue',
       'device_config',
+      'edge_counters',
       'rejected_readings',
       'sync_log',
       'telemetry_data',
