@@ -1,0 +1,231 @@
+/**
+ * `npm run bench:drain`: how one edge agent drains a large backlog into PostgreSQL, and what its
+ * sensors get meanwhile, with the store as it was ("before": SQLite on the agent's event loop,
+ * the released-batch lookup unpinned) and as it is ("after": the store worker, every claim/ack
+ * statement on its index), side by side in one run.
+ *
+ * For every backlog size and mode:
+ *   1. an edge database with that many pending readings (filled directly, devtools/edge-backlog.ts,
+ *      one template per size copied for each mode; PostgreSQL's telemetry is truncated between runs);
+ *   2. offline: the uplink cut, 10 sensors at full speed (--window readings in flight each) for
+ *      --ingest-seconds: readings accepted (PUBACK after commit) per second, PUBACK latency;
+ *   3. drain: the uplink restored, no sensors, for --drain-seconds: rows committed in PostgreSQL
+ *      per second (from the first row on);
+ *   4. drain + ingest: the same sensors again while the backlog keeps draining: accepted/s,
+ *      PUBACK latency, and rows/s into PostgreSQL meanwhile.
+ *
+ *   npm run bench:drain -- [--sizes 100000,1000000,3000000] [--modes before,after]
+ *                          [--drain-seconds 15] [--ingest-seconds 8] [--window 50]
+ *
+ *
+ * Broker and bridge run as their own processes; the edge agent and the sensors run here.
+ * Results: printed, and .data/bench-drain/result.json. Set BENCH_PROFILE_DIR to have the broker
+ * and the bridge write V8 CPU profiles (--cpu-prof) there.
+ */
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { readTlsFiles } from '../common/tls-files.js';
+import { fillEdgeBacklog } from '../devtools/edge-backlog.js';
+import { startLocalSystem } from '../devtools/local-system.js';
+import { connectSensor, standardSensors, type SimulatedSensor } from '../devtools/sensor-simulator.js';
+import { startTcpProxy } from '../devtools/tcp-proxy.js';
+import { startEdgeAgent } from '../edge/agent.js';
+
+const { values: args } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '100000,1000000,3000000' },
+    modes: { type: 'string', default: 'before,after' },
+    'drain-seconds': { type: 'string', default: '15' },
+    'ingest-seconds': { type: 'string', default: '8' },
+    window: { type: 'string', default: '50' },
+  },
+});
+const sizes = (args.sizes ?? '').split(',').map(Number);
+const modes = (args.modes ?? '').split(',') as ('before' | 'after')[];
+const drainSeconds = Number(args['drain-seconds']);
+const ingestSeconds = Number(args['ingest-seconds']);
+const window = Number(args.window);
+if (sizes.some((size) => !Number.isInteger(size) || size < 0) || modes.some((m) => m !== 'before' && m !== 'after')) {
+  process.stderr.write('--sizes takes integers, --modes before and/or after\n');
+  process.exit(2);
+}
+
+const DEVICE_ID = '6c1e0f3a-2b4d-4e5f-8a9b-0c1d2e3f4a5b';
+const SENSORS = 10;
+const dataDir = resolve('.data', 'bench-drain');
+rmSync(dataDir, { recursive: true, force: true });
+mkdirSync(dataDir, { recursive: true });
+const logger = pino({ level: 'warn' }, pino.destination({ dest: join(dataDir, 'system.log'), sync: false }));
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+const profileDir = process.env.BENCH_PROFILE_DIR;
+if (profileDir) process.env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${resolve(profileDir)}`;
+const system = await startLocalSystem({
+  deviceIds: [],
+  certificateOnlyDeviceIds: [DEVICE_ID],
+  dataDir,
+  certDir: join('certs', 'dev'),
+  logger,
+  controlPlane: 'child-processes',
+});
+delete process.env.NODE_OPTIONS;
+const files = system.certificates.devices[DEVICE_ID];
+if (!files) throw new Error('no device certificate');
+const tls = readTlsFiles({ caPath: system.certificates.ca.certPath, ...files });
+say(
+  `bench:drain — 1 edge agent, ${SENSORS} sensors × ${window} in flight, ${cpus().length} cores, Node ${process.version}; ` +
+    'broker and bridge as separate processes, PostgreSQL embedded',
+);
+
+async function rowsInDatabase(): Promise<number> {
+  return Number((await system.db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
+}
+
+interface IngestResult {
+  acceptedPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  rowsPerSecond: number;
+}
+
+const percentile = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+
+/** Every sensor keeps `window` readings in flight for `seconds`; PUBACK latency per reading. */
+async function ingest(sensors: SimulatedSensor[], seconds: number): Promise<IngestResult> {
+  const rowsBefore = await rowsInDatabase();
+  const startMs = Date.now();
+  const stopAt = startMs + seconds * 1000;
+  const latencies: number[] = [];
+  await Promise.all(
+    sensors.map(async (sensor) => {
+      const inFlight = new Set<Promise<unknown>>();
+      while (Date.now() < stopAt) {
+        const publish = sensor
+          .publishReading()
+          .then((reading) => {
+            if (reading.acknowledgedAtMs <= stopAt) latencies.push(reading.acknowledgedAtMs - reading.publishedAtMs);
+          })
+          .finally(() => inFlight.delete(publish));
+        inFlight.add(publish);
+        if (inFlight.size >= window) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+    }),
+  );
+  const elapsed = (Date.now() - startMs) / 1000;
+  const rowsAfter = await rowsInDatabase();
+  latencies.sort((a, b) => a - b);
+  return {
+    acceptedPerSecond: Math.round(latencies.length / seconds),
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    rowsPerSecond: Math.round((rowsAfter - rowsBefore) / elapsed),
+  };
+}
+
+/** Rows per second into PostgreSQL, from the first row on, for `seconds` or until `total` rows. */
+async function drainRate(total: number, seconds: number): Promise<{ rowsPerSecond: number; rows: number }> {
+  const firstDeadline = Date.now() + 60_000;
+  let rows = await rowsInDatabase();
+  while (rows === 0) {
+    if (Date.now() > firstDeadline) throw new Error('no row reached PostgreSQL within 60 s');
+    await sleep(50);
+    rows = await rowsInDatabase();
+  }
+  const startMs = Date.now();
+  const startRows = rows;
+  while (Date.now() - startMs < seconds * 1000 && rows < total) {
+    await sleep(250);
+    rows = await rowsInDatabase();
+  }
+  return { rowsPerSecond: Math.round((rows - startRows) / ((Date.now() - startMs) / 1000)), rows: rows - startRows };
+}
+
+interface ScenarioResult {
+  backlog: number;
+  mode: 'before' | 'after';
+  offline: IngestResult;
+  drain: { rowsPerSecond: number; rows: number };
+  duringDrain: IngestResult;
+}
+const results: ScenarioResult[] = [];
+
+for (const backlog of sizes) {
+  const template = join(dataDir, `template-${backlog}.db`);
+  const fillStart = Date.now();
+  await fillEdgeBacklog(template, DEVICE_ID, [{ count: backlog, startMs: Date.now() - 86_400_000 }]);
+  say(`\nbacklog ${backlog.toLocaleString('en')} pending readings (filled in ${(Date.now() - fillStart) / 1000} s)`);
+  for (const mode of modes) {
+    await system.db.none('TRUNCATE telemetry_data, conflict_log');
+    const dbPath = join(dataDir, `edge-${mode}.db`);
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
+    copyFileSync(template, dbPath);
+    const uplink = await startTcpProxy({ host: '127.0.0.1', port: system.broker.port });
+    uplink.cut();
+    const agent = await startEdgeAgent({
+      deviceId: DEVICE_ID,
+      dbUrl: `file:${dbPath}`,
+      sensorPort: 0,
+      brokerUrl: `mqtts://127.0.0.1:${uplink.port}`,
+      tls,
+      ackTimeoutMs: 120_000,
+      syncIntervalMs: 1_000,
+      sendLingerMs: 5,
+      reconnectPolicy: { initialDelayMs: 100, maxDelayMs: 500, multiplier: 2, jitter: 'equal' },
+      storeThread: mode === 'before' ? 'event-loop' : 'worker',
+      legacyClaimPlan: mode === 'before',
+      logger,
+    });
+    const sensors = await Promise.all(
+      standardSensors(SENSORS).map((spec) => connectSensor(`mqtt://127.0.0.1:${agent.sensorPort}`, spec)),
+    );
+    const offline = await ingest(sensors, ingestSeconds);
+    uplink.restore();
+    const drain = await drainRate(backlog, drainSeconds);
+    const duringDrain = await ingest(sensors, ingestSeconds);
+    results.push({ backlog, mode, offline, drain, duringDrain });
+    say(
+      `  ${mode.padEnd(6)} offline: ${String(offline.acceptedPerSecond).padStart(6)} accepted/s, PUBACK p50 ${offline.p50Ms} ms p99 ${offline.p99Ms} ms` +
+        ` | drain: ${String(drain.rowsPerSecond).padStart(6)} rows/s (${drain.rows} rows)` +
+        ` | during drain: ${String(duringDrain.acceptedPerSecond).padStart(6)} accepted/s` +
+        ` (${Math.round((100 * duringDrain.acceptedPerSecond) / Math.max(1, offline.acceptedPerSecond))}% of offline),` +
+        ` PUBACK p50 ${duringDrain.p50Ms} ms p99 ${duringDrain.p99Ms} ms, ${duringDrain.rowsPerSecond} rows/s into PostgreSQL`,
+    );
+    await Promise.all(sensors.map((sensor) => sensor.close()));
+    await agent.close();
+    await uplink.close();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
+  }
+  rmSync(template, { force: true });
+}
+
+say('\ndrain rate (rows/s into PostgreSQL), after / before:');
+for (const backlog of sizes) {
+  const before = results.find((r) => r.backlog === backlog && r.mode === 'before');
+  const after = results.find((r) => r.backlog === backlog && r.mode === 'after');
+  if (before && after) {
+    say(
+      `  ${backlog.toLocaleString('en').padStart(9)} pending: ${after.drain.rowsPerSecond} / ${before.drain.rowsPerSecond}` +
+        ` = ${(after.drain.rowsPerSecond / Math.max(1, before.drain.rowsPerSecond)).toFixed(2)}×`,
+    );
+  }
+}
+const afterRates = results.filter((r) => r.mode === 'after').map((r) => [r.backlog, r.drain.rowsPerSecond] as const);
+if (afterRates.length > 1) {
+  const [smallest, largest] = [afterRates[0]!, afterRates[afterRates.length - 1]!];
+  say(
+    `  after: the rate at ${largest[0].toLocaleString('en')} is ${((100 * largest[1]) / Math.max(1, smallest[1])).toFixed(0)}% of the rate at ${smallest[0].toLocaleString('en')}`,
+  );
+}
+writeFileSync(
+  join(dataDir, 'result.json'),
+  `${JSON.stringify({ at: new Date().toISOString(), cores: cpus().length, results }, null, 2)}\n`,
+);
+await system.close();
+logger.flush();
+process.exit(0);
