@@ -6,6 +6,8 @@
 import type { BackoffPolicy } from '../common/retry-policy.js';
 import type { Logger } from '../common/logger.js';
 import type { HistoryRetention } from './history-pruner.js';
+import type { OverflowPolicy } from './store/storage-budget.js';
+import type { RejectedReadingsLimits } from './store/telemetry-store.js';
 import type { TlsFiles } from '../common/tls-files.js';
 
 export interface EdgeAgentConfig {
@@ -35,6 +37,14 @@ export interface EdgeAgentConfig {
   reconnectPolicy?: BackoffPolicy;
   /** how long local history is kept (see edge/history-pruner.ts); defaults: synced 72 h, diagnostics 30 days, hourly */
   historyRetention?: Partial<HistoryRetention>;
+  /** G8: most bytes the database and its WAL may take; default 1 GiB (EDGE_MAX_DB_BYTES) */
+  maxDbBytes?: number;
+  /** G8: what happens when full, after pruning synced readings; default 'reject-new' */
+  overflowPolicy?: OverflowPolicy;
+  /** how often storage is checked besides after commits; default 500 ms */
+  storageCheckIntervalMs?: number;
+  /** G8: bounds of rejected_readings; default 1000 payloads, 2 MiB */
+  rejectedReadings?: RejectedReadingsLimits;
   /** serve GET /metrics on this port (0 picks one, see EdgeAgent.metricsPort); no HTTP endpoint when omitted */
   metricsPort?: number;
   /** default 127.0.0.1: the metrics stay on the device unless asked otherwise */

@@ -14,6 +14,8 @@ import { GroupCommitWriter } from './ingest/group-commit.js';
 import { startSensorListener, type SensorListener } from './ingest/sensor-listener.js';
 import { DEFAULT_HISTORY_RETENTION, startHistoryPruner } from './history-pruner.js';
 import { EdgeMetrics } from './metrics.js';
+import { isStorageFullError, StorageGuard } from './storage-guard.js';
+import { DEFAULT_MAX_DB_BYTES } from './store/storage-budget.js';
 import { openTelemetryStore } from './store/telemetry-store.js';
 import { openWorkerTelemetryStore } from './store/worker-store.js';
 import { Uplink } from './uplink/uplink.js';
@@ -28,6 +30,16 @@ export interface EdgeAgentStats {
   rejectedReadings: number;
   inFlightBatches: number;
   connected: boolean;
+  /** G8: the last storage check */
+  storage: {
+    accepting: boolean;
+    usedBytes: number;
+    capacityBytes: number;
+    /** readings received but waiting for space (no PUBACK yet) */
+    withheld: number;
+    /** pending readings dropped to make room since the database was created (drop-oldest) */
+    droppedPending: number;
+  };
 }
 
 export interface EdgeAgent {
@@ -51,10 +63,13 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     throw new Error(`deviceId must be a lower-case UUID (the device certificate's CN), got '${config.deviceId}'`);
   }
   const logger = (config.logger ?? createLogger('edge-agent')).child({ deviceId: config.deviceId });
+  const maxDbBytes = config.maxDbBytes ?? DEFAULT_MAX_DB_BYTES;
   const storeOptions = {
     url: config.dbUrl,
     deviceId: config.deviceId,
     legacyClaimPlan: config.legacyClaimPlan ?? false,
+    maxDbBytes,
+    ...(config.rejectedReadings ? { rejectedReadings: config.rejectedReadings } : {}),
   };
   // SQLite off the event loop that answers the sensors (edge/store/worker-store.ts)
   const store =
@@ -65,6 +80,25 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     () => store.countPending(),
     () => store.readCounters(),
   );
+
+  /** readings waiting for space, once the group commit exists */
+  const withheld = { count: (): number => 0 };
+  let guard: StorageGuard;
+  try {
+    // G8: checked once before the first reading; then after commits and every interval
+    guard = await StorageGuard.start({
+      store,
+      maxDbBytes,
+      policy: config.overflowPolicy ?? 'reject-new',
+      logger,
+      metrics,
+      ...(config.storageCheckIntervalMs !== undefined ? { checkIntervalMs: config.storageCheckIntervalMs } : {}),
+      waitingReadings: () => withheld.count(),
+    });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
 
   let uplink: Uplink;
   try {
@@ -80,8 +114,11 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       syncIntervalMs: config.syncIntervalMs,
       sendLingerMs: config.sendLingerMs,
       reconnectPolicy: config.reconnectPolicy,
+      droppedCount: () => guard.droppedTotal,
+      storageShort: () => guard.short,
     });
   } catch (error) {
+    await guard.close();
     await store.close();
     throw error;
   }
@@ -89,8 +126,16 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
   const writer = new GroupCommitWriter<TelemetryRecord>({
     commit: (records) => store.insertReadings(records),
     maxRecordsPerCommit: config.maxRecordsPerCommit,
-    onCommitted: (count) => uplink.notifyNewReadings(count),
+    onCommitted: (count) => {
+      uplink.notifyNewReadings(count);
+      guard.noteCommitted();
+    },
+    // G8 + G1: a full store withholds PUBACKs (the readings wait) instead of failing them
+    admission: guard,
+    isStorageFull: isStorageFullError,
+    onStorageFull: (error) => guard.noteStorageFull(error),
   });
+  withheld.count = () => (writer.waitingForSpace ? writer.queued : 0);
 
   let listener: SensorListener;
   try {
@@ -105,6 +150,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     });
   } catch (error) {
     await uplink.close();
+    await guard.close();
     await store.close();
     throw error;
   }
@@ -122,6 +168,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       await listener.close();
       await writer.close();
       await uplink.close();
+      await guard.close();
       await store.close();
       throw error;
     }
@@ -135,9 +182,12 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
   let closing: Promise<void> | null = null;
   async function close(): Promise<void> {
     await pruner.close();
+    // readings waiting for space are refused first, or the listener would wait for them forever
+    if (writer.waitingForSpace) void writer.close();
     await listener.close();
     await writer.close();
     await uplink.close();
+    await guard.close();
     await endpoint?.close();
     await store.close();
     logger.info('edge agent closed');
@@ -150,7 +200,20 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     metrics,
     async stats() {
       const [counts, rejectedReadings] = await Promise.all([store.countByStatus(), store.countRejectedReadings()]);
-      return { ...counts, rejectedReadings, inFlightBatches: uplink.inFlightBatches, connected: uplink.connected };
+      const last = guard.lastAssessment;
+      return {
+        ...counts,
+        rejectedReadings,
+        inFlightBatches: uplink.inFlightBatches,
+        connected: uplink.connected,
+        storage: {
+          accepting: guard.open,
+          usedBytes: last?.usedBytes ?? 0,
+          capacityBytes: last?.capacityBytes ?? 0,
+          withheld: withheld.count(),
+          droppedPending: guard.droppedTotal,
+        },
+      };
     },
     close: () => {
       closing ??= close();

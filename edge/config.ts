@@ -14,6 +14,12 @@
  *   METRICS_PORT         optional; serves Prometheus metrics on 127.0.0.1:<port>/metrics
  *   SYNCED_RETENTION_HOURS   how long synced readings stay on the device (default 72, at most 10 years)
  *   DIAGNOSTICS_RETENTION_DAYS  failed readings, sync_log, rejected payloads (default 30, at most 3650)
+ *   EDGE_MAX_DB_BYTES    most bytes the database (with its WAL) may take (default 1073741824 = 1 GiB,
+ *                        at least 4194304); the agent stops taking readings a reserve below it, or
+ *                        below what the filesystem has room for (edge/store/storage-budget.ts)
+ *   EDGE_OVERFLOW_POLICY when full, after pruning synced readings: reject-new (default: PUBACKs
+ *                        withheld until there is room) or drop-oldest (oldest pending readings
+ *                        dropped, counted and reported upstream)
  *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
  *                        common/process-lifecycle.ts)
  */
@@ -30,6 +36,12 @@ import {
   type Env,
 } from '../common/env.js';
 import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
+import {
+  DEFAULT_MAX_DB_BYTES,
+  MIN_MAX_DB_BYTES,
+  OVERFLOW_POLICIES,
+  type OverflowPolicy,
+} from './store/storage-budget.js';
 import { tlsFilesFromEnv } from '../common/tls-files.js';
 
 const TLS_VARIABLES = { ca: 'TLS_CA', cert: 'TLS_CERT', key: 'TLS_KEY' };
@@ -53,6 +65,10 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
     required: brokerUrl.startsWith('mqtts:'),
     requiredBecause: 'for an mqtts:// BROKER_URL (mutual TLS)',
   });
+  const overflowPolicy = envString(env, 'EDGE_OVERFLOW_POLICY', 'reject-new');
+  if (!(OVERFLOW_POLICIES as readonly string[]).includes(overflowPolicy)) {
+    throw new ConfigError(`EDGE_OVERFLOW_POLICY must be reject-new or drop-oldest, got '${overflowPolicy}'`);
+  }
   const metricsPort =
     envOptional(env, 'METRICS_PORT') === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65535 });
   return {
@@ -66,6 +82,8 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
       ackTimeoutMs: envInt(env, 'ACK_TIMEOUT_MS', 30_000, { min: 100, max: MAX_TIMER_MS }),
       maxInFlightBatches: envInt(env, 'MAX_IN_FLIGHT_BATCHES', 4, { min: 1, max: 100 }),
       syncIntervalMs: envInt(env, 'SYNC_INTERVAL_MS', 30_000, { min: 100, max: MAX_TIMER_MS }),
+      maxDbBytes: envInt(env, 'EDGE_MAX_DB_BYTES', DEFAULT_MAX_DB_BYTES, { min: MIN_MAX_DB_BYTES, max: 2 ** 50 }),
+      overflowPolicy: overflowPolicy as OverflowPolicy,
       historyRetention: {
         syncedRetentionMs: envInt(env, 'SYNCED_RETENTION_HOURS', 72, { min: 1, max: 87_600 }) * 3_600_000,
         diagnosticsRetentionMs: envInt(env, 'DIAGNOSTICS_RETENTION_DAYS', 30, { min: 1, max: 3650 }) * 86_400_000,

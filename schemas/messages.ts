@@ -34,6 +34,12 @@ export interface TelemetryBatch {
   records: TelemetryRecord[];
   /** readings still waiting on the device after this batch (informational, feeds sync_status) */
   pendingCount?: number;
+  /**
+   * G8: pending readings the device has dropped to make room since its database was created
+   * (EDGE_OVERFLOW_POLICY=drop-oldest): a total, so a re-sent or reordered batch says nothing
+   * wrong; omitted while 0. Stored in sync_status.dropped_records_count.
+   */
+  droppedCount?: number;
 }
 
 export interface RejectedRecord {

@@ -17,6 +17,8 @@ export type ParsedTelemetryMessage =
       records: TelemetryRow[];
       invalid: RejectedRecord[];
       pendingCount: number | null;
+      /** G8: pending readings the device dropped to make room, a total (null when it did not say) */
+      droppedCount: number | null;
     }
   /** cannot be stored at all: answer with this ack (it carries `error`) */
   | { kind: 'unreadable'; deviceId: string; ack: SyncAck }
@@ -55,6 +57,8 @@ export function parseTelemetryMessage(topic: string, payload: Buffer): ParsedTel
     // absurd count cannot make the database refuse the message's readings
     pendingCount:
       envelope.value.pendingCount === undefined ? null : Math.min(envelope.value.pendingCount, MAX_PENDING_COUNT),
+    droppedCount:
+      envelope.value.droppedCount === undefined ? null : Math.min(envelope.value.droppedCount, MAX_PENDING_COUNT),
   };
 }
 

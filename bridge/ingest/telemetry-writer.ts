@@ -29,6 +29,8 @@ export interface TelemetryWriteMessage {
   invalid: readonly RejectedRecord[];
   /** readings still waiting on the device (the envelope's pendingCount), if it said */
   pendingCount: number | null;
+  /** G8: pending readings the device dropped to make room (the envelope's droppedCount, a total), if it said */
+  droppedCount?: number | null;
 }
 
 export interface TelemetryWriteResult {
@@ -98,6 +100,7 @@ interface SyncStatusRow {
   deviceId: string;
   status: 'success' | 'partial' | 'failed';
   pendingCount: number | null;
+  droppedCount: number;
   inserted: number;
   lastError: string | null;
 }
@@ -108,6 +111,7 @@ const syncStatusColumns = new ColumnSet<SyncStatusRow>(
     { ...NOW, name: 'last_sync_at' },
     { name: 'last_sync_status', prop: 'status' },
     { name: 'pending_records_count', prop: 'pendingCount', cast: 'int8' },
+    { name: 'dropped_records_count', prop: 'droppedCount', cast: 'int8' },
     { name: 'total_synced_records', prop: 'inserted', cast: 'int8' },
     { name: 'last_error', prop: 'lastError' },
     { ...NOW, name: 'updated_at' },
@@ -134,6 +138,8 @@ const UPSERT_SYNC_STATUS =
   ' ON CONFLICT (device_id) DO UPDATE SET last_sync_at = excluded.last_sync_at,' +
   ' last_sync_status = excluded.last_sync_status,' +
   ' pending_records_count = COALESCE(excluded.pending_records_count, sync_status.pending_records_count),' +
+  // G8: a total that only grows; a re-sent or reordered batch carries an older, smaller one
+  ' dropped_records_count = GREATEST(excluded.dropped_records_count, COALESCE(sync_status.dropped_records_count, 0)),' +
   ' total_synced_records = COALESCE(sync_status.total_synced_records, 0) + excluded.total_synced_records,' +
   ' last_error = excluded.last_error, updated_at = excluded.updated_at';
 
@@ -215,11 +221,24 @@ function syncStatusRows(
 ): SyncStatusRow[] {
   const byDevice = new Map<
     string,
-    { accepted: number; rejected: RejectedRecord[]; inserted: number; pendingCount: number | null }
+    {
+      accepted: number;
+      rejected: RejectedRecord[];
+      inserted: number;
+      pendingCount: number | null;
+      droppedCount: number;
+    }
   >();
   messages.forEach((message, index) => {
     const outcome = outcomes[index] as MessageOutcome;
-    const totals = byDevice.get(message.deviceId) ?? { accepted: 0, rejected: [], inserted: 0, pendingCount: null };
+    const totals = byDevice.get(message.deviceId) ?? {
+      accepted: 0,
+      rejected: [],
+      inserted: 0,
+      pendingCount: null,
+      droppedCount: 0,
+    };
+    totals.droppedCount = Math.max(totals.droppedCount, message.droppedCount ?? 0);
     totals.accepted += outcome.accepted;
     totals.rejected.push(...outcome.rejected);
     totals.inserted += outcome.inserted;
@@ -234,6 +253,7 @@ function syncStatusRows(
         deviceId,
         status: totals.rejected.length === 0 ? 'success' : totals.accepted > 0 ? 'partial' : 'failed',
         pendingCount: totals.pendingCount,
+        droppedCount: totals.droppedCount,
         inserted: totals.inserted,
         lastError:
           first === undefined

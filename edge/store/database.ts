@@ -15,15 +15,22 @@
  * follow. Without this they would be 0644 under the usual umask 022. process.umask() is not used:
  * it is process-wide and not safe to change while worker threads run.
  */
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createClient, type Client } from '@libsql/client';
 import { migrate } from './schema.js';
+import { walLimits } from './storage-budget.js';
 import { SerialQueue } from './serial-queue.js';
 
 export interface EdgeDatabaseOptions {
   /** how long a statement waits for a lock held by another process; default 5000 ms */
   busyTimeoutMs?: number;
+  /**
+   * G8: the configured cap (EDGE_MAX_DB_BYTES). Sets PRAGMA max_page_count (SQLITE_FULL beyond
+   * it, a backstop behind the agent's high-water mark) and keeps the WAL within a quarter of the
+   * reserve (storage-budget.ts, walLimits). No cap when omitted.
+   */
+  maxDbBytes?: number;
 }
 
 export interface EdgeDatabase {
@@ -32,6 +39,8 @@ export interface EdgeDatabase {
   /** Waits for queued operations, then closes the connection. Idempotent. */
   close(): Promise<void>;
   readonly url: string;
+  /** the database file, or null in memory */
+  readonly filePath: string | null;
 }
 
 /**
@@ -61,6 +70,20 @@ export function restrictToOwner(filePath: string): void {
   }
 }
 
+/** PRAGMAs are per connection: applied on the one connection every operation uses. */
+async function applyStorageLimits(client: Client, filePath: string | null, maxDbBytes: number): Promise<void> {
+  const pageSize = Number((await client.execute('PRAGMA page_size')).rows[0]?.['page_size']);
+  let capacity = maxDbBytes;
+  if (filePath !== null) {
+    const fs = statfsSync(dirname(filePath));
+    capacity = Math.min(maxDbBytes, fs.blocks * fs.bsize);
+  }
+  const limits = walLimits(maxDbBytes, capacity, pageSize);
+  await client.execute(`PRAGMA max_page_count = ${limits.maxPageCount}`);
+  await client.execute(`PRAGMA wal_autocheckpoint = ${limits.autocheckpointPages}`);
+  await client.execute(`PRAGMA journal_size_limit = ${limits.journalSizeLimitBytes}`);
+}
+
 export async function openEdgeDatabase(url: string, options: EdgeDatabaseOptions = {}): Promise<EdgeDatabase> {
   const filePath = databaseFilePath(url);
   if (filePath !== null) restrictToOwner(filePath);
@@ -74,6 +97,7 @@ export async function openEdgeDatabase(url: string, options: EdgeDatabaseOptions
     // G1: a committed reading survives a crash or power loss (WAL + synchronous=FULL)
     await client.execute('PRAGMA synchronous = FULL');
     await migrate(client);
+    if (options.maxDbBytes !== undefined) await applyStorageLimits(client, filePath, options.maxDbBytes);
   } catch (error) {
     client.close();
     throw error;
@@ -83,6 +107,7 @@ export async function openEdgeDatabase(url: string, options: EdgeDatabaseOptions
   let closing: Promise<void> | null = null;
   return {
     url,
+    filePath,
     exclusive: (work) => {
       if (closing !== null) return Promise.reject(new Error(`the edge database ${url} is closed`));
       return queue.run(() => work(client));

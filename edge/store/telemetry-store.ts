@@ -14,12 +14,15 @@
  * and walks every pending row (83 ms at 1M pending, 498 ms at 2M; 0.26 ms with the partial
  * index). tests/unit/edge-store-query-plans.test.ts checks each plan on a 1M-row backlog.
  */
+import { statfsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Client, InStatement, ResultSet, Transaction } from '@libsql/client';
 import { newId } from '../../common/ids.js';
 import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import type { SyncAck, TelemetryRecord } from '../../schemas/messages.js';
 import { envelopeBytes, planBatch, recordBytes } from './batch-planner.js';
 import { openEdgeDatabase, type EdgeDatabase, type EdgeDatabaseOptions } from './database.js';
+import type { StorageSample } from './storage-budget.js';
 import { RECORD_COLUMNS, recordFromRow } from './telemetry-rows.js';
 import { buildUpsertStatements } from './upsert-statement.js';
 
@@ -157,10 +160,26 @@ export const SYNC_PATH_STATEMENTS = {
   // G2: the only statement that marks readings 'synced': the bridge's sync/ack for their batch
   ackSynced: `UPDATE telemetry_data INDEXED BY idx_sync_batch SET sync_status = 'synced', sync_timestamp = ?, sync_error = NULL
     WHERE sync_batch_id = ? AND sync_status IN ('syncing', 'pending')`,
+  /**
+   * G2 + G8: the same rows as ackSynced, deleted instead of kept as 'synced' while storage is short:
+   * they are in the control plane, and marking them would grow the table and idx_synced_at
+   */
+  ackDeleted: `DELETE FROM telemetry_data INDEXED BY idx_sync_batch
+    WHERE sync_batch_id = ? AND sync_status IN ('syncing', 'pending')`,
   releaseBatch: `UPDATE telemetry_data INDEXED BY idx_sync_batch SET sync_status = 'pending'
     WHERE sync_batch_id = ? AND sync_status = 'syncing'`,
   releaseAllSyncing: `UPDATE telemetry_data INDEXED BY idx_sync_status SET sync_status = 'pending' WHERE sync_status = 'syncing'`,
   hasPending: `SELECT 1 FROM telemetry_data INDEXED BY idx_sync_status WHERE sync_status = 'pending' LIMIT 1`,
+  /**
+   * G8: space is short: the oldest synced readings go first, whatever their retention. Through
+   * idx_sync_status, by reading time: with ANALYZE statistics SQLite 3.45 scans all of the partial
+   * idx_synced_at and sorts it for ORDER BY sync_timestamp (the query-plan test caught it).
+   */
+  pruneOldestSynced: `DELETE FROM telemetry_data WHERE rowid IN (
+    SELECT rowid FROM telemetry_data INDEXED BY idx_sync_status WHERE sync_status = 'synced' ORDER BY timestamp, rowid LIMIT ?)`,
+  /** G8: EDGE_OVERFLOW_POLICY=drop-oldest: the oldest pending readings */
+  dropOldestPending: `DELETE FROM telemetry_data WHERE rowid IN (
+    SELECT rowid FROM telemetry_data INDEXED BY idx_sync_status WHERE sync_status = 'pending' ORDER BY timestamp, rowid LIMIT ?)`,
   /** O(rows of that status), through the covering index, never the table */
   countStatus: `SELECT count(*) AS n FROM telemetry_data INDEXED BY idx_sync_status WHERE sync_status = ?`,
 } as const;
@@ -321,7 +340,8 @@ export interface TelemetryStore {
   insertReadings(records: readonly TelemetryRecord[]): Promise<InsertOutcome>;
   claimPendingBatch(maxRecords: number, maxBytes: number, batchId: string): Promise<TelemetryRecord[]>;
   claimNextBatch(maxRecords: number, maxBytes: number, newBatchId: string): Promise<ClaimedBatch>;
-  applyAck(ack: SyncAck, syncedAtMs?: number): Promise<AckOutcome>;
+  /** `deleteSynced` (storage short, G8): the confirmed rows are deleted instead of marked synced */
+  applyAck(ack: SyncAck, syncedAtMs?: number, options?: { deleteSynced?: boolean }): Promise<AckOutcome>;
   releaseBatch(batchId: string): Promise<number>;
   releaseAllSyncing(): Promise<number>;
   countByStatus(): Promise<StatusCounts>;
@@ -332,6 +352,12 @@ export interface TelemetryStore {
   recordRejectedReading(entry: RejectedReadingEntry): Promise<string>;
   pruneHistory(cutoffs: HistoryCutoffs, limit: number): Promise<PrunedRows>;
   readCounters(): Promise<EdgeCounters>;
+  /** G8: the numbers storage-budget.ts decides by (PRAGMAs, the WAL's size, the filesystem's free space) */
+  storageSample(): Promise<StorageSample>;
+  /** G8: deletes up to `limit` synced readings, oldest first; returns how many */
+  pruneSyncedForSpace(limit: number): Promise<number>;
+  /** G8: deletes up to `limit` pending readings, oldest first, and counts them; returns how many and the total ever dropped */
+  dropOldestPending(limit: number): Promise<{ dropped: number; total: number }>;
   /** Waits for queued operations, then closes the database. Idempotent. */
   close(): Promise<void>;
 }
@@ -352,6 +378,9 @@ export const STORE_OPERATIONS = [
   'recordRejectedReading',
   'pruneHistory',
   'readCounters',
+  'storageSample',
+  'pruneSyncedForSpace',
+  'dropOldestPending',
 ] as const satisfies readonly Exclude<keyof TelemetryStore, 'deviceId' | 'close'>[];
 
 export type StoreOperation = (typeof STORE_OPERATIONS)[number];
@@ -440,7 +469,11 @@ export class SqlTelemetryStore implements TelemetryStore {
    * timeout still carry the batch id and are confirmed by a late ack too; an ack for a batch that
    * matches nothing changes nothing.
    */
-  applyAck(ack: SyncAck, syncedAtMs: number = Date.now()): Promise<AckOutcome> {
+  applyAck(
+    ack: SyncAck,
+    syncedAtMs: number = Date.now(),
+    options: { deleteSynced?: boolean } = {},
+  ): Promise<AckOutcome> {
     const batchId = ack.batchId;
     if (batchId === null) return Promise.resolve({ synced: 0, failed: 0 });
     return this.#db.exclusive((client) =>
@@ -453,8 +486,10 @@ export class SqlTelemetryStore implements TelemetryStore {
           });
           failed += result.rowsAffected;
         }
-        // G2: the only statement that marks readings 'synced': the bridge's sync/ack for their batch
-        const synced = await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackSynced, args: [syncedAtMs, batchId] });
+        // G2: the only statements that confirm readings: the bridge's sync/ack for their batch
+        const synced = options.deleteSynced
+          ? await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackDeleted, args: [batchId] })
+          : await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackSynced, args: [syncedAtMs, batchId] });
         return { synced: synced.rowsAffected, failed };
       }),
     );
@@ -579,6 +614,48 @@ export class SqlTelemetryStore implements TelemetryStore {
       }
       return id;
     });
+  }
+
+  storageSample(): Promise<StorageSample> {
+    const filePath = this.#db.filePath;
+    return this.#db.exclusive(async (client) => {
+      const pragma = async (name: string) => Number((await client.execute(`PRAGMA ${name}`)).rows[0]?.[name] ?? 0);
+      const sample: StorageSample = {
+        pageSize: await pragma('page_size'),
+        pageCount: await pragma('page_count'),
+        freelistCount: await pragma('freelist_count'),
+        walBytes: 0,
+        fsFreeBytes: Number.MAX_SAFE_INTEGER,
+      };
+      if (filePath !== null) {
+        sample.walBytes = statSync(`${filePath}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+        const fs = statfsSync(dirname(filePath));
+        sample.fsFreeBytes = fs.bavail * fs.bsize;
+      }
+      return sample;
+    });
+  }
+
+  pruneSyncedForSpace(limit: number): Promise<number> {
+    return this.#db.exclusive(async (client) => {
+      const result = await client.execute({ sql: SYNC_PATH_STATEMENTS.pruneOldestSynced, args: [limit] });
+      return result.rowsAffected;
+    });
+  }
+
+  // G8: drop-oldest: the oldest pending readings make room, counted in the same transaction
+  dropOldestPending(limit: number): Promise<{ dropped: number; total: number }> {
+    return this.#db.exclusive((client) =>
+      inWriteTransaction(client, async (transaction) => {
+        const deleted = await transaction.execute({ sql: SYNC_PATH_STATEMENTS.dropOldestPending, args: [limit] });
+        if (deleted.rowsAffected > 0) await addToCounter(transaction, 'droppedPendingReadings', deleted.rowsAffected);
+        const total = await transaction.execute({
+          sql: 'SELECT value FROM edge_counters WHERE name = ?',
+          args: [COUNTER_NAMES.droppedPendingReadings],
+        });
+        return { dropped: deleted.rowsAffected, total: Number(total.rows[0]?.['value'] ?? 0) };
+      }),
+    );
   }
 
   readCounters(): Promise<EdgeCounters> {

@@ -59,6 +59,10 @@ export interface UplinkOptions {
   connectTimeoutMs?: number | undefined;
   /** default 30 */
   keepaliveSeconds?: number | undefined;
+  /** G8: pending readings dropped so far (EDGE_OVERFLOW_POLICY=drop-oldest), sent with each batch when not 0 */
+  droppedCount?: (() => number) | undefined;
+  /** G8: while true (storage short), acknowledged readings are deleted instead of kept as synced */
+  storageShort?: (() => boolean) | undefined;
 }
 
 /** How long a graceful stop waits for the broker to take the offline status and the DISCONNECT. */
@@ -323,10 +327,15 @@ export class Uplink {
       );
       return;
     }
+    const completedAt = Date.now();
+    // G8: while storage is short the confirmed readings go at once (they are in the control plane)
+    const deleteSynced = this.#options.storageShort?.() ?? false;
+    // settled only once applied: if applying fails (e.g. the disk is full), the batch stays in
+    // flight and its ack timeout puts it back to pending to be sent (and acknowledged) again;
+    // settling first would strand its readings 'syncing' until a restart
+    const outcome = await this.#options.store.applyAck(ack, completedAt, { deleteSynced });
     const batch = this.#inFlight.settle(ack.batchId);
     this.#sendsWithoutAck.delete(ack.batchId);
-    const completedAt = Date.now();
-    const outcome = await this.#options.store.applyAck(ack, completedAt);
     if (batch === undefined) {
       this.#log.debug(
         { batchId: ack.batchId, ...outcome },
@@ -335,7 +344,8 @@ export class Uplink {
     } else {
       this.#options.metrics?.batchAckLatency.observe((completedAt - batch.sentAtMs) / 1000);
     }
-    if (batch !== undefined || outcome.synced + outcome.failed > 0) {
+    // (no diagnostics written while storage is short: they would take the room acks free)
+    if (!deleteSynced && (batch !== undefined || outcome.synced + outcome.failed > 0)) {
       await this.#options.store.writeSyncLog(
         syncLogEntryForAck(ack, outcome, batch?.sentAtMs ?? completedAt, completedAt),
       );
@@ -450,6 +460,9 @@ export class Uplink {
     const pendingCount = await this.#pendingCount();
     const batch: TelemetryBatch =
       pendingCount === undefined ? { batchId, records } : { batchId, records, pendingCount };
+    // G8: what the device lost is reported, so the control plane knows (a total: idempotent)
+    const dropped = this.#options.droppedCount?.() ?? 0;
+    if (dropped > 0) batch.droppedCount = dropped;
     this.#client.publish(this.#telemetryTopic, JSON.stringify(batch), { qos: 1 }, (error) => {
       // the ack timeout handles the batch either way; a PUBACK proves nothing
       if (error) this.#log.warn({ err: error, batchId }, `publishing batch ${batchId} failed: ${error.message}`);

@@ -74,12 +74,15 @@ describe('migrations', () => {
     expect(await detectDialect(db)).toBe('postgresql');
     expect(await migrate(db)).toEqual({ dialect: 'postgresql', applied: [] });
     const versions = await db.any<{ version: string }>('SELECT version FROM schema_migrations');
-    expect(versions.map((v) => v.version)).toEqual(['001_initial_schema']);
+    expect(versions.map((v) => v.version)).toEqual(['001_initial_schema', '002_dropped_records_count']);
   });
 
   it('re-run every statement without error when the bookkeeping is lost', async () => {
     await db.none('DELETE FROM schema_migrations');
-    expect(await migrate(db)).toEqual({ dialect: 'postgresql', applied: ['001_initial_schema'] });
+    expect(await migrate(db)).toEqual({
+      dialect: 'postgresql',
+      applied: ['001_initial_schema', '002_dropped_records_count'],
+    });
   });
 });
 
@@ -114,7 +117,23 @@ describe('writeTelemetryBatch', () => {
       pending_records_count: '7',
       total_synced_records: '2',
       last_error: null,
+      dropped_records_count: '0',
     });
+  });
+
+  it('keeps the largest droppedCount a device reported (a total), also when an older batch arrives later', async () => {
+    const device = randomUUID();
+    const dropped = async () =>
+      (await db.one('SELECT dropped_records_count FROM sync_status WHERE device_id = $1', [device]))
+        .dropped_records_count;
+    await writeTelemetryBatch(db, [{ ...message(device, [row(device)]), droppedCount: 500 }]);
+    expect(await dropped()).toBe('500');
+    await writeTelemetryBatch(db, [{ ...message(device, [row(device)]), droppedCount: 120 }]); // re-sent, older
+    expect(await dropped()).toBe('500');
+    await writeTelemetryBatch(db, [message(device, [row(device)])]); // an edge that does not report it
+    expect(await dropped()).toBe('500');
+    await writeTelemetryBatch(db, [{ ...message(device, [row(device)]), droppedCount: 2500 }]);
+    expect(await dropped()).toBe('2500');
   });
 
   it('writing the same batch twice adds no rows and no conflicts', async () => {

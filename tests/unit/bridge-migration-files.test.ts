@@ -91,7 +91,8 @@ describe('the two schema variants', () => {
   it('are idempotent and keep the CockroachDB-only clauses in the CockroachDB variant', async () => {
     for (const dialect of ['cockroachdb', 'postgresql'] as const) {
       for (const file of await loadMigrationFiles(migrationsDirectory(dialect))) {
-        for (const statement of file.statements) expect(statement).toMatch(/^CREATE (TABLE|INDEX) IF NOT EXISTS /);
+        for (const statement of file.statements)
+          expect(statement).toMatch(/^(CREATE (TABLE|INDEX) IF NOT EXISTS |ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS )/);
       }
     }
     const cockroach = (await loadMigrationFiles(migrationsDirectory('cockroachdb')))

@@ -90,6 +90,15 @@ describe('parseTelemetryMessage', () => {
     expect(parsed).toMatchObject({ kind: 'unreadable', deviceId: 'not-a-uuid', ack: { batchId: BATCH, accepted: 0 } });
   });
 
+  it("reads a device's droppedCount (null when it does not say) and refuses a negative one with the envelope", () => {
+    const parse = (extra: object) =>
+      parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], ...extra }));
+    expect(parse({ droppedCount: 4200 })).toMatchObject({ kind: 'batch', droppedCount: 4200 });
+    expect(parse({})).toMatchObject({ kind: 'batch', droppedCount: null });
+    expect(parse({ droppedCount: 1e20 })).toMatchObject({ kind: 'batch', droppedCount: MAX_PENDING_COUNT });
+    expect(parse({ droppedCount: -1 })).toMatchObject({ kind: 'unreadable' });
+  });
+
   it('keeps a pendingCount beyond 32 bits (sync_status.pending_records_count is BIGINT) and caps one beyond exact numbers', () => {
     const parse = (pendingCount: number) =>
       parseTelemetryMessage(topics.telemetry(DEVICE), payload({ batchId: BATCH, records: [record()], pendingCount }));

@@ -32,6 +32,8 @@ describe('loadEdgeConfig', () => {
       ackTimeoutMs: 30_000,
       maxInFlightBatches: 4,
       syncIntervalMs: 30_000,
+      maxDbBytes: 1024 * 1024 * 1024,
+      overflowPolicy: 'reject-new',
       historyRetention: { syncedRetentionMs: 72 * 3_600_000, diagnosticsRetentionMs: 30 * 86_400_000 },
     });
     expect(metricsPort).toBeUndefined();
@@ -56,7 +58,10 @@ describe('loadEdgeConfig', () => {
       METRICS_PORT: '9464',
       SYNCED_RETENTION_HOURS: '6',
       DIAGNOSTICS_RETENTION_DAYS: '2',
+      EDGE_MAX_DB_BYTES: '67108864',
+      EDGE_OVERFLOW_POLICY: 'drop-oldest',
     });
+    expect(agent).toMatchObject({ maxDbBytes: 64 * 1024 * 1024, overflowPolicy: 'drop-oldest' });
     expect(agent.historyRetention).toEqual({
       syncedRetentionMs: 6 * 3_600_000,
       diagnosticsRetentionMs: 2 * 86_400_000,
@@ -144,6 +149,13 @@ const INTEGER_VARIABLES: IntegerVariable<EdgeProcessConfig>[] = [
     read: (c) => (c.agent.historyRetention?.diagnosticsRetentionMs ?? Number.NaN) / 86_400_000,
   },
   { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
+  {
+    name: 'EDGE_MAX_DB_BYTES',
+    min: 4 * 1024 * 1024,
+    max: 2 ** 50,
+    fallback: 1024 * 1024 * 1024,
+    read: (c) => c.agent.maxDbBytes,
+  },
 ];
 
 const BAD_VALUES: BadValue[] = [
@@ -185,6 +197,11 @@ const BAD_VALUES: BadValue[] = [
     value: readable['TLS_CA'] ?? '',
     message: 'TLS_CA, TLS_CERT and TLS_KEY must be given together',
   },
+  ...['drop-newest', 'REJECT-NEW', 'reject'].map((value) => ({
+    name: 'EDGE_OVERFLOW_POLICY',
+    value,
+    message: `EDGE_OVERFLOW_POLICY must be reject-new or drop-oldest, got '${value}'`,
+  })),
 ];
 
 describe('edge environment, variable by variable', () => {

@@ -59,7 +59,13 @@ describe('GroupCommitWriter', () => {
       (n) => n === 3,
     );
     expect(committed).toEqual([40, 40, 20]);
-    expect(writer.stats).toEqual({ commits: 3, committedRecords: 100, failedCommits: 0, largestCommit: 40 });
+    expect(writer.stats).toEqual({
+      commits: 3,
+      committedRecords: 100,
+      failedCommits: 0,
+      largestCommit: 40,
+      storageFullRetries: 0,
+    });
   });
 
   it('rejects every write of a failed commit and stores none of them; later commits go on', async () => {
@@ -86,5 +92,91 @@ describe('GroupCommitWriter', () => {
     await expect(writer.write(makeRecord())).rejects.toThrow(
       'the group-commit writer is closed; the reading was not stored',
     );
+  });
+});
+
+/** A gate the test opens and closes by hand (the agent's is the StorageGuard). */
+function manualGate(open: boolean) {
+  let waiters: (() => void)[] = [];
+  return {
+    open,
+    whenOpen(): Promise<void> {
+      return this.open ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve));
+    },
+    setOpen(value: boolean) {
+      this.open = value;
+      if (value) {
+        waiters.forEach((resolve) => resolve());
+        waiters = [];
+      }
+    },
+  };
+}
+
+describe('GroupCommitWriter when storage is full (G8)', () => {
+  it('commits nothing while the admission gate is closed, and every waiting reading once it opens', async () => {
+    const gate = manualGate(false);
+    const writer = new GroupCommitWriter<TelemetryRecord>({
+      commit: (records) => store.insertReadings(records),
+      admission: gate,
+    });
+    let resolved = 0;
+    const records = Array.from({ length: 30 }, () => makeRecord());
+    const writes = records.map((record) => writer.write(record).then(() => (resolved += 1)));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(writer.waitingForSpace).toBe(true);
+    expect(resolved).toBe(0);
+    expect(await storedCount()).toBe(0);
+    gate.setOpen(true);
+    await Promise.all(writes);
+    expect(await storedCount()).toBe(30);
+    expect(writer.waitingForSpace).toBe(false);
+  });
+
+  it('puts a group that finds the disk full (SQLITE_FULL) back to wait, and commits it once there is room', async () => {
+    await store.close();
+    store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID, maxDbBytes: 4 * 1024 * 1024 });
+    const filler = database.openReader();
+    // the store's connection may grow the file to 4 MiB (max_page_count); leave it almost no room
+    await filler.execute(`CREATE TABLE ballast (b BLOB)`);
+    await filler.execute(`INSERT INTO ballast SELECT zeroblob(3900 * 1024)`);
+    const gate = manualGate(true);
+    const fullErrors: unknown[] = [];
+    const writer = new GroupCommitWriter<TelemetryRecord>({
+      commit: (records) => store.insertReadings(records),
+      admission: gate,
+      isStorageFull: (error) => (error as { code?: string }).code === 'SQLITE_FULL',
+      onStorageFull: (error) => {
+        fullErrors.push(error);
+        gate.setOpen(false);
+      },
+    });
+    const records = Array.from({ length: 2000 }, () => makeRecord({ metadata: { pad: 'x'.repeat(200) } }));
+    let resolved = 0;
+    const writes = records.map((record) => writer.write(record).then(() => (resolved += 1)));
+    await waitFor(
+      'a commit to find the disk full',
+      () => fullErrors.length,
+      (n) => n > 0,
+    );
+    expect(writer.stats.failedCommits).toBe(0);
+    expect(resolved).toBe(0);
+    await filler.execute('DROP TABLE ballast'); // room again
+    gate.setOpen(true);
+    await Promise.all(writes);
+    expect(await storedCount()).toBe(2000);
+    expect(writer.stats.storageFullRetries).toBeGreaterThan(0);
+  });
+
+  it('refuses the readings waiting for space at close() instead of waiting for space forever', async () => {
+    const writer = new GroupCommitWriter<TelemetryRecord>({
+      commit: (records) => store.insertReadings(records),
+      admission: manualGate(false),
+    });
+    const write = writer.write(makeRecord());
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await writer.close();
+    await expect(write).rejects.toThrow(/stopping while its storage is full/);
+    expect(await storedCount()).toBe(0);
   });
 });

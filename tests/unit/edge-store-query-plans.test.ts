@@ -86,6 +86,10 @@ const EXPECTED: Record<string, { sql: string; plan: string[] }> = {
     sql: SYNC_PATH_STATEMENTS.ackSynced,
     plan: ['SEARCH telemetry_data USING INDEX idx_sync_batch (sync_batch_id=?)'],
   },
+  ackDeleted: {
+    sql: SYNC_PATH_STATEMENTS.ackDeleted,
+    plan: ['SEARCH telemetry_data USING INDEX idx_sync_batch (sync_batch_id=?)'],
+  },
   releaseBatch: {
     sql: SYNC_PATH_STATEMENTS.releaseBatch,
     plan: ['SEARCH telemetry_data USING INDEX idx_sync_batch (sync_batch_id=?)'],
@@ -97,6 +101,22 @@ const EXPECTED: Record<string, { sql: string; plan: string[] }> = {
   hasPending: {
     sql: SYNC_PATH_STATEMENTS.hasPending,
     plan: ['SEARCH telemetry_data USING COVERING INDEX idx_sync_status (sync_status=?)'],
+  },
+  pruneOldestSynced: {
+    sql: SYNC_PATH_STATEMENTS.pruneOldestSynced,
+    plan: [
+      'SEARCH telemetry_data USING INTEGER PRIMARY KEY (rowid=?)',
+      'LIST SUBQUERY 1',
+      'SEARCH telemetry_data USING COVERING INDEX idx_sync_status (sync_status=?)',
+    ],
+  },
+  dropOldestPending: {
+    sql: SYNC_PATH_STATEMENTS.dropOldestPending,
+    plan: [
+      'SEARCH telemetry_data USING INTEGER PRIMARY KEY (rowid=?)',
+      'LIST SUBQUERY 1',
+      'SEARCH telemetry_data USING COVERING INDEX idx_sync_status (sync_status=?)',
+    ],
   },
   countStatus: {
     sql: SYNC_PATH_STATEMENTS.countStatus,
