@@ -14,8 +14,15 @@
  *   4. drain + ingest: the same sensors again while the backlog keeps draining: accepted/s,
  *      PUBACK latency, and rows/s into PostgreSQL meanwhile.
  *
+ * --heal adds the full-store scenario: the uplink cut, the sensors fill a store capped at
+ *   --heal-cap-mib (EDGE_MAX_DB_BYTES, reject-new) until it withholds PUBACKs, then the uplink
+ *   returns; it reports the time until the first withheld PUBACK (the store took readings again)
+ *   and until the backlog was drained into PostgreSQL, with counts. (The real full disk, a tmpfs,
+ *   is exercised by tests/integration/edge-storage-full.test.ts.)
+ *
  *   npm run bench:drain -- [--sizes 100000,1000000,3000000] [--modes before,after]
  *                          [--drain-seconds 15] [--ingest-seconds 8] [--window 50]
+ *                          [--heal] [--heal-cap-mib 32]    (--sizes '' runs --heal alone)
  *
  *
  * Broker and bridge run as their own processes; the edge agent and the sensors run here.
@@ -41,9 +48,12 @@ const { values: args } = parseArgs({
     'drain-seconds': { type: 'string', default: '15' },
     'ingest-seconds': { type: 'string', default: '8' },
     window: { type: 'string', default: '50' },
+    heal: { type: 'boolean', default: false },
+    'heal-cap-mib': { type: 'string', default: '32' },
   },
 });
-const sizes = (args.sizes ?? '').split(',').map(Number);
+const sizes = (args.sizes ?? '').split(',').filter(Boolean).map(Number);
+const healCapBytes = Number(args['heal-cap-mib']) * 1024 * 1024;
 const modes = (args.modes ?? '').split(',') as ('before' | 'after')[];
 const drainSeconds = Number(args['drain-seconds']);
 const ingestSeconds = Number(args['ingest-seconds']);
@@ -204,7 +214,7 @@ for (const backlog of sizes) {
   rmSync(template, { force: true });
 }
 
-say('\ndrain rate (rows/s into PostgreSQL), after / before:');
+if (sizes.length > 0) say('\ndrain rate (rows/s into PostgreSQL), after / before:');
 for (const backlog of sizes) {
   const before = results.find((r) => r.backlog === backlog && r.mode === 'before');
   const after = results.find((r) => r.backlog === backlog && r.mode === 'after');
@@ -222,9 +232,113 @@ if (afterRates.length > 1) {
     `  after: the rate at ${largest[0].toLocaleString('en')} is ${((100 * largest[1]) / Math.max(1, smallest[1])).toFixed(0)}% of the rate at ${smallest[0].toLocaleString('en')}`,
   );
 }
+interface HealResult {
+  capBytes: number;
+  acceptedBeforeFull: number;
+  fillSeconds: number;
+  withheldWhenRestored: number;
+  firstPubackAfterRestoreMs: number;
+  allWithheldPubackedMs: number;
+  drainedMs: number;
+  rowsInDatabase: number;
+}
+let heal: HealResult | undefined;
+
+/** The store fills up with the uplink cut; how long until it takes readings again and has drained, after the uplink returns. */
+async function healScenario(): Promise<HealResult> {
+  await system.db.none('TRUNCATE telemetry_data, conflict_log');
+  const dbPath = join(dataDir, 'edge-heal.db');
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
+  const uplink = await startTcpProxy({ host: '127.0.0.1', port: system.broker.port });
+  uplink.cut();
+  const agent = await startEdgeAgent({
+    deviceId: DEVICE_ID,
+    dbUrl: `file:${dbPath}`,
+    sensorPort: 0,
+    brokerUrl: `mqtts://127.0.0.1:${uplink.port}`,
+    tls,
+    ackTimeoutMs: 120_000,
+    syncIntervalMs: 1_000,
+    sendLingerMs: 5,
+    reconnectPolicy: { initialDelayMs: 100, maxDelayMs: 500, multiplier: 2, jitter: 'equal' },
+    maxDbBytes: healCapBytes,
+    overflowPolicy: 'reject-new',
+    logger,
+  });
+  const sensors = await Promise.all(
+    standardSensors(SENSORS).map((spec) => connectSensor(`mqtt://127.0.0.1:${agent.sensorPort}`, spec)),
+  );
+  const fillStart = Date.now();
+  let running = true;
+  const waiting = new Set<Promise<unknown>>();
+  const acknowledgedIds = new Set<string>();
+  for (const sensor of sensors) {
+    void (async () => {
+      const mine = new Set<Promise<unknown>>();
+      while (running) {
+        const publish = sensor.publishReading().then((reading) => acknowledgedIds.add(reading.id));
+        const tracked = publish.finally(() => {
+          mine.delete(tracked);
+          waiting.delete(tracked);
+        });
+        mine.add(tracked);
+        waiting.add(tracked);
+        if (mine.size >= window) await Promise.race(mine);
+      }
+    })();
+  }
+  for (;;) {
+    const stats = await agent.stats();
+    if (!stats.storage.accepting && stats.storage.withheld > 0) break;
+    await sleep(50);
+  }
+  running = false;
+  const fillSeconds = (Date.now() - fillStart) / 1000;
+  const acceptedBeforeFull = acknowledgedIds.size;
+  await sleep(3000); // full for a while: PUBACKs withheld, sensors connected
+  const withheldWhenRestored = waiting.size;
+  const restoredAt = Date.now();
+  uplink.restore();
+  while (acknowledgedIds.size === acceptedBeforeFull) await sleep(10);
+  const firstPubackAfterRestoreMs = Date.now() - restoredAt;
+  while (waiting.size > 0) await sleep(20);
+  const allWithheldPubackedMs = Date.now() - restoredAt;
+  while ((await rowsInDatabase()) < acknowledgedIds.size) await sleep(100);
+  const drainedMs = Date.now() - restoredAt;
+  const result = {
+    capBytes: healCapBytes,
+    acceptedBeforeFull,
+    fillSeconds,
+    withheldWhenRestored,
+    firstPubackAfterRestoreMs,
+    allWithheldPubackedMs,
+    drainedMs,
+    rowsInDatabase: await rowsInDatabase(),
+  };
+  await Promise.all(sensors.map((sensor) => sensor.close()));
+  await agent.close();
+  await uplink.close();
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
+  return result;
+}
+
+if (args.heal) {
+  say(`
+heal: a store capped at ${healCapBytes / 1024 / 1024} MiB fills with the uplink cut, then the uplink returns`);
+  heal = await healScenario();
+  say(
+    `  ${heal.acceptedBeforeFull} readings accepted in ${heal.fillSeconds.toFixed(1)} s until full; ` +
+      `${heal.withheldWhenRestored} PUBACKs withheld when the uplink returned`,
+  );
+  say(
+    `  after the uplink returned: first withheld PUBACK ${heal.firstPubackAfterRestoreMs} ms, all withheld PUBACKed ` +
+      `${heal.allWithheldPubackedMs} ms, everything in PostgreSQL ${heal.drainedMs} ms (${heal.rowsInDatabase} rows)`,
+  );
+}
+
 writeFileSync(
   join(dataDir, 'result.json'),
-  `${JSON.stringify({ at: new Date().toISOString(), cores: cpus().length, results }, null, 2)}\n`,
+  `${JSON.stringify({ at: new Date().toISOString(), cores: cpus().length, results, heal }, null, 2)}\n`,
 );
 await system.close();
 logger.flush();
