@@ -23,6 +23,7 @@ import type { SyncAck, TelemetryRecord } from '../../schemas/messages.js';
 import { envelopeBytes, planBatch, recordBytes } from './batch-planner.js';
 import { openEdgeDatabase, type EdgeDatabase, type EdgeDatabaseOptions } from './database.js';
 import type { StorageSample } from './storage-budget.js';
+import { syncLogEntryForAck } from './ack-outcome.js';
 import { RECORD_COLUMNS, recordFromRow } from './telemetry-rows.js';
 import { buildUpsertStatements } from './upsert-statement.js';
 
@@ -44,6 +45,19 @@ export interface AckOutcome {
   synced: number;
   /** rows of the batch now 'failed' because the bridge rejected them */
   failed: number;
+}
+
+export interface ReleaseLog {
+  startedAtMs: number;
+  completedAtMs: number;
+  recordsCount: number;
+  /** e.g. "no sync/ack within 30000 ms for batch …"; "; N readings back to pending, …" is appended */
+  reason: string;
+}
+
+export interface ApplyAckOptions {
+  deleteSynced?: boolean;
+  log?: { startedAtMs: number; evenIfNothingMatched: boolean };
 }
 
 export interface SyncLogEntry {
@@ -206,6 +220,24 @@ export const PRUNE_STATEMENTS: Readonly<Record<keyof PrunedRows, string>> = {
     'DELETE FROM rejected_readings WHERE id IN (SELECT id FROM rejected_readings WHERE received_at < ? LIMIT ?)',
 };
 
+async function insertSyncLog(executor: Client | Transaction, entry: SyncLogEntry): Promise<string> {
+  const id = newId();
+  await executor.execute({
+    sql: `INSERT INTO sync_log (id, sync_type, started_at, completed_at, records_count, status, error_message)
+          VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    args: [
+      id,
+      entry.syncType,
+      entry.startedAt,
+      entry.completedAt,
+      entry.recordsCount,
+      entry.status,
+      entry.errorMessage ?? null,
+    ],
+  });
+  return id;
+}
+
 async function readRejectedTotals(transaction: Transaction): Promise<{ rows: number; bytes: number }> {
   const result = await transaction.execute(REJECTED_STATEMENTS.totals);
   return { rows: Number(result.rows[0]?.['n'] ?? 0), bytes: Number(result.rows[0]?.['bytes'] ?? 0) };
@@ -340,9 +372,13 @@ export interface TelemetryStore {
   insertReadings(records: readonly TelemetryRecord[]): Promise<InsertOutcome>;
   claimPendingBatch(maxRecords: number, maxBytes: number, batchId: string): Promise<TelemetryRecord[]>;
   claimNextBatch(maxRecords: number, maxBytes: number, newBatchId: string): Promise<ClaimedBatch>;
-  /** `deleteSynced` (storage short, G8): the confirmed rows are deleted instead of marked synced */
-  applyAck(ack: SyncAck, syncedAtMs?: number, options?: { deleteSynced?: boolean }): Promise<AckOutcome>;
-  releaseBatch(batchId: string): Promise<number>;
+  /**
+   * `deleteSynced` (storage short, G8): the confirmed rows are deleted instead of marked synced.
+   * `log`: a sync_log entry for the ack in the same transaction (always, or only when it matched rows).
+   */
+  applyAck(ack: SyncAck, syncedAtMs?: number, options?: ApplyAckOptions): Promise<AckOutcome>;
+  /** `log`: a failed sync_log entry for the timeout in the same transaction, its message ending in how many went back */
+  releaseBatch(batchId: string, log?: ReleaseLog): Promise<number>;
   releaseAllSyncing(): Promise<number>;
   countByStatus(): Promise<StatusCounts>;
   hasPending(): Promise<boolean>;
@@ -469,11 +505,7 @@ export class SqlTelemetryStore implements TelemetryStore {
    * timeout still carry the batch id and are confirmed by a late ack too; an ack for a batch that
    * matches nothing changes nothing.
    */
-  applyAck(
-    ack: SyncAck,
-    syncedAtMs: number = Date.now(),
-    options: { deleteSynced?: boolean } = {},
-  ): Promise<AckOutcome> {
+  applyAck(ack: SyncAck, syncedAtMs: number = Date.now(), options: ApplyAckOptions = {}): Promise<AckOutcome> {
     const batchId = ack.batchId;
     if (batchId === null) return Promise.resolve({ synced: 0, failed: 0 });
     return this.#db.exclusive((client) =>
@@ -490,17 +522,35 @@ export class SqlTelemetryStore implements TelemetryStore {
         const synced = options.deleteSynced
           ? await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackDeleted, args: [batchId] })
           : await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackSynced, args: [syncedAtMs, batchId] });
-        return { synced: synced.rowsAffected, failed };
+        const outcome = { synced: synced.rowsAffected, failed };
+        const log = options.log;
+        if (log !== undefined && (log.evenIfNothingMatched || outcome.synced + outcome.failed > 0)) {
+          // in the ack's transaction: the log never lags behind (or misses) the readings it describes
+          await insertSyncLog(transaction, syncLogEntryForAck(ack, outcome, log.startedAtMs, syncedAtMs));
+        }
+        return outcome;
       }),
     );
   }
 
   /** Puts a batch's 'syncing' rows back to 'pending' (no ack in time); returns how many. */
-  releaseBatch(batchId: string): Promise<number> {
-    return this.#db.exclusive(async (client) => {
-      const result = await client.execute({ sql: SYNC_PATH_STATEMENTS.releaseBatch, args: [batchId] });
-      return result.rowsAffected;
-    });
+  releaseBatch(batchId: string, log?: ReleaseLog): Promise<number> {
+    return this.#db.exclusive((client) =>
+      inWriteTransaction(client, async (transaction) => {
+        const result = await transaction.execute({ sql: SYNC_PATH_STATEMENTS.releaseBatch, args: [batchId] });
+        if (log !== undefined) {
+          await insertSyncLog(transaction, {
+            syncType: 'upstream',
+            startedAt: log.startedAtMs,
+            completedAt: log.completedAtMs,
+            recordsCount: log.recordsCount,
+            status: 'failed',
+            errorMessage: `${log.reason}; ${result.rowsAffected} readings back to pending, to be sent again in the same batch`,
+          });
+        }
+        return result.rowsAffected;
+      }),
+    );
   }
 
   /** Puts every 'syncing' row back to 'pending' (at start-up: no batch is in flight yet). */
@@ -547,23 +597,7 @@ export class SqlTelemetryStore implements TelemetryStore {
 
   /** Appends to sync_log; returns the entry's id. */
   writeSyncLog(entry: SyncLogEntry): Promise<string> {
-    const id = newId();
-    return this.#db.exclusive(async (client) => {
-      await client.execute({
-        sql: `INSERT INTO sync_log (id, sync_type, started_at, completed_at, records_count, status, error_message)
-              VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        args: [
-          id,
-          entry.syncType,
-          entry.startedAt,
-          entry.completedAt,
-          entry.recordsCount,
-          entry.status,
-          entry.errorMessage ?? null,
-        ],
-      });
-      return id;
-    });
+    return this.#db.exclusive((client) => insertSyncLog(client, entry));
   }
 
   // G8: rejected_readings is bounded in rows and bytes; the oldest payloads go first, counted

@@ -28,6 +28,11 @@ export class InFlightBatches {
     this.#batches.set(batch.batchId, { batch, timer });
   }
 
+  /** The batch, left in flight; undefined if unknown or already timed out. */
+  peek(batchId: string): InFlightBatch | undefined {
+    return this.#batches.get(batchId)?.batch;
+  }
+
   /** Removes the batch (its ack arrived) and returns it; undefined if unknown or already timed out. */
   settle(batchId: string): InFlightBatch | undefined {
     const entry = this.#batches.get(batchId);

@@ -23,7 +23,6 @@ import { topics } from '../../schemas/topics.js';
 import { checkSyncAck, parseJson } from '../../schemas/validators.js';
 import type { EdgeMetrics } from '../metrics.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
-import { syncLogEntryForAck } from './ack-outcome.js';
 import { DEFAULT_BATCH_LIMITS, type BatchLimits } from '../store/batch-planner.js';
 import { InFlightBatches, type InFlightBatch } from './in-flight-batches.js';
 import {
@@ -71,8 +70,16 @@ const STOP_TIMEOUT_MS = 2000;
 /** Batches whose re-sends are counted (for the ack timeout backoff) at most. */
 const MAX_TRACKED_RESENDS = 10_000;
 
-/** How stale the pendingCount reported with a batch may be. */
+/** How stale the pendingCount reported with a batch may be (at least; see PENDING_COUNT_COST_FACTOR). */
 const PENDING_COUNT_MAX_AGE_MS = 2_000;
+
+/**
+ * A recount is repeated no sooner than this many times its own duration, so counting takes at
+ * most 1% of the store's time: a count of 3 million pending readings takes ~150 ms on the store
+ * worker, during which the sensors' commits wait. In between, the count is estimated from the
+ * readings committed and claimed since.
+ */
+const PENDING_COUNT_COST_FACTOR = 100;
 
 export class Uplink {
   readonly #options: UplinkOptions;
@@ -102,7 +109,13 @@ export class Uplink {
   #lastErrorClass: ErrorClass = 'network';
   #unsentReadings = 0;
   #lingerTimer: NodeJS.Timeout | null = null;
-  #pendingCountCache: { value: number; atMs: number } | null = null;
+  #pendingCountCache: {
+    value: number;
+    atMs: number;
+    validForMs: number;
+    committedSince: number;
+    claimedSince: number;
+  } | null = null;
   /** how often each batch still waiting for its ack has been sent (re-sends wait longer) */
   readonly #sendsWithoutAck = new Map<string, number>();
   #pumping = false;
@@ -159,6 +172,7 @@ export class Uplink {
   notifyNewReadings(count: number): void {
     if (this.#stopping) return;
     this.#unsentReadings += count;
+    if (this.#pendingCountCache !== null) this.#pendingCountCache.committedSince += count;
     if (triggerForNewReadings(this.#unsentReadings, this.#limits.maxRecords) === 'now') {
       this.requestSend();
       return;
@@ -333,7 +347,14 @@ export class Uplink {
     // settled only once applied: if applying fails (e.g. the disk is full), the batch stays in
     // flight and its ack timeout puts it back to pending to be sent (and acknowledged) again;
     // settling first would strand its readings 'syncing' until a restart
-    const outcome = await this.#options.store.applyAck(ack, completedAt, { deleteSynced });
+    const sent = this.#inFlight.peek(ack.batchId);
+    const outcome = await this.#options.store.applyAck(ack, completedAt, {
+      deleteSynced,
+      // the sync_log entry goes in the ack's transaction; none while storage is short (it takes room)
+      ...(deleteSynced
+        ? {}
+        : { log: { startedAtMs: sent?.sentAtMs ?? completedAt, evenIfNothingMatched: sent !== undefined } }),
+    });
     const batch = this.#inFlight.settle(ack.batchId);
     this.#sendsWithoutAck.delete(ack.batchId);
     if (batch === undefined) {
@@ -343,12 +364,6 @@ export class Uplink {
       );
     } else {
       this.#options.metrics?.batchAckLatency.observe((completedAt - batch.sentAtMs) / 1000);
-    }
-    // (no diagnostics written while storage is short: they would take the room acks free)
-    if (!deleteSynced && (batch !== undefined || outcome.synced + outcome.failed > 0)) {
-      await this.#options.store.writeSyncLog(
-        syncLogEntryForAck(ack, outcome, batch?.sentAtMs ?? completedAt, completedAt),
-      );
     }
     if (ack.rejected.length > 0) {
       this.#log.warn(
@@ -363,19 +378,19 @@ export class Uplink {
     try {
       // back to pending with its batch id kept: the next claim sends it again under that id
       // (claimNextBatch), so a sync/ack that is merely late still confirms it
-      const released = await this.#options.store.releaseBatch(batch.batchId);
-      const outcome = `${released} readings back to pending, to be sent again in the same batch`;
-      this.#options.metrics?.batchesTimedOut.inc();
-      const message = `no sync/ack within ${this.#ackTimeoutMs} ms for batch ${batch.batchId}; ${outcome}`;
-      await this.#options.store.writeSyncLog({
-        syncType: 'upstream',
-        startedAt: batch.sentAtMs,
-        completedAt: Date.now(),
+      const reason = `no sync/ack within ${this.#ackTimeoutMs} ms for batch ${batch.batchId}`;
+      // the sync_log entry goes in the release's transaction
+      const released = await this.#options.store.releaseBatch(batch.batchId, {
+        startedAtMs: batch.sentAtMs,
+        completedAtMs: Date.now(),
         recordsCount: batch.recordCount,
-        status: 'failed',
-        errorMessage: message,
+        reason,
       });
-      this.#log.warn({ batchId: batch.batchId }, message);
+      this.#options.metrics?.batchesTimedOut.inc();
+      this.#log.warn(
+        { batchId: batch.batchId },
+        `${reason}; ${released} readings back to pending, to be sent again in the same batch`,
+      );
     } catch (error) {
       this.#log.error({ err: error, batchId: batch.batchId }, 'could not release a timed-out batch');
     }
@@ -416,6 +431,7 @@ export class Uplink {
       newId(),
     );
     if (records.length === 0) return false;
+    if (this.#pendingCountCache !== null) this.#pendingCountCache.claimedSince += records.length;
     // tracked (with its timeout) before anything else can fail, so a claimed batch never strands 'syncing'
     const sentAtMs = Date.now();
     const send = (this.#sendsWithoutAck.get(batchId) ?? 0) + 1;
@@ -439,20 +455,33 @@ export class Uplink {
    * The pending count sent with each batch (informational, it feeds the control plane's
    * sync_status). Counting is O(pending) — ~75 ms with 2 million readings waiting after a long
    * outage, on the event loop the sensors' PUBACKs need — so while a backlog drains it is
-   * refreshed at most every PENDING_COUNT_MAX_AGE_MS; when nothing is pending it is 0 at once.
+   * recounted at most every PENDING_COUNT_MAX_AGE_MS, or PENDING_COUNT_COST_FACTOR times the last
+   * count's duration if longer, and estimated in between; when nothing is pending it is 0 at once.
    */
   async #pendingCount(): Promise<number | undefined> {
     const now = Date.now();
     // exact and cheap in the steady state, and at the end of a drain: nothing left
     if (!(await this.#options.store.hasPending().catch(() => true))) {
-      this.#pendingCountCache = { value: 0, atMs: now };
+      this.#pendingCountCache = { value: 0, atMs: now, validForMs: 0, committedSince: 0, claimedSince: 0 };
       return 0;
     }
     const cache = this.#pendingCountCache;
-    // a cached 0 is known to be wrong now; any other cached value only ages
-    if (cache !== null && cache.value > 0 && now - cache.atMs < PENDING_COUNT_MAX_AGE_MS) return cache.value;
+    // a cached 0 is known to be wrong now; any other cached value is estimated forward
+    if (cache !== null && cache.value > 0 && now - cache.atMs < cache.validForMs) {
+      return Math.max(0, cache.value + cache.committedSince - cache.claimedSince);
+    }
+    const started = performance.now();
     const value = await this.#options.store.countPending().catch(() => undefined);
-    if (value !== undefined) this.#pendingCountCache = { value, atMs: now };
+    const tookMs = performance.now() - started;
+    if (value !== undefined) {
+      this.#pendingCountCache = {
+        value,
+        atMs: now,
+        validForMs: Math.max(PENDING_COUNT_MAX_AGE_MS, tookMs * PENDING_COUNT_COST_FACTOR),
+        committedSince: 0,
+        claimedSince: 0,
+      };
+    }
     return value;
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { syncLogEntryForAck, syncLogStatusForAck } from '../../edge/uplink/ack-outcome.js';
+import { syncLogEntryForAck, syncLogStatusForAck } from '../../edge/store/ack-outcome.js';
 import { buildUplinkClientOptions } from '../../edge/uplink/mqtt-options.js';
 import { ReconnectScheduler } from '../../edge/uplink/reconnect-scheduler.js';
 import { Store } from 'mqtt';

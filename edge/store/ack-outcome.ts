@@ -3,7 +3,7 @@
  * some readings were, failed when every reading of the batch was rejected.
  */
 import type { SyncAck } from '../../schemas/messages.js';
-import type { AckOutcome, SyncLogEntry } from '../store/telemetry-store.js';
+import type { AckOutcome, SyncLogEntry } from './telemetry-store.js';
 
 /** How many rejections are spelled out in the sync log message. */
 const LISTED_REJECTIONS = 5;
