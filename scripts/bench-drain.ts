@@ -23,13 +23,16 @@
  *   npm run bench:drain -- [--sizes 100000,1000000,3000000] [--modes before,after]
  *                          [--drain-seconds 15] [--ingest-seconds 8] [--window 50]
  *                          [--heal] [--heal-cap-mib 32]    (--sizes '' runs --heal alone)
+ *                          [--in-flight 4]   (MAX_IN_FLIGHT_BATCHES of the agent)
  *
  *
  * Broker and bridge run as their own processes; the edge agent and the sensors run here.
- * Results: printed, and .data/bench-drain/result.json. Set BENCH_PROFILE_DIR to have the broker
- * and the bridge write V8 CPU profiles (--cpu-prof) there.
+ * Results: printed, and .data/bench-drain/result.json. Each drain also reports the CPU time the
+ * processes used (from /proc): the bench process (edge agent, its store worker and the sensors),
+ * the broker, the bridge, and PostgreSQL with its backends. Set BENCH_PROFILE_DIR to have the
+ * broker and the bridge write V8 CPU profiles there (devtools/cpu-profile-hook.js).
  */
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -39,7 +42,7 @@ import { fillEdgeBacklog } from '../devtools/edge-backlog.js';
 import { startLocalSystem } from '../devtools/local-system.js';
 import { connectSensor, standardSensors, type SimulatedSensor } from '../devtools/sensor-simulator.js';
 import { startTcpProxy } from '../devtools/tcp-proxy.js';
-import { startEdgeAgent } from '../edge/agent.js';
+import { startEdgeAgent, type EdgeAgent } from '../edge/agent.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -49,11 +52,13 @@ const { values: args } = parseArgs({
     'ingest-seconds': { type: 'string', default: '8' },
     window: { type: 'string', default: '50' },
     heal: { type: 'boolean', default: false },
+    'in-flight': { type: 'string', default: '4' },
     'heal-cap-mib': { type: 'string', default: '32' },
   },
 });
 const sizes = (args.sizes ?? '').split(',').filter(Boolean).map(Number);
 const healCapBytes = Number(args['heal-cap-mib']) * 1024 * 1024;
+const maxInFlightBatches = Number(args['in-flight']);
 const modes = (args.modes ?? '').split(',') as ('before' | 'after')[];
 const drainSeconds = Number(args['drain-seconds']);
 const ingestSeconds = Number(args['ingest-seconds']);
@@ -73,7 +78,11 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 const profileDir = process.env.BENCH_PROFILE_DIR;
-if (profileDir) process.env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${resolve(profileDir)}`;
+if (profileDir) {
+  mkdirSync(profileDir, { recursive: true });
+  process.env.CPU_PROFILE_DIR = resolve(profileDir);
+  process.env.NODE_OPTIONS = `--import ${resolve('devtools', 'cpu-profile-hook.js')}`;
+}
 const system = await startLocalSystem({
   deviceIds: [],
   certificateOnlyDeviceIds: [DEVICE_ID],
@@ -83,11 +92,89 @@ const system = await startLocalSystem({
   controlPlane: 'child-processes',
 });
 delete process.env.NODE_OPTIONS;
+delete process.env.CPU_PROFILE_DIR;
+
+/** CPU seconds (user + system) of a process and, for PostgreSQL, of its backends too, from /proc. */
+function processTree(): Map<string, number[]> {
+  const byName = new Map<string, number[]>([
+    ['broker', []],
+    ['bridge', []],
+    ['postgres', []],
+  ]);
+  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (ppid === process.pid && cmdline.includes('broker/main.ts')) byName.get('broker')?.push(Number(entry));
+      if (ppid === process.pid && cmdline.includes('bridge/main.ts')) byName.get('bridge')?.push(Number(entry));
+      if (cmdline.includes(system.postgres.databaseDir)) byName.get('postgres')?.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return byName;
+}
+function cpuSeconds(pids: number[], withChildren = false): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      ticks += Number(fields[11]) + Number(fields[12]);
+      if (withChildren) ticks += Number(fields[13]) + Number(fields[14]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / 100; // USER_HZ
+}
+function postgresPids(): number[] {
+  const postmaster = processTree().get('postgres') ?? [];
+  const all = new Set(postmaster);
+  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (all.has(ppid)) all.add(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return [...all];
+}
+interface CpuSnapshot {
+  atMs: number;
+  bench: number;
+  broker: number;
+  bridge: number;
+  postgres: number;
+}
+function cpuSnapshot(): CpuSnapshot {
+  const tree = processTree();
+  const usage = process.cpuUsage();
+  return {
+    atMs: Date.now(),
+    bench: (usage.user + usage.system) / 1e6,
+    broker: cpuSeconds(tree.get('broker') ?? []),
+    bridge: cpuSeconds(tree.get('bridge') ?? []),
+    postgres: cpuSeconds(postgresPids()),
+  };
+}
+type ProcessName = 'bench' | 'broker' | 'bridge' | 'postgres';
+/**
+ * CPU microseconds each process spent per row drained between two snapshots. Per row rather than
+ * per second: on a machine shared with other work, a process's share of a core says more about
+ * the scheduler than about the process.
+ */
+function cpuPerRow(from: CpuSnapshot, to: CpuSnapshot, rows: number): Record<ProcessName, number> {
+  const perRow = (key: ProcessName) => Math.round((1e6 * (to[key] - from[key])) / Math.max(1, rows));
+  return { bench: perRow('bench'), broker: perRow('broker'), bridge: perRow('bridge'), postgres: perRow('postgres') };
+}
 const files = system.certificates.devices[DEVICE_ID];
 if (!files) throw new Error('no device certificate');
 const tls = readTlsFiles({ caPath: system.certificates.ca.certPath, ...files });
 say(
-  `bench:drain — 1 edge agent, ${SENSORS} sensors × ${window} in flight, ${cpus().length} cores, Node ${process.version}; ` +
+  `bench:drain — 1 edge agent (${maxInFlightBatches} batches in flight), ${SENSORS} sensors × ${window} readings in flight, ${cpus().length} cores, Node ${process.version}; ` +
     'broker and bridge as separate processes, PostgreSQL embedded',
 );
 
@@ -139,7 +226,24 @@ async function ingest(sensors: SimulatedSensor[], seconds: number): Promise<Inge
 }
 
 /** Rows per second into PostgreSQL, from the first row on, for `seconds` or until `total` rows. */
-async function drainRate(total: number, seconds: number): Promise<{ rowsPerSecond: number; rows: number }> {
+/** sum and count of edge_batch_ack_latency_seconds */
+async function ackLatency(agent: EdgeAgent): Promise<{ sum: number; count: number }> {
+  const values = (await agent.metrics.batchAckLatency.get()).values;
+  const sum = values.find((value) => value.metricName === 'edge_batch_ack_latency_seconds_sum')?.value ?? 0;
+  const count = values.find((value) => value.metricName === 'edge_batch_ack_latency_seconds_count')?.value ?? 0;
+  return { sum, count };
+}
+
+async function drainRate(
+  agent: EdgeAgent,
+  total: number,
+  seconds: number,
+): Promise<{
+  rowsPerSecond: number;
+  rows: number;
+  cpuMicrosPerRow: Record<ProcessName, number>;
+  meanAckLatencyMs: number;
+}> {
   const firstDeadline = Date.now() + 60_000;
   let rows = await rowsInDatabase();
   while (rows === 0) {
@@ -149,18 +253,26 @@ async function drainRate(total: number, seconds: number): Promise<{ rowsPerSecon
   }
   const startMs = Date.now();
   const startRows = rows;
+  const cpuFrom = cpuSnapshot();
+  const ackFrom = await ackLatency(agent);
   while (Date.now() - startMs < seconds * 1000 && rows < total) {
     await sleep(250);
     rows = await rowsInDatabase();
   }
-  return { rowsPerSecond: Math.round((rows - startRows) / ((Date.now() - startMs) / 1000)), rows: rows - startRows };
+  const ackTo = await ackLatency(agent);
+  return {
+    meanAckLatencyMs: Math.round((1000 * (ackTo.sum - ackFrom.sum)) / Math.max(1, ackTo.count - ackFrom.count)),
+    rowsPerSecond: Math.round((rows - startRows) / ((Date.now() - startMs) / 1000)),
+    rows: rows - startRows,
+    cpuMicrosPerRow: cpuPerRow(cpuFrom, cpuSnapshot(), rows - startRows),
+  };
 }
 
 interface ScenarioResult {
   backlog: number;
   mode: 'before' | 'after';
   offline: IngestResult;
-  drain: { rowsPerSecond: number; rows: number };
+  drain: Awaited<ReturnType<typeof drainRate>>;
   duringDrain: IngestResult;
 }
 const results: ScenarioResult[] = [];
@@ -187,6 +299,7 @@ for (const backlog of sizes) {
       syncIntervalMs: 1_000,
       sendLingerMs: 5,
       reconnectPolicy: { initialDelayMs: 100, maxDelayMs: 500, multiplier: 2, jitter: 'equal' },
+      maxInFlightBatches,
       storeThread: mode === 'before' ? 'event-loop' : 'worker',
       legacyClaimPlan: mode === 'before',
       logger,
@@ -196,12 +309,16 @@ for (const backlog of sizes) {
     );
     const offline = await ingest(sensors, ingestSeconds);
     uplink.restore();
-    const drain = await drainRate(backlog, drainSeconds);
+    const drain = await drainRate(agent, backlog, drainSeconds);
     const duringDrain = await ingest(sensors, ingestSeconds);
     results.push({ backlog, mode, offline, drain, duringDrain });
     say(
       `  ${mode.padEnd(6)} offline: ${String(offline.acceptedPerSecond).padStart(6)} accepted/s, PUBACK p50 ${offline.p50Ms} ms p99 ${offline.p99Ms} ms` +
-        ` | drain: ${String(drain.rowsPerSecond).padStart(6)} rows/s (${drain.rows} rows)` +
+        ` | drain: ${String(drain.rowsPerSecond).padStart(6)} rows/s (${drain.rows} rows; batch ack latency ${drain.meanAckLatencyMs} ms; CPU µs per row: ${Object.entries(
+          drain.cpuMicrosPerRow,
+        )
+          .map(([name, percent]) => `${name} ${percent}`)
+          .join(', ')})` +
         ` | during drain: ${String(duringDrain.acceptedPerSecond).padStart(6)} accepted/s` +
         ` (${Math.round((100 * duringDrain.acceptedPerSecond) / Math.max(1, offline.acceptedPerSecond))}% of offline),` +
         ` PUBACK p50 ${duringDrain.p50Ms} ms p99 ${duringDrain.p99Ms} ms, ${duringDrain.rowsPerSecond} rows/s into PostgreSQL`,
