@@ -4,7 +4,7 @@
  * The decisions are storage-budget.ts's (pure); this file wires them to the store, the group
  * commit's admission gate, the metrics and the log. A check samples the store (PRAGMAs, WAL size,
  * statfs, all on the store worker) and then, while it is above its mark: prunes synced readings
- * (oldest confirmation first), then applies the overflow policy (drop the oldest pending
+ * (oldest first), then applies the overflow policy (drop the oldest pending
  * readings, or close the gate so sensors' PUBACKs wait), chunk by chunk, re-sampling after each.
  *
  * Checks run after commits (coalesced: one at a time, one more if asked meanwhile) and on a timer,

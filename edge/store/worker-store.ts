@@ -7,9 +7,14 @@
  * therefore held up the sensor listener: while a 1M-reading backlog drained, sensors got 465
  * PUBACKs/s instead of 21,700/s offline (35/s at 3.2M). Pinning the claim's index (telemetry-
  * store.ts) made each step O(batch), but a step still costs milliseconds of SQLite and an fsync,
- * ten or more times a second during a drain, all on that loop. With the store on its own thread
- * the event loop only parses MQTT, sends PUBACKs and posts messages, and SQLite can use the
- * second core; scripts/bench-drain.ts measures both placements side by side (docs/capacity.md).
+ * ten or more times a second during a drain, all on that loop (the pending count alone: ~150 ms
+ * at 3M). With the store on its own thread the event loop only parses MQTT, sends PUBACKs and
+ * posts messages, and SQLite can use the second core. scripts/bench-drain.ts runs both placements
+ * back to back (docs/capacity.md): while a 3M backlog drained, sensors got 0–4% of their offline
+ * rate with SQLite on the event loop and 44–64% with the worker (25–92% over all backlog sizes),
+ * PUBACK p99 146–360 ms instead of 1.0–1.7 s. Bounding each step instead (claims are O(batch)
+ * now) would still leave every fsync and every count on the loop that answers sensors, and
+ * SQLite would not get the second core.
  *
  * Order: requests are posted in call order and the worker runs them one at a time in that order
  * (its SerialQueue), so the store behaves as the in-thread one does. Errors come back with their
