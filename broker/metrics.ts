@@ -11,6 +11,8 @@ export interface BrokerMetrics {
   deniedSubscriptions: Counter<'role'>;
   deniedDeliveries: Counter<'role'>;
   oversizePackets: Counter;
+  /** label kind: what was checked, e.g. 'status' (./publish-content.ts) */
+  droppedPublishes: Counter<'kind'>;
   /** label listener: 'mqtts' or 'metrics'; label code: the errno code, e.g. EMFILE */
   listenerErrors: Counter<'listener' | 'code'>;
 }
@@ -53,6 +55,12 @@ export function createBrokerMetrics(registry: Registry, connectedClientCount: ()
     oversizePackets: new Counter({
       name: 'mqtt_broker_oversize_packets_total',
       help: 'Incoming MQTT packets refused by their declared length before being buffered',
+      registers: [registry],
+    }),
+    droppedPublishes: new Counter({
+      name: 'mqtt_broker_dropped_publishes_total',
+      help: 'Publishes acknowledged but not routed or retained because their payload was refused, by kind',
+      labelNames: ['kind'],
       registers: [registry],
     }),
     listenerErrors: new Counter({

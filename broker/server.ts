@@ -23,6 +23,7 @@ import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
 import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
+import { storeOnlyGrantedSubscriptions } from './session-subscriptions.js';
 
 /**
  * Cluster extension point: a cluster module builds a shared message bus and persistence (e.g.
@@ -60,7 +61,10 @@ export interface BrokerOptions {
   handshakeTimeoutMs?: number;
   /** time allowed between the TLS handshake and CONNECT; default 10 s */
   connectTimeoutMs?: number;
-  /** largest keepalive a client may ask for (seconds); a client asking for 0 (none) is refused; default 600 */
+  /**
+   * largest keepalive (seconds) a connection keeps; a client asking for 0 (none) or more gets this
+   * one, so a silent connection is closed after 1.5 × this (./keepalive-policy.ts); default 600
+   */
   keepaliveLimitSeconds?: number;
   /** disconnect a client whose socket has not drained for this long; default 30 s */
   drainTimeoutMs?: number;
@@ -103,7 +107,14 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 
   const aedesRef: { current?: Aedes } = {};
   const metrics = createBrokerMetrics(registry, () => aedesRef.current?.connectedClients ?? 0);
-  const hooks = createAuthorizationHooks({ logger, metrics, limits: { maxPayloadBytes } });
+  const keepaliveLimitSeconds = options.keepaliveLimitSeconds ?? 600;
+  const hooks = createAuthorizationHooks({
+    logger,
+    metrics,
+    limits: { maxPayloadBytes },
+    keepaliveLimitSeconds,
+    persistence: () => (aedesRef.current as { persistence?: unknown } | undefined)?.persistence,
+  });
 
   const aedes = await Aedes.createBroker({
     ...(options.brokerId === undefined ? {} : { id: options.brokerId }),
@@ -111,7 +122,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     ...(backends?.persistence === undefined ? {} : { persistence: backends.persistence }),
     ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatInterval: options.heartbeatIntervalMs }),
     connectTimeout: options.connectTimeoutMs ?? 10_000,
-    keepaliveLimit: options.keepaliveLimitSeconds ?? 600,
+    // preConnect replaces a keepalive of 0 or above the limit by the limit (./keepalive-policy.ts),
+    // so aedes never answers CONNACK 6, which MQTT 3.1.1 does not define
+    keepaliveLimit: keepaliveLimitSeconds,
     drainTimeout: options.drainTimeoutMs ?? 30_000,
     // device ids are 36-character UUIDs; the default (23) would refuse them for MQTT 3.1 clients
     maxClientsIdLength: 64,
@@ -127,6 +140,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     throw error;
   });
   aedesRef.current = aedes;
+  if (!storeOnlyGrantedSubscriptions((aedes as { persistence?: unknown }).persistence, hooks.grantedQos)) {
+    logger.error('cannot filter the subscriptions persistent sessions store (the persistence has no addSubscriptions)');
+  }
   announceAlive(aedes);
   observeAedes(aedes, logger);
 

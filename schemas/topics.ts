@@ -14,6 +14,13 @@
 import { DEVICE_ID_PATTERN, TOPIC_ID_PATTERN } from './limits.js';
 
 export const SENSOR_READINGS_FILTER = 'sensors/+/+';
+
+/**
+ * Broker-internal, not part of the contract: a publish whose payload the broker refuses is
+ * re-addressed here before aedes routes it, so that it is acknowledged but reaches no one (no
+ * client may subscribe to a '$' topic, and wildcards never match one, MQTT-4.7.2-1).
+ */
+export const BROKER_DISCARD_TOPIC = '$discarded';
 export const ALL_TELEMETRY_FILTER = 'devices/+/telemetry';
 export const ALL_DEVICES_FILTER = 'devices/#';
 

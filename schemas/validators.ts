@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
+import { MAX_STATUS_FUTURE_SKEW_MS } from './limits.js';
 import type { SensorReadingInput, SyncAck, TelemetryBatch, TelemetryRecord, DeviceStatus } from './messages.js';
 
 const require = createRequire(import.meta.url);
@@ -79,4 +80,26 @@ export function checkSyncAck(value: unknown): Validation<SyncAck> {
 
 export function checkDeviceStatus(value: unknown): Validation<DeviceStatus> {
   return run(validateDeviceStatus, value);
+}
+
+/**
+ * A devices/{id}/status payload as the broker receives it (published or as a will): UTF-8 JSON
+ * matching device-status.schema.json, with an `at` no more than MAX_STATUS_FUTURE_SKEW_MS ahead
+ * of `nowMs` (the broker's clock).
+ */
+export function checkDeviceStatusPayload(payload: Buffer | string, nowMs: number): Validation<DeviceStatus> {
+  const parsed = parseJson(payload);
+  if (!parsed.ok) return parsed;
+  const status = checkDeviceStatus(parsed.value);
+  if (!status.ok) return status;
+  const at = Date.parse(status.value.at);
+  if (at > nowMs + MAX_STATUS_FUTURE_SKEW_MS) {
+    return {
+      ok: false,
+      reason:
+        `/at ${status.value.at} is more than ${MAX_STATUS_FUTURE_SKEW_MS / 60_000} minutes ahead of the broker's clock ` +
+        `(${new Date(nowMs).toISOString()})`,
+    };
+  }
+  return status;
 }

@@ -7,6 +7,12 @@
  *                    PUBACK when handleMessage calls back with an error  → bridge/mqtt/deferred-puback.ts
  *   aedes 1.2.0 /    client._parser (mqtt-packet 9) with _parseLength, _emitError, packet.length
  *   mqtt-packet 9                                                       → broker/packet-size-guard.ts
+ *   aedes 1.2.0      client._parser emitting 'packet' before aedes handles it, and a SUBACK built
+ *                    from the requested QoS                             → broker/subscribe-qos.ts
+ *   aedes 1.2.0      storeSubscriptions handing every filter of a SUBSCRIBE, refused ones included,
+ *                    to persistence.addSubscriptions                    → broker/session-subscriptions.ts
+ *   aedes 1.2.0      a packet re-addressed in authorizePublish is acknowledged and routed to its
+ *                    new topic only, not retained                       → broker/authorization-hooks.ts
  *   pg-promise 12.7.1 / pg 8.23.0   client.connection.stream, Client.prototype.end and the
  *                    'Query read timeout' message                       → bridge/db/connection.ts
  *   mqemitter-redis 7.2.1 / ioredis 5.11.1 / aedes-persistence-redis 11.2.2   ioredis resolved
@@ -32,6 +38,8 @@ import { MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisPersistence, RedisClient } from '../../broker/cluster-backends.js';
 import { limitIncomingPacketSize, type PacketTooLargeError } from '../../broker/packet-size-guard.js';
+import { storeOnlyGrantedSubscriptions } from '../../broker/session-subscriptions.js';
+import { grantQosInSuback } from '../../broker/subscribe-qos.js';
 import { pgp } from '../../bridge/db/connection.js';
 import { deferPubacks, type Delivery } from '../../bridge/mqtt/deferred-puback.js';
 
@@ -165,6 +173,121 @@ describe('aedes / mqtt-packet (broker/packet-size-guard.ts)', () => {
       2 * 1024 * 1024,
     );
     await closed;
+  });
+});
+
+describe('aedes subscriptions (broker/subscribe-qos.ts, broker/session-subscriptions.ts)', () => {
+  async function connectedClient(aedes: Aedes, clientId: string, clean: boolean): Promise<MqttClient> {
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    const client = new MqttClient(() => clientSide, { clientId, clean, protocolVersion: 4, reconnectPeriod: 0 });
+    cleanups.push(() => void client.end(true));
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    return client;
+  }
+
+  async function grantedCodes(client: MqttClient, filters: string[], qos: 0 | 1 | 2): Promise<number[]> {
+    return new Promise((resolve, reject) =>
+      client.subscribe(filters, { qos }, (error, _grants, packet) =>
+        packet && 'granted' in packet ? resolve(packet.granted as number[]) : reject(error ?? new Error('no SUBACK')),
+      ),
+    );
+  }
+
+  it('echoes the requested QoS in the SUBACK although authorizeSubscribe granted another, unless the parser rewrites it', async () => {
+    const SEE = 'see broker/subscribe-qos.ts';
+    let rewrite = false;
+    const aedes = await Aedes.createBroker({
+      preConnect: (client, _packet, callback) => {
+        if (rewrite)
+          expect(grantQosInSuback(client, 1), `aedes no longer keeps a parser at client._parser: ${SEE}`).toBe(true);
+        callback(null, true);
+      },
+      authorizeSubscribe: (_client, subscription, callback) => callback(null, { ...subscription, qos: 1 }),
+    });
+    cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
+
+    const plain = await connectedClient(aedes, 'plain', true);
+    expect(await grantedCodes(plain, ['a'], 0), `aedes now reports the granted QoS itself: ${SEE} may go`).toEqual([0]);
+    rewrite = true;
+    const rewritten = await connectedClient(aedes, 'rewritten', true);
+    expect(
+      await grantedCodes(rewritten, ['a', 'b'], 2),
+      `the parser's 'packet' event no longer precedes aedes: ${SEE}`,
+    ).toEqual([1, 1]);
+  });
+
+  it('stores every filter of a mixed SUBSCRIBE of a clean:false client, refused ones included, unless filtered', async () => {
+    const SEE = 'see broker/session-subscriptions.ts';
+    const aedes = await Aedes.createBroker({
+      authorizeSubscribe: (_client, subscription, callback) =>
+        callback(null, subscription.topic === 'refused' ? null : subscription),
+    });
+    cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
+    const persistence = (aedes as unknown as { persistence: object }).persistence as {
+      subscriptionsByClient(client: { id: string }): Promise<Array<{ topic: string }>>;
+    };
+    const stored = async (id: string) =>
+      (await persistence.subscriptionsByClient({ id })).map((sub) => sub.topic).sort();
+
+    const before = await connectedClient(aedes, 'before', false);
+    expect(await grantedCodes(before, ['ok', 'refused'], 1)).toEqual([1, 128]);
+    expect(await stored('before'), `aedes no longer stores refused filters: ${SEE} may go`).toEqual(['ok', 'refused']);
+
+    expect(
+      storeOnlyGrantedSubscriptions(persistence, (_client, subscription) =>
+        subscription.topic === 'refused' ? null : 1,
+      ),
+      `the persistence lost addSubscriptions: ${SEE}`,
+    ).toBe(true);
+    const after = await connectedClient(aedes, 'after', false);
+    expect(await grantedCodes(after, ['ok', 'refused'], 0)).toEqual([0, 128]);
+    expect(await stored('after'), `aedes stores subscriptions past persistence.addSubscriptions: ${SEE}`).toEqual([
+      'ok',
+    ]);
+  });
+});
+
+describe('aedes publish re-addressing (broker/authorization-hooks.ts)', () => {
+  it('acknowledges a QoS 1 publish whose topic authorizePublish changed, routes it there only and retains nothing', async () => {
+    const SEE = 'see broker/authorization-hooks.ts (dropping a publish)';
+    const aedes = await Aedes.createBroker({
+      authorizePublish: (_client, packet, callback) => {
+        if (packet.topic === 'status') {
+          packet.topic = '$discarded';
+          packet.retain = false;
+        }
+        callback(null);
+      },
+    });
+    cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
+    const routed: string[] = [];
+    aedes.on('publish', (packet) => routed.push(packet.topic));
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    const client = new MqttClient(() => clientSide, { clientId: 'p', protocolVersion: 4, reconnectPeriod: 0 });
+    cleanups.push(() => void client.end(true));
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    await client.subscribeAsync('status', { qos: 1 });
+    const received: string[] = [];
+    client.on('message', (topic) => received.push(topic));
+
+    // resolves on the PUBACK
+    await client.publishAsync('status', 'garbage', { qos: 1, retain: true });
+    await client.publishAsync('marker', 'm', { qos: 1 });
+    // aedes routes after the PUBACK, one client's packets in order
+    while (!routed.includes('marker')) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(
+      routed.filter((topic) => !topic.startsWith('$SYS')),
+      `aedes routes the original topic: ${SEE}`,
+    ).toEqual(['$discarded', 'marker']);
+    expect(received).toEqual([]);
+    const retained: unknown[] = [];
+    const persistence = (
+      aedes as unknown as { persistence: { createRetainedStream(p: string): AsyncIterable<unknown> } }
+    ).persistence;
+    for await (const packet of persistence.createRetainedStream('#')) retained.push(packet);
+    expect(retained, `aedes retained a re-addressed packet: ${SEE}`).toEqual([]);
   });
 });
 
