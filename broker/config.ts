@@ -13,6 +13,13 @@
  *   BROKER_REDIS_URL     cluster mode: redis://[[user]:password@]host[:port][/db] shared by all nodes
  *   BROKER_HEARTBEAT_MS  aedes heartbeat interval (default 15000 in cluster mode, aedes' 60000
  *                        standalone); a crashed node's wills fire 3-7 intervals after its last beat
+ *   BROKER_RATE_MESSAGES_PER_S   publishes per second per device connection (default 200)
+ *   BROKER_RATE_MESSAGES_BURST   publishes a quiet device may send at once (default 400)
+ *   BROKER_RATE_BYTES_PER_S      payload bytes per second per device connection (default 4194304, 4 MiB)
+ *   BROKER_RATE_BYTES_BURST      payload bytes a quiet device may send at once (default 8388608, 8 MiB)
+ *   BROKER_RATE_MAX_THROTTLED_MS a device whose publishes keep waiting for longer is disconnected
+ *                        (default 10000). Why these defaults: broker/publish-rate-limit.ts. The
+ *                        service role is not limited.
  *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
  *                        common/process-lifecycle.ts)
  *
@@ -28,6 +35,7 @@
  * ':') nor MQTT separators or wildcards (the id is a level of the $SYS heartbeat topics).
  */
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
+import { DEFAULT_PUBLISH_RATE_LIMITS, type PublishRateLimits } from './publish-rate-limit.js';
 import { ConfigError, envHost, envInt, envOptional, envString, redactUrlCredentials, type Env } from '../common/env.js';
 import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import type { TlsFileNames, TlsFilePaths } from '../common/tls-files.js';
@@ -66,6 +74,7 @@ export interface BrokerConfig {
   heartbeatMs: number | undefined;
   /** how long main.ts waits for close() after SIGTERM */
   shutdownGraceMs: number;
+  publishRateLimits: PublishRateLimits;
 }
 
 export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
@@ -93,6 +102,24 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
         ? heartbeatDefault
         : envInt(env, 'BROKER_HEARTBEAT_MS', 0, { min: 1_000, max: 3_600_000 }),
     shutdownGraceMs: shutdownGraceFromEnv(env),
+    publishRateLimits: publishRateLimitsFrom(env),
+  };
+}
+
+const GIB = 1024 * 1024 * 1024;
+
+function publishRateLimitsFrom(env: Env): PublishRateLimits {
+  const defaults = DEFAULT_PUBLISH_RATE_LIMITS;
+  return {
+    messages: {
+      perSecond: envInt(env, 'BROKER_RATE_MESSAGES_PER_S', defaults.messages.perSecond, { min: 1, max: 1_000_000 }),
+      burst: envInt(env, 'BROKER_RATE_MESSAGES_BURST', defaults.messages.burst, { min: 1, max: 10_000_000 }),
+    },
+    bytes: {
+      perSecond: envInt(env, 'BROKER_RATE_BYTES_PER_S', defaults.bytes.perSecond, { min: 1024, max: GIB }),
+      burst: envInt(env, 'BROKER_RATE_BYTES_BURST', defaults.bytes.burst, { min: 1024, max: 16 * GIB }),
+    },
+    maxThrottledMs: envInt(env, 'BROKER_RATE_MAX_THROTTLED_MS', defaults.maxThrottledMs, { min: 100, max: 3_600_000 }),
   };
 }
 

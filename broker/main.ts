@@ -28,6 +28,7 @@ async function start(config: BrokerConfig): Promise<RunningBroker> {
     host: config.host,
     port: config.port,
     maxPayloadBytes: config.maxPayloadBytes,
+    publishRateLimits: config.publishRateLimits,
     logger,
     ...(config.metricsPort === undefined ? {} : { metricsPort: config.metricsPort }),
     ...(brokerId === undefined ? {} : { brokerId }),

@@ -13,11 +13,23 @@ export interface BrokerMetrics {
   oversizePackets: Counter;
   /** label kind: what was checked, e.g. 'status' (./publish-content.ts) */
   droppedPublishes: Counter<'kind'>;
+  /** publishes held back because their client was over its rate limit (./publish-throttle.ts) */
+  throttledPublishes: Counter<'role'>;
+  /** the sum of those waits */
+  throttleDelaySeconds: Counter<'role'>;
+  throttledClients: Gauge;
+  /** connections the broker closed on its own, label reason: 'rate-limit' */
+  disconnects: Counter<'reason'>;
   /** label listener: 'mqtts' or 'metrics'; label code: the errno code, e.g. EMFILE */
   listenerErrors: Counter<'listener' | 'code'>;
 }
 
-export function createBrokerMetrics(registry: Registry, connectedClientCount: () => number): BrokerMetrics {
+export interface BrokerGauges {
+  connectedClients(): number;
+  throttledClients(): number;
+}
+
+export function createBrokerMetrics(registry: Registry, gauges: BrokerGauges): BrokerMetrics {
   return {
     registry,
     connectedClients: new Gauge({
@@ -25,7 +37,7 @@ export function createBrokerMetrics(registry: Registry, connectedClientCount: ()
       help: 'MQTT clients with an established session on this broker node',
       registers: [registry],
       collect() {
-        this.set(connectedClientCount());
+        this.set(gauges.connectedClients());
       },
     }),
     refusedConnections: new Counter({
@@ -61,6 +73,32 @@ export function createBrokerMetrics(registry: Registry, connectedClientCount: ()
       name: 'mqtt_broker_dropped_publishes_total',
       help: 'Publishes acknowledged but not routed or retained because their payload was refused, by kind',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    throttledPublishes: new Counter({
+      name: 'mqtt_broker_throttled_publishes_total',
+      help: 'Publishes held back (PUBACK and routing delayed) because the client was over its publish rate limit, by role',
+      labelNames: ['role'],
+      registers: [registry],
+    }),
+    throttleDelaySeconds: new Counter({
+      name: 'mqtt_broker_throttle_delay_seconds_total',
+      help: 'Total time publishes were held back by the publish rate limit, by role',
+      labelNames: ['role'],
+      registers: [registry],
+    }),
+    throttledClients: new Gauge({
+      name: 'mqtt_broker_throttled_clients',
+      help: 'Clients on this node whose last publish had to wait for the publish rate limit',
+      registers: [registry],
+      collect() {
+        this.set(gauges.throttledClients());
+      },
+    }),
+    disconnects: new Counter({
+      name: 'mqtt_broker_disconnects_total',
+      help: 'Connections the broker closed on its own, by reason',
+      labelNames: ['reason'],
       registers: [registry],
     }),
     listenerErrors: new Counter({

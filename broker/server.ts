@@ -23,6 +23,8 @@ import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
 import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
+import { DEFAULT_PUBLISH_RATE_LIMITS, type PublishRateLimits } from './publish-rate-limit.js';
+import { createPublishThrottle, type PublishThrottle } from './publish-throttle.js';
 import { storeOnlyGrantedSubscriptions } from './session-subscriptions.js';
 
 /**
@@ -68,6 +70,8 @@ export interface BrokerOptions {
   keepaliveLimitSeconds?: number;
   /** disconnect a client whose socket has not drained for this long; default 30 s */
   drainTimeoutMs?: number;
+  /** per-client publish rate limits (G7); default DEFAULT_PUBLISH_RATE_LIMITS (./publish-rate-limit.ts) */
+  publishRateLimits?: PublishRateLimits;
   /** aedes heartbeat; in a cluster a crashed node's wills fire 3-7 of these after its last beat; default aedes' 60 s */
   heartbeatIntervalMs?: number;
   backends?: BrokerBackends;
@@ -106,7 +110,11 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   }
 
   const aedesRef: { current?: Aedes } = {};
-  const metrics = createBrokerMetrics(registry, () => aedesRef.current?.connectedClients ?? 0);
+  const throttleRef: { current?: PublishThrottle } = {};
+  const metrics = createBrokerMetrics(registry, {
+    connectedClients: () => aedesRef.current?.connectedClients ?? 0,
+    throttledClients: () => throttleRef.current?.throttledClients() ?? 0,
+  });
   const keepaliveLimitSeconds = options.keepaliveLimitSeconds ?? 600;
   const hooks = createAuthorizationHooks({
     logger,
@@ -115,6 +123,13 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     keepaliveLimitSeconds,
     persistence: () => (aedesRef.current as { persistence?: unknown } | undefined)?.persistence,
   });
+  // G7: per-client publish rate limits, applied after the ACL allowed the publish
+  const throttle = (throttleRef.current = createPublishThrottle({
+    limits: options.publishRateLimits ?? DEFAULT_PUBLISH_RATE_LIMITS,
+    logger,
+    metrics,
+    roleOf: (client) => hooks.identityOf(client)?.role,
+  }));
 
   const aedes = await Aedes.createBroker({
     ...(options.brokerId === undefined ? {} : { id: options.brokerId }),
@@ -132,7 +147,10 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     maxTopicLevels: 16,
     preConnect: hooks.preConnect,
     authenticate: hooks.authenticate,
-    authorizePublish: hooks.authorizePublish,
+    authorizePublish: (client, packet, callback) =>
+      hooks.authorizePublish(client, packet, (error) =>
+        error ? callback(error) : throttle.authorize(client, packet, callback),
+      ),
     authorizeSubscribe: hooks.authorizeSubscribe,
     authorizeForward: hooks.authorizeForward,
   }).catch(async (error: unknown) => {

@@ -150,6 +150,41 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
   },
   { name: 'BROKER_HEARTBEAT_MS', min: 1_000, max: 3_600_000, fallback: undefined, read: (c) => c.heartbeatMs },
   { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
+  {
+    name: 'BROKER_RATE_MESSAGES_PER_S',
+    min: 1,
+    max: 1_000_000,
+    fallback: 200,
+    read: (c) => c.publishRateLimits.messages.perSecond,
+  },
+  {
+    name: 'BROKER_RATE_MESSAGES_BURST',
+    min: 1,
+    max: 10_000_000,
+    fallback: 400,
+    read: (c) => c.publishRateLimits.messages.burst,
+  },
+  {
+    name: 'BROKER_RATE_BYTES_PER_S',
+    min: 1024,
+    max: 1024 ** 3,
+    fallback: 4 * 1024 ** 2,
+    read: (c) => c.publishRateLimits.bytes.perSecond,
+  },
+  {
+    name: 'BROKER_RATE_BYTES_BURST',
+    min: 1024,
+    max: 16 * 1024 ** 3,
+    fallback: 8 * 1024 ** 2,
+    read: (c) => c.publishRateLimits.bytes.burst,
+  },
+  {
+    name: 'BROKER_RATE_MAX_THROTTLED_MS',
+    min: 100,
+    max: 3_600_000,
+    fallback: 10_000,
+    read: (c) => c.publishRateLimits.maxThrottledMs,
+  },
 ];
 
 const BAD_VALUES: BadValue[] = [
