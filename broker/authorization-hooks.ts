@@ -42,11 +42,12 @@ import {
   type AclLimits,
   type PublishRequest,
 } from './acl.js';
-import { BROKER_DISCARD_TOPIC } from '../schemas/topics.js';
+import { BROKER_DISCARD_TOPIC, CONTROL_REVOCATIONS_TOPIC } from '../schemas/topics.js';
 import { identifyClient, type ClientIdentity, type IdentityDecision, type PeerCertificateLike } from './identity.js';
 import { serverKeepaliveSeconds } from './keepalive-policy.js';
 import { roleLabel, type BrokerMetrics } from './metrics.js';
 import { decidePublishContent } from './publish-content.js';
+import type { RevocationSync } from './revocation-sync.js';
 import type { GrantedQos } from './session-subscriptions.js';
 import { grantQosInSuback } from './subscribe-qos.js';
 
@@ -73,12 +74,32 @@ export interface AuthorizationHooksOptions {
   now?: () => number;
   /** aedes' persistence, once it exists (aedes 1.2.0 types it as any and does not declare it on Aedes) */
   persistence?: () => unknown;
+  /** certificate revocation (./revocation-sync.ts); nothing is revoked when omitted */
+  revocations?: Pick<RevocationSync, 'isRevoked' | 'track'>;
 }
 
-type ConnectDecision = IdentityDecision | { ok: false; code: 'will-denied'; reason: string };
+type ConnectDecision = IdentityDecision | { ok: false; code: 'will-denied' | 'revoked'; reason: string };
 
 const NOT_AUTHORIZED = 5;
 const NO_VERIFIED_IDENTITY: AclDecision = { allowed: false, reason: 'the client has no verified identity' };
+const REVOKED: AclDecision = { allowed: false, reason: 'the client certificate is revoked' };
+
+/**
+ * Whether aedes asks about a will rather than a PUBLISH read from the client's socket: aedes 1.2.0
+ * authorizes a will when the client's connection closes (lib/client.js close: `closed` is already
+ * set), and a will stored by a node that died (aedes.js _clearWills: the client is null, or a newer
+ * connection of that clientId). Every will carries the `brokerId` its node stored it under
+ * (persistence putWill); a PUBLISH from the parser has none.
+ */
+export function isWillPublish(client: Client | null, packet: PublishPacket): boolean {
+  return client === null || client.closed || (packet as { brokerId?: unknown }).brokerId !== undefined;
+}
+
+/** Re-addresses a publish so that aedes acknowledges it but routes it to no one (see the header). */
+function discard(packet: PublishPacket): void {
+  packet.topic = BROKER_DISCARD_TOPIC;
+  packet.retain = false;
+}
 
 export function createAuthorizationHooks({
   logger,
@@ -87,6 +108,7 @@ export function createAuthorizationHooks({
   keepaliveLimitSeconds,
   now = Date.now,
   persistence = () => undefined,
+  revocations,
 }: AuthorizationHooksOptions): AuthorizationHooks {
   const connectDecisions = new WeakMap<Client, ConnectDecision>();
   const identities = new WeakMap<Client, ClientIdentity>();
@@ -111,12 +133,21 @@ export function createAuthorizationHooks({
   };
 
   const authenticate: Hook<'authenticate'> = (client, _username, _password, done) => {
-    const decision = connectDecisions.get(client) ?? {
+    let decision = connectDecisions.get(client) ?? {
       ok: false,
       code: 'no-certificate',
       reason: 'no identity check ran for this connection',
     };
     connectDecisions.delete(client);
+    // G9: checked here, not in preConnect, and tracked in the same step below: a revocation list
+    // applied in between would otherwise miss this connection
+    if (decision.ok && revocations?.isRevoked(decision.identity.serial)) {
+      decision = {
+        ok: false,
+        code: 'revoked',
+        reason: `the client certificate (serial ${decision.identity.serial}) is revoked`,
+      };
+    }
     if (!decision.ok) {
       logger.warn(
         { clientId: client.id, remoteAddress: remoteAddressOf(client), code: decision.code, reason: decision.reason },
@@ -130,6 +161,7 @@ export function createAuthorizationHooks({
       return;
     }
     identities.set(client, decision.identity);
+    revocations?.track(client, decision.identity);
     logger.info({ clientId: client.id, role: decision.identity.role }, 'client authenticated');
     done(null, true);
   };
@@ -140,9 +172,22 @@ export function createAuthorizationHooks({
     let decision: AclDecision;
     if (client === null) decision = decideStoredWillPublish(request, limits);
     else if (identity === undefined) decision = NO_VERIFIED_IDENTITY;
+    else if (revocations?.isRevoked(identity.serial)) decision = REVOKED;
     else decision = decidePublish(identity, request, limits);
     if (decision.allowed) {
       dropIfPayloadRefused(client, identity, packet);
+      callback(null);
+      return;
+    }
+    if (isWillPublish(client, packet)) {
+      // never an error for a will: aedes.js _clearWills would turn it into an 'error' event on
+      // the broker
+      logger.warn(
+        { clientId: client?.id ?? null, role: identity?.role, topic: request.topic, reason: decision.reason },
+        'will dropped',
+      );
+      metrics.droppedPublishes.inc({ kind: 'will' });
+      discard(packet);
       callback(null);
       return;
     }
@@ -193,8 +238,7 @@ export function createAuthorizationHooks({
       'publish dropped: payload refused',
     );
     metrics.droppedPublishes.inc({ kind: content.kind });
-    packet.topic = BROKER_DISCARD_TOPIC;
-    packet.retain = false;
+    discard(packet);
   };
 
   /**
@@ -253,6 +297,9 @@ function decideConnect(client: Client, packet: ConnectPacket, limits: AclLimits)
   });
   if (!decision.ok || !packet.will) return decision;
   const will = packet.will;
+  if (will.topic === CONTROL_REVOCATIONS_TOPIC) {
+    return { ok: false, code: 'will-denied', reason: `a will may not be published on '${will.topic}'` };
+  }
   const willDecision = decidePublish(
     decision.identity,
     { topic: will.topic, qos: will.qos ?? 0, retain: will.retain ?? false, payloadBytes: byteLength(will.payload) },

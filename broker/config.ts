@@ -20,6 +20,9 @@
  *   BROKER_RATE_MAX_THROTTLED_MS a device whose publishes keep waiting for longer is disconnected
  *                        (default 10000). Why these defaults: broker/publish-rate-limit.ts. The
  *                        service role is not limited.
+ *   BROKER_CRL_FILE      a CRL (PEM or DER) signed by BROKER_TLS_CA, e.g. from `npm run certs -- crl`;
+ *                        its certificates are refused from start, before the bridge has
+ *                        published the revocation list (off when unset; broker/revocation-sync.ts)
  *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
  *                        common/process-lifecycle.ts)
  *
@@ -34,6 +37,7 @@
  * to name the node for logs; it must not contain ':' (aedes-persistence-redis splits its keys on
  * ':') nor MQTT separators or wildcards (the id is a level of the $SYS heartbeat topics).
  */
+import { readFileSync } from 'node:fs';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { DEFAULT_PUBLISH_RATE_LIMITS, type PublishRateLimits } from './publish-rate-limit.js';
 import { ConfigError, envHost, envInt, envOptional, envString, redactUrlCredentials, type Env } from '../common/env.js';
@@ -75,6 +79,8 @@ export interface BrokerConfig {
   /** how long main.ts waits for close() after SIGTERM */
   shutdownGraceMs: number;
   publishRateLimits: PublishRateLimits;
+  /** BROKER_CRL_FILE; read by main.ts with readCrlFile */
+  crlPath: string | undefined;
 }
 
 export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
@@ -103,7 +109,18 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
         : envInt(env, 'BROKER_HEARTBEAT_MS', 0, { min: 1_000, max: 3_600_000 }),
     shutdownGraceMs: shutdownGraceFromEnv(env),
     publishRateLimits: publishRateLimitsFrom(env),
+    crlPath: envOptional(env, 'BROKER_CRL_FILE'),
   };
+}
+
+/** The CRL file's content; a ConfigError naming BROKER_CRL_FILE when it cannot be read. */
+export function readCrlFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ConfigError(`BROKER_CRL_FILE: cannot read '${path}': ${reason}`);
+  }
 }
 
 const GIB = 1024 * 1024 * 1024;

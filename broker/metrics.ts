@@ -5,7 +5,7 @@ import type { ClientRole } from './identity.js';
 export interface BrokerMetrics {
   registry: Registry;
   connectedClients: Gauge;
-  /** label reason: 'tls-handshake' or an IdentityRefusalCode / 'will-denied' */
+  /** label reason: 'tls-handshake' or an IdentityRefusalCode / 'will-denied' / 'revoked' */
   refusedConnections: Counter<'reason'>;
   deniedPublishes: Counter<'role'>;
   deniedSubscriptions: Counter<'role'>;
@@ -18,7 +18,9 @@ export interface BrokerMetrics {
   /** the sum of those waits */
   throttleDelaySeconds: Counter<'role'>;
   throttledClients: Gauge;
-  /** connections the broker closed on its own, label reason: 'rate-limit' */
+  revokedCertificates: Gauge;
+  revocationListGenerated: Gauge;
+  /** connections the broker closed on its own, label reason: 'rate-limit' or 'revoked' */
   disconnects: Counter<'reason'>;
   /** label listener: 'mqtts' or 'metrics'; label code: the errno code, e.g. EMFILE */
   listenerErrors: Counter<'listener' | 'code'>;
@@ -27,6 +29,9 @@ export interface BrokerMetrics {
 export interface BrokerGauges {
   connectedClients(): number;
   throttledClients(): number;
+  revokedCertificates(): number;
+  /** ms since the epoch; undefined before the first published list */
+  revocationListGeneratedAt(): number | undefined;
 }
 
 export function createBrokerMetrics(registry: Registry, gauges: BrokerGauges): BrokerMetrics {
@@ -93,6 +98,22 @@ export function createBrokerMetrics(registry: Registry, gauges: BrokerGauges): B
       registers: [registry],
       collect() {
         this.set(gauges.throttledClients());
+      },
+    }),
+    revokedCertificates: new Gauge({
+      name: 'mqtt_broker_revoked_certificates',
+      help: 'Certificate serials this node refuses (the CRL file and the published revocation list)',
+      registers: [registry],
+      collect() {
+        this.set(gauges.revokedCertificates());
+      },
+    }),
+    revocationListGenerated: new Gauge({
+      name: 'mqtt_broker_revocation_list_generated_timestamp_seconds',
+      help: 'When the bridge generated the revocation list in force on this node (0: none received yet)',
+      registers: [registry],
+      collect() {
+        this.set((gauges.revocationListGeneratedAt() ?? 0) / 1000);
       },
     }),
     disconnects: new Counter({

@@ -22,12 +22,13 @@
  * client sends them again on its next connection). A disconnected flooder's will fires as for any
  * dropped connection.
  *
- * Only publishes read from the client's socket are limited (QoS 1 publishes, which carry a
- * messageId): aedes also calls authorizePublish for wills (lib/client.js close, aedes.js
- * _clearWills), which are never held back.
+ * Only publishes read from the client's socket are limited: aedes also calls authorizePublish for
+ * wills (lib/client.js close, aedes.js _clearWills; ./authorization-hooks.ts isWillPublish), which
+ * are never held back.
  */
 import type { Client, PublishPacket } from 'aedes';
 import type { Logger } from '../common/logger.js';
+import { isWillPublish } from './authorization-hooks.js';
 import type { ClientRole } from './identity.js';
 import type { BrokerMetrics } from './metrics.js';
 import { episodeRates, PublishRateLimiter, type PublishRateLimits } from './publish-rate-limit.js';
@@ -110,8 +111,7 @@ export function createPublishThrottle(options: PublishThrottleOptions): PublishT
   };
 
   const authorize = (client: Client | null, packet: PublishPacket, callback: Callback) => {
-    const fromSocket = typeof packet.messageId === 'number';
-    if (client === null || client.closed || !fromSocket) return callback(null);
+    if (client === null || isWillPublish(client, packet)) return callback(null);
     const role = options.roleOf(client);
     if (role === undefined || role === 'service') return callback(null);
 

@@ -19,12 +19,14 @@ import { Registry } from 'prom-client';
 import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import type { TlsFiles } from '../common/tls-files.js';
+import { readCrl } from '../certs/crl.js';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
 import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
 import { DEFAULT_PUBLISH_RATE_LIMITS, type PublishRateLimits } from './publish-rate-limit.js';
 import { createPublishThrottle, type PublishThrottle } from './publish-throttle.js';
+import { createRevocationSync, type RevocationSync } from './revocation-sync.js';
 import { storeOnlyGrantedSubscriptions } from './session-subscriptions.js';
 
 /**
@@ -70,6 +72,13 @@ export interface BrokerOptions {
   keepaliveLimitSeconds?: number;
   /** disconnect a client whose socket has not drained for this long; default 30 s */
   drainTimeoutMs?: number;
+  /**
+   * a CRL file (PEM or DER) signed by `tls.ca`, read at start: its serials are refused from the
+   * first connection, before the bridge has published a revocation list (./revocation-sync.ts)
+   */
+  crl?: { source: string; content: Buffer };
+  /** how often the retained revocation list is read again; default 30 s */
+  revocationRefreshIntervalMs?: number;
   /** per-client publish rate limits (G7); default DEFAULT_PUBLISH_RATE_LIMITS (./publish-rate-limit.ts) */
   publishRateLimits?: PublishRateLimits;
   /** aedes heartbeat; in a cluster a crashed node's wills fire 3-7 of these after its last beat; default aedes' 60 s */
@@ -110,11 +119,31 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   }
 
   const aedesRef: { current?: Aedes } = {};
+  let crlSerials: { source: string; serials: string[] } | undefined;
+  try {
+    crlSerials = readRevocationFile(options.crl, options.tls.ca);
+  } catch (error) {
+    await closeBackends();
+    throw error;
+  }
+
   const throttleRef: { current?: PublishThrottle } = {};
+  const revocationsRef: { current?: RevocationSync } = {};
   const metrics = createBrokerMetrics(registry, {
     connectedClients: () => aedesRef.current?.connectedClients ?? 0,
     throttledClients: () => throttleRef.current?.throttledClients() ?? 0,
+    revokedCertificates: () => revocationsRef.current?.size() ?? 0,
+    revocationListGeneratedAt: () => revocationsRef.current?.publishedAtMs(),
   });
+  // G9: revoked certificates refused at CONNECT and disconnected when revoked (./revocation-sync.ts)
+  const revocations = (revocationsRef.current = createRevocationSync({
+    logger,
+    metrics,
+    ...(crlSerials === undefined ? {} : { crl: crlSerials }),
+    ...(options.revocationRefreshIntervalMs === undefined
+      ? {}
+      : { refreshIntervalMs: options.revocationRefreshIntervalMs }),
+  }));
   const keepaliveLimitSeconds = options.keepaliveLimitSeconds ?? 600;
   const hooks = createAuthorizationHooks({
     logger,
@@ -122,6 +151,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     limits: { maxPayloadBytes },
     keepaliveLimitSeconds,
     persistence: () => (aedesRef.current as { persistence?: unknown } | undefined)?.persistence,
+    revocations,
   });
   // G7: per-client publish rate limits, applied after the ACL allowed the publish
   const throttle = (throttleRef.current = createPublishThrottle({
@@ -163,6 +193,14 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   }
   announceAlive(aedes);
   observeAedes(aedes, logger);
+  try {
+    await revocations.start(aedes);
+  } catch (error) {
+    revocations.close();
+    await closeAedes(aedes);
+    await closeBackends();
+    throw error;
+  }
 
   const { server, sockets } = createMqttsServer(aedes, options, {
     logger,
@@ -225,12 +263,23 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     metrics,
     metricsPort: endpoint?.port,
     close() {
+      revocations.close();
       closing ??= shutdown(server, aedes, sockets, endpoint)
         .then(closeBackends)
         .then(() => logger.info({ port }, 'broker closed'));
       return closing;
     },
   };
+}
+
+/** The serials of the CRL file, checked against the CA; fails early (before anything is started). */
+function readRevocationFile(crl: BrokerOptions['crl'], ca: Buffer): { source: string; serials: string[] } | undefined {
+  if (crl === undefined) return undefined;
+  try {
+    return { source: crl.source, serials: readCrl(crl.content, ca).serials };
+  } catch (error) {
+    throw new Error(`the CRL ${crl.source} is unusable: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** Fails early, before anything is started, when the key, certificate or CA cannot be used. */

@@ -21,6 +21,13 @@ export const MAX_SENSOR_PAYLOAD_BYTES = 16 * 1024;
  */
 export const MAX_STATUS_FUTURE_SKEW_MS = 5 * 60 * 1000;
 
+/**
+ * Most revoked certificates the revocation list on control/revocations carries (maxItems in
+ * schemas/revocation-list.schema.json): 25,000 serials of up to 128 bits fit MAX_PAYLOAD_BYTES
+ * with room to spare (~35 bytes each). A cluster that revokes more must replace its CA.
+ */
+export const MAX_REVOKED_CERTIFICATES = 25_000;
+
 /** Allowed characters of a sensorId or dataType topic level. */
 export const TOPIC_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 

@@ -6,7 +6,14 @@ import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
 import { MAX_STATUS_FUTURE_SKEW_MS } from './limits.js';
-import type { SensorReadingInput, SyncAck, TelemetryBatch, TelemetryRecord, DeviceStatus } from './messages.js';
+import type {
+  DeviceStatus,
+  RevocationList,
+  SensorReadingInput,
+  SyncAck,
+  TelemetryBatch,
+  TelemetryRecord,
+} from './messages.js';
 
 const require = createRequire(import.meta.url);
 const addFormats = addFormatsPlugin as unknown as (ajv: Ajv) => Ajv;
@@ -23,6 +30,7 @@ const validateTelemetryRecord = compile<TelemetryRecord>('telemetry-record.schem
 const validateTelemetryBatchEnvelope = compile<TelemetryBatch>('telemetry-batch.schema.json');
 const validateSyncAck = compile<SyncAck>('sync-ack.schema.json');
 const validateDeviceStatus = compile<DeviceStatus>('device-status.schema.json');
+const validateRevocationList = compile<RevocationList>('revocation-list.schema.json');
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -102,4 +110,11 @@ export function checkDeviceStatusPayload(payload: Buffer | string, nowMs: number
     };
   }
   return status;
+}
+
+/** A control/revocations payload: UTF-8 JSON matching revocation-list.schema.json. */
+export function checkRevocationListPayload(payload: Buffer | string): Validation<RevocationList> {
+  const parsed = parseJson(payload);
+  if (!parsed.ok) return parsed;
+  return run(validateRevocationList, parsed.value);
 }

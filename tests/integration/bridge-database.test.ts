@@ -74,12 +74,15 @@ describe('migrations', () => {
     expect(await detectDialect(db)).toBe('postgresql');
     expect(await migrate(db)).toEqual({ dialect: 'postgresql', applied: [] });
     const versions = await db.any<{ version: string }>('SELECT version FROM schema_migrations');
-    expect(versions.map((v) => v.version)).toEqual(['001_initial_schema']);
+    expect(versions.map((v) => v.version).sort()).toEqual(['001_initial_schema', '002_revoked_certificates']);
   });
 
   it('re-run every statement without error when the bookkeeping is lost', async () => {
     await db.none('DELETE FROM schema_migrations');
-    expect(await migrate(db)).toEqual({ dialect: 'postgresql', applied: ['001_initial_schema'] });
+    expect(await migrate(db)).toEqual({
+      dialect: 'postgresql',
+      applied: ['001_initial_schema', '002_revoked_certificates'],
+    });
   });
 });
 

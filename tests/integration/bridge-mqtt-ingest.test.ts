@@ -10,7 +10,7 @@ import { createLogger } from '../../common/logger.js';
 import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
 import { startBridge, type BridgeConfig, type RunningBridge } from '../../bridge/service.js';
 import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
-import { topics } from '../../schemas/topics.js';
+import { topics, CONTROL_REVOCATIONS_TOPIC } from '../../schemas/topics.js';
 import { freePort } from '../../devtools/free-port.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { connectTelemetryDevice, type TelemetryDevice } from '../helpers/telemetry-device.js';
@@ -33,9 +33,11 @@ async function startBroker(bridgeClientId: string): Promise<TestBroker> {
   const port = await freePort();
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const bridgeEvents: string[] = [];
-  // authorizePublish runs as the broker handles an incoming PUBLISH, 'ack' as it handles a PUBACK
+  // authorizePublish runs as the broker handles an incoming PUBLISH, 'ack' as it handles a PUBACK;
+  // the revocation list the bridge publishes on connect (bridge/revocation-publisher.ts) is not ingest
   aedes.authorizePublish = (client, packet, callback) => {
-    if (client?.id === bridgeClientId) bridgeEvents.push(`publish ${packet.topic} ${packet.payload.toString()}`);
+    if (client?.id === bridgeClientId && packet.topic !== CONTROL_REVOCATIONS_TOPIC)
+      bridgeEvents.push(`publish ${packet.topic} ${packet.payload.toString()}`);
     callback(null);
   };
   aedes.on('ack', (packet, client) => {

@@ -32,6 +32,7 @@ describe('loadBridgeConfig', () => {
       retentionDays: 90,
       retentionIntervalMs: 3_600_000,
       retentionChunkSize: 1000,
+      revocationPollMs: 1000,
       http: { host: '0.0.0.0', port: 9464 },
       shutdownGraceMs: 10_000,
     });
@@ -124,6 +125,7 @@ const INTEGER_VARIABLES: IntegerVariable<BridgeConfig>[] = [
     read: (c) => c.retentionIntervalMs,
   },
   { name: 'RETENTION_CHUNK_SIZE', min: 1, max: 100_000, fallback: 1000, read: (c) => c.retentionChunkSize },
+  { name: 'REVOCATION_POLL_MS', min: 100, max: 60_000, fallback: 1000, read: (c) => c.revocationPollMs },
   { name: 'HTTP_PORT', min: 0, max: 65_535, fallback: 9464, read: (c) => c.http?.port },
   { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
 ];

@@ -8,6 +8,7 @@ import {
   describeRedisEndpoint,
   loadBrokerConfig,
   parseRedisUrl,
+  readCrlFile,
   type BrokerConfig,
 } from '../../broker/config.js';
 import { ConfigError, MAX_TIMER_MS, type Env } from '../../common/env.js';
@@ -135,6 +136,7 @@ const readable = Object.fromEntries(
 function loadBroker(env: Env): BrokerConfig {
   const config = loadBrokerConfig(env);
   readTlsFiles(config.tls, BROKER_TLS_VARIABLES);
+  if (config.crlPath !== undefined) readCrlFile(config.crlPath);
   return config;
 }
 
@@ -204,6 +206,11 @@ const BAD_VALUES: BadValue[] = [
     message: /^BROKER_ID must be 1-48 characters/,
   })),
   { name: 'BROKER_REDIS_URL', value: 'http://redis:6379', message: /^BROKER_REDIS_URL must use the redis:\/\/ scheme/ },
+  {
+    name: 'BROKER_CRL_FILE',
+    value: join(directory, 'missing.crl'),
+    message: `BROKER_CRL_FILE: cannot read '${join(directory, 'missing.crl')}': ENOENT`,
+  },
   { name: 'BROKER_REDIS_URL', value: 'redis://', message: /^BROKER_REDIS_URL (has no host|is not a valid URL)/ },
 ];
 

@@ -12,7 +12,11 @@
  *   aedes 1.2.0      storeSubscriptions handing every filter of a SUBSCRIBE, refused ones included,
  *                    to persistence.addSubscriptions                    → broker/session-subscriptions.ts
  *   aedes 1.2.0      a packet re-addressed in authorizePublish is acknowledged and routed to its
- *                    new topic only, not retained                       → broker/authorization-hooks.ts
+ *                    new topic only, not retained; a will is authorized with client.closed set
+ *                    (isWillPublish)                                    → broker/authorization-hooks.ts
+ *   aedes 1.2.0 /    aedes.subscribe() gets what clients publish, with no client in between, and
+ *   aedes-persistence 11   persistence.createRetainedStream(topic) yields the retained packet
+ *                                                                       → broker/revocation-sync.ts
  *   pg-promise 12.7.1 / pg 8.23.0   client.connection.stream, Client.prototype.end and the
  *                    'Query read timeout' message                       → bridge/db/connection.ts
  *   mqemitter-redis 7.2.1 / ioredis 5.11.1 / aedes-persistence-redis 11.2.2   ioredis resolved
@@ -288,6 +292,66 @@ describe('aedes publish re-addressing (broker/authorization-hooks.ts)', () => {
     ).persistence;
     for await (const packet of persistence.createRetainedStream('#')) retained.push(packet);
     expect(retained, `aedes retained a re-addressed packet: ${SEE}`).toEqual([]);
+  });
+});
+
+describe('aedes wills and internal subscriptions (broker/authorization-hooks.ts, broker/revocation-sync.ts)', () => {
+  async function client(aedes: Aedes, clientId: string, extra: Record<string, unknown> = {}) {
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    const mqttClient = new MqttClient(() => clientSide, { clientId, protocolVersion: 4, reconnectPeriod: 0, ...extra });
+    cleanups.push(() => void mqttClient.end(true));
+    await new Promise<void>((resolve) => mqttClient.once('connect', () => resolve()));
+    return { mqttClient, brokerSide };
+  }
+
+  it('authorizes a PUBLISH with the client open, and its will with client.closed set', async () => {
+    const SEE = 'see broker/authorization-hooks.ts isWillPublish';
+    const seen: Array<{ topic: string; closed: boolean | undefined; brokerId: unknown }> = [];
+    const aedes = await Aedes.createBroker({
+      authorizePublish: (c, packet, callback) => {
+        seen.push({ topic: packet.topic, closed: c?.closed, brokerId: (packet as { brokerId?: unknown }).brokerId });
+        callback(null);
+      },
+    });
+    cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
+    const { mqttClient, brokerSide } = await client(aedes, 'w', {
+      will: { topic: 'will', payload: Buffer.from('gone'), qos: 1, retain: false },
+    });
+    await mqttClient.publishAsync('live', 'x', { qos: 1 });
+    brokerSide.destroy(); // the connection drops: no DISCONNECT, so the will fires
+    while (seen.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(seen, `aedes authorizes wills differently now: ${SEE}`).toEqual([
+      { topic: 'live', closed: false, brokerId: undefined },
+      { topic: 'will', closed: true, brokerId: aedes.id },
+    ]);
+  });
+
+  it('delivers a retained client publish to aedes.subscribe() and keeps it for createRetainedStream()', async () => {
+    const SEE = 'see broker/revocation-sync.ts';
+    const aedes = await Aedes.createBroker();
+    cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
+    const internal: string[] = [];
+    await new Promise<void>((resolve) =>
+      aedes.subscribe(
+        'control/x',
+        (packet, callback) => {
+          internal.push(String(packet.payload));
+          callback();
+        },
+        resolve,
+      ),
+    );
+    const { mqttClient } = await client(aedes, 'p');
+    await mqttClient.publishAsync('control/x', 'list', { qos: 1, retain: true });
+    while (internal.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(internal, `aedes.subscribe() no longer sees client publishes: ${SEE}`).toEqual(['list']);
+    const persistence = (
+      aedes as unknown as { persistence: { createRetainedStream(p: string): AsyncIterable<{ payload: Buffer }> } }
+    ).persistence;
+    const retained: string[] = [];
+    for await (const packet of persistence.createRetainedStream('control/x')) retained.push(String(packet.payload));
+    expect(retained, `persistence.createRetainedStream changed: ${SEE}`).toEqual(['list']);
   });
 });
 
