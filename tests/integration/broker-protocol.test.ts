@@ -5,6 +5,7 @@
  * from a SUBSCRIBE that mixed allowed and refused filters, and the validation of retained status
  * payloads. Real TLS, a real Aedes.
  */
+import { execFile } from 'node:child_process';
 import { Writable } from 'node:stream';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
@@ -158,6 +159,62 @@ describe('SUBACK', () => {
       '1',
     ]);
     expect(result.stdout).toContain('Subscribed (mid: 1): 1');
+  });
+});
+
+describe('paho-mqtt (Python, Debian 1.6.1)', () => {
+  /**
+   * connects with a keepalive above the broker's limit (aedes alone: CONNACK 6), subscribes to two
+   * filters at QoS 0 and 2, prints the CONNACK and SUBACK codes. Not keepalive 0: paho 1.6.1 sets
+   * the socket timeout to the keepalive before the TLS handshake (client.py reconnect), so 0 makes
+   * the handshake non-blocking and it fails with SSLWantReadError unless the server answers at once.
+   */
+  const PAHO = `
+import json, ssl, sys
+import paho.mqtt.client as mqtt
+host, port, client_id, ca, cert, key, first, second = sys.argv[1:9]
+out = {}
+def on_connect(client, userdata, flags, rc):
+    out['connack'] = rc
+    if rc == 0:
+        client.subscribe([(first, 0), (second, 2)])
+    else:
+        client.disconnect()
+def on_subscribe(client, userdata, mid, granted_qos):
+    out['granted'] = list(granted_qos)
+    client.disconnect()
+client = mqtt.Client(client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)
+client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+client.on_connect = on_connect
+client.on_subscribe = on_subscribe
+client.connect(host, int(port), keepalive=65535)
+client.loop_forever()
+print(json.dumps(out))
+`;
+
+  it('is accepted with a keepalive above the limit (CONNACK 0) and told QoS 1 for filters requested at QoS 0 and 2', async () => {
+    const files = certs.bundle.devices[DEVICE_A]!;
+    const result = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) =>
+      execFile(
+        '/usr/bin/python3',
+        [
+          '-c',
+          PAHO,
+          '127.0.0.1',
+          String(broker.port),
+          DEVICE_A,
+          certs.bundle.ca.certPath,
+          files.certPath,
+          files.keyPath,
+          topics.syncAck(DEVICE_A),
+          topics.configFilter(DEVICE_A),
+        ],
+        { timeout: 15_000 },
+        (error, stdout, stderr) =>
+          error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve({ stdout, stderr }),
+      ),
+    );
+    expect(JSON.parse(result.stdout)).toEqual({ connack: 0, granted: [1, 1] });
   });
 });
 
