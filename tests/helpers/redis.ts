@@ -1,6 +1,7 @@
 /**
  * A throwaway Redis for tests: the `redis-server` on PATH, on a free port of 127.0.0.1, no RDB
  * snapshots and no AOF, its working directory in a temporary folder. Never the machine's Redis.
+ * Stopped (and its folder removed) at teardown; close() stops it earlier, e.g. to test an outage.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -8,12 +9,13 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../devtools/free-port.js';
+import { registerCleanup } from './teardown.js';
 
 export interface TestRedis {
   /** redis://127.0.0.1:<port>/0 (with the password when one was set) */
   url: string;
   port: number;
-  stop(): Promise<void>;
+  close(): Promise<void>;
 }
 
 export interface TestRedisOptions {
@@ -42,10 +44,10 @@ export async function startTestRedis(options: TestRedisOptions = {}): Promise<Te
     return {
       url: `redis://${auth}127.0.0.1:${port}/0`,
       port,
-      stop: async () => {
+      close: registerCleanup(async () => {
         await stopProcess(child);
         await rm(dir, { recursive: true, force: true });
-      },
+      }),
     };
   }
   await rm(dir, { recursive: true, force: true });

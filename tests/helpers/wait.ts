@@ -1,28 +1,8 @@
-/** Bounded polling for a condition (never a blind sleep): fails with what was awaited and the last value seen. */
-export interface WaitOptions {
-  timeoutMs?: number;
-  intervalMs?: number;
-}
-
-export async function waitFor<T>(
-  what: string,
-  probe: () => T | Promise<T>,
-  accept: (value: T) => boolean,
-  options: WaitOptions = {},
-): Promise<T> {
-  const timeoutMs = options.timeoutMs ?? 15_000;
-  const intervalMs = options.intervalMs ?? 25;
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  for (;;) {
-    last = await probe();
-    if (accept(last)) return last;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
+/**
+ * Waiting in tests, never a blind sleep. A condition that must come true: vitest's expect.poll
+ * with an explicit timeout (the one polling mechanism of this suite; on timeout it fails with the
+ * assertion and the last value seen). An event: nextEvent below.
+ */
 
 /** Resolves with the first event of `emitter` named `event`, or fails after timeoutMs. */
 export function nextEvent<A extends unknown[]>(

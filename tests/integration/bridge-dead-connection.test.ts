@@ -5,18 +5,20 @@
  * that can swallow the traffic of its open connections.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { classifyError } from '../../common/retry-policy.js';
-import { closeDatabase, openDatabase, poolConfig, type Database } from '../../bridge/db/connection.js';
+import { poolConfig, type Database } from '../../bridge/db/connection.js';
 import { runSerializable } from '../../bridge/db/transaction-retry.js';
-import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
+import { registerCleanup } from '../helpers/teardown.js';
 
 interface SilencingRelay {
   port: number;
   /** from now on the connections open now pass nothing, in either direction, and stay open */
   silenceOpenConnections(): void;
-  close(): Promise<void>;
 }
+
+/** Relays 127.0.0.1:{port} to targetPort; closed at teardown. */
 
 async function startSilencingRelay(targetPort: number): Promise<SilencingRelay> {
   const pairs = new Set<{ silent: boolean; sockets: Socket[] }>();
@@ -39,6 +41,13 @@ async function startSilencingRelay(targetPort: number): Promise<SilencingRelay> 
       .on('close', teardown);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  registerCleanup(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const pair of pairs) for (const socket of pair.sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  );
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('relay has no TCP address');
   return {
@@ -46,38 +55,24 @@ async function startSilencingRelay(targetPort: number): Promise<SilencingRelay> 
     silenceOpenConnections: () => {
       for (const pair of pairs) pair.silent = true;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const pair of pairs) for (const socket of pair.sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
   };
 }
 
 const QUERY_TIMEOUT_MS = 1000;
 
-let postgres: TestPostgres;
 let relay: SilencingRelay;
 let db: Database;
 
 beforeAll(async () => {
-  postgres = await startTestPostgres();
+  const postgres = await startTestPostgres();
   relay = await startSilencingRelay(postgres.port);
   const url = new URL(postgres.connectionString);
   url.port = String(relay.port);
   // one connection: the next query can only succeed if the dead one was replaced
-  db = openDatabase({
-    connectionString: url.toString(),
-    applicationName: 'bridge-dead-connection-test',
+  db = await openTestDatabase({ connectionString: url.toString() }, 'bridge-dead-connection-test', {
     poolSize: 1,
     queryTimeoutMs: QUERY_TIMEOUT_MS,
   });
-});
-
-afterAll(async () => {
-  await closeDatabase(db);
-  await relay.close();
-  await postgres.stop();
 });
 
 async function timed<T>(work: Promise<T>): Promise<{ ms: number; error: unknown }> {

@@ -3,40 +3,31 @@
  * (mqemitter-redis + aedes-persistence-redis), plus one node run as its own process through
  * broker/main.ts and killed with SIGKILL to see a crashed node's will fire.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { Writable } from 'node:stream';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedisBackends, type RedisBackendsOptions } from '../../broker/cluster-backends.js';
-import { startBroker, type RunningBroker } from '../../broker/server.js';
+import type { RunningBroker } from '../../broker/server.js';
 import { topics } from '../../schemas/topics.js';
-import { createTestCertificates, type TestCertificates, type TlsFiles } from '../helpers/certs.js';
 import { freePort } from '../../devtools/free-port.js';
+import { createTestCertificates, type TestCertificates, type TlsFiles } from '../helpers/certs.js';
+import { spawnEntryProcess } from '../helpers/entry-process.js';
+import { capturedLogger } from '../helpers/logger.js';
+import { closed, connection, openClient } from '../helpers/mqtt-client.js';
+import { barrier, collectMessages, subscribeGranted, waitForPayload } from '../helpers/mqtt-observe.js';
 import { startTestRedis, type TestRedis } from '../helpers/redis.js';
-import { collectMessages, subscribeGranted, waitUntil, type ReceivedMessage } from '../helpers/mqtt-observe.js';
+import { startTlsBroker } from '../helpers/tls-broker.js';
 
 const DEVICE_A = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
 const DEVICE_B = '0b7e9a52-1c3d-4f5a-9b6c-7d8e9f0a1b2c';
 const WAIT_MS = 5_000;
 const HEARTBEAT_MS = 1_000;
 
-type LogLine = { msg: string; node?: string; [field: string]: unknown };
-
+const log = capturedLogger();
+const { logged } = log;
 let certs: TestCertificates;
 let redis: TestRedis;
 let nodeA: RunningBroker;
 let nodeB: RunningBroker;
-const logLines: LogLine[] = [];
-const openClients = new Set<MqttClient>();
-const closedOnce = new WeakMap<MqttClient, Promise<void>>();
-const logSink = new Writable({
-  write(chunk: Buffer, _encoding, callback) {
-    for (const line of chunk.toString().split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as LogLine);
-    callback();
-  },
-});
-const baseLogger = pino({ level: 'debug' }, logSink);
 
 interface NodeOptions {
   metricsPort?: number;
@@ -48,11 +39,9 @@ async function startNode(
   redisUrl: string,
   { metricsPort, backends }: NodeOptions = {},
 ): Promise<RunningBroker> {
-  const logger = baseLogger.child({ node });
-  return startBroker({
+  const logger = log.logger.child({ node });
+  return startTlsBroker({
     tls: certs.broker,
-    host: '127.0.0.1',
-    port: 0,
     brokerId: node,
     heartbeatIntervalMs: HEARTBEAT_MS,
     logger,
@@ -69,39 +58,18 @@ beforeAll(async () => {
   [nodeA, nodeB] = await Promise.all([startNode('node-a', redis.url), startNode('node-b', redis.url)]);
 });
 
-afterEach(async () => {
-  await Promise.all([...openClients].map((client) => client.endAsync(true)));
-  openClients.clear();
-});
-
-afterAll(async () => {
-  await Promise.all([nodeA?.close(), nodeB?.close()]);
-  await redis?.stop();
-  await certs?.cleanup();
-});
-
 // ---------------------------------------------------------------------------------------------
 // helpers
 
 function open(broker: { port: number }, material: TlsFiles, clientId: string, extra: IClientOptions = {}): MqttClient {
-  const client = mqtt.connect(`mqtts://127.0.0.1:${broker.port}`, {
-    ...material,
-    clientId,
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    connectTimeout: WAIT_MS,
-    ...extra,
-  });
-  openClients.add(client);
-  closedOnce.set(client, new Promise((resolve) => client.once('close', () => resolve())));
-  return client;
+  return openClient(`mqtts://127.0.0.1:${broker.port}`, { ...material, clientId, ...extra });
 }
 
-function connected(client: MqttClient): Promise<{ sessionPresent: boolean }> {
-  return new Promise((resolve, reject) => {
-    client.once('connect', (connack) => resolve({ sessionPresent: connack.sessionPresent }));
-    client.once('close', () => reject(new Error(`${client.options.clientId} could not connect`)));
-  });
+/** Resolves on the CONNACK with its session-present flag; fails if the connection closes first. */
+async function connected(client: MqttClient): Promise<{ sessionPresent: boolean }> {
+  const outcome = await connection(client);
+  if (!outcome.connected) throw new Error(`${client.options.clientId} could not connect: ${outcome.error?.message}`);
+  return { sessionPresent: outcome.sessionPresent };
 }
 
 async function connect(
@@ -120,35 +88,6 @@ const device = (broker: RunningBroker, id: string, extra?: IClientOptions) =>
 const bridge = (broker: RunningBroker) => connect(broker, certs.services.bridge!, 'bridge');
 const observer = (broker: RunningBroker) => connect(broker, certs.observers.explorer!, 'explorer');
 
-/** Resolves when the connection has closed, also when that happened before the call. */
-async function waitForClose(client: MqttClient): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`the broker did not close ${client.options.clientId}`)), WAIT_MS);
-  });
-  try {
-    await Promise.race([closedOnce.get(client), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const hasPayload = (received: ReceivedMessage[], payload: string) => () =>
-  received.some((message) => message.payload === payload);
-
-/** Publishes a marker and waits until `received` has it: whatever was published before it on that path arrived first. */
-async function barrier(publisher: MqttClient, received: ReceivedMessage[], topic: string): Promise<void> {
-  const marker = JSON.stringify({ marker: Math.random() });
-  await publisher.publishAsync(topic, marker, { qos: 1 });
-  await waitUntil(hasPayload(received, marker), `marker on ${topic}`);
-}
-
-function logged(msg: string, fields: Record<string, unknown>): LogLine[] {
-  return logLines.filter(
-    (line) => line.msg === msg && Object.entries(fields).every(([key, value]) => line[key] === value),
-  );
-}
-
 // ---------------------------------------------------------------------------------------------
 
 describe('routing across nodes', () => {
@@ -160,7 +99,7 @@ describe('routing across nodes', () => {
 
     const payload = JSON.stringify({ batchId: 'cluster-1', records: [] });
     await deviceA.publishAsync(topics.telemetry(DEVICE_A), payload, { qos: 1 });
-    await waitUntil(hasPayload(received, payload), 'the telemetry at the bridge on node B');
+    await waitForPayload(received, payload);
 
     await barrier(deviceA, received, topics.telemetry(DEVICE_A));
     expect(received.filter((message) => message.payload === payload)).toHaveLength(1);
@@ -173,12 +112,12 @@ describe('routing across nodes', () => {
     const config = JSON.stringify({ key: 'x', value: 42, version: 7 });
     await service.publishAsync(topics.config(DEVICE_A, 'x'), config, { qos: 1, retain: true });
     // aedes stores a retained message before it routes it: seeing it routed means it is in Redis
-    await waitUntil(hasPayload(atService, config), 'the config routed back to the bridge');
+    await waitForPayload(atService, config);
 
     const deviceA = await device(nodeA, DEVICE_A);
     const atDevice = collectMessages(deviceA);
     expect(await subscribeGranted(deviceA, [topics.configFilter(DEVICE_A)])).toEqual([1]);
-    await waitUntil(hasPayload(atDevice, config), 'the retained config at the device on node A');
+    await waitForPayload(atDevice, config);
     expect(atDevice).toEqual([{ topic: topics.config(DEVICE_A, 'x'), payload: config, retain: true, qos: 1 }]);
 
     await service.publishAsync(topics.config(DEVICE_A, 'x'), '', { qos: 1, retain: true }); // clear it
@@ -194,7 +133,7 @@ describe('routing across nodes', () => {
     });
 
     deviceA.stream.destroy();
-    await waitUntil(hasPayload(received, will), 'the will at the bridge on node B');
+    await waitForPayload(received, will);
   });
 });
 
@@ -215,12 +154,13 @@ describe('sessions across nodes', () => {
     await service.publishAsync(topics.syncAck(DEVICE_B), leaked, { qos: 1 });
     await service.publishAsync(topics.syncAck(DEVICE_A), ownAck, { qos: 1 });
     // aedes queues for offline sessions before it routes: seen by the observer means queued
-    await waitUntil(() => hasPayload(watched, leaked)() && hasPayload(watched, ownAck)(), 'both acks at the observer');
+    await waitForPayload(watched, leaked);
+    await waitForPayload(watched, ownAck);
 
     const again = open(nodeB, certs.devices[DEVICE_A]!, DEVICE_A, { clean: false });
     const received = collectMessages(again);
     expect((await connected(again)).sessionPresent).toBe(true);
-    await waitUntil(hasPayload(received, ownAck), 'the queued ack at the device on node B');
+    await waitForPayload(received, ownAck);
 
     await barrier(service, received, topics.syncAck(DEVICE_A));
     expect(received.filter((message) => message.topic === topics.syncAck(DEVICE_B))).toEqual([]);
@@ -235,7 +175,7 @@ describe('sessions across nodes', () => {
   it('connecting to node B takes over the clientId: node A closes the older connection', async () => {
     const onA = await device(nodeA, DEVICE_A);
     const onB = await device(nodeB, DEVICE_A);
-    await waitForClose(onA);
+    await closed(onA);
     expect(onB.connected).toBe(true);
   });
 });
@@ -265,7 +205,7 @@ describe('ACL in cluster mode', () => {
     const deviceA = await device(nodeA, DEVICE_A);
 
     deviceA.publish(topics.telemetry(DEVICE_B), JSON.stringify({ forged: true }), { qos: 1 });
-    await waitForClose(deviceA);
+    await closed(deviceA);
 
     const deviceB = await device(nodeB, DEVICE_B);
     await barrier(deviceB, received, topics.telemetry(DEVICE_B));
@@ -276,44 +216,36 @@ describe('ACL in cluster mode', () => {
 describe('a crashed node (broker/main.ts in cluster mode, SIGKILL)', () => {
   it("its devices' wills are published by the surviving nodes a few heartbeats later", async () => {
     const port = await freePort();
-    const child = spawnBrokerProcess(port);
-    try {
-      const started = await waitForLog(child, 'broker listening (MQTT over mutual TLS)', 15_000);
-      expect(started.brokerId).toMatch(/^crashy-[0-9a-f]{8}$/);
+    const crashy = spawnBrokerProcess(port);
+    const started = await crashy.waitForLog('broker listening (MQTT over mutual TLS)', 15_000);
+    expect(started.brokerId).toMatch(/^crashy-[0-9a-f]{8}$/);
 
-      const service = await bridge(nodeB);
-      await subscribeGranted(service, [topics.status(DEVICE_B)]);
-      const received = collectMessages(service);
-      const will = JSON.stringify({ online: false, at: '2026-01-01T00:00:00.000Z' });
-      await connect({ port }, certs.devices[DEVICE_B]!, DEVICE_B, {
-        will: { topic: topics.status(DEVICE_B), payload: Buffer.from(will), qos: 1, retain: false },
-      });
+    const service = await bridge(nodeB);
+    await subscribeGranted(service, [topics.status(DEVICE_B)]);
+    const received = collectMessages(service);
+    const will = JSON.stringify({ online: false, at: '2026-01-01T00:00:00.000Z' });
+    await connect({ port }, certs.devices[DEVICE_B]!, DEVICE_B, {
+      will: { topic: topics.status(DEVICE_B), payload: Buffer.from(will), qos: 1, retain: false },
+    });
 
-      const killedAt = Date.now();
-      child.kill('SIGKILL');
-      // dead after 3 missed heartbeats, wills checked every 4: ~3-7 heartbeats here
-      await waitUntil(hasPayload(received, will), 'the will of the crashed node', 10 * HEARTBEAT_MS);
-      expect(Date.now() - killedAt).toBeGreaterThanOrEqual(2 * HEARTBEAT_MS);
-    } finally {
-      child.kill('SIGKILL');
-    }
+    const killedAt = Date.now();
+    crashy.kill('SIGKILL');
+    // dead after 3 missed heartbeats, wills checked every 4: ~3-7 heartbeats here
+    await waitForPayload(received, will, 10 * HEARTBEAT_MS);
+    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(2 * HEARTBEAT_MS);
   });
 });
 
 describe('backend lifecycle', () => {
   it('fails fast with a clear error when the Redis password is wrong, without leaking it', async () => {
     const secured = await startTestRedis({ password: 'right-password' });
-    try {
-      const started = Date.now();
-      const attempt = createRedisBackends(secured.url.replace('right-password', 'wrong-password'), baseLogger);
-      await expect(attempt).rejects.toThrow(
-        /^Redis at redis:\/\/\*\*\*@127\.0\.0\.1:\d+\/0 refused the connection: WRONGPASS/,
-      );
-      await expect(attempt).rejects.not.toThrow(/password@|wrong-password/);
-      expect(Date.now() - started).toBeLessThan(WAIT_MS);
-    } finally {
-      await secured.stop();
-    }
+    const started = Date.now();
+    const attempt = createRedisBackends(secured.url.replace('right-password', 'wrong-password'), log.logger);
+    await expect(attempt).rejects.toThrow(
+      /^Redis at redis:\/\/\*\*\*@127\.0\.0\.1:\d+\/0 refused the connection: WRONGPASS/,
+    );
+    await expect(attempt).rejects.not.toThrow(/password@|wrong-password/);
+    expect(Date.now() - started).toBeLessThan(WAIT_MS);
   });
 
   it('/healthz turns 503 while Redis is down, and close() still finishes', async () => {
@@ -321,71 +253,31 @@ describe('backend lifecycle', () => {
     const closeTimeoutMs = 300;
     const node = await startNode('node-c', ownRedis.url, { metricsPort: 0, backends: { closeTimeoutMs } });
     const health = async () => (await fetch(`http://127.0.0.1:${node.metricsPort}/healthz`)).status;
-    try {
-      expect(await health()).toBe(200);
-      await ownRedis.stop();
-      const deadline = Date.now() + WAIT_MS;
-      while ((await health()) !== 503) {
-        if (Date.now() > deadline) throw new Error('/healthz stayed 200 with Redis down');
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      const closeStarted = Date.now();
-      await node.close();
-      // the bus' QUIT and the persistence's unsubscribe each wait closeTimeoutMs, then give up
-      expect(Date.now() - closeStarted).toBeLessThan(4 * closeTimeoutMs + 1_000);
-      expect(logged('cluster backends closed', { node: 'node-c' })).toHaveLength(1);
-    } finally {
-      await node.close();
-      await ownRedis.stop();
-    }
+    expect(await health()).toBe(200);
+    await ownRedis.close();
+    await expect.poll(health, { timeout: WAIT_MS, interval: 20 }).toBe(503);
+    const closeStarted = Date.now();
+    await node.close();
+    // the bus' QUIT and the persistence's unsubscribe each wait closeTimeoutMs, then give up
+    expect(Date.now() - closeStarted).toBeLessThan(4 * closeTimeoutMs + 1_000);
+    expect(logged('cluster backends closed', { node: 'node-c' })).toHaveLength(1);
   });
 });
 
 // ---------------------------------------------------------------------------------------------
 // the broker as its own process
 
-function spawnBrokerProcess(port: number): ChildProcess {
+function spawnBrokerProcess(port: number) {
   const { broker, ca } = certs.bundle;
-  return spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
-    cwd: process.cwd(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      BROKER_HOST: '127.0.0.1',
-      BROKER_PORT: String(port),
-      BROKER_TLS_CERT: broker.certPath,
-      BROKER_TLS_KEY: broker.keyPath,
-      BROKER_TLS_CA: ca.certPath,
-      BROKER_REDIS_URL: redis.url,
-      BROKER_ID: 'crashy',
-      BROKER_HEARTBEAT_MS: String(HEARTBEAT_MS),
-      LOG_LEVEL: 'info',
-    },
-  });
-}
-
-function waitForLog(child: ChildProcess, msg: string, timeoutMs: number): Promise<LogLine> {
-  return new Promise((resolve, reject) => {
-    let output = '';
-    let pending = '';
-    const timer = setTimeout(
-      () => reject(new Error(`no '${msg}' from the broker process within ${timeoutMs} ms:\n${output}`)),
-      timeoutMs,
-    );
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const lines = (pending + chunk.toString()).split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) {
-        const parsed = line.startsWith('{') ? (JSON.parse(line) as LogLine) : undefined;
-        if (parsed?.msg === msg) {
-          clearTimeout(timer);
-          resolve(parsed);
-        }
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('exit', (code) => reject(new Error(`the broker process exited (${code}):\n${output}`)));
+  return spawnEntryProcess('broker/main.ts', {
+    BROKER_HOST: '127.0.0.1',
+    BROKER_PORT: String(port),
+    BROKER_TLS_CERT: broker.certPath,
+    BROKER_TLS_KEY: broker.keyPath,
+    BROKER_TLS_CA: ca.certPath,
+    BROKER_REDIS_URL: redis.url,
+    BROKER_ID: 'crashy',
+    BROKER_HEARTBEAT_MS: String(HEARTBEAT_MS),
+    LOG_LEVEL: 'info',
   });
 }

@@ -4,59 +4,59 @@
  * edge's local listener, and a read-only observer watching the cluster traffic the way
  * mosquitto_sub or MQTT Explorer would.
  */
-import { readTlsFiles } from '../../common/tls-files.js';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readTlsFiles } from '../../common/tls-files.js';
 import { ensureDevCertificates, type CertificateBundle } from '../../certs/dev-bundle.js';
 import { freePort } from '../../devtools/free-port.js';
-import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
-import { startEmbeddedPostgres, type RunningEmbeddedPostgres } from '../../devtools/embedded-postgres.js';
+import type { Database } from '../../bridge/db/connection.js';
+import { startEmbeddedPostgres } from '../../devtools/embedded-postgres.js';
 import {
   spawnEntryPoint,
   startControlPlaneProcesses,
   stopProcess,
   waitHealthy,
   type ControlPlaneProcesses,
-  type Spawned,
 } from '../../devtools/control-plane-processes.js';
 import type { TelemetryBatch } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
-import { connectSensor, standardSensors, type SimulatedSensor } from '../../devtools/sensor-simulator.js';
+import { standardSensors } from '../../devtools/sensor-simulator.js';
+import { connectSimulatedSensors } from '../helpers/edge-sensor.js';
+import { connectClient } from '../helpers/mqtt-client.js';
 import { collectMessages } from '../helpers/mqtt-observe.js';
-import { waitFor } from '../helpers/wait.js';
+import { openTestDatabase } from '../helpers/postgres.js';
+import { registerCleanup } from '../helpers/teardown.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 const DEVICE = 'c0ffee00-1234-4abc-8def-0000000e2e99';
+/** how long a reading may take through the processes into the database */
+const poll = { timeout: 15_000, interval: 50 };
 
-let workDir: string;
 let certificates: CertificateBundle;
-let postgres: RunningEmbeddedPostgres;
 let controlPlane: ControlPlaneProcesses;
-let edge: Spawned;
 let sensorPort: number;
 let db: Database;
-const clients: MqttClient[] = [];
 
 beforeAll(async () => {
-  workDir = mkdtempSync(join(tmpdir(), 'e2e-processes-'));
+  const workDir = tempDirectory('e2e-processes');
   certificates = await ensureDevCertificates({
     dir: join(workDir, 'certs'),
     deviceIds: [DEVICE],
     serviceNames: ['bridge'],
     observerNames: ['explorer'],
   });
-  postgres = await startEmbeddedPostgres({ port: await freePort() });
+  const postgres = await startEmbeddedPostgres({ port: await freePort() });
+  registerCleanup(() => postgres.stop());
   controlPlane = await startControlPlaneProcesses({
     certificates,
     databaseUrl: postgres.connectionString,
     logDir: workDir,
   });
+  registerCleanup(() => controlPlane.stop());
   const device = certificates.devices[DEVICE]!;
   sensorPort = await freePort();
   const edgeMetricsPort = await freePort();
-  edge = spawnEntryPoint(
+  const edge = spawnEntryPoint(
     'edge',
     'edge/main.ts',
     {
@@ -75,55 +75,36 @@ beforeAll(async () => {
     },
     workDir,
   );
+  registerCleanup(() => stopProcess(edge));
   await waitHealthy(edge, `http://127.0.0.1:${edgeMetricsPort}/metrics`);
-  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'e2e-processes', poolSize: 1 });
-});
-
-afterAll(async () => {
-  await Promise.all(clients.map((client) => client.endAsync(true)));
-  if (edge) await stopProcess(edge);
-  await controlPlane?.stop();
-  if (db) await closeDatabase(db);
-  await postgres?.stop();
-  rmSync(workDir, { recursive: true, force: true });
+  db = await openTestDatabase(postgres, 'e2e-processes', { poolSize: 1 });
 });
 
 describe('separate processes configured by environment', () => {
   it('carries sensor readings into the database, visible as readable JSON to an observer', async () => {
-    const observer = await mqtt.connectAsync(`mqtts://localhost:${controlPlane.brokerPort}`, {
+    const observer = await connectClient(`mqtts://localhost:${controlPlane.brokerPort}`, {
       clientId: 'explorer',
       ...readTlsFiles({ caPath: certificates.ca.certPath, ...certificates.observers['explorer']! }),
-      reconnectPeriod: 0,
     });
-    clients.push(observer);
     const seen = collectMessages(observer);
     await observer.subscribeAsync('devices/#', { qos: 1 });
 
-    const sensor = await mqtt.connectAsync(`mqtt://127.0.0.1:${sensorPort}`, { clientId: 'boiler-sensor' });
-    clients.push(sensor);
+    const sensor = await connectClient(`mqtt://127.0.0.1:${sensorPort}`, { clientId: 'boiler-sensor' });
     await sensor.publishAsync('sensors/boiler-1/temperature', JSON.stringify({ value: 71.5, unit: 'C' }), { qos: 1 });
     await sensor.publishAsync('sensors/boiler-1/pressure', '1.8', { qos: 1 });
 
-    const rows = await waitFor(
-      'both readings in the database',
-      () =>
-        db.any<{ data_type: string; value: number; unit: string | null }>(
-          'SELECT data_type, value, unit FROM telemetry_data WHERE device_id = $1 ORDER BY data_type',
-          [DEVICE],
-        ),
-      (found) => found.length === 2,
-      { timeoutMs: 20_000 },
-    );
-    expect(rows).toEqual([
+    const rows = () =>
+      db.any<{ data_type: string; value: number; unit: string | null }>(
+        'SELECT data_type, value, unit FROM telemetry_data WHERE device_id = $1 ORDER BY data_type',
+        [DEVICE],
+      );
+    await expect.poll(rows, { ...poll, timeout: 20_000 }).toHaveLength(2);
+    expect(await rows()).toEqual([
       { data_type: 'pressure', value: 1.8, unit: null },
       { data_type: 'temperature', value: 71.5, unit: 'C' },
     ]);
 
-    await waitFor(
-      'the sync/ack at the observer',
-      () => seen.filter((m) => m.topic === topics.syncAck(DEVICE)).length,
-      (n) => n >= 1,
-    );
+    await expect.poll(() => seen.map((m) => m.topic), poll).toContain(topics.syncAck(DEVICE));
     const telemetry = seen.filter((message) => message.topic === topics.telemetry(DEVICE));
     const records = telemetry.flatMap((message) => (JSON.parse(message.payload) as TelemetryBatch).records);
     expect(records.map((record) => record.value).sort()).toEqual([1.8, 71.5]);
@@ -132,10 +113,9 @@ describe('separate processes configured by environment', () => {
   });
 
   it('loses no acknowledged reading when the bridge and then the broker are killed mid-stream', async () => {
-    const sensors: SimulatedSensor[] = await Promise.all(
-      standardSensors(4).map((spec) =>
-        connectSensor(`mqtt://127.0.0.1:${sensorPort}`, { ...spec, sensorId: `crash-${spec.sensorId}` }),
-      ),
+    const sensors = await connectSimulatedSensors(
+      `mqtt://127.0.0.1:${sensorPort}`,
+      standardSensors(4).map((spec) => ({ ...spec, sensorId: `crash-${spec.sensorId}` })),
     );
     const before = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
     const timers = sensors.map((sensor) =>
@@ -143,30 +123,27 @@ describe('separate processes configured by environment', () => {
         if (sensor.inFlight() < 20) void sensor.publishReading();
       }, 20),
     );
+    const stopPublishing = registerCleanup(() => timers.forEach(clearInterval));
     const acknowledged = () => sensors.reduce((sum, sensor) => sum + sensor.acknowledged.length, 0);
-    try {
-      await waitFor('readings flowing', acknowledged, (n) => n >= 100);
-      await controlPlane.restart('bridge', 'SIGKILL'); // crashed mid-stream, unacknowledged messages stay with the broker
-      await waitFor('more readings', acknowledged, (n) => n >= 400);
-      // the standalone broker keeps sessions in memory: this loses every queued message and session
-      await controlPlane.restart('broker', 'SIGKILL');
-      await waitFor('more readings after the broker restart', acknowledged, (n) => n >= 700, { timeoutMs: 20_000 });
-    } finally {
-      timers.forEach(clearInterval);
-    }
-    await waitFor('sensors to finish', () => sensors.every((sensor) => sensor.inFlight() === 0), Boolean);
+    await expect.poll(acknowledged, poll).toBeGreaterThanOrEqual(100);
+    await controlPlane.restart('bridge', 'SIGKILL'); // crashed mid-stream, unacknowledged messages stay with the broker
+    await expect.poll(acknowledged, poll).toBeGreaterThanOrEqual(400);
+    // the standalone broker keeps sessions in memory: this loses every queued message and session
+    await controlPlane.restart('broker', 'SIGKILL');
+    await expect.poll(acknowledged, { ...poll, timeout: 20_000 }).toBeGreaterThanOrEqual(700);
+    await stopPublishing();
+    await expect.poll(() => sensors.map((sensor) => sensor.inFlight()), poll).toEqual(sensors.map(() => 0));
     const acknowledgedIds = sensors.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id));
 
-    const stored = await waitFor(
-      'every acknowledged reading in the database',
-      () => db.any<{ id: string }>("SELECT id::text AS id FROM telemetry_data WHERE sensor_id LIKE 'crash-%'"),
-      (rows) => rows.length >= acknowledgedIds.length,
-      { timeoutMs: 60_000, intervalMs: 200 },
-    );
+    const crashRows = () =>
+      db.any<{ id: string }>("SELECT id::text AS id FROM telemetry_data WHERE sensor_id LIKE 'crash-%'");
+    await expect
+      .poll(async () => (await crashRows()).length, { timeout: 60_000, interval: 200 })
+      .toBeGreaterThanOrEqual(acknowledgedIds.length);
+    const stored = await crashRows();
     expect(stored).toHaveLength(acknowledgedIds.length);
     expect(new Set(stored.map((row) => row.id))).toEqual(new Set(acknowledgedIds));
     const after = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
     expect(after - before).toBe(acknowledgedIds.length);
-    await Promise.all(sensors.map((sensor) => sensor.close()));
   });
 });

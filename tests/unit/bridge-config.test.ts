@@ -1,9 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadBridgeConfig } from '../../bridge/config.js';
 import { ConfigError } from '../../common/env.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 const required = { DATABASE_URL: 'postgres://db/x', BROKER_URL: 'mqtt://localhost:1883' };
 
@@ -35,7 +35,7 @@ describe('loadBridgeConfig', () => {
       /TLS_CA, TLS_CERT and TLS_KEY/,
     );
     expect(() => loadBridgeConfig({ ...required, TLS_CA: '/ca.pem' })).toThrow(/together/);
-    const dir = mkdtempSync(join(tmpdir(), 'bridge-config-'));
+    const dir = tempDirectory('bridge-config');
     for (const name of ['ca', 'cert', 'key']) writeFileSync(join(dir, `${name}.pem`), name);
     const config = loadBridgeConfig({
       ...required,

@@ -1,12 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadEdgeConfig } from '../../edge/config.js';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
-const directory = mkdtempSync(join(tmpdir(), 'edge-config-'));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory('edge-config');
 
 describe('loadEdgeConfig', () => {
   it('fills in the defaults', () => {

@@ -3,7 +3,7 @@ import { syncLogEntryForAck, syncLogStatusForAck } from '../../edge/uplink/ack-o
 import { buildUplinkClientOptions } from '../../edge/uplink/mqtt-options.js';
 import { ReconnectScheduler } from '../../edge/uplink/reconnect-scheduler.js';
 import { Store } from 'mqtt';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
 
 const ack = (rejectedCount: number) => ({
   batchId: 'b',
