@@ -31,3 +31,6 @@ export function connectSimulatedSensors(edgeUrl: string, specs: SensorSpec[]): P
     }),
   );
 }
+
+/** the connect timeout of a simulated sensor: mqtt.js's default, which devtools/sensor-simulator.ts keeps */
+export const SIMULATED_SENSOR_CONNECT_MS = 30_000;

@@ -4,6 +4,18 @@
  * assertion and the last value seen). An event: nextEvent below.
  */
 
+/**
+ * The timeout of a test whose bounded inner waits (expect.poll timeouts, connect timeouts, event
+ * waits, process start-ups) add up to more than the project's test timeout: their sum, plus
+ * SLACK_MS for the steps around them that have no bound of their own (a PUBACK, a query, starting
+ * a service). The inner wait that fails then reports its own assertion, not a bare "Test timed out".
+ */
+export function timeoutFor(...innerWaitsMs: number[]): number {
+  return innerWaitsMs.reduce((sum, ms) => sum + ms, 0) + SLACK_MS;
+}
+
+export const SLACK_MS = 15_000;
+
 /** Resolves with the first event of `emitter` named `event`, or fails after timeoutMs. */
 export function nextEvent<A extends unknown[]>(
   emitter: {

@@ -18,8 +18,10 @@ import {
 } from '../helpers/postgres.js';
 import { makeBatch, makeRecord } from '../helpers/records.js';
 import { registerCleanup } from '../helpers/teardown.js';
+import { CONNECT_TIMEOUT_MS } from '../helpers/mqtt-client.js';
 import { connectTelemetryDevice } from '../helpers/telemetry-device.js';
 import { startTestBroker, type TestBroker } from '../helpers/test-broker.js';
+import { timeoutFor } from '../helpers/wait.js';
 
 interface ObservedBroker extends TestBroker {
   /** what the broker received from the bridge, in order: PUBLISH (sync/ack) and PUBACK (telemetry) packets */
@@ -75,6 +77,8 @@ async function bridgeWaitsOnLock(clientId: string): Promise<boolean> {
 const rowCount = (deviceId: string): Promise<number> => storedRowCount(db, deviceId);
 
 const poll = { timeout: 15_000, interval: 20 };
+/** 50,000 rows from 10 devices: on a loaded machine this takes much longer than one message */
+const throughputPoll = { timeout: 60_000, interval: 50 };
 
 beforeAll(async () => {
   postgres = await startTestPostgres();
@@ -176,30 +180,34 @@ describe('telemetry ingest over MQTT', () => {
     await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(0);
   });
 
-  it('stops reading from the broker while maxInFlight messages wait for the database', async () => {
-    const { broker, bridge, clientId } = await startSystem({ maxInFlight: 2 });
-    const sensor = await device(broker);
-    const batches = Array.from({ length: 5 }, () => makeBatch([makeRecord()]));
-    const inFlight = async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value;
-    const lock = await lockTable(db, 'telemetry_data');
-    for (const batch of batches) await sensor.send(batch);
-    await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
-    await expect.poll(inFlight, poll).toBe(2);
-    // the broker has sent all five; the bridge holds two and has not read the rest
-    expect(await inFlight()).toBe(2);
-    await lock.commit();
-    await expect.poll(() => sensor.acks.length, poll).toBe(5);
-    expect(sensor.acks.map((ack) => ack.batchId)).toEqual(batches.map((batch) => batch.batchId));
-    expect(await rowCount(sensor.id)).toBe(5);
-    await expect.poll(inFlight, poll).toBe(0);
-  });
+  it(
+    'stops reading from the broker while maxInFlight messages wait for the database',
+    { timeout: timeoutFor(CONNECT_TIMEOUT_MS, 4 * poll.timeout) },
+    async () => {
+      const { broker, bridge, clientId } = await startSystem({ maxInFlight: 2 });
+      const sensor = await device(broker);
+      const batches = Array.from({ length: 5 }, () => makeBatch([makeRecord()]));
+      const inFlight = async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value;
+      const lock = await lockTable(db, 'telemetry_data');
+      for (const batch of batches) await sensor.send(batch);
+      await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
+      await expect.poll(inFlight, poll).toBe(2);
+      // the broker has sent all five; the bridge holds two and has not read the rest
+      expect(await inFlight()).toBe(2);
+      await lock.commit();
+      await expect.poll(() => sensor.acks.length, poll).toBe(5);
+      expect(sensor.acks.map((ack) => ack.batchId)).toEqual(batches.map((batch) => batch.batchId));
+      expect(await rowCount(sensor.id)).toBe(5);
+      await expect.poll(inFlight, poll).toBe(0);
+    },
+  );
 
   it('answers a message the database refuses with an error ack, without failing its batch neighbours', async () => {
     // A rule the validators do not know about: the database rejects the value (SQLSTATE 23514).
     await db.none('ALTER TABLE telemetry_data ADD CONSTRAINT plausible_value CHECK (value < 1e9) NOT VALID');
     registerCleanup(() => db.none('ALTER TABLE telemetry_data DROP CONSTRAINT plausible_value'));
     const { broker, bridge, clientId } = await startSystem();
-    const [first, bad, after] = [await device(broker), await device(broker), await device(broker)];
+    const [first, bad, after] = await Promise.all([device(broker), device(broker), device(broker)]);
     // hold the first batch in the database so that the next two messages share one batch
     const lock = await lockTable(db, 'telemetry_data');
     await first.send(makeBatch([makeRecord()]));
@@ -254,42 +262,45 @@ describe('telemetry ingest over MQTT', () => {
     expect(await bridge.health()).toEqual({ database: true, broker: false });
   });
 
-  it('ingests many devices concurrently (throughput)', async () => {
-    const { broker, bridge } = await startSystem();
-    const devices = await Promise.all(Array.from({ length: 10 }, () => device(broker)));
-    const messagesPerDevice = 10;
-    const recordsPerMessage = 500;
-    const batches = devices.map(() =>
-      Array.from({ length: messagesPerDevice }, () =>
-        makeBatch(Array.from({ length: recordsPerMessage }, () => makeRecord())),
-      ),
-    );
+  it(
+    'ingests many devices concurrently (throughput)',
+    { timeout: timeoutFor(CONNECT_TIMEOUT_MS, throughputPoll.timeout) },
+    async () => {
+      const { broker, bridge } = await startSystem();
+      const devices = await Promise.all(Array.from({ length: 10 }, () => device(broker)));
+      const messagesPerDevice = 10;
+      const recordsPerMessage = 500;
+      const batches = devices.map(() =>
+        Array.from({ length: messagesPerDevice }, () =>
+          makeBatch(Array.from({ length: recordsPerMessage }, () => makeRecord())),
+        ),
+      );
 
-    const started = performance.now();
-    await Promise.all(
-      devices.map(async (d, i) => {
-        for (const batch of batches[i] ?? []) await d.send(batch);
-      }),
-    );
-    await expect
-      .poll(() => devices.every((d) => d.acks.length === messagesPerDevice), { timeout: 60_000, interval: 50 })
-      .toBe(true);
-    const seconds = (performance.now() - started) / 1000;
+      const started = performance.now();
+      await Promise.all(
+        devices.map(async (d, i) => {
+          for (const batch of batches[i] ?? []) await d.send(batch);
+        }),
+      );
+      await expect.poll(() => devices.every((d) => d.acks.length === messagesPerDevice), throughputPoll).toBe(true);
+      const seconds = (performance.now() - started) / 1000;
 
-    const total = devices.length * messagesPerDevice * recordsPerMessage;
-    expect(devices.flatMap((d) => d.acks).every((ack) => ack.accepted === recordsPerMessage)).toBe(true);
-    expect(
-      (
-        await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [
-          devices.map((d) => d.id),
-        ])
-      ).n,
-    ).toBe(total);
-    const commits =
-      (await bridge.metrics.batchCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
-    console.info(
-      `throughput: ${total} rows in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} rows/s over ${commits} transactions`,
-    );
-    expect(commits).toBeLessThan(devices.length * messagesPerDevice); // messages shared transactions
-  });
+      const total = devices.length * messagesPerDevice * recordsPerMessage;
+      expect(devices.flatMap((d) => d.acks).every((ack) => ack.accepted === recordsPerMessage)).toBe(true);
+      expect(
+        (
+          await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [
+            devices.map((d) => d.id),
+          ])
+        ).n,
+      ).toBe(total);
+      const commits =
+        (await bridge.metrics.batchCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ??
+        0;
+      console.info(
+        `throughput: ${total} rows in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} rows/s over ${commits} transactions`,
+      );
+      expect(commits).toBeLessThan(devices.length * messagesPerDevice); // messages shared transactions
+    },
+  );
 });

@@ -18,11 +18,16 @@ import {
   type TestPostgres,
 } from '../helpers/postgres.js';
 import { makeBatch } from '../helpers/records.js';
+import { CONNECT_TIMEOUT_MS } from '../helpers/mqtt-client.js';
 import { connectTelemetryDevice } from '../helpers/telemetry-device.js';
 import { startTestBroker, type TestBroker } from '../helpers/test-broker.js';
+import { timeoutFor } from '../helpers/wait.js';
 
 const BRIDGE_ID = 'bridge';
-const poll = { timeout: 20_000, interval: 25 };
+/** a bridge process starting: tsx, PostgreSQL and MQTT connections, on a loaded machine */
+const startup = { timeout: 20_000, interval: 25 };
+/** one step on loopback: a message, a lock wait, a disconnect seen by the broker or PostgreSQL */
+const poll = { timeout: 10_000, interval: 25 };
 
 let postgres: TestPostgres;
 let db: Database;
@@ -64,69 +69,81 @@ const startBridge = (clientId: string): Promise<RunningBridge> =>
   startBridgeService({ databaseUrl: postgres.connectionString, brokerUrl: broker.url, clientId, dbPoolSize: 2 });
 
 describe('deferred PUBACK', () => {
-  it('a message in flight when the bridge is killed is redelivered to the next bridge and committed once', async () => {
-    const device = await connectTelemetryDevice(broker.url);
-    const batch = makeBatch();
-    const first = spawnBridgeProcess();
-    try {
-      await expect.poll(() => brokerLog.includes(`${BRIDGE_ID} subscribed ${ALL_TELEMETRY_FILTER}`), poll).toBe(true);
+  it(
+    'a message in flight when the bridge is killed is redelivered to the next bridge and committed once',
+    { timeout: timeoutFor(CONNECT_TIMEOUT_MS, startup.timeout, 5 * poll.timeout) },
+    async () => {
+      const device = await connectTelemetryDevice(broker.url);
+      const batch = makeBatch();
+      const first = spawnBridgeProcess();
+      try {
+        await expect
+          .poll(() => brokerLog.includes(`${BRIDGE_ID} subscribed ${ALL_TELEMETRY_FILTER}`), startup)
+          .toBe(true);
 
-      // hold the table so that the bridge's transaction cannot get past its INSERT
+        // hold the table so that the bridge's transaction cannot get past its INSERT
+        const lock = await lockTable(db, 'telemetry_data');
+        await device.send(batch);
+        await expect
+          .poll(async () => (await bridgeBackends()).some((b) => b.wait_event_type === 'Lock'), poll)
+          .toBe(true);
+
+        expect(brokerLog.filter((line) => line.startsWith(`${BRIDGE_ID} puback`))).toEqual([]);
+        first.kill('SIGKILL');
+        await expect.poll(() => brokerLog.includes(`${BRIDGE_ID} disconnected`), poll).toBe(true);
+
+        // the killed bridge's transaction never commits: PostgreSQL aborts it once its client is gone
+        await lock.rollback();
+        await expect.poll(async () => (await bridgeBackends()).length, poll).toBe(0);
+        expect(await storedRowCount(db, device.id)).toBe(0);
+        expect(device.acks).toEqual([]);
+
+        await startBridge(BRIDGE_ID);
+
+        await expect.poll(() => device.acks.length, poll).toBe(1);
+        expect(device.acks[0]).toEqual({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 });
+        expect(await storedRowCount(db, device.id)).toBe(1);
+        await expect
+          .poll(() => brokerLog.filter((line) => line.startsWith(`${BRIDGE_ID} puback`)), poll)
+          .toEqual([`${BRIDGE_ID} puback ${topics.telemetry(device.id)}`]);
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\n--- first bridge output ---\n${first.output()}`, {
+          cause: error,
+        });
+      }
+    },
+  );
+
+  it(
+    'never sends a PUBACK for a delivery of an earlier connection',
+    { timeout: timeoutFor(CONNECT_TIMEOUT_MS, 5 * poll.timeout) },
+    async () => {
+      const clientId = 'bridge-reconnecting';
+      const device = await connectTelemetryDevice(broker.url);
+      const batch = makeBatch();
+      const bridge = await startBridge(clientId);
       const lock = await lockTable(db, 'telemetry_data');
       await device.send(batch);
       await expect
-        .poll(async () => (await bridgeBackends()).some((b) => b.wait_event_type === 'Lock'), poll)
+        .poll(async () => (await bridgeBackends(clientId)).some((b) => b.wait_event_type === 'Lock'), poll)
         .toBe(true);
 
-      expect(brokerLog.filter((line) => line.startsWith(`${BRIDGE_ID} puback`))).toEqual([]);
-      first.kill('SIGKILL');
-      await expect.poll(() => brokerLog.includes(`${BRIDGE_ID} disconnected`), poll).toBe(true);
+      // cut the bridge's connection while the message is in its transaction; it reconnects and
+      // the broker delivers the message again on the new connection
+      broker.dropConnection(clientId);
+      await expect.poll(() => brokerLog.filter((line) => line === `${clientId} disconnected`).length, poll).toBe(1);
+      await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(2);
 
-      // the killed bridge's transaction never commits: PostgreSQL aborts it once its client is gone
-      await lock.rollback();
-      await expect.poll(async () => (await bridgeBackends()).length, poll).toBe(0);
-      expect(await storedRowCount(db, device.id)).toBe(0);
-      expect(device.acks).toEqual([]);
-
-      await startBridge(BRIDGE_ID);
-
-      await expect.poll(() => device.acks.length, poll).toBe(1);
-      expect(device.acks[0]).toEqual({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 });
+      await lock.commit();
+      // first delivery: committed, but its connection is gone, so no PUBACK; the redelivered copy
+      // is a duplicate and is confirmed on the current connection
+      await expect.poll(() => device.acks.length, poll).toBe(2);
+      await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(0);
+      expect(device.acks.every((ack) => ack.batchId === batch.batchId && ack.accepted === 1)).toBe(true);
+      expect(brokerLog.filter((line) => line.startsWith(`${clientId} puback`))).toEqual([
+        `${clientId} puback ${topics.telemetry(device.id)}`,
+      ]);
       expect(await storedRowCount(db, device.id)).toBe(1);
-      await expect
-        .poll(() => brokerLog.filter((line) => line.startsWith(`${BRIDGE_ID} puback`)), poll)
-        .toEqual([`${BRIDGE_ID} puback ${topics.telemetry(device.id)}`]);
-    } catch (error) {
-      throw new Error(`${(error as Error).message}\n--- first bridge output ---\n${first.output()}`, { cause: error });
-    }
-  });
-
-  it('never sends a PUBACK for a delivery of an earlier connection', async () => {
-    const clientId = 'bridge-reconnecting';
-    const device = await connectTelemetryDevice(broker.url);
-    const batch = makeBatch();
-    const bridge = await startBridge(clientId);
-    const lock = await lockTable(db, 'telemetry_data');
-    await device.send(batch);
-    await expect
-      .poll(async () => (await bridgeBackends(clientId)).some((b) => b.wait_event_type === 'Lock'), poll)
-      .toBe(true);
-
-    // cut the bridge's connection while the message is in its transaction; it reconnects and
-    // the broker delivers the message again on the new connection
-    broker.dropConnection(clientId);
-    await expect.poll(() => brokerLog.filter((line) => line === `${clientId} disconnected`).length, poll).toBe(1);
-    await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(2);
-
-    await lock.commit();
-    // first delivery: committed, but its connection is gone, so no PUBACK; the redelivered copy
-    // is a duplicate and is confirmed on the current connection
-    await expect.poll(() => device.acks.length, poll).toBe(2);
-    await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(0);
-    expect(device.acks.every((ack) => ack.batchId === batch.batchId && ack.accepted === 1)).toBe(true);
-    expect(brokerLog.filter((line) => line.startsWith(`${clientId} puback`))).toEqual([
-      `${clientId} puback ${topics.telemetry(device.id)}`,
-    ]);
-    expect(await storedRowCount(db, device.id)).toBe(1);
-  });
+    },
+  );
 });

@@ -12,10 +12,11 @@ import { freePort } from '../../devtools/free-port.js';
 import { createTestCertificates, type TestCertificates, type TlsFiles } from '../helpers/certs.js';
 import { spawnEntryProcess } from '../helpers/entry-process.js';
 import { capturedLogger } from '../helpers/logger.js';
-import { closed, connection, openClient } from '../helpers/mqtt-client.js';
-import { barrier, collectMessages, subscribeGranted, waitForPayload } from '../helpers/mqtt-observe.js';
+import { closed, CONNECT_TIMEOUT_MS, connection, openClient } from '../helpers/mqtt-client.js';
+import { barrier, collectMessages, DELIVERY_POLL, subscribeGranted, waitForPayload } from '../helpers/mqtt-observe.js';
 import { startTestRedis, type TestRedis } from '../helpers/redis.js';
 import { startTlsBroker } from '../helpers/tls-broker.js';
+import { timeoutFor } from '../helpers/wait.js';
 
 const DEVICE_A = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
 const DEVICE_B = '0b7e9a52-1c3d-4f5a-9b6c-7d8e9f0a1b2c';
@@ -138,39 +139,43 @@ describe('routing across nodes', () => {
 });
 
 describe('sessions across nodes', () => {
-  it('a clean:false device that left node A gets the acks queued while offline when it reconnects to node B', async () => {
-    const service = await bridge(nodeB);
-    const watcher = await observer(nodeA);
-    await subscribeGranted(watcher, ['devices/+/sync/ack']);
-    const watched = collectMessages(watcher);
+  it(
+    'a clean:false device that left node A gets the acks queued while offline when it reconnects to node B',
+    { timeout: timeoutFor(5 * CONNECT_TIMEOUT_MS, 4 * DELIVERY_POLL.timeout) },
+    async () => {
+      const service = await bridge(nodeB);
+      const watcher = await observer(nodeA);
+      await subscribeGranted(watcher, ['devices/+/sync/ack']);
+      const watched = collectMessages(watcher);
 
-    const first = await device(nodeA, DEVICE_A, { clean: false });
-    // the refused filter is stored with the session too (see broker-security.test.ts)
-    expect(await subscribeGranted(first, [topics.syncAck(DEVICE_A), topics.syncAck(DEVICE_B)])).toEqual([1, 128]);
-    await first.endAsync();
+      const first = await device(nodeA, DEVICE_A, { clean: false });
+      // the refused filter is stored with the session too (see broker-security.test.ts)
+      expect(await subscribeGranted(first, [topics.syncAck(DEVICE_A), topics.syncAck(DEVICE_B)])).toEqual([1, 128]);
+      await first.endAsync();
 
-    const leaked = JSON.stringify({ batchId: 'for-b', accepted: 1 });
-    const ownAck = JSON.stringify({ batchId: 'for-a', accepted: 1 });
-    await service.publishAsync(topics.syncAck(DEVICE_B), leaked, { qos: 1 });
-    await service.publishAsync(topics.syncAck(DEVICE_A), ownAck, { qos: 1 });
-    // aedes queues for offline sessions before it routes: seen by the observer means queued
-    await waitForPayload(watched, leaked);
-    await waitForPayload(watched, ownAck);
+      const leaked = JSON.stringify({ batchId: 'for-b', accepted: 1 });
+      const ownAck = JSON.stringify({ batchId: 'for-a', accepted: 1 });
+      await service.publishAsync(topics.syncAck(DEVICE_B), leaked, { qos: 1 });
+      await service.publishAsync(topics.syncAck(DEVICE_A), ownAck, { qos: 1 });
+      // aedes queues for offline sessions before it routes: seen by the observer means queued
+      await waitForPayload(watched, leaked);
+      await waitForPayload(watched, ownAck);
 
-    const again = open(nodeB, certs.devices[DEVICE_A]!, DEVICE_A, { clean: false });
-    const received = collectMessages(again);
-    expect((await connected(again)).sessionPresent).toBe(true);
-    await waitForPayload(received, ownAck);
+      const again = open(nodeB, certs.devices[DEVICE_A]!, DEVICE_A, { clean: false });
+      const received = collectMessages(again);
+      expect((await connected(again)).sessionPresent).toBe(true);
+      await waitForPayload(received, ownAck);
 
-    await barrier(service, received, topics.syncAck(DEVICE_A));
-    expect(received.filter((message) => message.topic === topics.syncAck(DEVICE_B))).toEqual([]);
-    expect(
-      logged('delivery withheld', { node: 'node-b', clientId: DEVICE_A, topic: topics.syncAck(DEVICE_B) }).length,
-    ).toBeGreaterThan(0);
+      await barrier(service, received, topics.syncAck(DEVICE_A));
+      expect(received.filter((message) => message.topic === topics.syncAck(DEVICE_B))).toEqual([]);
+      expect(
+        logged('delivery withheld', { node: 'node-b', clientId: DEVICE_A, topic: topics.syncAck(DEVICE_B) }).length,
+      ).toBeGreaterThan(0);
 
-    await again.endAsync();
-    await (await device(nodeA, DEVICE_A, { clean: true })).endAsync(); // end the persistent session
-  });
+      await again.endAsync();
+      await (await device(nodeA, DEVICE_A, { clean: true })).endAsync(); // end the persistent session
+    },
+  );
 
   it('connecting to node B takes over the clientId: node A closes the older connection', async () => {
     const onA = await device(nodeA, DEVICE_A);

@@ -21,16 +21,21 @@ import {
 import type { TelemetryBatch } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import { standardSensors } from '../../devtools/sensor-simulator.js';
-import { connectSimulatedSensors } from '../helpers/edge-sensor.js';
+import { connectSimulatedSensors, SIMULATED_SENSOR_CONNECT_MS } from '../helpers/edge-sensor.js';
 import { connectClient } from '../helpers/mqtt-client.js';
 import { collectMessages } from '../helpers/mqtt-observe.js';
 import { openTestDatabase } from '../helpers/postgres.js';
 import { registerCleanup } from '../helpers/teardown.js';
 import { tempDirectory } from '../helpers/temp-dir.js';
+import { timeoutFor } from '../helpers/wait.js';
 
 const DEVICE = 'c0ffee00-1234-4abc-8def-0000000e2e99';
 /** how long a reading may take through the processes into the database */
 const poll = { timeout: 15_000, interval: 50 };
+/** restart() waits this long at most for the restarted process to be healthy (waitHealthy's default) */
+const RESTART_MS = 30_000;
+/** readings published while the broker was down: re-sent after ack timeouts that double up to 16 × 2 s */
+const catchUpPoll = { timeout: 60_000, interval: 200 };
 
 let certificates: CertificateBundle;
 let controlPlane: ControlPlaneProcesses;
@@ -112,38 +117,42 @@ describe('separate processes configured by environment', () => {
     expect(JSON.parse(status?.payload ?? '{}')).toMatchObject({ online: true });
   });
 
-  it('loses no acknowledged reading when the bridge and then the broker are killed mid-stream', async () => {
-    const sensors = await connectSimulatedSensors(
-      `mqtt://127.0.0.1:${sensorPort}`,
-      standardSensors(4).map((spec) => ({ ...spec, sensorId: `crash-${spec.sensorId}` })),
-    );
-    const before = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
-    const timers = sensors.map((sensor) =>
-      setInterval(() => {
-        if (sensor.inFlight() < 20) void sensor.publishReading();
-      }, 20),
-    );
-    const stopPublishing = registerCleanup(() => timers.forEach(clearInterval));
-    const acknowledged = () => sensors.reduce((sum, sensor) => sum + sensor.acknowledged.length, 0);
-    await expect.poll(acknowledged, poll).toBeGreaterThanOrEqual(100);
-    await controlPlane.restart('bridge', 'SIGKILL'); // crashed mid-stream, unacknowledged messages stay with the broker
-    await expect.poll(acknowledged, poll).toBeGreaterThanOrEqual(400);
-    // the standalone broker keeps sessions in memory: this loses every queued message and session
-    await controlPlane.restart('broker', 'SIGKILL');
-    await expect.poll(acknowledged, { ...poll, timeout: 20_000 }).toBeGreaterThanOrEqual(700);
-    await stopPublishing();
-    await expect.poll(() => sensors.map((sensor) => sensor.inFlight()), poll).toEqual(sensors.map(() => 0));
-    const acknowledgedIds = sensors.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id));
+  it(
+    'loses no acknowledged reading when the bridge and then the broker are killed mid-stream',
+    { timeout: timeoutFor(SIMULATED_SENSOR_CONNECT_MS, 2 * RESTART_MS, 3 * poll.timeout, 20_000, catchUpPoll.timeout) },
+    async () => {
+      const sensors = await connectSimulatedSensors(
+        `mqtt://127.0.0.1:${sensorPort}`,
+        standardSensors(4).map((spec) => ({ ...spec, sensorId: `crash-${spec.sensorId}` })),
+      );
+      const before = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
+      const timers = sensors.map((sensor) =>
+        setInterval(() => {
+          if (sensor.inFlight() < 20) void sensor.publishReading();
+        }, 20),
+      );
+      const stopPublishing = registerCleanup(() => timers.forEach(clearInterval));
+      const acknowledged = () => sensors.reduce((sum, sensor) => sum + sensor.acknowledged.length, 0);
+      await expect.poll(acknowledged, poll).toBeGreaterThanOrEqual(100);
+      await controlPlane.restart('bridge', 'SIGKILL'); // crashed mid-stream, unacknowledged messages stay with the broker
+      await expect.poll(acknowledged, poll).toBeGreaterThanOrEqual(400);
+      // the standalone broker keeps sessions in memory: this loses every queued message and session
+      await controlPlane.restart('broker', 'SIGKILL');
+      await expect.poll(acknowledged, { ...poll, timeout: 20_000 }).toBeGreaterThanOrEqual(700);
+      await stopPublishing();
+      await expect.poll(() => sensors.map((sensor) => sensor.inFlight()), poll).toEqual(sensors.map(() => 0));
+      const acknowledgedIds = sensors.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id));
 
-    const crashRows = () =>
-      db.any<{ id: string }>("SELECT id::text AS id FROM telemetry_data WHERE sensor_id LIKE 'crash-%'");
-    await expect
-      .poll(async () => (await crashRows()).length, { timeout: 60_000, interval: 200 })
-      .toBeGreaterThanOrEqual(acknowledgedIds.length);
-    const stored = await crashRows();
-    expect(stored).toHaveLength(acknowledgedIds.length);
-    expect(new Set(stored.map((row) => row.id))).toEqual(new Set(acknowledgedIds));
-    const after = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
-    expect(after - before).toBe(acknowledgedIds.length);
-  });
+      const crashRows = () =>
+        db.any<{ id: string }>("SELECT id::text AS id FROM telemetry_data WHERE sensor_id LIKE 'crash-%'");
+      await expect
+        .poll(async () => (await crashRows()).length, catchUpPoll)
+        .toBeGreaterThanOrEqual(acknowledgedIds.length);
+      const stored = await crashRows();
+      expect(stored).toHaveLength(acknowledgedIds.length);
+      expect(new Set(stored.map((row) => row.id))).toEqual(new Set(acknowledgedIds));
+      const after = Number((await db.one<{ n: string }>('SELECT count(*) AS n FROM telemetry_data')).n);
+      expect(after - before).toBe(acknowledgedIds.length);
+    },
+  );
 });

@@ -11,13 +11,14 @@ import { readTlsFiles } from '../../common/tls-files.js';
 import { topics } from '../../schemas/topics.js';
 import { startLocalSystem, type LocalDevice, type LocalSystem } from '../../devtools/local-system.js';
 import { standardSensors, type SimulatedSensor } from '../../devtools/sensor-simulator.js';
-import { connectSimulatedSensors } from '../helpers/edge-sensor.js';
+import { connectSimulatedSensors, SIMULATED_SENSOR_CONNECT_MS } from '../helpers/edge-sensor.js';
 import { testLogger } from '../helpers/logger.js';
-import { connectClient } from '../helpers/mqtt-client.js';
+import { CONNECT_TIMEOUT_MS, connectClient } from '../helpers/mqtt-client.js';
 import { makeBatch, makeRecord } from '../helpers/records.js';
 import { registerCleanup } from '../helpers/teardown.js';
 import { connectTelemetryDevice, type TelemetryDevice } from '../helpers/telemetry-device.js';
 import { tempDirectory } from '../helpers/temp-dir.js';
+import { timeoutFor } from '../helpers/wait.js';
 
 const OUTAGE_DEVICE = 'a1b2c3d4-0001-4a00-8000-00000000e2e1';
 const STEADY_DEVICE = 'a1b2c3d4-0002-4a00-8000-00000000e2e2';
@@ -25,6 +26,10 @@ const STEADY_DEVICE = 'a1b2c3d4-0002-4a00-8000-00000000e2e2';
 const RAW_DEVICE = 'a1b2c3d4-0003-4a00-8000-00000000e2e3';
 /** how long one step of the system (a reading through edge, broker and bridge into the database) may take */
 const poll = { timeout: 15_000, interval: 25 };
+/** in-flight batches back to pending: one ack timeout (2 s here) and the next sync tick */
+const ackTimeoutPoll = { ...poll, timeout: 10_000 };
+/** a device draining a backlog of 150 readings after its uplink came back */
+const drainPoll = { ...poll, timeout: 30_000 };
 
 let system: LocalSystem;
 
@@ -70,45 +75,51 @@ beforeAll(async () => {
 });
 
 describe('end to end over mutual TLS into PostgreSQL', () => {
-  it('stores every reading a sensor got a PUBACK for exactly once, across an uplink outage', async () => {
-    const outage = device(OUTAGE_DEVICE);
-    const [first, second, third] = await sensorsFor(OUTAGE_DEVICE, 3);
-    const steadySensors = await sensorsFor(STEADY_DEVICE, 2);
-    const all = [first!, second!, third!];
-    const publishRound = () => Promise.all([...all, ...steadySensors].map((sensor) => sensor.publishReading()));
+  it(
+    'stores every reading a sensor got a PUBACK for exactly once, across an uplink outage',
+    { timeout: timeoutFor(SIMULATED_SENSOR_CONNECT_MS, 3 * poll.timeout, ackTimeoutPoll.timeout, drainPoll.timeout) },
+    async () => {
+      const outage = device(OUTAGE_DEVICE);
+      const [[first, second, third], steadySensors] = await Promise.all([
+        sensorsFor(OUTAGE_DEVICE, 3),
+        sensorsFor(STEADY_DEVICE, 2),
+      ]);
+      const all = [first!, second!, third!];
+      const publishRound = () => Promise.all([...all, ...steadySensors].map((sensor) => sensor.publishReading()));
 
-    for (let round = 0; round < 20; round++) await publishRound();
-    await expect.poll(() => storedIds(OUTAGE_DEVICE), poll).toHaveLength(60);
+      for (let round = 0; round < 20; round++) await publishRound();
+      await expect.poll(() => storedIds(OUTAGE_DEVICE), poll).toHaveLength(60);
 
-    outage.uplink.cut();
-    for (let round = 0; round < 40; round++) await publishRound();
-    // the agent kept accepting (every publish above got its PUBACK) and holds them locally
-    const duringOutage = await outage.agent.stats();
-    expect(duringOutage.connected).toBe(false);
-    expect(duringOutage.pending + duringOutage.syncing).toBeGreaterThanOrEqual(100);
-    expect((await storedIds(OUTAGE_DEVICE)).length).toBeLessThan(180);
-    // a batch that was in flight when the link dropped goes back to pending once its ack times out
-    await expect.poll(() => outage.agent.stats(), { ...poll, timeout: 10_000 }).toMatchObject({ syncing: 0 });
-    // the other device is unaffected
-    await expect.poll(() => storedIds(STEADY_DEVICE), poll).toHaveLength(120);
+      outage.uplink.cut();
+      for (let round = 0; round < 40; round++) await publishRound();
+      // the agent kept accepting (every publish above got its PUBACK) and holds them locally
+      const duringOutage = await outage.agent.stats();
+      expect(duringOutage.connected).toBe(false);
+      expect(duringOutage.pending + duringOutage.syncing).toBeGreaterThanOrEqual(100);
+      expect((await storedIds(OUTAGE_DEVICE)).length).toBeLessThan(180);
+      // a batch that was in flight when the link dropped goes back to pending once its ack times out
+      await expect.poll(() => outage.agent.stats(), ackTimeoutPoll).toMatchObject({ syncing: 0 });
+      // the other device is unaffected
+      await expect.poll(() => storedIds(STEADY_DEVICE), poll).toHaveLength(120);
 
-    outage.uplink.restore();
-    for (let round = 0; round < 10; round++) await publishRound();
-    await expect
-      .poll(() => outage.agent.stats(), { ...poll, timeout: 30_000 })
-      .toMatchObject({ pending: 0, syncing: 0, connected: true });
+      outage.uplink.restore();
+      for (let round = 0; round < 10; round++) await publishRound();
+      await expect
+        .poll(() => outage.agent.stats(), drainPoll)
+        .toMatchObject({ pending: 0, syncing: 0, connected: true });
 
-    const acknowledged = all.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id));
-    expect(acknowledged).toHaveLength(210);
-    const stored = await storedIds(OUTAGE_DEVICE);
-    expect(stored).toHaveLength(210);
-    expect(new Set(stored)).toEqual(new Set(acknowledged));
-    expect((await outage.agent.stats()).synced).toBe(210);
-    await expect.poll(() => storedIds(STEADY_DEVICE), poll).toHaveLength(140);
-    expect(new Set(await storedIds(STEADY_DEVICE))).toEqual(
-      new Set(steadySensors.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id))),
-    );
-  });
+      const acknowledged = all.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id));
+      expect(acknowledged).toHaveLength(210);
+      const stored = await storedIds(OUTAGE_DEVICE);
+      expect(stored).toHaveLength(210);
+      expect(new Set(stored)).toEqual(new Set(acknowledged));
+      expect((await outage.agent.stats()).synced).toBe(210);
+      await expect.poll(() => storedIds(STEADY_DEVICE), poll).toHaveLength(140);
+      expect(new Set(await storedIds(STEADY_DEVICE))).toEqual(
+        new Set(steadySensors.flatMap((sensor) => sensor.acknowledged.map((reading) => reading.id))),
+      );
+    },
+  );
 
   it('adds no rows for readings a sensor re-sends or for a batch delivered twice', async () => {
     const steady = device(STEADY_DEVICE);
@@ -174,36 +185,40 @@ describe('end to end over mutual TLS into PostgreSQL', () => {
     expect((await stored())?.value).toBe(41.5);
   });
 
-  it('rejects malformed input with a clear error and keeps the readings behind it flowing', async () => {
-    const sensor = await rawSensor(STEADY_DEVICE, 'mixed');
-    const notices: string[] = [];
-    sensor.on('message', (_topic, payload) => notices.push(JSON.parse(payload.toString()).error as string));
-    await sensor.subscribeAsync('sensors/+/+/error', { qos: 1 });
+  it(
+    'rejects malformed input with a clear error and keeps the readings behind it flowing',
+    { timeout: timeoutFor(2 * CONNECT_TIMEOUT_MS, 3 * poll.timeout) },
+    async () => {
+      const sensor = await rawSensor(STEADY_DEVICE, 'mixed');
+      const notices: string[] = [];
+      sensor.on('message', (_topic, payload) => notices.push(JSON.parse(payload.toString()).error as string));
+      await sensor.subscribeAsync('sensors/+/+/error', { qos: 1 });
 
-    const goodBefore = newId();
-    const goodAfter = newId();
-    await sensor.publishAsync('sensors/mixed/temperature', JSON.stringify({ id: goodBefore, value: 1 }), { qos: 1 });
-    await sensor.publishAsync('sensors/mixed/temperature', '{"value": 1,', { qos: 1 });
-    await sensor.publishAsync('sensors/mixed/temperature', JSON.stringify({ value: 'warm' }), { qos: 1 });
-    await sensor.publishAsync('sensors/mixed/temperature', JSON.stringify({ id: goodAfter, value: 2 }), { qos: 1 });
-    await expect.poll(() => notices, poll).toHaveLength(2);
-    expect(notices[0]).toMatch(/not valid JSON/);
-    expect(notices[1]).toMatch(/\/value must be number/);
-    await expect.poll(() => storedIds(STEADY_DEVICE), poll).toEqual(expect.arrayContaining([goodBefore, goodAfter]));
+      const goodBefore = newId();
+      const goodAfter = newId();
+      await sensor.publishAsync('sensors/mixed/temperature', JSON.stringify({ id: goodBefore, value: 1 }), { qos: 1 });
+      await sensor.publishAsync('sensors/mixed/temperature', '{"value": 1,', { qos: 1 });
+      await sensor.publishAsync('sensors/mixed/temperature', JSON.stringify({ value: 'warm' }), { qos: 1 });
+      await sensor.publishAsync('sensors/mixed/temperature', JSON.stringify({ id: goodAfter, value: 2 }), { qos: 1 });
+      await expect.poll(() => notices, poll).toHaveLength(2);
+      expect(notices[0]).toMatch(/not valid JSON/);
+      expect(notices[1]).toMatch(/\/value must be number/);
+      await expect.poll(() => storedIds(STEADY_DEVICE), poll).toEqual(expect.arrayContaining([goodBefore, goodAfter]));
 
-    // and a malformed batch at the bridge: an error ack, then the next batch is stored
-    const raw = await rawDevice();
-    await raw.send('{"batchId": "x", "records": [');
-    const valid = makeRecord();
-    await raw.send(makeBatch([valid, { ...makeRecord(), value: 'NaN' }]));
-    await expect.poll(() => raw.acks, poll).toHaveLength(2);
-    expect(raw.acks[0]).toMatchObject({ batchId: null, accepted: 0 });
-    expect(raw.acks[0]?.error).toMatch(/JSON/);
-    expect(raw.acks[1]).toMatchObject({ accepted: 1, conflicts: 0 });
-    expect(raw.acks[1]?.rejected).toHaveLength(1);
-    expect(raw.acks[1]?.rejected[0]?.reason).toMatch(/value/);
-    expect(await storedIds(RAW_DEVICE)).toContain(valid.id);
-  });
+      // and a malformed batch at the bridge: an error ack, then the next batch is stored
+      const raw = await rawDevice();
+      await raw.send('{"batchId": "x", "records": [');
+      const valid = makeRecord();
+      await raw.send(makeBatch([valid, { ...makeRecord(), value: 'NaN' }]));
+      await expect.poll(() => raw.acks, poll).toHaveLength(2);
+      expect(raw.acks[0]).toMatchObject({ batchId: null, accepted: 0 });
+      expect(raw.acks[0]?.error).toMatch(/JSON/);
+      expect(raw.acks[1]).toMatchObject({ accepted: 1, conflicts: 0 });
+      expect(raw.acks[1]?.rejected).toHaveLength(1);
+      expect(raw.acks[1]?.rejected[0]?.reason).toMatch(/value/);
+      expect(await storedIds(RAW_DEVICE)).toContain(valid.id);
+    },
+  );
 
   it("lets an observer order status messages: a will carries its connection's `at`, a reconnect a later one", async () => {
     const outage = device(OUTAGE_DEVICE);

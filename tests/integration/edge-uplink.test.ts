@@ -14,14 +14,16 @@ import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 import { fullAck, startTestBridge, type ReceivedBatch, type TestBridge } from '../helpers/edge-test-bridge.js';
 import { testLogger } from '../helpers/logger.js';
-import { connectClient } from '../helpers/mqtt-client.js';
+import { CONNECT_TIMEOUT_MS, connectClient } from '../helpers/mqtt-client.js';
 import { BASE_TIME_MS, TEST_DEVICE_ID } from '../helpers/records.js';
 import { registerCleanup } from '../helpers/teardown.js';
 import { startTestBroker, type TestBroker } from '../helpers/test-broker.js';
-import { nextEvent } from '../helpers/wait.js';
+import { nextEvent, timeoutFor } from '../helpers/wait.js';
 
 const FAST_RECONNECT: BackoffPolicy = { initialDelayMs: 50, maxDelayMs: 300, multiplier: 2, jitter: 'equal' };
 const poll = { timeout: 15_000, interval: 25 };
+/** thousands of readings, or a backlog after a broker restart, synced */
+const drainPoll = { ...poll, timeout: 20_000 };
 
 let database: TempDatabase;
 let broker: TestBroker;
@@ -136,35 +138,39 @@ describe('edge uplink', () => {
     expect((await syncLog())[0]).toMatchObject({ status: 'partial', records_count: 5 });
   });
 
-  it('keeps accepting readings while the broker is down and drains them oldest first when it is back', async () => {
-    const agent = await startAgent();
-    const sensor = await sensorFor(agent);
-    await expect.poll(() => agent.stats(), poll).toMatchObject({ connected: true });
+  it(
+    'keeps accepting readings while the broker is down and drains them oldest first when it is back',
+    { timeout: timeoutFor(CONNECT_TIMEOUT_MS, 3 * poll.timeout, drainPoll.timeout) },
+    async () => {
+      const agent = await startAgent();
+      const sensor = await sensorFor(agent);
+      await expect.poll(() => agent.stats(), poll).toMatchObject({ connected: true });
 
-    const port = broker.port;
-    await broker.close();
-    await expect.poll(() => agent.stats(), poll).toMatchObject({ connected: false });
+      const port = broker.port;
+      await broker.close();
+      await expect.poll(() => agent.stats(), poll).toMatchObject({ connected: false });
 
-    const readings = await publishWave(sensor, 40, BASE_TIME_MS, 'descending'); // newest first on the wire
-    const offline = await agent.stats();
-    expect(offline).toMatchObject({ pending: 40, syncing: 0, inFlightBatches: 0, connected: false });
+      const readings = await publishWave(sensor, 40, BASE_TIME_MS, 'descending'); // newest first on the wire
+      const offline = await agent.stats();
+      expect(offline).toMatchObject({ pending: 40, syncing: 0, inFlightBatches: 0, connected: false });
 
-    // The restarted test broker has no persistence, so the bridge must subscribe again before the
-    // first batch arrives (the real cluster keeps the bridge's session). Until then the device is
-    // refused (CONNACK 5), which also exercises the uplink's handling of an authorization failure.
-    let bridgeResubscribed = false;
-    const subscriptionsBefore = bridge.subscriptions;
-    broker = await startTestBroker({
-      port,
-      authenticate: (client, _username, _password, done) =>
-        done(null, client.id !== TEST_DEVICE_ID || bridgeResubscribed), // a refusal is CONNACK 5, not authorized
-    });
-    await expect.poll(() => bridge.subscriptions, poll).toBeGreaterThan(subscriptionsBefore);
-    bridgeResubscribed = true;
-    await expect.poll(() => agent.stats(), { ...poll, timeout: 20_000 }).toMatchObject({ synced: 40 });
-    const firstSeen = [...new Set(bridge.receivedRecordIds())];
-    expect(firstSeen).toEqual(readings.map((reading) => reading.id)); // ascending timestamps
-  });
+      // The restarted test broker has no persistence, so the bridge must subscribe again before the
+      // first batch arrives (the real cluster keeps the bridge's session). Until then the device is
+      // refused (CONNACK 5), which also exercises the uplink's handling of an authorization failure.
+      let bridgeResubscribed = false;
+      const subscriptionsBefore = bridge.subscriptions;
+      broker = await startTestBroker({
+        port,
+        authenticate: (client, _username, _password, done) =>
+          done(null, client.id !== TEST_DEVICE_ID || bridgeResubscribed), // a refusal is CONNACK 5, not authorized
+      });
+      await expect.poll(() => bridge.subscriptions, poll).toBeGreaterThan(subscriptionsBefore);
+      bridgeResubscribed = true;
+      await expect.poll(() => agent.stats(), drainPoll).toMatchObject({ synced: 40 });
+      const firstSeen = [...new Set(bridge.receivedRecordIds())];
+      expect(firstSeen).toEqual(readings.map((reading) => reading.id)); // ascending timestamps
+    },
+  );
 
   it('reports with each batch how many readings are still pending, and 0 once drained', async () => {
     bridge.mode = 'ignore'; // the first batch stays unacknowledged, so the rest piles up behind it
@@ -174,7 +180,7 @@ describe('edge uplink', () => {
     await expect.poll(() => bridge.received.length, poll).toBe(1);
     bridge.mode = 'ack';
     await bridge.acknowledge(bridge.received[0]!);
-    await expect.poll(() => agent.stats(), { ...poll, timeout: 20_000 }).toMatchObject({ synced: 2500 });
+    await expect.poll(() => agent.stats(), drainPoll).toMatchObject({ synced: 2500 });
 
     expect(new Set(bridge.receivedRecordIds())).toEqual(new Set(readings.map((reading) => reading.id)));
     const reported = bridge.received.map((entry) => entry.batch.pendingCount);
