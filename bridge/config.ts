@@ -5,7 +5,8 @@
  *   BROKER_URL            mqtts://host:8883 (mqtt:// only for tests)                        required
  *   TLS_CA, TLS_CERT, TLS_KEY   paths of the CA and the bridge's service certificate/key;
  *                         required for mqtts://
- *   BRIDGE_CLIENT_ID      MQTT client id = CN of the service certificate        default bridge
+ *   BRIDGE_CLIENT_ID      MQTT client id = CN of the service certificate (1-64 printable ASCII
+ *                         characters, no spaces)                                  default bridge
  *   BATCH_MAX_RECORDS     records per database transaction                       default 2000
  *   BATCH_MAX_MESSAGES    messages per database transaction                      default 500
  *   BATCH_MAX_BYTES       MQTT payload bytes per database transaction (1 KiB … 64 MiB)  default 4194304
@@ -14,11 +15,25 @@
  *   DB_POOL_SIZE          database connections                                     default 10
  *   DB_QUERY_TIMEOUT_MS   longest wait for one query's answer (a silently dead connection)  default 60000
  *   RETENTION_DAYS        telemetry retention (PostgreSQL job; CockroachDB uses its TTL)  default 90
- *   RETENTION_INTERVAL_MS how often the PostgreSQL retention job runs          default 3600000
+ *   RETENTION_INTERVAL_MS how often the PostgreSQL retention job runs (≤ 2^31-1, a Node.js timer)
+ *                                                                             default 3600000
+ *   RETENTION_CHUNK_SIZE  rows per DELETE of the retention job                    default 1000
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
+ *   SHUTDOWN_GRACE_MS     how long SIGTERM waits for a clean close before exiting 1  default 10000
+ *                         (common/process-lifecycle.ts)
  */
 import type { BatchLimits } from './ingest/batch-accumulator.js';
-import { envInt, envString, type Env } from '../common/env.js';
+import {
+  ConfigError,
+  envHost,
+  envInt,
+  envMqttUrl,
+  envString,
+  MAX_TIMER_MS,
+  redactUrlCredentials,
+  type Env,
+} from '../common/env.js';
+import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import { tlsFilesFromEnv, type TlsFiles } from '../common/tls-files.js';
 
 export interface BridgeConfig {
@@ -41,6 +56,8 @@ export interface BridgeConfig {
   retentionChunkSize: number;
   /** null: no HTTP server */
   http: { host: string; port: number } | null;
+  /** how long bridge/main.ts waits for close() after SIGTERM; not used by startBridge (in-process callers leave it out) */
+  shutdownGraceMs?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -59,16 +76,17 @@ export const BRIDGE_DEFAULTS = {
 
 export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
   const defaults = BRIDGE_DEFAULTS;
-  const brokerUrl = envString(env, 'BROKER_URL');
+  const databaseUrl = databaseUrlFrom(env);
+  const brokerUrl = envMqttUrl(env, 'BROKER_URL');
   return {
-    databaseUrl: envString(env, 'DATABASE_URL'),
+    databaseUrl,
     brokerUrl,
     tls:
       tlsFilesFromEnv(env, TLS_VARIABLES, {
-        required: /^(mqtts|tls|ssl|wss):/i.test(brokerUrl),
-        requiredBecause: 'for a TLS broker URL',
+        required: brokerUrl.startsWith('mqtts:'),
+        requiredBecause: 'for an mqtts:// BROKER_URL (mutual TLS)',
       }) ?? null,
-    clientId: envString(env, 'BRIDGE_CLIENT_ID', 'bridge'),
+    clientId: clientIdFrom(env),
     batch: {
       maxRecords: envInt(env, 'BATCH_MAX_RECORDS', defaults.batch.maxRecords, { min: 1, max: 50_000 }),
       maxMessages: envInt(env, 'BATCH_MAX_MESSAGES', defaults.batch.maxMessages, { min: 1, max: 10_000 }),
@@ -78,12 +96,46 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     maxInFlight: envInt(env, 'MAX_IN_FLIGHT', defaults.maxInFlight, { min: 1 }),
     dbPoolSize: envInt(env, 'DB_POOL_SIZE', defaults.dbPoolSize, { min: 1, max: 200 }),
     dbQueryTimeoutMs: envInt(env, 'DB_QUERY_TIMEOUT_MS', defaults.dbQueryTimeoutMs, { min: 100, max: 3_600_000 }),
-    retentionDays: envInt(env, 'RETENTION_DAYS', defaults.retentionDays, { min: 1 }),
-    retentionIntervalMs: envInt(env, 'RETENTION_INTERVAL_MS', defaults.retentionIntervalMs, { min: 1000 }),
+    retentionDays: envInt(env, 'RETENTION_DAYS', defaults.retentionDays, { min: 1, max: 36_500 }),
+    retentionIntervalMs: envInt(env, 'RETENTION_INTERVAL_MS', defaults.retentionIntervalMs, {
+      min: 1000,
+      max: MAX_TIMER_MS,
+    }),
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
     http: {
-      host: envString(env, 'HTTP_HOST', '0.0.0.0'),
+      host: envHost(env, 'HTTP_HOST', '0.0.0.0'),
       port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),
     },
+    shutdownGraceMs: shutdownGraceFromEnv(env),
   };
+}
+
+/** postgres:// or postgresql:// (what node-postgres takes); the password never appears in the error. */
+function databaseUrlFrom(env: Env): string {
+  const raw = envString(env, 'DATABASE_URL');
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(raw).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
+    throw new ConfigError(
+      `DATABASE_URL must be a postgres:// or postgresql:// URL, got '${redactUrlCredentials(raw)}'`,
+    );
+  }
+  return raw;
+}
+
+/** The broker accepts client ids of up to 64 characters; the id is the CN of the bridge's certificate. */
+const CLIENT_ID = /^[\x21-\x7e]{1,64}$/;
+
+function clientIdFrom(env: Env): string {
+  const clientId = envString(env, 'BRIDGE_CLIENT_ID', 'bridge');
+  if (!CLIENT_ID.test(clientId)) {
+    throw new ConfigError(
+      `BRIDGE_CLIENT_ID must be 1-64 printable ASCII characters without spaces (the CN of the bridge's certificate), got '${clientId}'`,
+    );
+  }
+  return clientId;
 }

@@ -2,6 +2,7 @@
  * The bridge service: migrate the database, ingest devices/+/telemetry into it, confirm with
  * sync/ack, run the PostgreSQL retention job, serve /metrics and /healthz.
  */
+import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import type { BridgeConfig } from './config.js';
 import { closeDatabase, openDatabase } from './db/connection.js';
@@ -9,7 +10,6 @@ import type { SqlDialect } from './db/dialect.js';
 import { migrate } from './db/migrate.js';
 import { startRetentionScheduler } from './db/retention.js';
 import type { TransactionRetryOptions } from './db/transaction-retry.js';
-import { startHealthServer, type RunningHealthServer } from './http/health-server.js';
 import { IngestPipeline } from './ingest/ingest-pipeline.js';
 import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
@@ -24,8 +24,11 @@ export interface RunningBridge {
   httpPort: number | null;
   /** the same checks as /healthz */
   health(): Promise<{ database: boolean; broker: boolean }>;
-  /** Finishes the batch in progress, then disconnects; unacknowledged messages stay with the broker. */
-  stop(): Promise<void>;
+  /**
+   * Finishes the batch in progress, then disconnects; unacknowledged messages stay with the broker.
+   * Idempotent: a second call returns the same promise.
+   */
+  close(): Promise<void>;
 }
 
 export async function startBridge(config: BridgeConfig, options: { logger?: Logger } = {}): Promise<RunningBridge> {
@@ -82,37 +85,46 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     broker: mqtt.isConnected(),
   });
 
-  let http: RunningHealthServer | null = null;
+  let http: HttpEndpoint | null = null;
   try {
     await mqtt.start();
     if (config.http) {
-      http = await startHealthServer({
+      http = await startHttpEndpoint({
+        name: 'bridge metrics endpoint',
         ...config.http,
-        registry: metrics.registry,
-        checks: { database: async () => (await health()).database, broker: () => Promise.resolve(mqtt.isConnected()) },
+        logger,
+        routes: {
+          '/metrics': metricsRoute(metrics.registry),
+          '/healthz': healthRoute({
+            database: async () => (await health()).database,
+            broker: () => mqtt.isConnected(),
+          }),
+        },
       });
     }
   } catch (error) {
-    await retention.stop();
-    await pipeline.stop();
+    await retention.close();
+    await pipeline.close();
     await mqtt.close();
     await closeDatabase(db);
     throw error;
   }
   logger.info({ dialect, httpPort: http?.port ?? null, batch: config.batch }, 'bridge started');
 
+  const close = async (): Promise<void> => {
+    await retention.close();
+    await pipeline.close();
+    await mqtt.close();
+    await http?.close();
+    await closeDatabase(db);
+    logger.info('bridge closed');
+  };
+  let closing: Promise<void> | undefined;
   return {
     dialect,
     metrics,
     httpPort: http?.port ?? null,
     health,
-    stop: async () => {
-      await retention.stop();
-      await pipeline.stop();
-      await mqtt.close();
-      await http?.close();
-      await closeDatabase(db);
-      logger.info('bridge stopped');
-    },
+    close: () => (closing ??= close()),
   };
 }

@@ -1,6 +1,6 @@
 /**
  * Cluster mode: several broker nodes behind one load balancer share one Redis
- * (BROKER_REDIS_URL, config/broker.ts). Each node gets its own three connections:
+ * (BROKER_REDIS_URL, broker/config.ts). Each node gets its own three connections:
  *
  *   mqemitter-redis (2 connections: publish + subscribe)  routes every message to every node
  *     through Redis pub/sub, so a subscriber on node B gets what a client published on node A;
@@ -12,8 +12,8 @@
  *
  * Hazards:
  * - Wills of a crashed node are fired by the surviving nodes only after its heartbeats have been
- *   missing for 3 intervals, checked every 4 intervals: ~3-4 × BROKER_HEARTBEAT_MS (default
- *   15 s, so 45-60 s). Every live node may fire the same will (duplicates are possible), and it
+ *   missing for 3 intervals, checked every 4 intervals: 3-7 × BROKER_HEARTBEAT_MS after its last one (default
+ *   15 s, so 45-105 s). Every live node may fire the same will (duplicates are possible), and it
  *   fires even when the device has already reconnected to another node, so a stale
  *   `{online:false}` can overwrite a newer retained status: order status by its `at`.
  *   A clean shutdown (SIGTERM) closes the clients, so their wills fire at once.
@@ -25,7 +25,7 @@
  *   and /healthz reports unhealthy; run it with replication/persistence for production. Queued
  *   messages of clean:false sessions do not expire (no packetTTL): a device that never returns
  *   keeps its queue in Redis until its session is cleaned.
- * - Each start uses a fresh broker id (clusterBrokerId below): see config/broker.ts for why.
+ * - Each start uses a fresh broker id (clusterBrokerId below): see broker/config.ts for why.
  * - Use every node with the same aedes and aedes-persistence-redis version: the key layouts differ
  *   between major versions.
  */
@@ -63,9 +63,10 @@ const requireHere = createRequire(import.meta.url);
 // offline-queue results (stream.pipe), and only the main export's adapter (aedes-persistence's
 // CallBackPersistence) turns the async class' generators into streams. Its methods return
 // promises when called without a callback, which is how aedes 1.x calls them.
-const createRedisPersistence = requireHere('aedes-persistence-redis') as RedisPersistenceFactory;
-// the very ioredis the two packages use (it is their dependency, not ours)
-const { Redis: RedisClient } = createRequire(requireHere.resolve('mqemitter-redis'))('ioredis') as {
+// Exported for tests/unit/upstream-internals.test.ts, which checks these shapes on every upgrade.
+export const createRedisPersistence = requireHere('aedes-persistence-redis') as RedisPersistenceFactory;
+// the very ioredis the two packages use (package.json pins the same version, 5.11.1)
+export const { Redis: RedisClient } = createRequire(requireHere.resolve('mqemitter-redis'))('ioredis') as {
   Redis: new (options: RedisOptions) => Redis;
 };
 
@@ -111,8 +112,8 @@ export async function createRedisBackends(
 
   const closeTimeoutMs = options.closeTimeoutMs ?? 2_000;
   const mq = MQEmitterRedis({ pubConn: connections.publish, subConn: connections.subscribe });
-  // mqemitter-redis re-emits connection errors here, and an 'error' without a listener throws;
-  // connect() below already logs them
+  // mqemitter-redis 7.2.1 re-emits connection errors on its internal `state` emitter, and an
+  // 'error' without a listener throws; connect() below already logs them
   (mq as unknown as { state: NodeJS.EventEmitter }).state.on('error', () => {});
   boundClose(mq, closeTimeoutMs, () => {
     connections.publish.disconnect();

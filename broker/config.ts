@@ -12,7 +12,9 @@
  *                        cluster: the node's name, see "Broker id" below (default: the host name)
  *   BROKER_REDIS_URL     cluster mode: redis://[[user]:password@]host[:port][/db] shared by all nodes
  *   BROKER_HEARTBEAT_MS  aedes heartbeat interval (default 15000 in cluster mode, aedes' 60000
- *                        standalone); a crashed node's wills fire ~3-4 intervals after its last beat
+ *                        standalone); a crashed node's wills fire 3-7 intervals after its last beat
+ *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
+ *                        common/process-lifecycle.ts)
  *
  * Broker id in cluster mode. No session key depends on it: subscriptions and offline queues are
  * keyed by clientId only (client:<clientId>, outgoing:<clientId>), so a device resumes its session
@@ -26,7 +28,8 @@
  * ':') nor MQTT separators or wildcards (the id is a level of the $SYS heartbeat topics).
  */
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
-import { ConfigError, envInt, envOptional, envString, type Env } from '../common/env.js';
+import { ConfigError, envHost, envInt, envOptional, envString, redactUrlCredentials, type Env } from '../common/env.js';
+import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import type { TlsFileNames, TlsFilePaths } from '../common/tls-files.js';
 
 /** MQTT's "remaining length" cannot exceed 268,435,455 bytes; leave room for the topic. */
@@ -61,6 +64,8 @@ export interface BrokerConfig {
   cluster: BrokerClusterConfig | undefined;
   /** undefined: aedes' default */
   heartbeatMs: number | undefined;
+  /** how long main.ts waits for close() after SIGTERM */
+  shutdownGraceMs: number;
 }
 
 export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
@@ -71,7 +76,7 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
   const heartbeatDefault = cluster === undefined ? undefined : DEFAULT_CLUSTER_HEARTBEAT_MS;
   const heartbeatRaw = envOptional(env, 'BROKER_HEARTBEAT_MS');
   return {
-    host: envString(env, 'BROKER_HOST', '0.0.0.0'),
+    host: envHost(env, 'BROKER_HOST', '0.0.0.0'),
     port: envInt(env, 'BROKER_PORT', 8883, { min: 0, max: 65_535 }),
     tls: {
       certPath: envString(env, 'BROKER_TLS_CERT', 'certs/dev/broker.crt'),
@@ -87,6 +92,7 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
       heartbeatRaw === undefined
         ? heartbeatDefault
         : envInt(env, 'BROKER_HEARTBEAT_MS', 0, { min: 1_000, max: 3_600_000 }),
+    shutdownGraceMs: shutdownGraceFromEnv(env),
   };
 }
 
@@ -117,7 +123,7 @@ const REDIS_URL_FORM = 'redis://[[user]:password@]host[:port][/db]';
 /** Parses BROKER_REDIS_URL; a ConfigError that names the variable and never echoes a password. */
 export function parseRedisUrl(raw: string, name = 'BROKER_REDIS_URL'): RedisEndpoint {
   const fail = (problem: string) =>
-    new ConfigError(`${name} ${problem} (expected ${REDIS_URL_FORM}, got '${redactUrl(raw)}')`);
+    new ConfigError(`${name} ${problem} (expected ${REDIS_URL_FORM}, got '${redactUrlCredentials(raw)}')`);
   let url: URL;
   try {
     url = new URL(raw);
@@ -150,9 +156,4 @@ export function describeRedisEndpoint(endpoint: RedisEndpoint): string {
   const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
   const credentials = endpoint.username === undefined && endpoint.password === undefined ? '' : '***@';
   return `redis://${credentials}${host}:${endpoint.port}/${endpoint.db}`;
-}
-
-function redactUrl(raw: string): string {
-  // greedy up to the last '@': a password with an unescaped '/' or '@' is masked too
-  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, (_match, scheme: string | undefined) => `${scheme ?? ''}***@`);
 }

@@ -1,19 +1,20 @@
 /**
- * Broker process: `npx tsx broker/main.ts` (configuration: config/broker.ts).
+ * Broker process: `npx tsx broker/main.ts` (configuration: broker/config.ts).
  * For a local run, create certificates first: `npx tsx certs/cli.ts dev`.
  * Cluster mode (BROKER_REDIS_URL): ./cluster-backends.ts.
+ * Start-up failures, SIGTERM/SIGINT and the exit code: common/process-lifecycle.ts.
  */
 import { createLogger } from '../common/logger.js';
+import { runProcess } from '../common/process-lifecycle.js';
 import { readTlsFiles } from '../common/tls-files.js';
-import { BROKER_TLS_VARIABLES, loadBrokerConfig } from './config.js';
+import { BROKER_TLS_VARIABLES, loadBrokerConfig, type BrokerConfig } from './config.js';
 import { clusterBrokerId, createRedisBackends } from './cluster-backends.js';
-import { startBroker, type BrokerBackends } from './server.js';
+import { startBroker, type BrokerBackends, type RunningBroker } from './server.js';
 
-const SHUTDOWN_GRACE_MS = 10_000;
+const logger = createLogger('broker');
 
-async function main(): Promise<void> {
-  const logger = createLogger('broker');
-  const config = loadBrokerConfig();
+async function start(config: BrokerConfig): Promise<RunningBroker> {
+  const tls = readTlsFiles(config.tls, BROKER_TLS_VARIABLES);
   let brokerId = config.brokerId;
   let backends: BrokerBackends | undefined;
   if (config.cluster !== undefined) {
@@ -21,8 +22,9 @@ async function main(): Promise<void> {
     logger.info({ brokerId, redis: config.cluster.redisUrlForLogs, heartbeatMs: config.heartbeatMs }, 'cluster mode');
     backends = await createRedisBackends(config.cluster.redisUrl, logger);
   }
-  const broker = await startBroker({
-    tls: readTlsFiles(config.tls, BROKER_TLS_VARIABLES),
+  // startBroker owns the backends from here: it closes them when it fails
+  return startBroker({
+    tls,
     host: config.host,
     port: config.port,
     maxPayloadBytes: config.maxPayloadBytes,
@@ -32,35 +34,6 @@ async function main(): Promise<void> {
     ...(config.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: config.heartbeatMs }),
     ...(backends === undefined ? {} : { backends }),
   });
-
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    const forceExit = setTimeout(() => {
-      logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'shutdown took too long: exiting');
-      process.exit(1);
-    }, SHUTDOWN_GRACE_MS);
-    forceExit.unref();
-    broker.close().then(
-      () => {
-        process.exitCode = 0;
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, 'error while shutting down');
-        process.exitCode = 1;
-      },
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? `broker failed to start: ${error.message}` : error);
-  process.exitCode = 1;
-});
+void runProcess({ name: 'broker', logger, loadConfig: () => loadBrokerConfig(), start });

@@ -11,6 +11,8 @@ export interface BrokerMetrics {
   deniedSubscriptions: Counter<'role'>;
   deniedDeliveries: Counter<'role'>;
   oversizePackets: Counter;
+  /** label listener: 'mqtts' or 'metrics'; label code: the errno code, e.g. EMFILE */
+  listenerErrors: Counter<'listener' | 'code'>;
 }
 
 export function createBrokerMetrics(registry: Registry, connectedClientCount: () => number): BrokerMetrics {
@@ -51,6 +53,12 @@ export function createBrokerMetrics(registry: Registry, connectedClientCount: ()
     oversizePackets: new Counter({
       name: 'mqtt_broker_oversize_packets_total',
       help: 'Incoming MQTT packets refused by their declared length before being buffered',
+      registers: [registry],
+    }),
+    listenerErrors: new Counter({
+      name: 'mqtt_broker_listener_errors_total',
+      help: 'Errors of a listening server after start-up (e.g. a failed accept), logged; the broker keeps running',
+      labelNames: ['listener', 'code'],
       registers: [registry],
     }),
   };

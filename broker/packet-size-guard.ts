@@ -49,6 +49,7 @@ function isParser(value: unknown): value is MqttPacketParserInternals {
   );
 }
 
+// G7 (partial): bounded memory per connection: an oversize packet is refused before buffering
 /**
  * Installs the limit on one client's parser; call right after `aedes.handle(socket)`.
  * Returns false when the parser does not have the expected shape (nothing installed).

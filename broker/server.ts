@@ -1,17 +1,27 @@
 /**
  * One broker node: Aedes behind a mutual-TLS listener (TLS 1.3 only, client certificate required
  * and verified against the cluster CA). Identity and topic permissions: ./authorization-hooks.ts.
+ *
+ * Both listeners (MQTTS and the metrics endpoint) have an 'error' listener for as long as they
+ * run: an 'error' event without one is thrown by Node.js as an uncaught exception and ends the
+ * process, so one failed accept() would take down every connected device. Errors are logged with
+ * their code and counted (mqtt_broker_listener_errors_total{listener,code}). Running out of file
+ * descriptors does not reach this handler on Linux (checked with prlimit on Node.js 20: libuv
+ * keeps a spare descriptor, accepts the connection with it and closes it at once, "EMFILE
+ * trick", src/unix/stream.c); the errors that do (ENFILE without a spare descriptor, ENOBUFS,
+ * ENOMEM, EPERM from a firewall hook) are just as rare, which is why the handler is tested by
+ * emitting the event (tests/integration/broker-lifecycle.test.ts).
  */
 import type { Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
 import { Registry } from 'prom-client';
+import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import type { TlsFiles } from '../common/tls-files.js';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
-import { startMetricsEndpoint, type RunningMetricsEndpoint } from './metrics-endpoint.js';
 import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
 
 /**
@@ -54,7 +64,7 @@ export interface BrokerOptions {
   keepaliveLimitSeconds?: number;
   /** disconnect a client whose socket has not drained for this long; default 30 s */
   drainTimeoutMs?: number;
-  /** aedes heartbeat; in a cluster a crashed node's wills fire after ~3-4 of these; default aedes' 60 s */
+  /** aedes heartbeat; in a cluster a crashed node's wills fire 3-7 of these after its last beat; default aedes' 60 s */
   heartbeatIntervalMs?: number;
   backends?: BrokerBackends;
 }
@@ -63,6 +73,8 @@ export interface RunningBroker {
   host: string;
   port: number;
   aedes: Aedes;
+  /** the mutual-TLS listener, for inspection; end it with close() */
+  server: TlsServer;
   registry: Registry;
   metrics: BrokerMetrics;
   /** set when options.metricsPort was given */
@@ -132,15 +144,31 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     throw error;
   }
   const port = (server.address() as { port: number }).port;
+  server.on('error', (error: NodeJS.ErrnoException) => {
+    metrics.listenerErrors.inc({ listener: 'mqtts', code: error.code ?? 'unknown' });
+    logger.error({ err: error, code: error.code }, `MQTT listener error (the broker keeps running): ${error.message}`);
+  });
 
-  let endpoint: RunningMetricsEndpoint | undefined;
+  let endpoint: HttpEndpoint | undefined;
   if (options.metricsPort !== undefined) {
     try {
-      endpoint = await startMetricsEndpoint({
+      endpoint = await startHttpEndpoint({
+        name: 'broker metrics endpoint',
         host: options.metricsHost ?? host,
         port: options.metricsPort,
-        registry,
-        isHealthy: () => server.listening && !aedes.closed && (backends?.isHealthy?.() ?? true),
+        logger,
+        onError: (error) => metrics.listenerErrors.inc({ listener: 'metrics', code: error.code ?? 'unknown' }),
+        routes: {
+          '/metrics': metricsRoute(registry),
+          '/healthz': healthRoute(
+            {
+              listener: () => server.listening,
+              aedes: () => !aedes.closed,
+              backends: () => backends?.isHealthy?.() ?? true,
+            },
+            { body: (_results, healthy) => ({ status: healthy ? 'ok' : 'unavailable' }) },
+          ),
+        },
       });
     } catch (error) {
       await shutdown(server, aedes, sockets, undefined);
@@ -158,6 +186,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     host,
     port,
     aedes,
+    server,
     registry,
     metrics,
     metricsPort: endpoint?.port,
@@ -273,7 +302,7 @@ async function shutdown(
   server: TlsServer,
   aedes: Aedes,
   sockets: Set<Socket>,
-  endpoint: RunningMetricsEndpoint | undefined,
+  endpoint: HttpEndpoint | undefined,
 ): Promise<void> {
   const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
   await closeAedes(aedes);

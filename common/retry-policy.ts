@@ -1,6 +1,6 @@
 /**
  * Pure retry and backoff decisions (no timers, no I/O), shared by the edge uplink's reconnects
- * and the bridge's transaction retries. Defaults follow the design: 1 s initial, ×2, 60 s cap,
+ * and the bridge's transaction retries. Defaults: 1 s initial, ×2, 60 s cap,
  * 5 attempts for an operation; reconnects never give up.
  */
 

@@ -13,9 +13,12 @@ import { freePort } from './free-port.js';
 export interface ControlPlaneProcesses {
   brokerPort: number;
   bridgeHttpPort: number;
+  /** The pid of the running process (e.g. to freeze it with SIGSTOP before a crash). */
+  pid(name: 'broker' | 'bridge'): number;
   /** Kills one process with `signal` (a crash with SIGKILL), starts it again and waits until it is healthy. */
   restart(name: 'broker' | 'bridge', signal?: NodeJS.Signals): Promise<void>;
-  stop(): Promise<void>;
+  /** SIGTERM to the bridge, then the broker (SIGKILL after 10 s each); idempotent */
+  close(): Promise<void>;
 }
 
 export interface Spawned {
@@ -113,7 +116,7 @@ export async function startControlPlaneProcesses(options: {
     running.set(name, spawned);
     await waitHealthy(spawned, definition.healthUrl);
   };
-  const stop = async () => {
+  const stopAll = async () => {
     for (const name of ['bridge', 'broker'] as const) {
       const spawned = running.get(name);
       if (spawned) await stopProcess(spawned);
@@ -123,17 +126,23 @@ export async function startControlPlaneProcesses(options: {
     await start('broker');
     await start('bridge');
   } catch (error) {
-    await stop();
+    await stopAll();
     throw error;
   }
+  let closing: Promise<void> | undefined;
   return {
     brokerPort,
     bridgeHttpPort,
+    pid(name) {
+      const pid = running.get(name)?.child.pid;
+      if (pid === undefined) throw new Error(`${name} is not running`);
+      return pid;
+    },
     async restart(name, signal = 'SIGKILL') {
       const spawned = running.get(name);
       if (spawned) await stopProcess(spawned, 10_000, signal);
       await start(name);
     },
-    stop,
+    close: () => (closing ??= stopAll()),
   };
 }

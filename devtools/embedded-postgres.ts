@@ -16,7 +16,7 @@ export interface EmbeddedPostgresOptions {
   port: number;
   /** data directory; default: a fresh directory under os.tmpdir(). A cluster already in it is reused. */
   databaseDir?: string;
-  /** keep the data directory after stop(); default false (it is deleted) */
+  /** keep the data directory after close(); default false (it is deleted) */
   persistent?: boolean;
   /** extra postgres flags, e.g. ['-c', 'fsync=off'] */
   postgresFlags?: string[];
@@ -29,7 +29,8 @@ export interface RunningEmbeddedPostgres {
   connectionString: string;
   port: number;
   databaseDir: string;
-  stop(): Promise<void>;
+  /** stops the server (and deletes the data directory unless persistent); idempotent */
+  close(): Promise<void>;
 }
 
 const USER = 'postgres';
@@ -71,10 +72,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     if (!(options.persistent ?? false)) await rm(databaseDir, { recursive: true, force: true });
     throw error;
   }
+  let closing: Promise<void> | undefined;
   return {
     connectionString: `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/postgres`,
     port: options.port,
     databaseDir,
-    stop: () => server.stop(),
+    close: () => (closing ??= server.stop()),
   };
 }

@@ -59,18 +59,21 @@ export interface LocalSystem {
   certificates: CertificateBundle;
   /** a connection of our own to the control-plane database, for checking results */
   db: Database;
-  stop(): Promise<void>;
+  /** stops everything in reverse order of start; idempotent */
+  close(): Promise<void>;
 }
 
 const QUICK_RECONNECT: BackoffPolicy = { initialDelayMs: 200, maxDelayMs: 2000, multiplier: 2, jitter: 'equal' };
 
 export async function startLocalSystem(options: LocalSystemOptions): Promise<LocalSystem> {
   const cleanup: Array<() => Promise<unknown>> = [];
-  const stop = async () => {
-    for (const step of cleanup.reverse()) {
-      await step().catch((error: unknown) => options.logger.warn({ err: error }, 'shutdown step failed'));
-    }
-  };
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      for (const step of cleanup.reverse()) {
+        await step().catch((error: unknown) => options.logger.warn({ err: error }, 'shutdown step failed'));
+      }
+    })());
   try {
     mkdirSync(options.dataDir, { recursive: true });
     const certificates = await ensureDevCertificates({
@@ -82,7 +85,7 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
 
     // its own fresh directory under os.tmpdir(): the postgres OS user must be able to reach it
     const postgres = await startEmbeddedPostgres({ port: await freePort() });
-    cleanup.push(() => postgres.stop());
+    cleanup.push(() => postgres.close());
 
     const controlPlane =
       options.controlPlane === 'child-processes'
@@ -92,7 +95,7 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
             logDir: options.dataDir,
           })
         : await startInProcessControlPlane(certificates, postgres.connectionString, options);
-    cleanup.push(() => controlPlane.stop());
+    cleanup.push(() => controlPlane.close());
     const broker = { port: controlPlane.brokerPort };
     const bridge = { httpPort: controlPlane.bridgeHttpPort };
     const brokerUrl = (port: number) => `mqtts://127.0.0.1:${port}`;
@@ -116,7 +119,7 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
         ...options.edge,
         logger: options.logger,
       });
-      cleanup.push(() => agent.stop());
+      cleanup.push(() => agent.close());
       devices.push({ deviceId, agent, uplink, sensorUrl: `mqtt://127.0.0.1:${agent.sensorPort}` });
     }
 
@@ -127,9 +130,9 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
     });
     cleanup.push(() => closeDatabase(db));
 
-    return { postgres, broker, bridge, devices, certificates, db, stop };
+    return { postgres, broker, bridge, devices, certificates, db, close };
   } catch (error) {
-    await stop();
+    await close();
     throw error;
   }
 }
@@ -138,7 +141,7 @@ async function startInProcessControlPlane(
   certificates: CertificateBundle,
   databaseUrl: string,
   options: LocalSystemOptions,
-): Promise<{ brokerPort: number; bridgeHttpPort: number | null; stop(): Promise<void> }> {
+): Promise<{ brokerPort: number; bridgeHttpPort: number | null; close(): Promise<void> }> {
   const brokerTls = readTlsFiles({
     caPath: certificates.ca.certPath,
     certPath: certificates.broker.certPath,
@@ -171,13 +174,15 @@ async function startInProcessControlPlane(
     await broker.close();
     throw error;
   }
+  let closing: Promise<void> | undefined;
   return {
     brokerPort: broker.port,
     bridgeHttpPort: bridge.httpPort,
-    stop: async () => {
-      await bridge.stop();
-      await broker.close();
-    },
+    close: () =>
+      (closing ??= (async () => {
+        await bridge.close();
+        await broker.close();
+      })()),
   };
 }
 

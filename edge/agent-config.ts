@@ -1,6 +1,6 @@
 /**
  * Configuration of one edge agent. Only the identity, the database and the broker are required;
- * everything else has the defaults of the design (30 s sync interval and ack timeout, 4 batches
+ * everything else has defaults (30 s sync interval and ack timeout, 4 batches
  * in flight, 1 s → 60 s reconnect backoff).
  */
 import type { BackoffPolicy } from '../common/retry-policy.js';
@@ -35,6 +35,10 @@ export interface EdgeAgentConfig {
   reconnectPolicy?: BackoffPolicy;
   /** how long local history is kept (see edge/history-pruner.ts); defaults: synced 72 h, diagnostics 30 days, hourly */
   historyRetention?: Partial<HistoryRetention>;
+  /** serve GET /metrics on this port (0 picks one, see EdgeAgent.metricsPort); no HTTP endpoint when omitted */
+  metricsPort?: number;
+  /** default 127.0.0.1: the metrics stay on the device unless asked otherwise */
+  metricsHost?: string;
   /** default: a pino logger named edge-agent */
   logger?: Logger;
 }

@@ -5,6 +5,7 @@
  *   sensor --QoS 1--> listener --group commit--> libSQL --claim--> uplink --batch--> broker/bridge
  *                          ^ PUBACK after commit                     ^ synced only on sync/ack
  */
+import { metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger } from '../common/logger.js';
 import { isDeviceId } from '../schemas/topics.js';
 import type { TelemetryRecord } from '../schemas/messages.js';
@@ -32,13 +33,16 @@ export interface EdgeAgent {
   readonly deviceId: string;
   /** the port the sensor listener actually listens on */
   readonly sensorPort: number;
+  /** the port of GET /metrics; undefined when config.metricsPort was not given */
+  readonly metricsPort: number | undefined;
   readonly metrics: EdgeMetrics;
   stats(): Promise<EdgeAgentStats>;
   /**
    * Graceful stop: refuses new sensor connections and readings, lets every reading already
    * received commit and be acknowledged, stops the uplink (online:false), closes the database.
+   * Idempotent: a second call returns the same promise.
    */
-  stop(): Promise<void>;
+  close(): Promise<void>;
 }
 
 export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent> {
@@ -87,34 +91,57 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       metrics,
     });
   } catch (error) {
-    await uplink.stop();
+    await uplink.close();
     await store.close();
     throw error;
   }
+  let endpoint: HttpEndpoint | undefined;
+  if (config.metricsPort !== undefined) {
+    try {
+      endpoint = await startHttpEndpoint({
+        name: 'edge metrics endpoint',
+        host: config.metricsHost ?? '127.0.0.1',
+        port: config.metricsPort,
+        logger,
+        routes: { '/metrics': metricsRoute(metrics.registry) },
+      });
+    } catch (error) {
+      await listener.close();
+      await writer.close();
+      await uplink.close();
+      await store.close();
+      throw error;
+    }
+  }
   const pruner = startHistoryPruner(store, { ...DEFAULT_HISTORY_RETENTION, ...config.historyRetention }, logger);
-  logger.info({ sensorPort: listener.port, brokerUrl: config.brokerUrl }, 'edge agent started');
+  logger.info(
+    { sensorPort: listener.port, metricsPort: endpoint?.port, brokerUrl: config.brokerUrl },
+    'edge agent started',
+  );
 
-  let stopping: Promise<void> | null = null;
-  async function stop(): Promise<void> {
-    await pruner.stop();
+  let closing: Promise<void> | null = null;
+  async function close(): Promise<void> {
+    await pruner.close();
     await listener.close();
     await writer.close();
-    await uplink.stop();
+    await uplink.close();
+    await endpoint?.close();
     await store.close();
-    logger.info('edge agent stopped');
+    logger.info('edge agent closed');
   }
 
   return {
     deviceId: config.deviceId,
     sensorPort: listener.port,
+    metricsPort: endpoint?.port,
     metrics,
     async stats() {
       const [counts, rejectedReadings] = await Promise.all([store.countByStatus(), store.countRejectedReadings()]);
       return { ...counts, rejectedReadings, inFlightBatches: uplink.inFlightBatches, connected: uplink.connected };
     },
-    stop: () => {
-      stopping ??= stop();
-      return stopping;
+    close: () => {
+      closing ??= close();
+      return closing;
     },
   };
 }

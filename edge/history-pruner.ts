@@ -35,6 +35,7 @@ export function historyCutoffs(nowMs: number, retention: HistoryRetention): Hist
 
 const emptyPruned = (): PrunedRows => ({ synced: 0, failed: 0, syncLog: 0, rejectedReadings: 0 });
 
+// G8 (partial): bounds synced readings and diagnostics; pending readings have no cap yet
 /** Prunes chunk after chunk until a chunk deletes less than chunkSize from every table. */
 export async function pruneHistoryOnce(
   store: TelemetryStore,
@@ -55,7 +56,8 @@ export async function pruneHistoryOnce(
 }
 
 export interface HistoryPruner {
-  stop(): Promise<void>;
+  /** stops the timer and waits for a running pass; idempotent (a second call returns the same promise) */
+  close(): Promise<void>;
 }
 
 export function startHistoryPruner(
@@ -76,10 +78,12 @@ export function startHistoryPruner(
   const timer = setInterval(run, retention.intervalMs);
   timer.unref();
   run(); // also at start: a device restarted more often than intervalMs would otherwise never prune
+  let closing: Promise<void> | undefined;
   return {
-    async stop() {
+    close() {
       clearInterval(timer);
-      await running;
+      closing ??= running.then(() => undefined);
+      return closing;
     },
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Wire types of the MQTT topic contract (see README "Topic contract" and ../shared/ARCHITECTURE.md).
+ * Wire types of the MQTT topic contract (docs/contract.md); the topics themselves are in ./topics.ts.
  * Every payload is UTF-8 JSON so that mosquitto_sub and MQTT Explorer can read it.
  */
 

@@ -228,6 +228,6 @@ const result = {
 writeFileSync(join(dataDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
 
 await Promise.all(sensors.map((sensor) => sensor.close()));
-await system.stop();
+await system.close();
 logger.flush();
 process.exit(0);

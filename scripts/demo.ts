@@ -189,6 +189,6 @@ if (keepRunning) {
 
 await watcher.endAsync();
 await Promise.all([...sensorsByDevice.values()].flat().map((sensor) => sensor.close()));
-await system.stop();
+await system.close();
 logger.flush();
 process.exit(allMatch ? 0 : 1);

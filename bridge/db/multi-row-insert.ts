@@ -1,6 +1,6 @@
 /**
  * Multi-row INSERT statements of bounded size: the rows are formatted once (pg-promise puts the
- * values inline), then grouped by bridge/ingest/statement-chunks.ts into statements of at most
+ * values inline), then grouped by bridge/db/statement-chunks.ts into statements of at most
  * 500 rows and 4 MiB of SQL text each, every statement ending with the same `suffix`
  * (ON CONFLICT …, RETURNING …). Run all of them in the same transaction.
  */

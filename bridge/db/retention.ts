@@ -28,6 +28,7 @@ const DELETE_CHUNK = `DELETE FROM telemetry_data WHERE id IN (
   SELECT id FROM telemetry_data WHERE synced_at < now() - ($1 * INTERVAL '1 day') LIMIT $2
 )`;
 
+// G8 (partial): telemetry_data's bound on PostgreSQL (CockroachDB: row-level TTL)
 /** Deletes expired telemetry until a chunk comes back short. */
 export async function deleteExpiredTelemetry(db: Database, options: RetentionOptions): Promise<RetentionPass> {
   if (options.dialect === 'cockroachdb') return { deleted: 0, chunks: 0 };
@@ -50,8 +51,8 @@ export async function deleteExpiredTelemetry(db: Database, options: RetentionOpt
 export interface RetentionScheduler {
   /** runs one pass now (also what the timer does); resolves when it is done */
   runNow(): Promise<RetentionPass>;
-  /** stops the timer and waits for a running pass */
-  stop(): Promise<void>;
+  /** stops the timer and waits for a running pass; idempotent (a second call returns the same promise) */
+  close(): Promise<void>;
 }
 
 /**
@@ -64,11 +65,13 @@ export function startRetentionScheduler(
 ): RetentionScheduler {
   if (options.dialect === 'cockroachdb') {
     options.logger.info('telemetry retention is CockroachDB row-level TTL; no retention job');
-    return { runNow: () => Promise.resolve({ deleted: 0, chunks: 0 }), stop: () => Promise.resolve() };
+    const closed = Promise.resolve();
+    return { runNow: () => Promise.resolve({ deleted: 0, chunks: 0 }), close: () => closed };
   }
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<RetentionPass> | undefined;
   let stopped = false;
+  let closing: Promise<void> | undefined;
 
   const runNow = (): Promise<RetentionPass> => {
     running ??= deleteExpiredTelemetry(db, options).finally(() => {
@@ -92,10 +95,14 @@ export function startRetentionScheduler(
 
   return {
     runNow,
-    stop: async () => {
+    close: () => {
       stopped = true;
       clearTimeout(timer);
-      await running?.catch(() => undefined);
+      closing ??= (running ?? Promise.resolve()).then(
+        () => undefined,
+        () => undefined,
+      );
+      return closing;
     },
   };
 }

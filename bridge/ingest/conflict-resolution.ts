@@ -77,6 +77,7 @@ export const RECORD_OF_ANOTHER_DEVICE = 'record id belongs to another device';
 
 const CONFLICT_ID_NAMESPACE = 'mqtt-edge-sync/conflict-log';
 
+// G4: idempotent by id, the higher version wins, a tie goes to the larger content hash
 /** The rule for one incoming record against the current row with its id (if any). */
 export function decide(incoming: TelemetryRow, current: TelemetryRow | undefined): RecordDecision {
   if (current === undefined) return { kind: 'insert' };

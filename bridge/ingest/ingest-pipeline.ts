@@ -36,7 +36,7 @@ export interface IngestPipelineOptions {
   limits?: BatchLimits;
   /** wait after a failed batch; default 100 ms doubling to 5 s */
   failureBackoff?: BackoffPolicy;
-  /** stop() waits at most this long for sync/ack publishes in progress; default 5 s */
+  /** close() waits at most this long for sync/ack publishes in progress; default 5 s */
   drainTimeoutMs?: number;
   now?: () => number;
 }
@@ -62,6 +62,7 @@ export class IngestPipeline {
   private backoffTimer: NodeJS.Timeout | undefined;
   private consecutiveFailures = 0;
   private stopped = false;
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly options: IngestPipelineOptions) {
     this.accumulator = new BatchAccumulator(options.limits ?? DEFAULT_BATCH_LIMITS, (message) => ({
@@ -83,6 +84,7 @@ export class IngestPipeline {
         inbound.ack();
         return;
       case 'unreadable':
+        // G5: an unreadable message gets an error ack and is acknowledged, so it blocks nobody
         this.options.logger.warn({ deviceId: parsed.deviceId, error: parsed.ack.error }, 'telemetry batch rejected');
         this.options.metrics.recordsRejected.inc(parsed.ack.rejected.length);
         inbound.committed();
@@ -97,9 +99,14 @@ export class IngestPipeline {
   /**
    * Stops taking messages, lets the batch being written finish, waits (bounded) for the sync/ack
    * publishes in progress, and releases what is still queued: unacknowledged, the broker
-   * delivers those again.
+   * delivers those again. Idempotent: a second call returns the same promise.
    */
-  async stop(): Promise<void> {
+  close(): Promise<void> {
+    this.closing ??= this.drainAndClose();
+    return this.closing;
+  }
+
+  private async drainAndClose(): Promise<void> {
     this.stopped = true;
     await this.writing;
     clearTimeout(this.lingerTimer);
@@ -186,6 +193,7 @@ export class IngestPipeline {
       { messages: batch.length, upserted: result.upserted, conflicts: result.conflictsLogged, seconds },
       'telemetry batch committed',
     );
+    // G2: the batch is committed; only now is each message's sync/ack published (confirm)
     for (const message of batch) message.inbound.committed();
     batch.forEach((message, index) => {
       const outcome = result.outcomes[index] as MessageOutcome;
@@ -208,6 +216,7 @@ export class IngestPipeline {
     const confirmation = this.options
       .publishAck(deviceId, ack)
       .then(
+        // G3: the broker's PUBACK only after the commit and after the sync/ack was PUBACKed
         () => inbound.ack(),
         (error: unknown) => {
           this.options.logger.warn(
@@ -221,6 +230,7 @@ export class IngestPipeline {
     this.confirmations.add(confirmation);
   }
 
+  // G5: a message the database refuses alone is rejected and acknowledged (poison-isolation.ts)
   /** Answers a message the database refused while its batch neighbours were stored, and acknowledges it. */
   private rejectPoison(message: QueuedMessage, error: unknown): void {
     const reason = `the database rejected the message: ${(error as Error | null)?.message ?? String(error)}`;

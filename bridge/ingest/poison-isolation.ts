@@ -1,5 +1,5 @@
 /**
- * Poison-message isolation (pure decisions; guarantee 6: a bad message never blocks the messages
+ * Poison-message isolation (pure decisions; G5: a bad message never blocks the messages
  * behind it).
  *
  * A failed database batch is retried after a backoff, its messages unacknowledged: right for an

@@ -38,6 +38,7 @@ export function parseTelemetryMessage(topic: string, payload: Buffer): ParsedTel
 
   const records: TelemetryRow[] = [];
   const invalid: RejectedRecord[] = [];
+  // G5: each record is checked alone; a bad one is rejected with its reason, the rest go on
   envelope.value.records.forEach((candidate: unknown, index) => {
     const record = checkTelemetryRecord(candidate);
     const row = record.ok ? telemetryRowFromRecord(deviceId, record.value) : record;

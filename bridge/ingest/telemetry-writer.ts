@@ -117,6 +117,7 @@ const syncStatusColumns = new ColumnSet<SyncStatusRow>(
 
 const UPSERT_DEVICES = ' ON CONFLICT (device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at';
 
+// G4: the database repeats the rule, so a concurrent writer can never make a losing row win
 const UPSERT_TELEMETRY =
   ' ON CONFLICT (id) DO UPDATE SET ' +
   telemetryColumns.assignColumns({ from: 'excluded', skip: ['id', 'device_id'] }) +
@@ -126,6 +127,7 @@ const UPSERT_TELEMETRY =
   ' OR (telemetry_data.version = excluded.version AND telemetry_data.content_hash < excluded.content_hash))' +
   ' RETURNING id';
 
+// G4: conflict ids are name-based, so a redelivered conflict is logged once
 const INSERT_CONFLICTS = ' ON CONFLICT (conflict_id) DO NOTHING';
 
 const UPSERT_SYNC_STATUS =

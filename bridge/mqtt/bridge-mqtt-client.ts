@@ -38,6 +38,7 @@ export interface BridgeMqttClient {
 export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttClient {
   const clientOptions: IClientOptions = {
     clientId: options.clientId,
+    // G3: a persistent session: what the bridge has not acknowledged stays with the broker
     clean: false,
     protocolVersion: 4,
     keepalive: 30,

@@ -132,6 +132,7 @@ export function deferPubacks(
       topic: packet.topic,
       payload,
       committed,
+      // G3: the PUBACK to the broker, called by the ingest pipeline only after the commit
       ack: () => {
         if (settle() && client.connected && epoch === deliveredIn) {
           (client as unknown as ClientInternals)._sendPacket({ cmd: 'puback', messageId });
@@ -140,6 +141,7 @@ export function deferPubacks(
       isStale: () => epoch !== deliveredIn,
       release: () => void settle(),
     });
+    // G7 (partial): bounded memory: at most maxUncommitted messages wait, then reading pauses
     if (uncommitted < maxUncommitted) callback(PUBACK_DEFERRED);
     else heldCallbacks.push(() => callback(PUBACK_DEFERRED));
   };

@@ -20,6 +20,7 @@ export interface SyncAckPayload {
   shortened: boolean;
 }
 
+// G5: an ack that echoes a misbehaving device's input still fits the broker's payload limit
 export function syncAckPayload(ack: SyncAck, maxBytes: number = MAX_PAYLOAD_BYTES): SyncAckPayload {
   const full = JSON.stringify(ack);
   if (Buffer.byteLength(full) <= maxBytes) return { payload: full, shortened: false };

@@ -111,6 +111,7 @@ export class GroupCommitWriter<T> {
         this.#stats.commits += 1;
         this.#stats.committedRecords += group.length;
         this.#stats.largestCommit = Math.max(this.#stats.largestCommit, group.length);
+        // G1: writers (and so the sensors' PUBACKs) are released only after the commit
         for (const waiting of group) waiting.resolve();
         const onCommitted = this.#onCommitted;
         // outside this loop: a throwing hook surfaces as an uncaught error instead of stalling the queue

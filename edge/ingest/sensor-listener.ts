@@ -4,7 +4,7 @@
  * Aedes 1.2.0 writes a QoS 1 PUBACK *before* routing a message; only authorizePublish runs before
  * it (lib/handlers/publish.js). So the work happens in authorizePublish: normalize, hand to the
  * group commit, and call back only after the commit. A PUBACK therefore proves the reading is in
- * libSQL (guarantee 1).
+ * libSQL (G1).
  *
  * A malformed reading must not disconnect the sensor: mqtt.js would re-send it after every
  * reconnect and it would block everything behind it. It is recorded in rejected_readings, logged,
@@ -70,6 +70,7 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
   const inProgress = new Set<Promise<void>>();
   let closing = false;
 
+  // G5: a bad reading is recorded, announced and acknowledged, so it is not re-sent forever
   async function rejectReading(
     topic: string,
     payload: Buffer,
@@ -118,6 +119,7 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
       await rejectReading(topic, payload, normalized.reason, clientId);
       return;
     }
+    // G1: resolves only after the COMMIT; authorizePublish lets the PUBACK go only then
     await options.writer.write(normalized.record);
     options.metrics?.readingsAccepted.inc();
   }

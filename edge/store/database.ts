@@ -56,6 +56,7 @@ export async function openEdgeDatabase(url: string, options: EdgeDatabaseOptions
     const mode = journal.rows[0]?.['journal_mode'];
     if (filePath !== null && mode !== 'wal')
       throw new Error(`could not switch ${filePath} to WAL (journal_mode is ${JSON.stringify(mode)})`);
+    // G1: a committed reading survives a crash or power loss (WAL + synchronous=FULL)
     await client.execute('PRAGMA synchronous = FULL');
     await migrate(client);
   } catch (error) {

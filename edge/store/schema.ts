@@ -1,5 +1,5 @@
 /**
- * The edge's libSQL schema: the design document's four tables exactly (telemetry_data,
+ * The edge's libSQL schema: the four base tables (telemetry_data,
  * device_config, command_queue, sync_log and their indexes), plus what the sync protocol needs:
  *
  * - telemetry_data.sync_batch_id: the batch the row's current content was last sent in
@@ -9,7 +9,7 @@
  * - rejected_readings: sensor payloads refused at the local listener, for diagnosis.
  *
  * Timestamps (timestamp, sync_timestamp, received_at, started_at, completed_at) are epoch
- * milliseconds; created_at keeps the seed's default (epoch seconds).
+ * milliseconds; created_at keeps its original default (epoch seconds).
  *
  * Migrations are numbered; PRAGMA user_version records the last one applied. Each migration runs
  * in one write transaction together with the user_version bump, so it is applied fully or not at all.
@@ -25,7 +25,8 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
-    description: 'design-document schema plus sync protocol columns and rejected_readings',
+    description:
+      'telemetry_data, device_config, command_queue, sync_log, plus sync protocol columns and rejected_readings',
     statements: [
       `CREATE TABLE IF NOT EXISTS telemetry_data (
         id TEXT PRIMARY KEY,

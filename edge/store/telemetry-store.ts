@@ -112,6 +112,7 @@ export interface ClaimedBatch {
   records: TelemetryRecord[];
 }
 
+// G5: a reading too large for any batch fails alone instead of blocking the ones behind it
 /** Marks readings that no batch of maxBytes can carry 'failed', with the reason. */
 async function failOversized(
   transaction: Transaction,
@@ -293,6 +294,7 @@ export class TelemetryStore {
           failed += result.rowsAffected;
         }
         const synced = await transaction.execute({
+          // G2: the only statement that marks readings 'synced': the bridge's sync/ack for their batch
           sql: `UPDATE telemetry_data SET sync_status = 'synced', sync_timestamp = ?, sync_error = NULL
                 WHERE sync_batch_id = ? AND sync_status IN ('syncing', 'pending')`,
           args: [syncedAtMs, batchId],

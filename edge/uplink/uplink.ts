@@ -94,6 +94,7 @@ export class Uplink {
    */
   #connectionAttemptAt = new Date();
   #stopping = false;
+  #closed: Promise<void> | undefined;
   #lastErrorClass: ErrorClass = 'network';
   #unsentReadings = 0;
   #lingerTimer: NodeJS.Timeout | null = null;
@@ -177,9 +178,14 @@ export class Uplink {
   /**
    * Stops sending, waits for work under way, publishes online:false (retained) when connected and
    * disconnects. Batches still in flight stay 'syncing'; the next start puts them back to pending.
+   * Idempotent: a second call returns the same promise.
    */
-  async stop(): Promise<void> {
-    if (this.#stopping) return;
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#interval);
     if (this.#lingerTimer !== null) clearTimeout(this.#lingerTimer);
@@ -288,6 +294,7 @@ export class Uplink {
       done();
       return;
     }
+    // G2: only the bridge's sync/ack confirms a batch; a broker PUBACK proves nothing
     // the broker gets our PUBACK only after the ack is applied: a crash in between means redelivery
     const applying = this.#applyAck(
       Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),

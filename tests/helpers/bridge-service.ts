@@ -1,4 +1,4 @@
-/** The real bridge service (bridge/service.ts) in this process, stopped at teardown. */
+/** The real bridge service (bridge/service.ts) in this process, closed at teardown. */
 import { BRIDGE_DEFAULTS } from '../../bridge/config.js';
 import { startBridge, type BridgeConfig, type RunningBridge } from '../../bridge/service.js';
 import type { Logger } from '../../common/logger.js';
@@ -17,6 +17,7 @@ export async function startBridgeService(
   logger: Logger = testLogger(config.clientId),
 ): Promise<RunningBridge> {
   const bridge = await startBridge(bridgeServiceConfig(config), { logger });
-  const stop = registerCleanup(() => bridge.stop());
-  return { ...bridge, stop };
+  // the bridge's own close() (idempotent), so that tests calling it exercise the real one
+  registerCleanup(() => bridge.close());
+  return bridge;
 }

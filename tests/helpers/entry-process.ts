@@ -14,24 +14,54 @@ export interface EntryProcess {
   child: ChildProcess;
   /** stdout and stderr so far */
   output(): string;
+  /** stderr alone so far */
+  stderr(): string;
+  /** every JSON log line on stdout so far, in order */
+  logs: LogLine[];
+  /** how the process ended (resolved once its output has been read to the end) */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** the first JSON log line with this msg (also one logged before the call); fails if the process exits first */
   waitForLog(msg: string, timeoutMs?: number): Promise<LogLine>;
   kill(signal?: NodeJS.Signals): void;
 }
 
-export function spawnEntryProcess(entry: string, env: Record<string, string>): EntryProcess {
+export interface EntryProcessOptions {
+  /**
+   * 'inherit' (default): the test's environment plus `env`. 'isolated': only PATH, HOME and TMPDIR
+   * of it plus `env`, so that nothing leaks from the test's environment into a configuration test.
+   */
+  environment?: 'inherit' | 'isolated';
+}
+
+const ISOLATED_ENV_KEPT = ['PATH', 'HOME', 'TMPDIR'];
+
+export function spawnEntryProcess(
+  entry: string,
+  env: Record<string, string>,
+  options: EntryProcessOptions = {},
+): EntryProcess {
+  const base =
+    options.environment === 'isolated'
+      ? Object.fromEntries(
+          ISOLATED_ENV_KEPT.flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name]]])),
+        )
+      : process.env;
   const child = spawn(process.execPath, ['--import', 'tsx', entry], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
+    env: { ...base, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // 'close', not 'exit': by then stdout and stderr have been read to the end
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal })),
+  );
   registerCleanup(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGKILL');
     await exited;
   });
   let output = '';
+  let stderr = '';
   const logLines: LogLine[] = [];
   let pending = '';
   const waiters = new Set<() => void>();
@@ -42,11 +72,17 @@ export function spawnEntryProcess(entry: string, env: Record<string, string>): E
     for (const line of lines) if (line.startsWith('{')) logLines.push(JSON.parse(line) as LogLine);
     for (const waiter of waiters) waiter();
   });
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    stderr += chunk.toString();
+  });
 
   return {
     child,
     output: () => output,
+    stderr: () => stderr,
+    logs: logLines,
+    exited,
     kill: (signal = 'SIGKILL') => void child.kill(signal),
     waitForLog: (msg, timeoutMs = 15_000) =>
       new Promise((resolve, reject) => {

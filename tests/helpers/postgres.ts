@@ -30,7 +30,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
       return {
         connectionString: server.connectionString,
         port: server.port,
-        close: registerCleanup(() => server.stop()),
+        close: registerCleanup(() => server.close()),
       };
     } catch (error) {
       lastError = error;

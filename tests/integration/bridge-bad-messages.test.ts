@@ -1,5 +1,5 @@
 /**
- * Bad telemetry from a device must be answered and must never stop the bridge (guarantee 6),
+ * Bad telemetry from a device must be answered and must never stop the bridge (G5),
  * proven through the real cluster path: the mutual-TLS broker with its ACL and payload limit,
  * the bridge service, and PostgreSQL at SERIALIZABLE.
  */

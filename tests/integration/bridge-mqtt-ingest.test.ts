@@ -303,4 +303,14 @@ describe('telemetry ingest over MQTT', () => {
       expect(commits).toBeLessThan(devices.length * messagesPerDevice); // messages shared transactions
     },
   );
+
+  it('close() called twice returns the same promise, and calling it after it finished resolves again', async () => {
+    const { bridge } = await startSystem();
+    const first = bridge.close();
+    expect(bridge.close()).toBe(first);
+    await first;
+    await expect(bridge.close()).resolves.toBeUndefined();
+    // the HTTP endpoint is closed for real
+    await expect(fetch(`http://127.0.0.1:${bridge.httpPort}/healthz`)).rejects.toThrow();
+  });
 });

@@ -1,5 +1,5 @@
 /**
- * Poison-message isolation on a real PostgreSQL at SERIALIZABLE (guarantee 6): a message the
+ * Poison-message isolation on a real PostgreSQL at SERIALIZABLE (G5): a message the
  * database refuses, with an error outside SQLSTATE classes 22/23, is rejected alone while the
  * messages batched with it commit; a failure of every message (the database's fault) rejects
  * nothing. The pipeline runs with the real writer; the MQTT deliveries are recorded in memory.
@@ -54,7 +54,7 @@ beforeEach(() => {
     limits: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * 1024 * 1024, lingerMs: 100 },
     failureBackoff: { initialDelayMs: 20, maxDelayMs: 50, multiplier: 2, jitter: 'none' },
   });
-  registerCleanup(() => pipeline.stop());
+  registerCleanup(() => pipeline.close());
 });
 
 interface RecordedDelivery extends InboundMessage {

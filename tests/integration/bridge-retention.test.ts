@@ -88,11 +88,11 @@ describe('startRetentionScheduler', () => {
       intervalMs: 20,
       logger: testLogger('retention'),
     });
-    const stopScheduler = registerCleanup(() => scheduler.stop());
+    const closeScheduler = registerCleanup(() => scheduler.close());
     await expect.poll(countRows, { timeout: 10_000, interval: 20 }).toBe(0);
     await insertRows(3, 100);
     await expect.poll(countRows, { timeout: 10_000, interval: 20 }).toBe(0);
-    await stopScheduler();
+    await closeScheduler();
     await insertRows(2, 100);
     expect(await scheduler.runNow()).toEqual({ deleted: 2, chunks: 1 });
   });

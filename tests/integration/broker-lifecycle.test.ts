@@ -2,7 +2,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startBroker } from '../../broker/server.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
-import { testLogger } from '../helpers/logger.js';
+import { capturedLogger, testLogger } from '../helpers/logger.js';
 import { closed, connectClient } from '../helpers/mqtt-client.js';
 import { registerCleanup } from '../helpers/teardown.js';
 
@@ -25,9 +25,28 @@ describe('startBroker / close', () => {
     });
     expect(broker.aedes.connectedClients).toBe(1);
 
-    await Promise.all([broker.close(), broker.close()]);
+    const first = broker.close();
+    expect(broker.close()).toBe(first);
+    await Promise.all([first, broker.close()]);
     await closed(client);
     expect(broker.aedes.closed).toBe(true);
+    await expect(broker.close()).resolves.toBeUndefined();
+  });
+
+  it('logs and counts an error of the MQTTS listener after start-up, and keeps accepting devices', async () => {
+    const log = capturedLogger();
+    const broker = await startBroker({ tls: certs.broker, host: '127.0.0.1', port: 0, logger: log.logger });
+    registerCleanup(() => broker.close());
+    // what libuv hands to the server when accept() fails (see the header of broker/server.ts for
+    // why running a real process out of file descriptors does not produce it)
+    broker.server.emit('error', Object.assign(new Error('accept ENFILE'), { code: 'ENFILE', syscall: 'accept' }));
+    expect(await broker.registry.metrics()).toMatch(
+      /^mqtt_broker_listener_errors_total\{listener="mqtts",code="ENFILE"\} 1$/m,
+    );
+    expect(log.lines).toContainEqual(
+      expect.objectContaining({ level: 50, code: 'ENFILE', msg: expect.stringContaining('MQTT listener error') }),
+    );
+    await connectClient(`mqtts://127.0.0.1:${broker.port}`, { ...certs.devices[DEVICE]!, clientId: DEVICE });
   });
 
   it('fails clearly when the port is taken', async () => {

@@ -71,7 +71,7 @@ beforeAll(async () => {
     logger: testLogger('e2e-sync'),
     edge: { ackTimeoutMs: 2_000, syncIntervalMs: 1_000 },
   });
-  registerCleanup(() => system.stop());
+  registerCleanup(() => system.close());
 });
 
 describe('end to end over mutual TLS into PostgreSQL', () => {

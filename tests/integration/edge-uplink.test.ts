@@ -30,7 +30,7 @@ let broker: TestBroker;
 let bridge: TestBridge;
 let reader: Client;
 
-/** An edge agent against the test broker, stopped at teardown (or earlier by the test). */
+/** An edge agent against the test broker, closed at teardown (or earlier by the test). */
 async function startAgent(overrides: Partial<EdgeAgentConfig> = {}): Promise<EdgeAgent> {
   const agent = await startEdgeAgent({
     deviceId: TEST_DEVICE_ID,
@@ -44,7 +44,7 @@ async function startAgent(overrides: Partial<EdgeAgentConfig> = {}): Promise<Edg
     logger: testLogger('edge'),
     ...overrides,
   });
-  registerCleanup(() => agent.stop());
+  registerCleanup(() => agent.close());
   return agent;
 }
 
@@ -299,7 +299,7 @@ describe('edge uplink', () => {
       .poll(async () => ({ syncing: (await first.stats()).syncing, sent: bridge.received.length }), poll)
       .toEqual({ syncing: 6, sent: 1 });
     await sensor.endAsync(true);
-    await first.stop();
+    await first.close();
     const left = await reader.execute("SELECT count(*) AS n FROM telemetry_data WHERE sync_status = 'syncing'");
     expect(left.rows[0]?.['n']).toBe(6);
 
@@ -312,5 +312,20 @@ describe('edge uplink', () => {
     );
     // under the same batch id: an ack for the first send that arrives after the restart still counts
     expect(bridge.received.at(-1)?.batch.batchId).toBe(bridge.received[0]?.batch.batchId);
+  });
+
+  it('serves /metrics when asked; close() called twice returns the same promise and closes the listeners', async () => {
+    const agent = await startAgent({ metricsPort: 0 });
+    const metrics = await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^edge_readings_accepted_total 0$/m);
+
+    const first = agent.close();
+    expect(agent.close()).toBe(first);
+    await Promise.all([first, agent.close()]);
+    await expect(agent.close()).resolves.toBeUndefined();
+    // the listeners are closed for real
+    await expect(connectSensor(agent.sensorPort)).rejects.toThrow(/ECONNREFUSED/);
+    await expect(fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).rejects.toThrow();
   });
 });

@@ -1,8 +1,19 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadBridgeConfig } from '../../bridge/config.js';
-import { ConfigError } from '../../common/env.js';
+import { loadBridgeConfig, type BridgeConfig } from '../../bridge/config.js';
+import { ConfigError, MAX_TIMER_MS } from '../../common/env.js';
+import {
+  configErrorOf,
+  documentedVariables,
+  envOf,
+  expectNamed,
+  integerCases,
+  titled,
+  variablesReadIn,
+  type BadValue,
+  type IntegerVariable,
+} from '../helpers/config-cases.js';
 import { tempDirectory } from '../helpers/temp-dir.js';
 
 const required = { DATABASE_URL: 'postgres://db/x', BROKER_URL: 'mqtt://localhost:1883' };
@@ -22,6 +33,7 @@ describe('loadBridgeConfig', () => {
       retentionIntervalMs: 3_600_000,
       retentionChunkSize: 1000,
       http: { host: '0.0.0.0', port: 9464 },
+      shutdownGraceMs: 10_000,
     });
   });
 
@@ -75,5 +87,125 @@ describe('loadBridgeConfig', () => {
       batch: { maxRecords: 5000 },
       http: { port: 0 },
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// every variable, table-driven
+
+const directory = tempDirectory('bridge-config-table');
+const tlsNames = ['TLS_CA', 'TLS_CERT', 'TLS_KEY'] as const;
+const readable = Object.fromEntries(
+  tlsNames.map((name) => {
+    const path = join(directory, `${name}.pem`);
+    writeFileSync(path, name);
+    return [name, path];
+  }),
+);
+const missing = join(directory, 'missing.pem');
+const MIB = 1024 * 1024;
+
+const INTEGER_VARIABLES: IntegerVariable<BridgeConfig>[] = [
+  { name: 'BATCH_MAX_RECORDS', min: 1, max: 50_000, fallback: 2000, read: (c) => c.batch.maxRecords },
+  { name: 'BATCH_MAX_MESSAGES', min: 1, max: 10_000, fallback: 500, read: (c) => c.batch.maxMessages },
+  { name: 'BATCH_MAX_BYTES', min: 1024, max: 64 * MIB, fallback: 4 * MIB, read: (c) => c.batch.maxBytes },
+  { name: 'BATCH_LINGER_MS', min: 0, max: 10_000, fallback: 10, read: (c) => c.batch.lingerMs },
+  { name: 'MAX_IN_FLIGHT', min: 1, fallback: 1000, read: (c) => c.maxInFlight },
+  { name: 'DB_POOL_SIZE', min: 1, max: 200, fallback: 10, read: (c) => c.dbPoolSize },
+  { name: 'DB_QUERY_TIMEOUT_MS', min: 100, max: 3_600_000, fallback: 60_000, read: (c) => c.dbQueryTimeoutMs },
+  { name: 'RETENTION_DAYS', min: 1, max: 36_500, fallback: 90, read: (c) => c.retentionDays },
+  {
+    name: 'RETENTION_INTERVAL_MS',
+    min: 1000,
+    max: MAX_TIMER_MS,
+    fallback: 3_600_000,
+    read: (c) => c.retentionIntervalMs,
+  },
+  { name: 'RETENTION_CHUNK_SIZE', min: 1, max: 100_000, fallback: 1000, read: (c) => c.retentionChunkSize },
+  { name: 'HTTP_PORT', min: 0, max: 65_535, fallback: 9464, read: (c) => c.http?.port },
+  { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
+];
+
+const BAD_VALUES: BadValue[] = [
+  ...['mysql://db/x', 'not a url', 'db.internal:26257', 'http://db/x'].map((value) => ({
+    name: 'DATABASE_URL',
+    value,
+    message: `DATABASE_URL must be a postgres:// or postgresql:// URL, got '${value}'`,
+  })),
+  {
+    name: 'DATABASE_URL',
+    value: 'mysql://root:hunter2@db/x',
+    message: "DATABASE_URL must be a postgres:// or postgresql:// URL, got 'mysql://***@db/x'",
+  },
+  ...['http://broker:8883', 'broker:8883', 'mqtts://', 'tls://broker:8883', 'ws://broker'].map((value) => ({
+    name: 'BROKER_URL',
+    value,
+    message: `BROKER_URL must look like mqtts://host:port, got '${value}'`,
+  })),
+  ...['my bridge', 'b'.repeat(65), 'brüdge'].map((value) => ({
+    name: 'BRIDGE_CLIENT_ID',
+    value,
+    message: /^BRIDGE_CLIENT_ID must be 1-64 printable ASCII characters without spaces/,
+  })),
+  ...['0.0.0.0:9464', 'http://0.0.0.0', '[::]'].map((value) => ({
+    name: 'HTTP_HOST',
+    value,
+    message: `HTTP_HOST must be an IP address or a host name (no scheme, port or brackets), got '${value}'`,
+  })),
+  ...tlsNames.map((name) => ({
+    name,
+    value: missing,
+    with: { ...readable, BROKER_URL: 'mqtts://broker:8883' },
+    message: `${name}: cannot read '${missing}': ENOENT`,
+  })),
+  {
+    name: 'TLS_KEY',
+    value: readable['TLS_KEY'] ?? '',
+    message: 'TLS_CA, TLS_CERT and TLS_KEY must be given together',
+  },
+];
+
+describe('bridge environment, variable by variable', () => {
+  it('has a test table entry for exactly the variables bridge/config.ts documents and reads', () => {
+    const tested = [...new Set([...INTEGER_VARIABLES.map((v) => v.name), ...BAD_VALUES.map((v) => v.name)])].sort();
+    expect(tested).toEqual(documentedVariables('bridge/config.ts'));
+    expect(variablesReadIn('bridge/config.ts')).toEqual(documentedVariables('bridge/config.ts'));
+  });
+
+  it('takes an empty DATABASE_URL or BROKER_URL as missing', () => {
+    expect(configErrorOf(() => loadBridgeConfig({ ...required, DATABASE_URL: '' })).message).toBe(
+      'DATABASE_URL is required',
+    );
+    expect(configErrorOf(() => loadBridgeConfig({ ...required, BROKER_URL: '' })).message).toBe(
+      'BROKER_URL is required',
+    );
+  });
+
+  describe.each(INTEGER_VARIABLES)('$name', (variable) => {
+    it.each(integerCases(variable))(
+      `refuses ${variable.name}=$value with a ConfigError naming it`,
+      ({ value, message }) => {
+        expect(configErrorOf(() => loadBridgeConfig({ ...required, [variable.name]: value })).message).toBe(message);
+      },
+    );
+
+    it('takes an empty value as unset, and accepts both bounds', () => {
+      expect(variable.read(loadBridgeConfig({ ...required, [variable.name]: '' }))).toBe(variable.fallback);
+      expect(variable.read(loadBridgeConfig({ ...required, [variable.name]: String(variable.min) }))).toBe(
+        variable.min,
+      );
+      if (variable.max !== undefined) {
+        expect(variable.read(loadBridgeConfig({ ...required, [variable.name]: String(variable.max) }))).toBe(
+          variable.max,
+        );
+      }
+    });
+  });
+
+  it.each(titled(BAD_VALUES))("refuses %s='%s' with a ConfigError naming it", (_name, _value, badValue) => {
+    expectNamed(
+      configErrorOf(() => loadBridgeConfig({ ...required, ...envOf(badValue) })),
+      badValue,
+    );
   });
 });

@@ -1,7 +1,29 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { clusterBrokerId } from '../../broker/cluster-backends.js';
-import { describeRedisEndpoint, loadBrokerConfig, parseRedisUrl } from '../../broker/config.js';
-import { ConfigError } from '../../common/env.js';
+import {
+  BROKER_TLS_VARIABLES,
+  describeRedisEndpoint,
+  loadBrokerConfig,
+  parseRedisUrl,
+  type BrokerConfig,
+} from '../../broker/config.js';
+import { ConfigError, MAX_TIMER_MS, type Env } from '../../common/env.js';
+import { readTlsFiles } from '../../common/tls-files.js';
+import { MAX_PAYLOAD_BYTES } from '../../schemas/limits.js';
+import {
+  configErrorOf,
+  documentedVariables,
+  envOf,
+  expectNamed,
+  integerCases,
+  titled,
+  variablesReadIn,
+  type BadValue,
+  type IntegerVariable,
+} from '../helpers/config-cases.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 describe('loadBrokerConfig', () => {
   it('is standalone by default, with aedes choosing the id and the heartbeat', () => {
@@ -93,5 +115,90 @@ describe('clusterBrokerId', () => {
     expect(clusterBrokerId('edge-eu-1')).not.toBe(first);
     expect(clusterBrokerId('ip-10-0-0-5.ec2:internal/x')).toMatch(/^ip-10-0-0-5\.ec2-internal-x-[0-9a-f]{8}$/);
     expect(clusterBrokerId()).toMatch(/^[A-Za-z0-9._-]+-[0-9a-f]{8}$/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// every variable, table-driven
+
+const directory = tempDirectory('broker-config');
+const readable = Object.fromEntries(
+  Object.values(BROKER_TLS_VARIABLES).map((name) => {
+    const path = join(directory, `${name}.pem`);
+    writeFileSync(path, name);
+    return [name, path];
+  }),
+);
+
+/** What broker/main.ts does with the environment before it starts anything. */
+function loadBroker(env: Env): BrokerConfig {
+  const config = loadBrokerConfig(env);
+  readTlsFiles(config.tls, BROKER_TLS_VARIABLES);
+  return config;
+}
+
+const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
+  { name: 'BROKER_PORT', min: 0, max: 65_535, fallback: 8883, read: (c) => c.port },
+  { name: 'METRICS_PORT', min: 0, max: 65_535, fallback: undefined, read: (c) => c.metricsPort },
+  {
+    name: 'MAX_PAYLOAD_BYTES',
+    min: 1,
+    max: 268_435_455 - 65_539,
+    fallback: MAX_PAYLOAD_BYTES,
+    read: (c) => c.maxPayloadBytes,
+  },
+  { name: 'BROKER_HEARTBEAT_MS', min: 1_000, max: 3_600_000, fallback: undefined, read: (c) => c.heartbeatMs },
+  { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
+];
+
+const BAD_VALUES: BadValue[] = [
+  ...['http://0.0.0.0', '0.0.0.0:8883', '[::1]', 'my host', '-leading.dash'].map((value) => ({
+    name: 'BROKER_HOST',
+    value,
+    message: `BROKER_HOST must be an IP address or a host name (no scheme, port or brackets), got '${value}'`,
+  })),
+  ...Object.values(BROKER_TLS_VARIABLES).map((name) => ({
+    name,
+    value: join(directory, 'missing.pem'),
+    message: `${name}: cannot read '${join(directory, 'missing.pem')}': ENOENT`,
+  })),
+  ...['node:1', 'a/b', '#', 'x'.repeat(49)].map((value) => ({
+    name: 'BROKER_ID',
+    value,
+    message: /^BROKER_ID must be 1-48 characters/,
+  })),
+  { name: 'BROKER_REDIS_URL', value: 'http://redis:6379', message: /^BROKER_REDIS_URL must use the redis:\/\/ scheme/ },
+  { name: 'BROKER_REDIS_URL', value: 'redis://', message: /^BROKER_REDIS_URL (has no host|is not a valid URL)/ },
+];
+
+describe('broker environment, variable by variable', () => {
+  it('has a test table entry for exactly the variables broker/config.ts documents and reads', () => {
+    const tested = [...new Set([...INTEGER_VARIABLES.map((v) => v.name), ...BAD_VALUES.map((v) => v.name)])].sort();
+    expect(tested).toEqual(documentedVariables('broker/config.ts'));
+    expect(variablesReadIn('broker/config.ts')).toEqual(documentedVariables('broker/config.ts'));
+  });
+
+  describe.each(INTEGER_VARIABLES)('$name', (variable) => {
+    it.each(integerCases(variable))(
+      `refuses ${variable.name}=$value with a ConfigError naming it`,
+      ({ value, message }) => {
+        expect(configErrorOf(() => loadBroker({ ...readable, [variable.name]: value })).message).toBe(message);
+      },
+    );
+
+    it('takes an empty value as unset, and accepts both bounds', () => {
+      expect(variable.read(loadBroker({ ...readable, [variable.name]: '' }))).toBe(variable.fallback);
+      expect(variable.read(loadBroker({ ...readable, [variable.name]: String(variable.min) }))).toBe(variable.min);
+      if (variable.max !== undefined) {
+        expect(variable.read(loadBroker({ ...readable, [variable.name]: String(variable.max) }))).toBe(variable.max);
+      }
+    });
+  });
+
+  it.each(titled(BAD_VALUES))("refuses %s='%s' with a ConfigError naming it", (_name, _value, badValue) => {
+    expectNamed(
+      configErrorOf(() => loadBroker({ ...readable, ...envOf(badValue) })),
+      badValue,
+    );
   });
 });

@@ -1,7 +1,19 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadEdgeConfig } from '../../edge/config.js';
+import { MAX_TIMER_MS } from '../../common/env.js';
+import { loadEdgeConfig, type EdgeProcessConfig } from '../../edge/config.js';
+import {
+  configErrorOf,
+  documentedVariables,
+  envOf,
+  expectNamed,
+  integerCases,
+  titled,
+  variablesReadIn,
+  type BadValue,
+  type IntegerVariable,
+} from '../helpers/config-cases.js';
 import { TEST_DEVICE_ID } from '../helpers/records.js';
 import { tempDirectory } from '../helpers/temp-dir.js';
 
@@ -93,5 +105,122 @@ describe('loadEdgeConfig', () => {
     expect(() =>
       loadEdgeConfig({ DEVICE_ID: TEST_DEVICE_ID, BROKER_URL: 'mqtt://b:1', SYNC_INTERVAL_MS: '3000000000' }),
     ).toThrow('SYNC_INTERVAL_MS must be ≤ 2147483647, got 3000000000');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// every variable, table-driven
+
+const required = { DEVICE_ID: TEST_DEVICE_ID, BROKER_URL: 'mqtt://broker:1883' };
+const tlsNames = ['TLS_CA', 'TLS_CERT', 'TLS_KEY'] as const;
+const readable = Object.fromEntries(
+  tlsNames.map((name) => {
+    const path = join(directory, `readable-${name}.pem`);
+    writeFileSync(path, name);
+    return [name, path];
+  }),
+);
+const missing = join(directory, 'missing.pem');
+
+const INTEGER_VARIABLES: IntegerVariable<EdgeProcessConfig>[] = [
+  { name: 'SENSOR_PORT', min: 0, max: 65_535, fallback: 1883, read: (c) => c.agent.sensorPort },
+  { name: 'ACK_TIMEOUT_MS', min: 100, max: MAX_TIMER_MS, fallback: 30_000, read: (c) => c.agent.ackTimeoutMs },
+  { name: 'MAX_IN_FLIGHT_BATCHES', min: 1, max: 100, fallback: 4, read: (c) => c.agent.maxInFlightBatches },
+  { name: 'SYNC_INTERVAL_MS', min: 100, max: MAX_TIMER_MS, fallback: 30_000, read: (c) => c.agent.syncIntervalMs },
+  { name: 'METRICS_PORT', min: 0, max: 65_535, fallback: undefined, read: (c) => c.metricsPort },
+  {
+    name: 'SYNCED_RETENTION_HOURS',
+    min: 1,
+    max: 87_600,
+    fallback: 72,
+    read: (c) => (c.agent.historyRetention?.syncedRetentionMs ?? Number.NaN) / 3_600_000,
+  },
+  {
+    name: 'DIAGNOSTICS_RETENTION_DAYS',
+    min: 1,
+    max: 3650,
+    fallback: 30,
+    read: (c) => (c.agent.historyRetention?.diagnosticsRetentionMs ?? Number.NaN) / 86_400_000,
+  },
+  { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
+];
+
+const BAD_VALUES: BadValue[] = [
+  ...['edge-1', TEST_DEVICE_ID.toUpperCase(), `${TEST_DEVICE_ID} `].map((value) => ({
+    name: 'DEVICE_ID',
+    value,
+    message: `DEVICE_ID must be a lower-case UUID (the certificate CN), got '${value}'`,
+  })),
+  ...['libsql://edge', '/var/lib/edge.db', 'http://x/edge.db'].map((value) => ({
+    name: 'EDGE_DB_URL',
+    value,
+    message: `EDGE_DB_URL must be a file: URL, got '${value}'`,
+  })),
+  ...['mqtt://0.0.0.0', '127.0.0.1:1883', 'two words'].map((value) => ({
+    name: 'SENSOR_HOST',
+    value,
+    message: `SENSOR_HOST must be an IP address or a host name (no scheme, port or brackets), got '${value}'`,
+  })),
+  ...['http://broker:8883', 'broker:8883', 'mqtts://', 'mqtt://broker:1883/path', 'mqtts://broker 8883'].map(
+    (value) => ({
+      name: 'BROKER_URL',
+      value,
+      message: `BROKER_URL must look like mqtts://host:port, got '${value}'`,
+    }),
+  ),
+  {
+    name: 'BROKER_URL',
+    value: 'mqtts://user:hunter2@broker:8883/x',
+    message: "BROKER_URL must look like mqtts://host:port, got 'mqtts://***@broker:8883/x'",
+  },
+  ...tlsNames.map((name) => ({
+    name,
+    value: missing,
+    with: { ...readable, BROKER_URL: 'mqtts://broker:8883' },
+    message: `${name}: cannot read '${missing}': ENOENT`,
+  })),
+  {
+    name: 'TLS_CA',
+    value: readable['TLS_CA'] ?? '',
+    message: 'TLS_CA, TLS_CERT and TLS_KEY must be given together',
+  },
+];
+
+describe('edge environment, variable by variable', () => {
+  it('has a test table entry for exactly the variables edge/config.ts documents and reads', () => {
+    const tested = [...new Set([...INTEGER_VARIABLES.map((v) => v.name), ...BAD_VALUES.map((v) => v.name)])].sort();
+    expect(tested).toEqual(documentedVariables('edge/config.ts'));
+    expect(variablesReadIn('edge/config.ts')).toEqual(documentedVariables('edge/config.ts'));
+  });
+
+  it('takes an empty DEVICE_ID or BROKER_URL as missing', () => {
+    expect(configErrorOf(() => loadEdgeConfig({ ...required, DEVICE_ID: '' })).message).toBe('DEVICE_ID is required');
+    expect(configErrorOf(() => loadEdgeConfig({ ...required, BROKER_URL: '' })).message).toBe('BROKER_URL is required');
+  });
+
+  describe.each(INTEGER_VARIABLES)('$name', (variable) => {
+    it.each(integerCases(variable))(
+      `refuses ${variable.name}=$value with a ConfigError naming it`,
+      ({ value, message }) => {
+        expect(configErrorOf(() => loadEdgeConfig({ ...required, [variable.name]: value })).message).toBe(message);
+      },
+    );
+
+    it('takes an empty value as unset, and accepts both bounds', () => {
+      expect(variable.read(loadEdgeConfig({ ...required, [variable.name]: '' }))).toBe(variable.fallback);
+      expect(variable.read(loadEdgeConfig({ ...required, [variable.name]: String(variable.min) }))).toBe(variable.min);
+      if (variable.max !== undefined) {
+        expect(variable.read(loadEdgeConfig({ ...required, [variable.name]: String(variable.max) }))).toBe(
+          variable.max,
+        );
+      }
+    });
+  });
+
+  it.each(titled(BAD_VALUES))("refuses %s='%s' with a ConfigError naming it", (_name, _value, badValue) => {
+    expectNamed(
+      configErrorOf(() => loadEdgeConfig({ ...required, ...envOf(badValue) })),
+      badValue,
+    );
   });
 });

@@ -71,7 +71,7 @@ describe('history retention', () => {
     const now = BASE_TIME_MS + 100 * HOUR;
     await syncedBatch(4, now - 5 * HOUR);
     const pruner = startHistoryPruner(store, retention, testLogger('pruner'), () => now);
-    registerCleanup(() => pruner.stop());
+    registerCleanup(() => pruner.close());
     await expect.poll(() => count('telemetry_data'), { timeout: 2000, interval: 10 }).toBe(0);
   });
 

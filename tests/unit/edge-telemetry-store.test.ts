@@ -28,7 +28,7 @@ beforeEach(async () => {
 });
 
 describe('schema', () => {
-  it("creates the seed's tables, the protocol columns and rejected_readings, at the current version", async () => {
+  it('creates telemetry_data, device_config, command_queue and sync_log, the protocol columns and rejected_readings, at the current version', async () => {
     const tables = await reader.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
     expect(tables.rows.map((r) => r['name'])).toEqual([
       'command_queue',

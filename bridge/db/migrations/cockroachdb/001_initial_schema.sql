@@ -1,10 +1,10 @@
--- The control-plane schema of the design document (CockroachDB variant).
+-- The control-plane schema (CockroachDB variant).
 -- Idempotent: every statement is IF NOT EXISTS. The migration runner executes the statements
 -- one by one, outside explicit transactions (CockroachDB's rule for schema changes).
 -- Requires CockroachDB >= 23.1 (outbound foreign keys on a row-level-TTL table); written against
 -- the v24.1 documentation.
 --
--- Additions to the design document, identical in the PostgreSQL variant:
+-- Additions to the base tables, identical in the PostgreSQL variant:
 --   telemetry_data.content_hash  SHA-256 of the reading's canonical content; decides ties between
 --                                two different readings with the same id and version, in the
 --                                bridge and in the upsert's WHERE guard alike.

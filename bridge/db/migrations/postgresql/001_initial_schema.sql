@@ -1,4 +1,4 @@
--- The control-plane schema of the design document (PostgreSQL variant: tests and the demo).
+-- The control-plane schema (PostgreSQL variant: tests and the demo).
 -- Same tables, columns and types as ../cockroachdb/001_initial_schema.sql (every integer column
 -- BIGINT: PostgreSQL's INT is 32-bit, CockroachDB's 64-bit); indexes are separate CREATE INDEX
 -- statements and there is no row-level TTL (bridge/db/retention.ts deletes expired telemetry, by

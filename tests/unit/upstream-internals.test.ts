@@ -1,0 +1,330 @@
+/**
+ * Every place the production code reaches past a package's public API, checked on real instances
+ * of the installed packages, so an upgrade that removes or changes one fails here with the file to
+ * revisit, instead of silently disabling a guarantee:
+ *
+ *   mqtt.js 5.16.0   MqttClient#_sendPacket, #handleMessage and handlers/publish.js skipping the
+ *                    PUBACK when handleMessage calls back with an error  → bridge/mqtt/deferred-puback.ts
+ *   aedes 1.2.0 /    client._parser (mqtt-packet 9) with _parseLength, _emitError, packet.length
+ *   mqtt-packet 9                                                       → broker/packet-size-guard.ts
+ *   pg-promise 12.7.1 / pg 8.23.0   client.connection.stream, Client.prototype.end and the
+ *                    'Query read timeout' message                       → bridge/db/connection.ts
+ *   mqemitter-redis 7.2.1 / ioredis 5.11.1 / aedes-persistence-redis 11.2.2   ioredis resolved
+ *                    from mqemitter-redis, the emitter's internal `state`, the persistence
+ *                    factory's shape                                    → broker/cluster-backends.ts
+ *
+ * And the versions those files were verified against are pinned exactly in package.json and are
+ * the ones package-lock.json installs.
+ *
+ * No server is needed: MQTT runs over an in-memory stream pair between a real mqtt.js client and
+ * a real Aedes; node-postgres talks to a few lines of PostgreSQL wire protocol on loopback; the
+ * Redis clients never connect.
+ */
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import { join } from 'node:path';
+import { Duplex } from 'node:stream';
+import { Aedes } from 'aedes';
+import { Redis as PinnedRedis } from 'ioredis';
+import MQEmitterRedis from 'mqemitter-redis';
+import { MqttClient } from 'mqtt';
+import { describe, expect, it } from 'vitest';
+import { createRedisPersistence, RedisClient } from '../../broker/cluster-backends.js';
+import { limitIncomingPacketSize, type PacketTooLargeError } from '../../broker/packet-size-guard.js';
+import { pgp } from '../../bridge/db/connection.js';
+import { deferPubacks, type Delivery } from '../../bridge/mqtt/deferred-puback.js';
+import { registerCleanup } from '../helpers/teardown.js';
+
+const root = join(import.meta.dirname, '..', '..');
+
+/** Two connected in-memory duplex streams: what one side writes, the other reads. */
+function duplexPair(): [Duplex, Duplex] {
+  const sides: Duplex[] = [];
+  const make = (other: () => Duplex) =>
+    new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        other().push(chunk);
+        callback();
+      },
+      final(callback) {
+        other().push(null);
+        callback();
+      },
+    });
+  sides.push(
+    make(() => sides[1]!),
+    make(() => sides[0]!),
+  );
+  return [sides[0]!, sides[1]!];
+}
+
+async function aedesBroker(): Promise<Aedes> {
+  const aedes = await Aedes.createBroker();
+  registerCleanup(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
+  return aedes;
+}
+
+describe('mqtt.js (bridge/mqtt/deferred-puback.ts)', () => {
+  const SEE = 'see bridge/mqtt/deferred-puback.ts';
+
+  it('has _sendPacket(packet, cb, cbStorePut, noStore) and handleMessage(packet, callback) on a client', () => {
+    const client = new MqttClient(() => duplexPair()[0], { manualConnect: true, reconnectPeriod: 0 });
+    const internals = client as unknown as Record<string, unknown>;
+    expect(typeof internals['_sendPacket'], `mqtt.js removed MqttClient#_sendPacket: ${SEE}`).toBe('function');
+    expect(
+      (internals['_sendPacket'] as (...args: unknown[]) => void).length,
+      `mqtt.js changed _sendPacket's parameters: ${SEE}`,
+    ).toBe(4);
+    expect(typeof client.handleMessage, `mqtt.js removed MqttClient#handleMessage: ${SEE}`).toBe('function');
+    expect(client.handleMessage.length, `mqtt.js changed handleMessage's parameters: ${SEE}`).toBe(2);
+  });
+
+  it('sends no PUBACK when handleMessage calls back with an error, and _sendPacket sends it later', async () => {
+    const aedes = await aedesBroker();
+    const acked: string[] = [];
+    aedes.on('ack', (packet) => {
+      if (packet !== undefined && 'topic' in packet) acked.push(packet.topic);
+    });
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    // clean: false, like the bridge: aedes keeps the in-flight message and names it in 'ack'
+    const client = new MqttClient(() => clientSide, {
+      clientId: 'internals',
+      clean: false,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    registerCleanup(() => void client.end(true));
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+
+    let delivered: (delivery: Delivery) => void = () => undefined;
+    const delivery = new Promise<Delivery>((resolve) => (delivered = resolve));
+    const pubacks = deferPubacks(client, (d) => delivered(d));
+    registerCleanup(() => pubacks.dispose());
+    await client.subscribeAsync('telemetry/#', { qos: 1 });
+    aedes.publish(
+      { cmd: 'publish', topic: 'telemetry/1', payload: Buffer.from('x'), qos: 1, retain: false, dup: false },
+      () => undefined,
+    );
+    const deferred = await delivery;
+
+    // aedes handles one client's packets in order: a PUBACK sent for telemetry/1 would be handled
+    // before this publish is acknowledged
+    await client.publishAsync('marker', 'm', { qos: 1 });
+    expect(acked, `mqtt.js now sends the PUBACK although handleMessage called back with an error: ${SEE}`).toEqual([]);
+
+    const ackSeen = new Promise<void>((resolve) => aedes.once('ack', () => resolve()));
+    deferred.ack();
+    await ackSeen;
+    expect(acked, `MqttClient#_sendPacket no longer sends a PUBACK: ${SEE}`).toEqual(['telemetry/1']);
+  });
+});
+
+describe('aedes / mqtt-packet (broker/packet-size-guard.ts)', () => {
+  const SEE = 'see broker/packet-size-guard.ts';
+
+  it('gives each client a parser with _parseLength(), _emitError(error) and packet.length', async () => {
+    const aedes = await aedesBroker();
+    const [clientSide, brokerSide] = duplexPair();
+    const client = aedes.handle(brokerSide);
+    registerCleanup(() => void clientSide.destroy());
+    const parser = (client as unknown as { _parser?: Record<string, unknown> })._parser;
+    expect(parser, `aedes no longer keeps the mqtt-packet parser at client._parser: ${SEE}`).toBeTypeOf('object');
+    expect(typeof parser?.['_parseLength'], `mqtt-packet removed Parser#_parseLength: ${SEE}`).toBe('function');
+    expect(
+      (parser?.['_parseLength'] as () => boolean).length,
+      `mqtt-packet changed _parseLength's parameters: ${SEE}`,
+    ).toBe(0);
+    expect(typeof parser?.['_emitError'], `mqtt-packet removed Parser#_emitError: ${SEE}`).toBe('function');
+    expect(
+      (parser?.['packet'] as { length?: unknown } | undefined)?.length,
+      `mqtt-packet changed Parser#packet: ${SEE}`,
+    ).toBeTypeOf('number');
+    expect(
+      limitIncomingPacketSize(client, 1024, () => undefined),
+      `the guard no longer recognises aedes' parser: ${SEE}`,
+    ).toBe(true);
+  });
+
+  it('refuses a packet by its declared length before its body arrives, and aedes closes the connection', async () => {
+    const aedes = await aedesBroker();
+    const [clientSide, brokerSide] = duplexPair();
+    const client = aedes.handle(brokerSide);
+    const refused = new Promise<PacketTooLargeError>((resolve) => limitIncomingPacketSize(client, 1024, resolve));
+    const closed = new Promise<void>((resolve) => brokerSide.once('close', () => resolve()));
+    clientSide.resume();
+    // CONNECT with a declared remaining length of 2 MiB (variable-length encoding), no body
+    clientSide.write(Buffer.from([0x10, 0x80, 0x80, 0x80, 0x01]));
+    const error = await refused;
+    expect(error.declaredBytes, `mqtt-packet's packet.length no longer holds the declared length: ${SEE}`).toBe(
+      2 * 1024 * 1024,
+    );
+    await closed;
+  });
+});
+
+describe('node-postgres through pg-promise (bridge/db/connection.ts)', () => {
+  const SEE = 'see bridge/db/connection.ts';
+
+  /** node-postgres's Client as far as used here (pg-promise's typings describe only its own use) */
+  interface PgClient {
+    connect(): Promise<void>;
+    query(text: string): Promise<unknown>;
+    on(event: 'error', listener: (error: Error) => void): unknown;
+    once(event: 'end', listener: () => void): unknown;
+  }
+  const newClient = (port: number, extra: Record<string, unknown> = {}): PgClient => {
+    const Client = pgp.pg.Client as unknown as new (config: Record<string, unknown>) => PgClient;
+    const client = new Client({ host: '127.0.0.1', port, user: 'u', database: 'd', ...extra });
+    client.on('error', () => undefined);
+    return client;
+  };
+
+  /** Just enough PostgreSQL: accepts the startup message, then never answers a query. */
+  async function silentPostgres(): Promise<{ port: number; sockets: Socket[] }> {
+    const sockets: Socket[] = [];
+    const server: Server = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        const authenticationOk = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);
+        const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+        socket.write(Buffer.concat([authenticationOk, readyForQuery]));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    registerCleanup(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          server.close(() => resolve());
+        }),
+    );
+    return { port: (server.address() as AddressInfo).port, sockets };
+  }
+
+  it("fails an unanswered query with exactly 'Query read timeout'", async () => {
+    const { port } = await silentPostgres();
+    const client = newClient(port, { query_timeout: 50 });
+    await client.connect();
+    registerCleanup(() => void (client as unknown as { connection: { stream: Socket } }).connection.stream.destroy());
+    await expect(client.query('SELECT 1'), `node-postgres changed its query_timeout error: ${SEE}`).rejects.toThrow(
+      /^Query read timeout$/,
+    );
+  });
+
+  it('exposes the socket at client.connection.stream: destroying it ends the client', async () => {
+    const { port } = await silentPostgres();
+    const client = newClient(port);
+    await client.connect();
+    const stream = (client as unknown as { connection?: { stream?: unknown } }).connection?.stream;
+    expect(stream, `node-postgres no longer keeps the socket at client.connection.stream: ${SEE}`).toBeInstanceOf(
+      Socket,
+    );
+    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+    (stream as Socket).destroy();
+    await ended;
+  });
+
+  it('has Client.prototype.end(), which closes a connected client', async () => {
+    const { port, sockets } = await silentPostgres();
+    const end = (pgp.pg.Client.prototype as unknown as Record<string, unknown>)['end'];
+    expect(typeof end, `node-postgres removed Client.prototype.end: ${SEE}`).toBe('function');
+    const client = newClient(port);
+    await client.connect();
+    const serverSawClose = new Promise<void>((resolve) => sockets[0]?.once('close', () => resolve()));
+    await (end as (this: unknown) => Promise<void>).call(client);
+    await serverSawClose;
+  });
+});
+
+describe('mqemitter-redis, ioredis, aedes-persistence-redis (broker/cluster-backends.ts)', () => {
+  const SEE = 'see broker/cluster-backends.ts';
+
+  function idleRedis() {
+    // never connects: lazyConnect, and nothing here sends a command
+    const connection = new RedisClient({ lazyConnect: true, host: '127.0.0.1', port: 1, retryStrategy: () => null });
+    registerCleanup(() => connection.disconnect());
+    return connection;
+  }
+
+  it('resolves ioredis through mqemitter-redis to the pinned ioredis, whose Redis class has what is used', () => {
+    expect(RedisClient, `mqemitter-redis brings its own ioredis now, not the pinned one: ${SEE}`).toBe(PinnedRedis);
+    for (const method of ['disconnect', 'select', 'on', 'off']) {
+      expect(
+        typeof (RedisClient.prototype as unknown as Record<string, unknown>)[method],
+        `ioredis Redis lost ${method}(): ${SEE}`,
+      ).toBe('function');
+    }
+    expect(idleRedis().status, `ioredis changed its connection states: ${SEE}`).toBe('wait');
+  });
+
+  it("re-emits a connection's error on the emitter's internal `state`", () => {
+    const publish = idleRedis();
+    const subscribe = idleRedis();
+    const mq = MQEmitterRedis({ pubConn: publish, subConn: subscribe });
+    const state = (mq as unknown as { state?: unknown }).state;
+    expect(state, `mqemitter-redis no longer has its internal state emitter: ${SEE}`).toBeInstanceOf(EventEmitter);
+    const seen: string[] = [];
+    (state as EventEmitter).on('error', (error: Error) => seen.push(error.message));
+    subscribe.emit('error', new Error('connection lost'));
+    expect(seen, `mqemitter-redis stopped re-emitting connection errors on state: ${SEE}`).toEqual(['connection lost']);
+    expect(typeof mq.close, `mqemitter-redis changed close(callback): ${SEE}`).toBe('function');
+    expect(mq.close.length).toBe(1);
+  });
+
+  it("builds a persistence from the main export: aedes-persistence's callback adapter with the methods aedes calls", () => {
+    const persistence = createRedisPersistence({ conn: idleRedis() }) as unknown as Record<string, unknown>;
+    expect(
+      (persistence.constructor as { name?: string }).name,
+      `aedes-persistence-redis' main export is no longer the CallBackPersistence adapter: ${SEE}`,
+    ).toBe('CallBackPersistence');
+    for (const method of ['setup', 'destroy', 'createRetainedStreamCombi', 'outgoingStream']) {
+      expect(typeof persistence[method], `aedes-persistence-redis lost ${method}(): ${SEE}`).toBe('function');
+    }
+  });
+});
+
+describe('pinned versions', () => {
+  const PINNED = {
+    aedes: '1.2.0',
+    mqtt: '5.16.0',
+    'pg-promise': '12.7.1',
+    'mqemitter-redis': '7.2.1',
+    'aedes-persistence-redis': '11.2.2',
+    ioredis: '5.11.1',
+  };
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    dependencies: Record<string, string>;
+  };
+  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { version?: string; dependencies?: Record<string, string> }>;
+  };
+
+  it.each(Object.entries(PINNED))(
+    'package.json pins %s to exactly %s, and package-lock.json installs it',
+    (name, version) => {
+      expect(
+        manifest.dependencies[name],
+        `${name} must be pinned exactly (no ^ or ~): the code reaches into its internals`,
+      ).toBe(version);
+      expect(
+        lock.packages[''] && (lock.packages[''] as { dependencies?: Record<string, string> }).dependencies?.[name],
+      ).toBe(version);
+      expect(lock.packages[`node_modules/${name}`]?.version, `package-lock.json installs another ${name}`).toBe(
+        version,
+      );
+    },
+  );
+
+  it('pg comes only through pg-promise, which pins it exactly', () => {
+    const pgPromise = lock.packages['node_modules/pg-promise'];
+    const pgVersion = pgPromise?.dependencies?.['pg'];
+    expect(pgVersion, 'pg-promise no longer pins pg exactly: see bridge/db/connection.ts').toMatch(/^\d+\.\d+\.\d+$/);
+    const installed = lock.packages['node_modules/pg-promise/node_modules/pg'] ?? lock.packages['node_modules/pg'];
+    expect(installed?.version).toBe(pgVersion);
+    expect(pgp.pg.Client, 'pgp.pg is not node-postgres').toBeTypeOf('function');
+  });
+});
