@@ -8,10 +8,13 @@
  *
  * A malformed reading must not disconnect the sensor: mqtt.js would re-send it after every
  * reconnect and it would block everything behind it. It is recorded in rejected_readings, logged,
- * announced on sensors/{sensorId}/{dataType}/error, and acknowledged (dropped, not stored). If the
- * database itself fails, the callback gets the error: no PUBACK, the connection closes and the
- * sensor re-sends later. A publish anywhere but sensors/{sensorId}/{dataType} is recorded and dropped
- * the same way (without a notice topic, since it names no sensor).
+ * announced on sensors/{sensorId}/{dataType}/error, and acknowledged without being routed or
+ * retained (./unrouted-publish.ts), so no subscriber ever sees it. If the database itself fails,
+ * the callback gets the error: no PUBACK, the connection closes and the sensor re-sends later. A
+ * publish anywhere but sensors/{sensorId}/{dataType} is recorded and dropped the same way (without
+ * a notice topic, since it names no sensor); that includes sensors/{s}/{t}/error, so only the edge
+ * itself publishes error notices (with broker.publish, which does not pass authorizePublish).
+ * Valid readings are routed as published: local applications may watch sensors/#.
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { Aedes, type AedesOptions } from 'aedes';
@@ -22,6 +25,7 @@ import type { EdgeMetrics } from '../metrics.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
 import type { GroupCommitWriter } from './group-commit.js';
 import { normalizeReading, type NormalizeOptions } from './reading-normalizer.js';
+import { acknowledgeWithoutRouting } from './unrouted-publish.js';
 
 export interface SensorListenerOptions {
   deviceId: string;
@@ -106,22 +110,33 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     );
   }
 
-  async function rejectMisplacedPublish(topic: string, payload: Buffer, clientId: string | undefined): Promise<void> {
+  async function rejectMisplacedPublish(
+    topic: string,
+    payload: Buffer,
+    clientId: string | undefined,
+  ): Promise<'rejected'> {
     const reason = `sensors may publish only on sensors/{sensorId}/{dataType}; dropped a publish on '${topic}'`;
     await options.store.recordRejectedReading({ receivedAt: now(), topic, payload, reason });
     options.metrics?.readingsRejected.inc();
     log.warn({ topic, clientId, reason }, reason);
+    return 'rejected';
   }
 
-  async function handleReading(topic: string, payload: Buffer, clientId: string | undefined): Promise<void> {
+  /** 'stored': committed, route it to local subscribers; 'rejected': acknowledge it, route nothing */
+  async function handleReading(
+    topic: string,
+    payload: Buffer,
+    clientId: string | undefined,
+  ): Promise<'stored' | 'rejected'> {
     const normalized = normalizeReading(options.deviceId, topic, payload, now(), options.normalizeOptions);
     if (!normalized.ok) {
       await rejectReading(topic, payload, normalized.reason, clientId);
-      return;
+      return 'rejected';
     }
     // G1: resolves only after the COMMIT; authorizePublish lets the PUBACK go only then
     await options.writer.write(normalized.record);
     options.metrics?.readingsAccepted.inc();
+    return 'stored';
   }
 
   const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (client, packet, callback) => {
@@ -137,7 +152,11 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     const handling = (
       isReadingTopic(topic) ? handleReading(topic, payload, clientId) : rejectMisplacedPublish(topic, payload, clientId)
     ).then(
-      () => callback(null),
+      (outcome) => {
+        // G5: acknowledged either way; only a stored reading reaches subscribers or the retained store
+        if (outcome === 'rejected') acknowledgeWithoutRouting(packet);
+        callback(null);
+      },
       (error: unknown) => {
         log.error(
           { err: error, topic, clientId },
