@@ -15,10 +15,17 @@
  * a notice topic, since it names no sensor); that includes sensors/{s}/{t}/error, so only the edge
  * itself publishes error notices (with broker.publish, which does not pass authorizePublish).
  * Valid readings are routed as published: local applications may watch sensors/#.
+ *
+ * Neither aedes 1.2.0 nor mqtt-packet 9 bounds a packet: the parser buffers a whole packet of up to
+ * 256 MiB before authorizePublish sees it. Each connection gets the shared packet-size guard
+ * (common/packet-size-guard.ts), which closes it as soon as a fixed header declares more than
+ * SENSOR_MAX_PACKET_BYTES (G7).
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { Aedes, type AedesOptions } from 'aedes';
 import type { Logger } from '../../common/logger.js';
+import { limitIncomingPacketSize, maxPacketBytesFor } from '../../common/packet-size-guard.js';
+import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import type { SensorReadingError, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import type { EdgeMetrics } from '../metrics.js';
@@ -52,6 +59,15 @@ export interface SensorListener {
    */
   close(): Promise<void>;
 }
+
+/**
+ * Largest packet the listener reads (G7): the largest reading payload plus a topic of any length.
+ * A longer one closes the connection from its fixed header, before its body is read
+ * (common/packet-size-guard.ts). Between MAX_SENSOR_PAYLOAD_BYTES and this, a payload is read and
+ * refused with a reason, acknowledged (G5), so a sensor that sends a slightly too large reading
+ * does not re-send it forever; only a packet no sensor has a reason to send costs a connection.
+ */
+export const SENSOR_MAX_PACKET_BYTES = maxPacketBytesFor(MAX_SENSOR_PAYLOAD_BYTES);
 
 /** Longest stretch of a rejected payload quoted in an error notice. */
 const NOTICE_PAYLOAD_CHARS = 256;
@@ -186,7 +202,24 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
   );
 
   const sockets = new Set<Socket>();
-  const server = createServer(broker.handle);
+  let warnedGuardUnavailable = false;
+  const server = createServer((socket) => {
+    const client = broker.handle(socket);
+    // G7: an oversize packet closes the connection from its fixed header, before it is buffered
+    const guarded = limitIncomingPacketSize(client, SENSOR_MAX_PACKET_BYTES, (error) => {
+      options.metrics?.oversizePackets.inc();
+      log.warn(
+        { clientId: client.id, remoteAddress: socket.remoteAddress, reason: error.message },
+        'sensor packet too large, closing the connection',
+      );
+    });
+    if (!guarded && !warnedGuardUnavailable) {
+      warnedGuardUnavailable = true;
+      log.error(
+        'cannot bound sensor packet size at parse time (aedes internals changed); payload size is still checked after parsing',
+      );
+    }
+  });
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));

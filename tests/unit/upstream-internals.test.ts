@@ -6,7 +6,7 @@
  *   mqtt.js 5.16.0   MqttClient#_sendPacket, #handleMessage and handlers/publish.js skipping the
  *                    PUBACK when handleMessage calls back with an error  → bridge/mqtt/deferred-puback.ts
  *   aedes 1.2.0 /    client._parser (mqtt-packet 9) with _parseLength, _emitError, packet.length
- *   mqtt-packet 9                                                       → broker/packet-size-guard.ts
+ *   mqtt-packet 9                                                       → common/packet-size-guard.ts
  *   aedes 1.2.0      a packet rewritten in authorizePublish is acknowledged and routed by its new
  *                    topic and retain flag; '#' never matches a '$' topic → edge/ingest/unrouted-publish.ts
  *   pg-promise 12.7.1 / pg 8.23.0   client.connection.stream, Client.prototype.end and the
@@ -33,7 +33,7 @@ import MQEmitterRedis from 'mqemitter-redis';
 import { MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisPersistence, RedisClient } from '../../broker/cluster-backends.js';
-import { limitIncomingPacketSize, type PacketTooLargeError } from '../../broker/packet-size-guard.js';
+import { limitIncomingPacketSize, type PacketTooLargeError } from '../../common/packet-size-guard.js';
 import { pgp } from '../../bridge/db/connection.js';
 import { deferPubacks, type Delivery } from '../../bridge/mqtt/deferred-puback.js';
 import { waitUntil } from '../helpers/mqtt-observe.js';
@@ -129,8 +129,8 @@ describe('mqtt.js (bridge/mqtt/deferred-puback.ts)', () => {
   });
 });
 
-describe('aedes / mqtt-packet (broker/packet-size-guard.ts)', () => {
-  const SEE = 'see broker/packet-size-guard.ts';
+describe('aedes / mqtt-packet (common/packet-size-guard.ts)', () => {
+  const SEE = 'see common/packet-size-guard.ts';
 
   it('gives each client a parser with _parseLength(), _emitError(error) and packet.length', async () => {
     const aedes = await aedesBroker();
