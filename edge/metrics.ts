@@ -25,6 +25,13 @@ export class EdgeMetrics {
     registers: [this.registry],
   });
 
+  readonly sensorConnectionsRefused = new Counter({
+    name: 'edge_sensor_connections_refused_total',
+    help: 'Sensor connections refused: no-credentials or bad-credentials (CONNACK 5 or 4), tls-handshake',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly batchAckLatency = new Histogram({
     name: 'edge_batch_ack_latency_seconds',
     help: 'Time from publishing a telemetry batch to applying its sync/ack',

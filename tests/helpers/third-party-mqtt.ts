@@ -31,6 +31,20 @@ function credentialArgs(credentials: Credentials | undefined, flags: { user: str
   return credentials ? [flags.user, credentials.username, flags.password, credentials.password] : [];
 }
 
+/** PEM file paths for mosquitto's TLS: the CA to verify the server with, and an optional client certificate. */
+export interface MosquittoTls {
+  caPath: string;
+  certPath?: string;
+  keyPath?: string;
+}
+
+function tlsArgs(tls: MosquittoTls | undefined): string[] {
+  if (!tls) return [];
+  const args = ['--cafile', tls.caPath];
+  if (tls.certPath && tls.keyPath) args.push('--cert', tls.certPath, '--key', tls.keyPath);
+  return args;
+}
+
 /** Runs a command to its end (killed after timeoutMs), with `input` on stdin. */
 function run(command: string, args: string[], input: string | Buffer = '', timeoutMs = 20_000): Promise<ExitedProcess> {
   return new Promise((resolve, reject) => {
@@ -61,13 +75,14 @@ export interface MosquittoPubOptions {
   qos?: 0 | 1;
   retain?: boolean;
   credentials?: Credentials;
+  tls?: MosquittoTls;
 }
 
 /** One mosquitto_pub run; exit code 0 means the broker accepted the CONNECT and (QoS 1) sent the PUBACK. */
 export function mosquittoPub(options: MosquittoPubOptions): Promise<ExitedProcess> {
   const args = ['-h', '127.0.0.1', '-p', String(options.port), '-t', options.topic, '-q', String(options.qos ?? 1)];
   if (options.retain) args.push('-r');
-  args.push(...credentialArgs(options.credentials, { user: '-u', password: '-P' }), '-s');
+  args.push(...credentialArgs(options.credentials, { user: '-u', password: '-P' }), ...tlsArgs(options.tls), '-s');
   return run('mosquitto_pub', args, options.payload);
 }
 
@@ -159,9 +174,14 @@ interface SubscriberState {
  * mosquitto_sub at QoS 1 on `filter`, printing each message as JSON (-F %j) and its protocol
  * exchanges (-d), until stop().
  */
-export function mosquittoSub(options: { port: number; filter: string; credentials?: Credentials }): RunningSubscriber {
+export function mosquittoSub(options: {
+  port: number;
+  filter: string;
+  credentials?: Credentials;
+  tls?: MosquittoTls;
+}): RunningSubscriber {
   const args = ['-h', '127.0.0.1', '-p', String(options.port), '-t', options.filter, '-q', '1', '-d', '-F', '%j'];
-  args.push(...credentialArgs(options.credentials, { user: '-u', password: '-P' }));
+  args.push(...credentialArgs(options.credentials, { user: '-u', password: '-P' }), ...tlsArgs(options.tls));
   // line-buffered: mosquitto_sub block-buffers stdout into a pipe, and its SUBACK line would wait
   const child = spawn('stdbuf', ['-oL', 'mosquitto_sub', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   return subscriber(child, (line, state) => {
