@@ -49,6 +49,7 @@ export function createSensorAuthHooks(options: {
   const authenticator = createSensorAuthenticator(options.authentication);
   const principals = new WeakMap<Client, SensorPrincipal>();
 
+  // G9 (edge side): beyond loopback, only a sensor that proves who it is gets a session
   const authenticate: SensorAuthHooks['authenticate'] = (client, username, password, callback) => {
     const credentials: SensorCredentials = {
       username: username ?? undefined,

@@ -174,7 +174,6 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     return 'rejected';
   }
 
-  /** 'stored': committed, route it to local subscribers; 'rejected': acknowledge it, route nothing */
   /** A publish the client's role or sensor ids do not allow: recorded and dropped (no notice). */
   async function rejectForbiddenPublish(
     topic: string,
@@ -188,6 +187,7 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     return 'rejected';
   }
 
+  /** 'stored': committed, route it to local subscribers; 'rejected': acknowledge it, route nothing */
   async function handleReading(
     topic: string,
     payload: Buffer,
