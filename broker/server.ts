@@ -22,7 +22,7 @@ import type { TlsFiles } from '../common/tls-files.js';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
-import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
+import { limitIncomingPacketSize, maxPacketBytesFor } from '../common/packet-size-guard.js';
 
 /**
  * Cluster extension point: a cluster module builds a shared message bus and persistence (e.g.

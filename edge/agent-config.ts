@@ -7,6 +7,8 @@ import type { BackoffPolicy } from '../common/retry-policy.js';
 import type { Logger } from '../common/logger.js';
 import type { HistoryRetention } from './history-pruner.js';
 import type { TlsFiles } from '../common/tls-files.js';
+import type { SensorTlsFiles } from './ingest/sensor-listener.js';
+import type { SensorUser } from './ingest/sensor-users.js';
 
 export interface EdgeAgentConfig {
   /** UUID; the CN of the device certificate and the MQTT client id */
@@ -17,6 +19,12 @@ export interface EdgeAgentConfig {
   sensorHost?: string;
   /** sensor listener port; default 1883; 0 picks a free port (reported as sensorPort) */
   sensorPort?: number;
+  /** sensor users (edge/ingest/sensor-users.ts); when given, every sensor must log in as one of them */
+  sensorUsers?: readonly SensorUser[];
+  /** the sensor listener speaks TLS; with a CA, sensors need a client certificate it signed */
+  sensorTls?: SensorTlsFiles;
+  /** accept anonymous sensors on a non-loopback sensorHost (without it the agent refuses to start there) */
+  sensorAllowAnonymous?: boolean;
   /** cluster broker, mqtts://host:port (mqtt:// only for tests) */
   brokerUrl: string;
   /** client certificate, key and CA for mutual TLS */

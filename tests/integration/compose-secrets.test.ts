@@ -9,11 +9,13 @@
  *   fills each issued folder with the CA certificate and the pair of the identity that folder is
  *   for (checked by CN and role in the certificate, and by the key matching it), keys mode 0600,
  *   and no CA key anywhere outside the authority folder;
- * - the TLS variables of every service point at files that exist in its own folder.
+ * - the TLS variables of every service point at files that exist in its own folder;
+ * - the simulated sensors' password folder is mounted into the sensor containers only, and each
+ *   edge agent gets the users file (scrypt hashes) in its own folder.
  */
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import yaml from 'js-yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +35,8 @@ const compose = yaml.load(readFileSync(join(root, 'docker-compose.yml'), 'utf8')
 const services = compose.services;
 
 const AUTHORITY = './certs/compose/authority';
+const SENSOR_SECRETS = './certs/compose/sensors';
+const isSensorSimulator = (name: string) => /^sensors-\d+$/.test(name);
 
 /** The identity each issued folder must hold: CN and role (OU; the broker's server certificate has none). */
 const EXPECTED_IDENTITY: Record<string, { commonName: string; role: string | null }> = {
@@ -51,7 +55,7 @@ function bindMounts(service: ComposeService): { source: string; target: string; 
 }
 
 const certificateMounts = (service: ComposeService) =>
-  bindMounts(service).filter((mount) => mount.source.startsWith('./certs'));
+  bindMounts(service).filter((mount) => mount.source.startsWith('./certs') && mount.source !== SENSOR_SECRETS);
 
 describe('docker-compose.yml certificate mounts', () => {
   it('mounts the certificate authority into the certs job only', () => {
@@ -80,6 +84,22 @@ describe('docker-compose.yml certificate mounts', () => {
     }
     expect([...seen.keys()].sort()).toEqual(['bridge', 'broker', 'edge-1', 'edge-2']);
   });
+
+  it("mounts the sensors' password folder into the sensor simulators only, read-only", () => {
+    for (const [name, service] of Object.entries(services)) {
+      if (name === 'certs') continue;
+      const secrets = bindMounts(service).filter((mount) => mount.source === SENSOR_SECRETS);
+      if (isSensorSimulator(name)) {
+        expect(
+          secrets.map((mount) => mount.readOnly),
+          name,
+        ).toEqual([true]);
+        expect(certificateMounts(service), `${name} needs no certificate`).toEqual([]);
+      } else {
+        expect(secrets, name).toEqual([]);
+      }
+    }
+  });
 });
 
 describe("the certs job's script", () => {
@@ -92,8 +112,10 @@ describe("the certs job's script", () => {
       .replaceAll('$$', '$') // compose's escape for a literal $
       .replaceAll('/authority', join(work, 'authority'))
       .replaceAll('/issued', join(work, 'issued'))
+      .replaceAll('/sensor-secrets', join(work, 'sensor-secrets'))
       // the image's node user does not exist here; ownership is not what this test checks
       .replace(/chown -R node:node [^;]+;/, '');
+    mkdirSync(join(work, 'sensor-secrets'));
     expect(script).toContain('cli init');
     execFileSync('/bin/sh', ['-c', script], { cwd: root, stdio: 'pipe', timeout: 60_000 });
   }, 90_000);
@@ -104,7 +126,10 @@ describe("the certs job's script", () => {
     const caPem = readFileSync(join(work, 'authority', 'ca.crt'));
     for (const [folder, identity] of Object.entries(EXPECTED_IDENTITY)) {
       const dir = join(issued, folder);
-      expect(readdirSync(dir).sort(), folder).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+      const expectedFiles = folder.startsWith('edge-')
+        ? ['ca.crt', 'sensor-users', 'tls.crt', 'tls.key']
+        : ['ca.crt', 'tls.crt', 'tls.key'];
+      expect(readdirSync(dir).sort(), folder).toEqual(expectedFiles);
       expect(readFileSync(join(dir, 'ca.crt')).equals(caPem), folder).toBe(true);
       const certPem = readFileSync(join(dir, 'tls.crt'));
       const summary = summarizeCertificate(certPem);
@@ -131,6 +156,10 @@ describe("the certs job's script", () => {
         const content = readFileSync(join(issued, folder, file), 'utf8');
         expect(content, `${folder}/${file}`).not.toBe(caKey);
         if (content.includes('PRIVATE KEY')) expect(file, `${folder}/${file} holds a key`).toBe('tls.key');
+        if (file === 'sensor-users')
+          expect(content, `${folder}/sensor-users holds hashes only`).toMatch(
+            /^sim:\$scrypt\$[^\n]*:publisher(:[^\n]*)?\n?$/,
+          );
       }
     }
   });

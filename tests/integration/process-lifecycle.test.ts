@@ -90,6 +90,15 @@ describe('a process with a bad environment', () => {
       line: 'edge agent failed to start: SYNC_INTERVAL_MS must be ≥ 100, got -5',
     },
     {
+      entry: 'edge/main.ts',
+      env: () => ({ ...edgeEnv(), SENSOR_HOST: '0.0.0.0' }),
+      line:
+        'edge agent failed to start: SENSOR_HOST=0.0.0.0 is not a loopback address and the sensor listener has no ' +
+        'authentication: anyone who can reach it can publish readings and read sensors/#. Configure SENSOR_USERS_FILE ' +
+        '(or SENSOR_USERNAME and SENSOR_PASSWORD_FILE) or client certificates (SENSOR_TLS_CERT, SENSOR_TLS_KEY, ' +
+        'SENSOR_TLS_CA), or set SENSOR_ALLOW_ANONYMOUS=true to accept the risk',
+    },
+    {
       entry: 'bridge/main.ts',
       env: () => ({ ...bridgeEnv(), DATABASE_URL: 'mysql://root:hunter2@db/x' }),
       line: "bridge failed to start: DATABASE_URL must be a postgres:// or postgresql:// URL, got 'mysql://***@db/x'",

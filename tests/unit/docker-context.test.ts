@@ -24,6 +24,7 @@ const ENTRY_POINTS = [
   'edge/main.ts',
   'bridge/main.ts',
   'certs/cli.ts',
+  'edge/sensor-user.ts',
   'scripts/simulate-sensors.ts',
 ];
 // assembled here so that this file does not itself look like a key

@@ -6,7 +6,9 @@
  *   mqtt.js 5.16.0   MqttClient#_sendPacket, #handleMessage and handlers/publish.js skipping the
  *                    PUBACK when handleMessage calls back with an error  → bridge/mqtt/deferred-puback.ts
  *   aedes 1.2.0 /    client._parser (mqtt-packet 9) with _parseLength, _emitError, packet.length
- *   mqtt-packet 9                                                       → broker/packet-size-guard.ts
+ *   mqtt-packet 9                                                       → common/packet-size-guard.ts
+ *   aedes 1.2.0      a packet rewritten in authorizePublish is acknowledged and routed by its new
+ *                    topic and retain flag; '#' never matches a '$' topic → edge/ingest/unrouted-publish.ts
  *   pg-promise 12.7.1 / pg 8.23.0   client.connection.stream, Client.prototype.end and the
  *                    'Query read timeout' message                       → bridge/db/connection.ts
  *   mqemitter-redis 7.2.1 / ioredis 5.11.1 / aedes-persistence-redis 11.2.2   ioredis resolved
@@ -25,16 +27,17 @@ import { readFileSync } from 'node:fs';
 import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
-import { Aedes } from 'aedes';
+import { Aedes, type AedesOptions } from 'aedes';
 import { Redis as PinnedRedis } from 'ioredis';
 import MQEmitterRedis from 'mqemitter-redis';
 import { MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { createRedisPersistence, RedisClient } from '../../broker/cluster-backends.js';
-import { limitIncomingPacketSize, type PacketTooLargeError } from '../../broker/packet-size-guard.js';
+import { limitIncomingPacketSize, type PacketTooLargeError } from '../../common/packet-size-guard.js';
 import { pgp } from '../../bridge/db/connection.js';
 import { deferPubacks, type Delivery } from '../../bridge/mqtt/deferred-puback.js';
 import { registerCleanup } from '../helpers/teardown.js';
+import { acknowledgeWithoutRouting, UNROUTED_TOPIC } from '../../edge/ingest/unrouted-publish.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -60,8 +63,8 @@ function duplexPair(): [Duplex, Duplex] {
   return [sides[0]!, sides[1]!];
 }
 
-async function aedesBroker(): Promise<Aedes> {
-  const aedes = await Aedes.createBroker();
+async function aedesBroker(options?: AedesOptions): Promise<Aedes> {
+  const aedes = await Aedes.createBroker(options);
   registerCleanup(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
   return aedes;
 }
@@ -122,8 +125,8 @@ describe('mqtt.js (bridge/mqtt/deferred-puback.ts)', () => {
   });
 });
 
-describe('aedes / mqtt-packet (broker/packet-size-guard.ts)', () => {
-  const SEE = 'see broker/packet-size-guard.ts';
+describe('aedes / mqtt-packet (common/packet-size-guard.ts)', () => {
+  const SEE = 'see common/packet-size-guard.ts';
 
   it('gives each client a parser with _parseLength(), _emitError(error) and packet.length', async () => {
     const aedes = await aedesBroker();
@@ -162,6 +165,70 @@ describe('aedes / mqtt-packet (broker/packet-size-guard.ts)', () => {
       2 * 1024 * 1024,
     );
     await closed;
+  });
+});
+
+describe('aedes (edge/ingest/unrouted-publish.ts)', () => {
+  const SEE = 'see edge/ingest/unrouted-publish.ts';
+
+  /** An mqtt.js client on an in-memory connection to `aedes`. */
+  async function connectedClient(aedes: Aedes, clientId: string): Promise<MqttClient> {
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    const client = new MqttClient(() => clientSide, { clientId, protocolVersion: 4, reconnectPeriod: 0 });
+    registerCleanup(() => void client.end(true));
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    return client;
+  }
+
+  function received(client: MqttClient): { topic: string; payload: string; retain: boolean }[] {
+    const messages: { topic: string; payload: string; retain: boolean }[] = [];
+    client.on('message', (topic, payload, packet) =>
+      messages.push({ topic, payload: payload.toString(), retain: packet.retain }),
+    );
+    return messages;
+  }
+
+  it('acknowledges a publish rewritten in authorizePublish, routes it only to the sink topic and retains nothing', async () => {
+    // subscriptions are not restricted here: even '#' must not see the sink
+    const aedes = await aedesBroker({
+      authorizePublish: (_client, packet, callback) => {
+        if (packet.topic.startsWith('drop/')) acknowledgeWithoutRouting(packet);
+        callback(null);
+      },
+    });
+    const everything = await connectedClient(aedes, 'everything');
+    const sink = await connectedClient(aedes, 'sink');
+    const publisher = await connectedClient(aedes, 'publisher');
+    const seenByEverything = received(everything);
+    const seenBySink = received(sink);
+    await everything.subscribeAsync('#', { qos: 1 });
+    await sink.subscribeAsync(UNROUTED_TOPIC, { qos: 1 });
+
+    // resolves on the PUBACK (QoS 1); QoS 0 has none
+    await publisher.publishAsync('drop/me', 'rejected', { qos: 1, retain: true });
+    await publisher.publishAsync('drop/me', 'rejected too', { qos: 0, retain: true });
+    await publisher.publishAsync('kept', 'marker', { qos: 1 });
+    await expect
+      .poll(() => seenByEverything.length > 0 && seenBySink.length === 2, { message: 'the marker and the sink' })
+      .toBe(true);
+
+    expect(seenByEverything, `aedes routed a rewritten packet by its old topic, or '#' matched '$': ${SEE}`).toEqual([
+      { topic: 'kept', payload: 'marker', retain: false },
+    ]);
+    expect(seenBySink, `aedes no longer routes by the topic authorizePublish left: ${SEE}`).toEqual([
+      { topic: UNROUTED_TOPIC, payload: '', retain: false },
+      { topic: UNROUTED_TOPIC, payload: '', retain: false },
+    ]);
+    // retained messages are delivered right after the SUBACK, before anything published later
+    const later = await connectedClient(aedes, 'later');
+    const seenLater = received(later);
+    await later.subscribeAsync(['#', UNROUTED_TOPIC], { qos: 1 });
+    await publisher.publishAsync('kept', 'second marker', { qos: 1 });
+    await expect.poll(() => seenLater.length > 0, { message: 'the marker at the later subscriber' }).toBe(true);
+    expect(seenLater, `aedes retained a packet whose retain flag authorizePublish cleared: ${SEE}`).toEqual([
+      { topic: 'kept', payload: 'second marker', retain: false },
+    ]);
   });
 });
 
