@@ -37,13 +37,18 @@ describe('sync log entry for an ack', () => {
 describe('ReconnectScheduler', () => {
   const policy = { initialDelayMs: 10, maxDelayMs: 80, multiplier: 2, jitter: 'none' as const };
 
-  it('backs off exponentially, resets after a connection, and waits the maximum after an auth failure', () => {
-    const scheduler = new ReconnectScheduler(policy);
+  it('backs off exponentially, resets after a connection, and waits the auth window after an auth failure', () => {
+    const scheduler = new ReconnectScheduler({ ...policy, authFailureDelayMs: 1000 }, () => 0.5);
     const noop = () => undefined;
-    expect([1, 2, 3, 4, 5].map(() => scheduler.schedule('network', noop))).toEqual([10, 20, 40, 80, 80]);
+    expect([1, 2, 3, 4, 5].map(() => scheduler.schedule('network', noop).delayMs)).toEqual([10, 20, 40, 80, 80]);
     scheduler.connected();
-    expect(scheduler.schedule('network', noop)).toBe(10);
-    expect(scheduler.schedule('auth', noop)).toBe(80);
+    expect(scheduler.schedule('network', noop)).toEqual({
+      delayMs: 10,
+      failures: 1,
+      windowMs: 10,
+      errorClass: 'network',
+    });
+    expect(scheduler.schedule('auth', noop)).toEqual({ delayMs: 750, failures: 2, windowMs: 1000, errorClass: 'auth' });
     scheduler.cancel();
   });
 
