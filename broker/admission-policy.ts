@@ -16,10 +16,17 @@
  *     `handshakeBurst` (a token bucket); the excess is refused at once, before TLS starts, so in
  *     a reconnect storm a client learns within a round trip that it must back off, instead of
  *     queueing behind handshakes the broker cannot finish within the client's connect timeout.
+ *   - while the broker's event loop lags more than `maxEventLoopLagMs` behind (it is busy with
+ *     more handshakes than its CPU share finishes), new handshakes are refused too: a fixed rate
+ *     is right only for the CPU it was measured on, and on a machine shared with other work the
+ *     broker's share, and so its handshake capacity, is smaller. Admitting more than it finishes
+ *     queues handshakes until the clients' connect timeouts fire, and every one of those is
+ *     wasted (the collapse this module exists to prevent). Silent sockets cost no CPU, so an
+ *     attacker holding them does not trigger this;
  *   - the state is one counter per source address with a handshake in progress: at most
  *     maxConnections entries.
  *
- * Refusals by a cap do not take a token: they cost the broker no handshake.
+ * Refusals by a cap or for overload do not take a token: they cost the broker no handshake.
  *
  * The defaults, and why (2-core development machine, node 20, RSA 2048 keys, broker in its own
  * process; `npm run bench:reconnect`): a full mutual-TLS 1.3 handshake plus an MQTT CONNECT of a
@@ -39,6 +46,8 @@ export interface AdmissionLimits {
   handshakesPerSecond: number;
   /** handshakes admitted at once after a quiet period (token bucket depth) */
   handshakeBurst: number;
+  /** refuse new handshakes while the event loop is this far behind */
+  maxEventLoopLagMs: number;
 }
 
 export const DEFAULT_ADMISSION_LIMITS: AdmissionLimits = {
@@ -46,9 +55,10 @@ export const DEFAULT_ADMISSION_LIMITS: AdmissionLimits = {
   maxPendingPerSource: 64,
   handshakesPerSecond: 250,
   handshakeBurst: 100,
+  maxEventLoopLagMs: 1_000,
 };
 
-export type AdmissionRefusal = 'total-cap' | 'source-cap' | 'rate';
+export type AdmissionRefusal = 'total-cap' | 'source-cap' | 'overload' | 'rate';
 
 /** One admitted connection. Both methods are idempotent. */
 export interface AdmissionTicket {
@@ -116,11 +126,12 @@ export class ConnectionAdmission {
     this.#bucket = new TokenBucket(limits.handshakesPerSecond, limits.handshakeBurst, now);
   }
 
-  /** Decides on a new connection from `source` (its remote address). */
-  admit(source: string): AdmissionDecision {
+  /** Decides on a new connection from `source` (its remote address); `eventLoopLagMs`: how far behind the broker is now. */
+  admit(source: string, eventLoopLagMs = 0): AdmissionDecision {
     if (this.#open >= this.#limits.maxConnections) return { admitted: false, reason: 'total-cap' };
     const pendingFromSource = this.#pendingBySource.get(source) ?? 0;
     if (pendingFromSource >= this.#limits.maxPendingPerSource) return { admitted: false, reason: 'source-cap' };
+    if (eventLoopLagMs > this.#limits.maxEventLoopLagMs) return { admitted: false, reason: 'overload' };
     if (!this.#bucket.tryTake()) return { admitted: false, reason: 'rate' };
     this.#open += 1;
     this.#pending += 1;

@@ -27,11 +27,12 @@
  *     connectTimeout (aedes 1.2.0 closes a client without CONNECT after it); after that aedes'
  *     keepalive bounds an idle session.
  *
- * Refusals are counted in mqtt_broker_refused_connections_total{reason="rate"|"source-cap"|
- * "total-cap"} and logged at debug each; a warning sums them up at most every 10 s, so a storm
+ * Refusals are counted in mqtt_broker_refused_connections_total{reason="rate"|"overload"|
+ * "source-cap"|"total-cap"} and logged at debug each; a warning sums them up at most every 10 s, so a storm
  * cannot flood the log.
  */
 import { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from '../common/logger.js';
 import {
@@ -88,10 +89,12 @@ export function admitConnections(server: TlsServer, options: ConnectionAdmission
   server.removeAllListeners('connection');
 
   const refusals = refusalReporter(logger, now);
+  const lag = eventLoopLag();
+  server.once('close', () => lag.stop());
   server.on('connection', (socket: Socket) => {
     const remoteAddress = socket.remoteAddress;
     const remotePort = socket.remotePort;
-    const decision = admission.admit(remoteAddress ?? 'unknown');
+    const decision = admission.admit(remoteAddress ?? 'unknown', lag.currentMs());
     if (!decision.admitted) {
       metrics.refusedConnections.inc({ reason: decision.reason });
       refusals.report(decision.reason, remoteAddress, remotePort);
@@ -135,6 +138,28 @@ export function admitConnections(server: TlsServer, options: ConnectionAdmission
   });
 
   return { sockets, pendingHandshakes: () => admission.pending, limits };
+}
+
+const LAG_SAMPLE_MS = 50;
+
+/**
+ * How far the event loop is behind now: a timer due every LAG_SAMPLE_MS, and the time since it
+ * was due when it has not fired yet (a 'connection' callback runs in the poll phase, possibly
+ * long after the last timer, when a backlog of handshakes is being worked off).
+ */
+function eventLoopLag(): { currentMs(): number; stop(): void } {
+  let due = performance.now() + LAG_SAMPLE_MS;
+  let lastMs = 0;
+  const timer = setInterval(() => {
+    const at = performance.now();
+    lastMs = Math.max(0, at - due);
+    due = at + LAG_SAMPLE_MS;
+  }, LAG_SAMPLE_MS);
+  timer.unref();
+  return {
+    currentMs: () => Math.max(lastMs, performance.now() - due),
+    stop: () => clearInterval(timer),
+  };
 }
 
 /** node:tls internals: a server-side TLSSocket keeps the accepted net.Socket in `_parent`. */

@@ -22,6 +22,8 @@ const ROOMY: AdmissionLimits = {
   maxPendingPerSource: 10_000,
   handshakesPerSecond: 100_000,
   handshakeBurst: 100_000,
+  // a test process starved by a busy machine must not refuse anybody here
+  maxEventLoopLagMs: 1_000_000,
 };
 
 type LogLine = { msg: string; level: number; [field: string]: unknown };
@@ -300,6 +302,30 @@ describe('handshake rate', () => {
       () => connectDevice(broker.port).catch(() => undefined),
       (client) => client !== undefined,
       { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    expect(device?.connected).toBe(true);
+    await device?.endAsync();
+  });
+});
+
+describe('overload', () => {
+  it('refuses a handshake that arrives while the event loop is behind, and admits the next one once it caught up', async () => {
+    const { broker, metric } = await brokerWith({ admission: { ...ROOMY, maxEventLoopLagMs: 200 } });
+    const [late] = silentSockets(broker.port, 1, '127.0.0.2');
+    // the broker runs in this process: a 600 ms stall puts its event loop 600 ms behind
+    const stallUntil = Date.now() + 600;
+    while (Date.now() < stallUntil) {
+      // busy
+    }
+    await late!.closing;
+    expect(await metric(refusedSeries('overload'))).toBeGreaterThanOrEqual(1);
+
+    // the lag is measured again on the next timer tick; from then on devices are admitted
+    const device = await waitFor(
+      'a device admitted after the stall',
+      () => connectDevice(broker.port).catch(() => undefined),
+      (client) => client !== undefined,
+      { intervalMs: 100 },
     );
     expect(device?.connected).toBe(true);
     await device?.endAsync();

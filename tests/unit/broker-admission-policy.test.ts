@@ -18,6 +18,7 @@ const roomy: AdmissionLimits = {
   maxPendingPerSource: 1000,
   handshakesPerSecond: 1000,
   handshakeBurst: 1000,
+  maxEventLoopLagMs: 500,
 };
 
 function ticketOf(decision: AdmissionDecision): AdmissionTicket {
@@ -112,6 +113,12 @@ describe('ConnectionAdmission', () => {
     expect(admission.admit('10.0.0.3')).toEqual({ admitted: false, reason: 'rate' });
     time.advance(500);
     expect(admission.admit('10.0.0.3').admitted).toBe(true);
+  });
+
+  it('refuses handshakes while the event loop lags beyond the limit, without taking a token', () => {
+    const admission = new ConnectionAdmission({ ...roomy, handshakesPerSecond: 1, handshakeBurst: 1 }, clock().now);
+    expect(admission.admit('10.0.0.1', 501)).toEqual({ admitted: false, reason: 'overload' });
+    expect(admission.admit('10.0.0.1', 500).admitted).toBe(true);
   });
 
   it('releases a ticket once, however often it is closed, and forgets sources without handshakes', () => {

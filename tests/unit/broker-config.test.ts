@@ -156,6 +156,7 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
       ['BROKER_MAX_HANDSHAKES_PER_SOURCE', 64, (c) => c.admission.maxPendingPerSource],
       ['BROKER_HANDSHAKE_RATE', 250, (c) => c.admission.handshakesPerSecond],
       ['BROKER_HANDSHAKE_BURST', 100, (c) => c.admission.handshakeBurst],
+      ['BROKER_MAX_EVENT_LOOP_LAG_MS', 1_000, (c) => c.admission.maxEventLoopLagMs],
     ] as const satisfies readonly (readonly [string, number, (c: BrokerConfig) => number])[]
   ).map(([name, fallback, read]) => ({ name, min: 1, max: 1_000_000, fallback, read })),
   {
