@@ -36,7 +36,7 @@ import {
   triggerForNewReadings,
 } from './in-flight-policy.js';
 import type { TlsFiles } from '../../common/tls-files.js';
-import { buildUplinkClientOptions, statusPayload } from './mqtt-options.js';
+import { buildUplinkClientOptions, statusPayload, uplinkSecureContext } from './mqtt-options.js';
 import { DEFAULT_RECONNECT_POLICY, ReconnectScheduler } from './reconnect-scheduler.js';
 
 export interface UplinkOptions {
@@ -213,9 +213,11 @@ export class Uplink {
   }
 
   #clientSettings() {
+    const tls = this.#options.tls;
     return {
       deviceId: this.#options.deviceId,
-      tls: this.#options.tls,
+      tls,
+      secureContext: tls === undefined ? undefined : uplinkSecureContext(tls),
       connectTimeoutMs: this.#options.connectTimeoutMs ?? 10_000,
       keepaliveSeconds: this.#options.keepaliveSeconds ?? 30,
       incomingStore: this.#incomingStore,

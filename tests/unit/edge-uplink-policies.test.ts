@@ -1,3 +1,4 @@
+import type { SecureContext } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { syncLogEntryForAck, syncLogStatusForAck } from '../../edge/uplink/ack-outcome.js';
 import { buildUplinkClientOptions } from '../../edge/uplink/mqtt-options.js';
@@ -97,5 +98,20 @@ describe('uplink client options', () => {
       at,
     );
     expect(secure).toMatchObject({ ...tls, rejectUnauthorized: true });
+    const secureContext = { context: {} } as unknown as SecureContext;
+    // mqtt.js types only some of the tls.connect options it passes on
+    const withContext = buildUplinkClientOptions(
+      {
+        deviceId: TEST_DEVICE_ID,
+        tls,
+        secureContext,
+        connectTimeoutMs: 1000,
+        keepaliveSeconds: 30,
+        incomingStore: new Store(),
+        outgoingStore: new Store(),
+      },
+      at,
+    );
+    expect((withContext as { secureContext?: unknown }).secureContext).toBe(secureContext);
   });
 });
