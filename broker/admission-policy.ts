@@ -23,6 +23,9 @@
  *     queues handshakes until the clients' connect timeouts fire, and every one of those is
  *     wasted (the collapse this module exists to prevent). Silent sockets cost no CPU, so an
  *     attacker holding them does not trigger this;
+ *   - the rate adapts to how fast handshakes actually complete (AdaptiveRate below): it halves
+ *     while they take `handshakeTargetMs` (2 s) or longer on average, whatever makes them slow
+ *     (the broker's CPU, the network, the clients);
  *   - the state is one counter per source address with a handshake in progress: at most
  *     maxConnections entries.
  *
@@ -48,6 +51,8 @@ export interface AdmissionLimits {
   handshakeBurst: number;
   /** refuse new handshakes while the event loop is this far behind */
   maxEventLoopLagMs: number;
+  /** halve the admitted rate while completed handshakes take this long on average (AdaptiveRate) */
+  handshakeTargetMs: number;
 }
 
 export const DEFAULT_ADMISSION_LIMITS: AdmissionLimits = {
@@ -56,6 +61,7 @@ export const DEFAULT_ADMISSION_LIMITS: AdmissionLimits = {
   handshakesPerSecond: 250,
   handshakeBurst: 100,
   maxEventLoopLagMs: 1_000,
+  handshakeTargetMs: 2_000,
 };
 
 export type AdmissionRefusal = 'total-cap' | 'source-cap' | 'overload' | 'rate';
@@ -74,7 +80,7 @@ export type AdmissionDecision =
 
 /** A token bucket: `ratePerSecond` tokens per second, at most `burst` kept. */
 export class TokenBucket {
-  readonly #ratePerMs: number;
+  #ratePerMs: number;
   readonly #burst: number;
   readonly #now: () => number;
   #tokens: number;
@@ -104,6 +110,17 @@ export class TokenBucket {
     return this.#tokens;
   }
 
+  get ratePerSecond(): number {
+    return this.#ratePerMs * 1000;
+  }
+
+  /** Changes the rate from now on (tokens already in the bucket stay). */
+  setRate(ratePerSecond: number): void {
+    if (!(ratePerSecond > 0)) throw new RangeError(`a token bucket needs a rate > 0, got ${ratePerSecond}/s`);
+    this.#refill();
+    this.#ratePerMs = ratePerSecond / 1000;
+  }
+
   #refill(): void {
     const now = this.#now();
     // a clock that steps back adds nothing (and takes nothing)
@@ -113,9 +130,75 @@ export class TokenBucket {
   }
 }
 
+/**
+ * The handshake rate, adapted to how fast handshakes actually complete (AIMD, as TCP does with its
+ * window): when the handshakes completed in the last second took `targetMs` or longer on average
+ * (from accept to the finished handshake), admission is ahead of what the broker, or the path to
+ * the clients, finishes, and the rate halves, at most once per ADAPT_DECREASE_EVERY_MS (the
+ * handshakes completing right after a decrease were admitted before it); otherwise it grows by a
+ * tenth of the configured rate per second, up to the configured rate. Never below a twentieth of
+ * it. Only completed handshakes are measured: a socket that never finishes one (no certificate,
+ * a silent or hostile client) does not move the rate.
+ */
+export class AdaptiveRate {
+  readonly #maxRate: number;
+  readonly #targetMs: number;
+  readonly #now: () => number;
+  #rate: number;
+  #windowStartMs: number;
+  #windowSumMs = 0;
+  #windowCount = 0;
+  #lastDecreaseMs = Number.NEGATIVE_INFINITY;
+
+  constructor(maxRatePerSecond: number, targetMs: number, now: () => number) {
+    this.#maxRate = maxRatePerSecond;
+    this.#targetMs = targetMs;
+    this.#now = now;
+    this.#rate = maxRatePerSecond;
+    this.#windowStartMs = now();
+  }
+
+  /** One handshake completed after `durationMs`. */
+  observe(durationMs: number): void {
+    this.#windowSumMs += durationMs;
+    this.#windowCount += 1;
+  }
+
+  /** The rate to admit at now; `inProgress`: handshakes admitted and not finished yet. */
+  current(inProgress: number): number {
+    const now = this.#now();
+    const elapsed = now - this.#windowStartMs;
+    if (elapsed < ADAPT_WINDOW_MS) return this.#rate;
+    if (this.#windowCount > 0) {
+      const meanMs = this.#windowSumMs / this.#windowCount;
+      if (meanMs >= this.#targetMs) {
+        if (now - this.#lastDecreaseMs >= ADAPT_DECREASE_EVERY_MS) {
+          this.#rate = Math.max(this.#maxRate / 20, this.#rate / 2);
+          this.#lastDecreaseMs = now;
+        }
+      } else {
+        const seconds = Math.min(elapsed, 10 * ADAPT_WINDOW_MS) / 1000;
+        this.#rate = Math.min(this.#maxRate, this.#rate + (this.#maxRate / 10) * seconds);
+      }
+    } else if (inProgress === 0) {
+      // idle: nothing completes because nothing was started, so go back up
+      this.#rate = Math.min(this.#maxRate, this.#rate + (this.#maxRate / 10) * (elapsed / 1000));
+    }
+    this.#windowStartMs = now;
+    this.#windowSumMs = 0;
+    this.#windowCount = 0;
+    return this.#rate;
+  }
+}
+
+const ADAPT_WINDOW_MS = 1_000;
+const ADAPT_DECREASE_EVERY_MS = 2_000;
+
 export class ConnectionAdmission {
   readonly #limits: AdmissionLimits;
   readonly #bucket: TokenBucket;
+  readonly #adaptiveRate: AdaptiveRate;
+  readonly #now: () => number;
   readonly #pendingBySource = new Map<string, number>();
   #open = 0;
   #pending = 0;
@@ -124,6 +207,8 @@ export class ConnectionAdmission {
     assertLimits(limits);
     this.#limits = limits;
     this.#bucket = new TokenBucket(limits.handshakesPerSecond, limits.handshakeBurst, now);
+    this.#adaptiveRate = new AdaptiveRate(limits.handshakesPerSecond, limits.handshakeTargetMs, now);
+    this.#now = now;
   }
 
   /** Decides on a new connection from `source` (its remote address); `eventLoopLagMs`: how far behind the broker is now. */
@@ -132,6 +217,8 @@ export class ConnectionAdmission {
     const pendingFromSource = this.#pendingBySource.get(source) ?? 0;
     if (pendingFromSource >= this.#limits.maxPendingPerSource) return { admitted: false, reason: 'source-cap' };
     if (eventLoopLagMs > this.#limits.maxEventLoopLagMs) return { admitted: false, reason: 'overload' };
+    const rate = this.#adaptiveRate.current(this.#pending);
+    if (rate !== this.#bucket.ratePerSecond) this.#bucket.setRate(rate);
     if (!this.#bucket.tryTake()) return { admitted: false, reason: 'rate' };
     this.#open += 1;
     this.#pending += 1;
@@ -149,6 +236,11 @@ export class ConnectionAdmission {
     return this.#pending;
   }
 
+  /** the handshake rate admitted now (handshakesPerSecond, or less while handshakes complete slowly) */
+  get admittedRate(): number {
+    return this.#bucket.ratePerSecond;
+  }
+
   /** source addresses with a handshake in progress (the size of the per-source state) */
   get sourcesWithPending(): number {
     return this.#pendingBySource.size;
@@ -157,6 +249,7 @@ export class ConnectionAdmission {
   #ticket(source: string): AdmissionTicket {
     let pending = true;
     let open = true;
+    const admittedAtMs = this.#now();
     const leavePending = () => {
       if (!pending) return;
       pending = false;
@@ -166,7 +259,10 @@ export class ConnectionAdmission {
       else this.#pendingBySource.set(source, left);
     };
     return {
-      handshakeDone: leavePending,
+      handshakeDone: () => {
+        if (pending) this.#adaptiveRate.observe(this.#now() - admittedAtMs);
+        leavePending();
+      },
       closed: () => {
         leavePending();
         if (!open) return;

@@ -25,6 +25,8 @@
  *   BROKER_HANDSHAKE_BURST            handshakes admitted at once after a quiet period (default 100)
  *   BROKER_MAX_EVENT_LOOP_LAG_MS      refuse new handshakes while the event loop is this far behind
  *                                     (default 1000)
+ *   BROKER_HANDSHAKE_TARGET_MS        the admitted rate halves while handshakes take this long on average
+ *                                     (default 2000)
  *   BROKER_HANDSHAKE_TIMEOUT_MS       time allowed for the TLS handshake; the socket is then destroyed
  *                                     (default 10000)
  *
@@ -123,6 +125,10 @@ function admissionFrom(env: Env): AdmissionLimits {
     }),
     handshakesPerSecond: envInt(env, 'BROKER_HANDSHAKE_RATE', defaults.handshakesPerSecond, { min: 1, max: 1_000_000 }),
     handshakeBurst: envInt(env, 'BROKER_HANDSHAKE_BURST', defaults.handshakeBurst, { min: 1, max: 1_000_000 }),
+    handshakeTargetMs: envInt(env, 'BROKER_HANDSHAKE_TARGET_MS', defaults.handshakeTargetMs, {
+      min: 100,
+      max: 120_000,
+    }),
     maxEventLoopLagMs: envInt(env, 'BROKER_MAX_EVENT_LOOP_LAG_MS', defaults.maxEventLoopLagMs, {
       min: 1,
       max: 1_000_000,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  AdaptiveRate,
   ConnectionAdmission,
   DEFAULT_ADMISSION_LIMITS,
   TokenBucket,
@@ -19,6 +20,7 @@ const roomy: AdmissionLimits = {
   handshakesPerSecond: 1000,
   handshakeBurst: 1000,
   maxEventLoopLagMs: 500,
+  handshakeTargetMs: 2_000,
 };
 
 function ticketOf(decision: AdmissionDecision): AdmissionTicket {
@@ -69,6 +71,71 @@ describe('TokenBucket', () => {
   it('refuses a rate or burst that could never admit anything', () => {
     expect(() => new TokenBucket(0, 1, Date.now)).toThrow(RangeError);
     expect(() => new TokenBucket(1, 0, Date.now)).toThrow(RangeError);
+  });
+});
+
+describe('AdaptiveRate', () => {
+  it('halves the rate when the handshakes of the last second took the target or longer, at most every 2 s', () => {
+    const time = clock();
+    const rate = new AdaptiveRate(200, 2_000, time.now);
+    rate.observe(2_500);
+    rate.observe(1_600);
+    time.advance(1_000);
+    expect(rate.current(5)).toBe(100);
+    rate.observe(3_000);
+    time.advance(1_000);
+    // the handshakes finishing now were admitted before the decrease
+    expect(rate.current(5)).toBe(100);
+    rate.observe(3_000);
+    time.advance(1_000);
+    expect(rate.current(5)).toBe(50);
+  });
+
+  it('never goes below a twentieth of the configured rate', () => {
+    const time = clock();
+    const rate = new AdaptiveRate(200, 2_000, time.now);
+    for (let second = 0; second < 60; second++) {
+      rate.observe(9_000);
+      time.advance(1_000);
+      rate.current(5);
+    }
+    expect(rate.current(5)).toBe(10);
+  });
+
+  it('grows back by a tenth of the configured rate per second while handshakes are fast, up to it', () => {
+    const time = clock();
+    const rate = new AdaptiveRate(200, 2_000, time.now);
+    rate.observe(5_000);
+    time.advance(1_000);
+    expect(rate.current(1)).toBe(100);
+    const seen: number[] = [];
+    for (let second = 0; second < 7; second++) {
+      rate.observe(20);
+      time.advance(1_000);
+      seen.push(rate.current(1));
+    }
+    expect(seen).toEqual([120, 140, 160, 180, 200, 200, 200]);
+  });
+
+  it('learns nothing from a second in which handshakes were in progress but none finished', () => {
+    const time = clock();
+    const rate = new AdaptiveRate(200, 2_000, time.now);
+    rate.observe(5_000);
+    time.advance(1_000);
+    expect(rate.current(3)).toBe(100);
+    time.advance(1_000);
+    expect(rate.current(3)).toBe(100);
+    time.advance(1_000);
+    expect(rate.current(0)).toBe(120);
+  });
+
+  it('is not moved by sockets that never finish a handshake (only completed ones are observed)', () => {
+    const time = clock();
+    const admission = new ConnectionAdmission({ ...roomy, handshakesPerSecond: 100, handshakeBurst: 100 }, time.now);
+    for (let silent = 0; silent < 50; silent++) ticketOf(admission.admit(`10.1.0.${silent}`)).closed();
+    time.advance(5_000);
+    expect(admission.admit('10.2.0.1').admitted).toBe(true);
+    expect(admission.admittedRate).toBe(100);
   });
 });
 

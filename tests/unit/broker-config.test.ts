@@ -160,6 +160,13 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
     ] as const satisfies readonly (readonly [string, number, (c: BrokerConfig) => number])[]
   ).map(([name, fallback, read]) => ({ name, min: 1, max: 1_000_000, fallback, read })),
   {
+    name: 'BROKER_HANDSHAKE_TARGET_MS',
+    min: 100,
+    max: 120_000,
+    fallback: 2_000,
+    read: (c) => c.admission.handshakeTargetMs,
+  },
+  {
     name: 'BROKER_HANDSHAKE_TIMEOUT_MS',
     min: 1_000,
     max: 120_000,
