@@ -57,6 +57,8 @@ export interface AdmittedSockets {
   readonly sockets: ReadonlySet<Socket>;
   /** admitted sockets still in the TLS handshake */
   pendingHandshakes(): number;
+  /** handshakes per second admitted now */
+  admittedRate(): number;
   readonly limits: AdmissionLimits;
 }
 
@@ -137,7 +139,7 @@ export function admitConnections(server: TlsServer, options: ConnectionAdmission
     );
   });
 
-  return { sockets, pendingHandshakes: () => admission.pending, limits };
+  return { sockets, pendingHandshakes: () => admission.pending, admittedRate: () => admission.admittedRate, limits };
 }
 
 const LAG_SAMPLE_MS = 50;

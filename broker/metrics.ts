@@ -74,8 +74,16 @@ export function roleLabel(role: ClientRole | undefined): string {
  */
 export function registerAdmissionGauges(
   registry: Registry,
-  read: { openSockets(): number; pendingHandshakes(): number },
+  read: { openSockets(): number; pendingHandshakes(): number; admittedRate(): number },
 ): void {
+  new Gauge({
+    name: 'mqtt_broker_admitted_handshake_rate',
+    help: 'Handshakes per second admitted now: BROKER_HANDSHAKE_RATE, or less while handshakes complete slowly',
+    registers: [registry],
+    collect() {
+      this.set(read.admittedRate());
+    },
+  });
   new Gauge({
     name: 'mqtt_broker_open_sockets',
     help: 'Sockets open on the MQTTS listener in any phase (TLS handshake, before CONNECT, MQTT session)',

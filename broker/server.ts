@@ -262,6 +262,7 @@ function createMqttsServer(
   registerAdmissionGauges(metrics.registry, {
     openSockets: () => admitted.sockets.size,
     pendingHandshakes: () => admitted.pendingHandshakes(),
+    admittedRate: () => admitted.admittedRate(),
   });
   return { server, sockets: admitted.sockets };
 }

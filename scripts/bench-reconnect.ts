@@ -234,7 +234,9 @@ async function brokerMetrics(metricsPort: number): Promise<Record<string, number
   const values: Record<string, number> = {};
   for (const line of text.split('\n')) {
     const match =
-      /^(mqtt_broker_refused_connections_total\{reason="[^"]+"\}|mqtt_broker_connected_clients) (\S+)$/.exec(line);
+      /^(mqtt_broker_refused_connections_total\{reason="[^"]+"\}|mqtt_broker_connected_clients|mqtt_broker_admitted_handshake_rate) (\S+)$/.exec(
+        line,
+      );
     if (match?.[1] !== undefined)
       values[match[1].replace(/^mqtt_broker_refused_connections_total/, 'refused')] = Number(match[2]);
   }

@@ -137,6 +137,8 @@ describe('sockets that never finish the TLS handshake', () => {
       (n) => n === 300,
     );
     expect(await metric('mqtt_broker_open_sockets')).toBe(300);
+    // silent sockets complete no handshake: they do not lower the admitted rate
+    expect(await metric('mqtt_broker_admitted_handshake_rate')).toBe(ROOMY.handshakesPerSecond);
 
     await Promise.all(sockets.map((silent) => silent.closing));
     await waitFor('no open socket on the server', serverConnections, (n) => n === 0);
