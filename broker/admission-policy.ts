@@ -74,6 +74,12 @@ export type AdmissionRefusal = 'total-cap' | 'source-cap' | 'overload' | 'rate';
 export interface AdmissionTicket {
   /** the TLS handshake completed: the socket no longer counts against its source */
   handshakeDone(): void;
+  /**
+   * the TLS handshake failed after the client had started it (it sent data): counted like a
+   * handshake that took at least handshakeTargetMs (see AdaptiveRate); the socket no longer
+   * counts against its source
+   */
+  handshakeFailed(): void;
   /** the socket closed: it no longer counts at all */
   closed(): void;
 }
@@ -141,8 +147,13 @@ export class TokenBucket {
  * the clients, finishes, and the rate halves, at most once per ADAPT_DECREASE_EVERY_MS (the
  * handshakes completing right after a decrease were admitted before it); otherwise it grows by a
  * tenth of the configured rate per second, up to the configured rate. Never below a twentieth of
- * it. Only completed handshakes are measured: a socket that never finishes one (no certificate,
- * a silent or hostile client) does not move the rate.
+ * it. Measured are completed handshakes, and failed ones of clients that had started theirs,
+ * each counted as at least `targetMs`: a client that gave up waiting (typically at its connect
+ * timeout) is the clearest sign of admitting too much, and the completed handshakes alone miss
+ * exactly those (measured: in a 5,000-device storm the rate stayed at its maximum while 1,100
+ * clients timed out). A socket that never sends a byte does not move the rate; a client that
+ * starts handshakes and stalls them does, which can lower the rate to its floor but never to
+ * zero, and the per-source cap bounds how many such stalls one address holds at once.
  */
 export class AdaptiveRate {
   readonly #maxRate: number;
@@ -265,6 +276,10 @@ export class ConnectionAdmission {
     return {
       handshakeDone: () => {
         if (pending) this.#adaptiveRate.observe(this.#now() - admittedAtMs);
+        leavePending();
+      },
+      handshakeFailed: () => {
+        if (pending) this.#adaptiveRate.observe(Math.max(this.#now() - admittedAtMs, this.#limits.handshakeTargetMs));
         leavePending();
       },
       closed: () => {

@@ -118,6 +118,8 @@ export function admitConnections(server: TlsServer, options: ConnectionAdmission
 
   server.on('tlsClientError', (error: NodeJS.ErrnoException, tlsSocket: TLSSocket) => {
     const origin = acceptedSocketOf(tlsSocket, accepted);
+    // a client that sent nothing (a port scan, a silent socket) says nothing about handshake speed
+    if ((parentOf(tlsSocket)?.bytesRead ?? 0) > 0) origin?.ticket.handshakeFailed();
     // destroyed here, or it stays open: see the header
     tlsSocket.destroy();
     parentOf(tlsSocket)?.destroy();

@@ -34,6 +34,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, privateEncrypt, constants, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mqtt, { Store, type IClientOptions, type MqttClient } from 'mqtt';
 import forge from 'node-forge';
@@ -194,6 +195,8 @@ async function startBrokerProcess(
         BROKER_HANDSHAKE_BURST: UNLIMITED,
         BROKER_MAX_CONNECTIONS: UNLIMITED,
         BROKER_MAX_HANDSHAKES_PER_SOURCE: UNLIMITED,
+        BROKER_MAX_EVENT_LOOP_LAG_MS: UNLIMITED,
+        BROKER_HANDSHAKE_TARGET_MS: '120000',
       };
   const child = spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
     env: {
@@ -354,7 +357,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function waitAllConnected(devices: Device[], what: string, since: number): Promise<number | null> {
+async function waitAllConnected(
+  devices: Device[],
+  what: string,
+  since: number,
+  metricsPort: number,
+): Promise<number | null> {
   const deadline = since + PHASE_TIMEOUT_MS;
   let lastReport = 0;
   for (;;) {
@@ -366,8 +374,12 @@ async function waitAllConnected(devices: Device[], what: string, since: number):
     }
     if (Date.now() - lastReport >= 5_000) {
       lastReport = Date.now();
+      const broker = await brokerMetrics(metricsPort).catch(() => ({}) as Record<string, number>);
+      const refusals = Object.entries(broker).filter(([name]) => name.startsWith('refused'));
       console.log(
-        `  ${what}: t=${((Date.now() - since) / 1000).toFixed(1)} s, ${connected}/${devices.length} connected`,
+        `  ${what}: t=${((Date.now() - since) / 1000).toFixed(1)} s, ${connected}/${devices.length} connected;` +
+          ` broker: admitted rate ${broker['mqtt_broker_admitted_handshake_rate'] ?? '-'}/s,` +
+          ` refusals ${JSON.stringify(Object.fromEntries(refusals))}`,
       );
     }
     await sleep(50);
@@ -389,10 +401,23 @@ function summarize(counters: Counters, refusedByAdmission: number) {
   };
 }
 
-/** CPU ms per device of the broker and of this load client over a phase. */
+/**
+ * This process's event-loop delay: 5,000 devices share one event loop here, which real devices
+ * do not; a delay near the 10 s connect timeout makes attempts time out on this side.
+ */
+const clientLoopDelay = monitorEventLoopDelay({ resolution: 20 });
+clientLoopDelay.enable();
+
+/** CPU ms per device of the broker and of this load client over a phase, and this loop's worst delay. */
 function cpuPerDevice(brokerCpu: number, clientCpuBefore: NodeJS.CpuUsage) {
   const client = process.cpuUsage(clientCpuBefore);
+  const loopDelay = {
+    clientLoopDelayP99Ms: Math.round(clientLoopDelay.percentile(99) / 1e6),
+    clientLoopDelayMaxMs: Math.round(clientLoopDelay.max / 1e6),
+  };
+  clientLoopDelay.reset();
   return {
+    ...loopDelay,
     brokerCpuMsPerDevice: Number((brokerCpu / DEVICES).toFixed(2)),
     clientCpuMsPerDevice: Number(((client.user + client.system) / 1000 / DEVICES).toFixed(2)),
   };
@@ -445,6 +470,7 @@ async function main(): Promise<void> {
     // phase 1: first connect, ramped
     const firstStart = Date.now();
     const brokerCpuBefore = cpuMs(broker.child.pid);
+    clientLoopDelay.reset();
     const clientCpuBefore = process.cpuUsage();
     const starting = (async () => {
       for (let index = 0; index < devices.length; index++) {
@@ -453,7 +479,7 @@ async function main(): Promise<void> {
         devices[index]!.start();
       }
     })();
-    const firstMs = await waitAllConnected(devices, 'first connect', firstStart);
+    const firstMs = await waitAllConnected(devices, 'first connect', firstStart, metricsPort);
     await starting;
     const first = {
       ...summarize(counters.current, admissionRefusals(await brokerMetrics(metricsPort))),
@@ -470,8 +496,9 @@ async function main(): Promise<void> {
     broker = await startBrokerProcess(port, metricsPort, certificates.brokerFiles, logFd);
     const brokerBackMs = Date.now() - killedAt;
     const restartCpuBefore = cpuMs(broker.child.pid);
+    clientLoopDelay.reset();
     const restartClientCpuBefore = process.cpuUsage();
-    const restartMs = await waitAllConnected(devices, 'after the restart', killedAt);
+    const restartMs = await waitAllConnected(devices, 'after the restart', killedAt, metricsPort);
     const serverSide = await brokerMetrics(metricsPort);
     const restart = {
       ...summarize(counters.current, admissionRefusals(serverSide)),

@@ -129,7 +129,18 @@ describe('AdaptiveRate', () => {
     expect(rate.current(0)).toBe(120);
   });
 
-  it('is not moved by sockets that never finish a handshake (only completed ones are observed)', () => {
+  it('counts a handshake the client started and gave up as slow: the rate halves', () => {
+    const time = clock();
+    const admission = new ConnectionAdmission({ ...roomy, handshakesPerSecond: 100, handshakeBurst: 100 }, time.now);
+    const tickets = [1, 2, 3].map((n) => ticketOf(admission.admit(`10.3.0.${n}`)));
+    time.advance(300);
+    for (const ticket of tickets) ticket.handshakeFailed();
+    time.advance(1_000);
+    expect(admission.admit('10.3.1.1').admitted).toBe(true);
+    expect(admission.admittedRate).toBe(50);
+  });
+
+  it('is not moved by sockets that close without a handshake', () => {
     const time = clock();
     const admission = new ConnectionAdmission({ ...roomy, handshakesPerSecond: 100, handshakeBurst: 100 }, time.now);
     for (let silent = 0; silent < 50; silent++) ticketOf(admission.admit(`10.1.0.${silent}`)).closed();
