@@ -27,6 +27,8 @@
  *                                     (default 1000)
  *   BROKER_HANDSHAKE_TARGET_MS        the admitted rate halves while handshakes take this long on average
  *                                     (default 2000)
+ *   BROKER_LISTEN_BACKLOG             connections queued by the kernel before the broker accepts them
+ *                                     (default 4096; Linux caps it at net.core.somaxconn)
  *   BROKER_HANDSHAKE_TIMEOUT_MS       time allowed for the TLS handshake; the socket is then destroyed
  *                                     (default 10000)
  *
@@ -83,6 +85,7 @@ export interface BrokerConfig {
   shutdownGraceMs: number;
   admission: AdmissionLimits;
   handshakeTimeoutMs: number;
+  listenBacklog: number;
 }
 
 export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
@@ -112,6 +115,7 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
     shutdownGraceMs: shutdownGraceFromEnv(env),
     admission: admissionFrom(env),
     handshakeTimeoutMs: envInt(env, 'BROKER_HANDSHAKE_TIMEOUT_MS', 10_000, { min: 1_000, max: 120_000 }),
+    listenBacklog: envInt(env, 'BROKER_LISTEN_BACKLOG', 4096, { min: 1, max: 65_535 }),
   };
 }
 

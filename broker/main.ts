@@ -35,6 +35,7 @@ async function start(config: BrokerConfig): Promise<RunningBroker> {
     ...(backends === undefined ? {} : { backends }),
     admission: config.admission,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
+    listenBacklog: config.listenBacklog,
   });
 }
 

@@ -71,6 +71,8 @@ export interface BrokerOptions {
   drainTimeoutMs?: number;
   /** aedes heartbeat; in a cluster a crashed node's wills fire 3-7 of these after its last beat; default aedes' 60 s */
   heartbeatIntervalMs?: number;
+  /** the listen queue (connections the kernel accepted before the broker did); default 4096 */
+  listenBacklog?: number;
   /** connection caps and the handshake rate (./connection-admission.ts); defaults DEFAULT_ADMISSION_LIMITS */
   admission?: Partial<AdmissionLimits>;
   backends?: BrokerBackends;
@@ -144,7 +146,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   });
 
   try {
-    await listen(server, host, options.port ?? DEFAULT_PORT);
+    await listen(server, host, options.port ?? DEFAULT_PORT, options.listenBacklog ?? DEFAULT_LISTEN_BACKLOG);
   } catch (error) {
     await closeAedes(aedes);
     await closeBackends();
@@ -318,13 +320,24 @@ function closeAedes(aedes: Aedes): Promise<void> {
   return new Promise((resolve) => aedes.close(() => resolve()));
 }
 
-function listen(server: TlsServer, host: string, port: number): Promise<void> {
+/**
+ * Connections the kernel completes and queues before the broker accepts them. node 20 defaults to
+ * 511; in a reconnect storm thousands of SYNs arrive within a second, and every one beyond the
+ * queue is dropped by Linux (TcpExtListenOverflows: 19,190 in 30 s with 3,000 devices) and
+ * retried by the client's TCP after 1, 3, 7 s, so its 10 s connect timeout runs out before the
+ * broker ever saw it, and it cannot be told to back off. Accepting is cheap (admission resets
+ * what it does not admit right after accept), so a long queue drains quickly. Linux caps it at
+ * net.core.somaxconn (4096 by default since 5.4).
+ */
+const DEFAULT_LISTEN_BACKLOG = 4096;
+
+function listen(server: TlsServer, host: string, port: number, backlog: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       reject(new Error(`broker cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { cause: error }));
     };
     server.once('error', onError);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off('error', onError);
       resolve();
     });

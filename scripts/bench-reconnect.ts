@@ -197,6 +197,8 @@ async function startBrokerProcess(
         BROKER_MAX_HANDSHAKES_PER_SOURCE: UNLIMITED,
         BROKER_MAX_EVENT_LOOP_LAG_MS: UNLIMITED,
         BROKER_HANDSHAKE_TARGET_MS: '120000',
+        // node's default, as before
+        BROKER_LISTEN_BACKLOG: '511',
       };
   const child = spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
     env: {

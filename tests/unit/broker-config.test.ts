@@ -166,6 +166,7 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
     fallback: 2_000,
     read: (c) => c.admission.handshakeTargetMs,
   },
+  { name: 'BROKER_LISTEN_BACKLOG', min: 1, max: 65_535, fallback: 4096, read: (c) => c.listenBacklog },
   {
     name: 'BROKER_HANDSHAKE_TIMEOUT_MS',
     min: 1_000,
