@@ -67,6 +67,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       syncIntervalMs: config.syncIntervalMs,
       sendLingerMs: config.sendLingerMs,
       reconnectPolicy: config.reconnectPolicy,
+      reconnectRandom: config.reconnectRandom,
     });
   } catch (error) {
     await store.close();

@@ -1,8 +1,40 @@
 /**
  * Waiting in tests, never a blind sleep. A condition that must come true: vitest's expect.poll
  * with an explicit timeout (the one polling mechanism of this suite; on timeout it fails with the
- * assertion and the last value seen). An event: nextEvent below.
+ * assertion and the last value seen); waitFor below is the same poll for a probe whose accepted
+ * value the test goes on to use. An event: nextEvent below.
  */
+import { expect } from 'vitest';
+
+export interface WaitOptions {
+  /** default 15 s */
+  timeoutMs?: number;
+  /** default 25 ms */
+  intervalMs?: number;
+}
+
+/**
+ * Polls `probe` (through expect.poll) until `accept` takes its value, and returns that value; on
+ * timeout it fails naming `what` and the last value seen.
+ */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  accept: (value: T) => boolean,
+  options: WaitOptions = {},
+): Promise<T> {
+  let last: T | undefined;
+  await expect
+    .poll(
+      async () => {
+        last = await probe();
+        return accept(last);
+      },
+      { timeout: options.timeoutMs ?? 15_000, interval: options.intervalMs ?? 25, message: `waiting for ${what}` },
+    )
+    .toBe(true);
+  return last as T;
+}
 
 /**
  * The timeout of a test whose bounded inner waits (expect.poll timeouts, connect timeouts, event

@@ -149,6 +149,30 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
   },
   { name: 'BROKER_HEARTBEAT_MS', min: 1_000, max: 3_600_000, fallback: undefined, read: (c) => c.heartbeatMs },
   { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
+  ...(
+    [
+      ['BROKER_MAX_CONNECTIONS', 10_000, (c) => c.admission.maxConnections],
+      ['BROKER_MAX_HANDSHAKES_PER_SOURCE', 64, (c) => c.admission.maxPendingPerSource],
+      ['BROKER_HANDSHAKE_RATE', 250, (c) => c.admission.handshakesPerSecond],
+      ['BROKER_HANDSHAKE_BURST', 100, (c) => c.admission.handshakeBurst],
+      ['BROKER_MAX_EVENT_LOOP_LAG_MS', 1_000, (c) => c.admission.maxEventLoopLagMs],
+    ] as const satisfies readonly (readonly [string, number, (c: BrokerConfig) => number])[]
+  ).map(([name, fallback, read]) => ({ name, min: 1, max: 1_000_000, fallback, read })),
+  {
+    name: 'BROKER_HANDSHAKE_TARGET_MS',
+    min: 100,
+    max: 120_000,
+    fallback: 2_000,
+    read: (c) => c.admission.handshakeTargetMs,
+  },
+  { name: 'BROKER_LISTEN_BACKLOG', min: 1, max: 65_535, fallback: 4096, read: (c) => c.listenBacklog },
+  {
+    name: 'BROKER_HANDSHAKE_TIMEOUT_MS',
+    min: 1_000,
+    max: 120_000,
+    fallback: 10_000,
+    read: (c) => c.handshakeTimeoutMs,
+  },
 ];
 
 const BAD_VALUES: BadValue[] = [

@@ -14,6 +14,9 @@
  *   mqemitter-redis 7.2.1 / ioredis 5.11.1 / aedes-persistence-redis 11.2.2   ioredis resolved
  *                    from mqemitter-redis, the emitter's internal `state`, the persistence
  *                    factory's shape                                    → broker/cluster-backends.ts
+ *   node:tls (node 20, 22)   a tls.Server's TLS work in its own 'connection' listener; a
+ *                    server-side TLSSocket's `_parent` (the accepted net.Socket)
+ *                                                                       → broker/connection-admission.ts
  *
  * And the versions those files were verified against are pinned exactly in package.json and are
  * the ones package-lock.json installs.
@@ -24,7 +27,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import { connect as connectTcp, createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { Aedes, type AedesOptions } from 'aedes';
@@ -38,6 +42,7 @@ import { pgp } from '../../bridge/db/connection.js';
 import { deferPubacks, type Delivery } from '../../bridge/mqtt/deferred-puback.js';
 import { registerCleanup } from '../helpers/teardown.js';
 import { acknowledgeWithoutRouting, UNROUTED_TOPIC } from '../../edge/ingest/unrouted-publish.js';
+import { createTestCertificates } from '../helpers/certs.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -351,6 +356,45 @@ describe('mqemitter-redis, ioredis, aedes-persistence-redis (broker/cluster-back
     for (const method of ['setup', 'destroy', 'createRetainedStreamCombi', 'outgoingStream']) {
       expect(typeof persistence[method], `aedes-persistence-redis lost ${method}(): ${SEE}`).toBe('function');
     }
+  });
+});
+
+describe('node:tls (broker/connection-admission.ts)', () => {
+  it("does a tls.Server's TLS work in 'connection' listeners: without them no handshake starts", async () => {
+    const certs = await createTestCertificates({ deviceIds: [] });
+    const server = createTlsServer({ key: certs.broker.key, cert: certs.broker.cert, handshakeTimeout: 200 });
+    expect(server.listeners('connection').length).toBeGreaterThan(0);
+    const tlsListeners = server.listeners('connection');
+    server.removeAllListeners('connection');
+    const gated: Socket[] = [];
+    server.on('connection', (socket: Socket) => gated.push(socket));
+    const tlsErrors: string[] = [];
+    server.on('tlsClientError', (error: NodeJS.ErrnoException) => tlsErrors.push(error.code ?? error.message));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    registerCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as AddressInfo).port;
+
+    // gated: the socket is accepted, the handshake timeout never fires (no TLSSocket was made)
+    const idle = connectTcp(port, '127.0.0.1');
+    idle.on('error', () => {});
+    registerCleanup(() => void idle.destroy());
+    await new Promise<void>((resolve) => idle.once('connect', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(tlsErrors).toEqual([]);
+    expect(gated).toHaveLength(1);
+
+    // handed to the original listeners: a real handshake, and a server-side TLSSocket whose _parent is the accepted socket
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => {
+      gated.push(socket);
+      for (const listener of tlsListeners) (listener as (socket: Socket) => void).call(server, socket);
+    });
+    const secured = new Promise<TLSSocket>((resolve) => server.once('secureConnection', resolve));
+    const client = connectTls({ port, host: '127.0.0.1', ca: certs.ca, servername: 'localhost' });
+    client.on('error', () => {});
+    registerCleanup(() => void client.destroy());
+    const serverSide = await secured;
+    expect((serverSide as TLSSocket & { _parent?: unknown })._parent).toBe(gated[1]);
   });
 });
 
