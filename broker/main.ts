@@ -37,6 +37,9 @@ async function start(config: BrokerConfig): Promise<RunningBroker> {
     ...(brokerId === undefined ? {} : { brokerId }),
     ...(config.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: config.heartbeatMs }),
     ...(backends === undefined ? {} : { backends }),
+    admission: config.admission,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    listenBacklog: config.listenBacklog,
   });
 }
 

@@ -5,7 +5,7 @@ import type { ClientRole } from './identity.js';
 export interface BrokerMetrics {
   registry: Registry;
   connectedClients: Gauge;
-  /** label reason: 'tls-handshake' or an IdentityRefusalCode / 'will-denied' / 'revoked' */
+  /** label reason: 'rate', 'overload', 'source-cap', 'total-cap' (refused before TLS), 'tls-handshake', or an IdentityRefusalCode / 'will-denied' / 'revoked' */
   refusedConnections: Counter<'reason'>;
   deniedPublishes: Counter<'role'>;
   deniedSubscriptions: Counter<'role'>;
@@ -133,4 +133,38 @@ export function createBrokerMetrics(registry: Registry, gauges: BrokerGauges): B
 
 export function roleLabel(role: ClientRole | undefined): string {
   return role ?? 'unknown';
+}
+
+/**
+ * Gauges of ./connection-admission.ts, read at scrape time. Refusals before TLS are counted in
+ * mqtt_broker_refused_connections_total with reason 'rate', 'overload', 'source-cap' or 'total-cap'.
+ */
+export function registerAdmissionGauges(
+  registry: Registry,
+  read: { openSockets(): number; pendingHandshakes(): number; admittedRate(): number },
+): void {
+  new Gauge({
+    name: 'mqtt_broker_admitted_handshake_rate',
+    help: 'Handshakes per second admitted now: BROKER_HANDSHAKE_RATE, or less while handshakes complete slowly',
+    registers: [registry],
+    collect() {
+      this.set(read.admittedRate());
+    },
+  });
+  new Gauge({
+    name: 'mqtt_broker_open_sockets',
+    help: 'Sockets open on the MQTTS listener in any phase (TLS handshake, before CONNECT, MQTT session)',
+    registers: [registry],
+    collect() {
+      this.set(read.openSockets());
+    },
+  });
+  new Gauge({
+    name: 'mqtt_broker_tls_handshakes_in_progress',
+    help: 'Sockets on the MQTTS listener still in the TLS handshake',
+    registers: [registry],
+    collect() {
+      this.set(read.pendingHandshakes());
+    },
+  });
 }

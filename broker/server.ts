@@ -11,6 +11,9 @@
  * trick", src/unix/stream.c); the errors that do (ENFILE without a spare descriptor, ENOBUFS,
  * ENOMEM, EPERM from a firewall hook) are just as rare, which is why the handler is tested by
  * emitting the event (tests/integration/broker-lifecycle.test.ts).
+ *
+ * Which connections may start a TLS handshake, the caps on open sockets and the handshake rate,
+ * and the destruction of every socket whose handshake failed: ./connection-admission.ts (G7).
  */
 import type { Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
@@ -21,9 +24,11 @@ import { createLogger, type Logger } from '../common/logger.js';
 import type { TlsFiles } from '../common/tls-files.js';
 import { readCrl } from '../certs/crl.js';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
+import type { AdmissionLimits } from './admission-policy.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
-import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
-import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
+import { admitConnections } from './connection-admission.js';
+import { createBrokerMetrics, registerAdmissionGauges, type BrokerMetrics } from './metrics.js';
+import { limitIncomingPacketSize, maxPacketBytesFor } from '../common/packet-size-guard.js';
 import { DEFAULT_PUBLISH_RATE_LIMITS, type PublishRateLimits } from './publish-rate-limit.js';
 import { createPublishThrottle, type PublishThrottle } from './publish-throttle.js';
 import { createRevocationSync, type RevocationSync } from './revocation-sync.js';
@@ -83,6 +88,10 @@ export interface BrokerOptions {
   publishRateLimits?: PublishRateLimits;
   /** aedes heartbeat; in a cluster a crashed node's wills fire 3-7 of these after its last beat; default aedes' 60 s */
   heartbeatIntervalMs?: number;
+  /** the listen queue (connections the kernel accepted before the broker did); default 4096 */
+  listenBacklog?: number;
+  /** connection caps and the handshake rate (./connection-admission.ts); defaults DEFAULT_ADMISSION_LIMITS */
+  admission?: Partial<AdmissionLimits>;
   backends?: BrokerBackends;
 }
 
@@ -209,8 +218,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   });
 
   try {
-    await listen(server, host, options.port ?? DEFAULT_PORT);
+    await listen(server, host, options.port ?? DEFAULT_PORT, options.listenBacklog ?? DEFAULT_LISTEN_BACKLOG);
   } catch (error) {
+    revocations.close();
     await closeAedes(aedes);
     await closeBackends();
     throw error;
@@ -243,6 +253,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
         },
       });
     } catch (error) {
+      revocations.close();
       await shutdown(server, aedes, sockets, undefined);
       await closeBackends();
       throw error;
@@ -304,7 +315,7 @@ function createMqttsServer(
   aedes: Aedes,
   options: BrokerOptions,
   { logger, metrics, maxPacketBytes }: MqttsServerContext,
-): { server: TlsServer; sockets: Set<Socket> } {
+): { server: TlsServer; sockets: ReadonlySet<Socket> } {
   let warnedGuardUnavailable = false;
   const server = createTlsServer(
     {
@@ -333,17 +344,14 @@ function createMqttsServer(
       }
     },
   );
-  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => {
-    metrics.refusedConnections.inc({ reason: 'tls-handshake' });
-    // node verifies the client chain after the handshake and just destroys the socket when it fails
-    // (no TLS alert), so `error` reads "socket hang up"; authorizationError has the real cause
-    const verifyError = socket.authorizationError as Error | string | null | undefined;
-    const reason = verifyError
-      ? `client certificate rejected: ${typeof verifyError === 'string' ? verifyError : verifyError.message}`
-      : error.message.trim();
-    logger.warn({ remoteAddress: socket.remoteAddress, code: error.code, reason }, 'TLS handshake refused');
+  // G7: caps, handshake rate, every failed handshake's socket destroyed, every socket tracked
+  const admitted = admitConnections(server, { limits: options.admission ?? {}, logger, metrics });
+  registerAdmissionGauges(metrics.registry, {
+    openSockets: () => admitted.sockets.size,
+    pendingHandshakes: () => admitted.pendingHandshakes(),
+    admittedRate: () => admitted.admittedRate(),
   });
-  return { server, sockets: trackSockets(server) };
+  return { server, sockets: admitted.sockets };
 }
 
 /**
@@ -371,20 +379,10 @@ function observeAedes(aedes: Aedes, logger: Logger): void {
   });
 }
 
-/** Sockets that never reach aedes (a stalled handshake) would keep server.close() waiting. */
-function trackSockets(server: TlsServer): Set<Socket> {
-  const sockets = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  return sockets;
-}
-
 async function shutdown(
   server: TlsServer,
   aedes: Aedes,
-  sockets: Set<Socket>,
+  sockets: ReadonlySet<Socket>,
   endpoint: HttpEndpoint | undefined,
 ): Promise<void> {
   const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -407,13 +405,24 @@ function closeAedes(aedes: Aedes): Promise<void> {
   return new Promise((resolve) => aedes.close(() => resolve()));
 }
 
-function listen(server: TlsServer, host: string, port: number): Promise<void> {
+/**
+ * Connections the kernel completes and queues before the broker accepts them. node 20 defaults to
+ * 511; in a reconnect storm thousands of SYNs arrive within a second, and every one beyond the
+ * queue is dropped by Linux (TcpExtListenOverflows: 19,190 in 30 s with 3,000 devices) and
+ * retried by the client's TCP after 1, 3, 7 s, so its 10 s connect timeout runs out before the
+ * broker ever saw it, and it cannot be told to back off. Accepting is cheap (admission resets
+ * what it does not admit right after accept), so a long queue drains quickly. Linux caps it at
+ * net.core.somaxconn (4096 by default since 5.4).
+ */
+const DEFAULT_LISTEN_BACKLOG = 4096;
+
+function listen(server: TlsServer, host: string, port: number, backlog: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       reject(new Error(`broker cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { cause: error }));
     };
     server.once('error', onError);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off('error', onError);
       resolve();
     });

@@ -67,6 +67,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       syncIntervalMs: config.syncIntervalMs,
       sendLingerMs: config.sendLingerMs,
       reconnectPolicy: config.reconnectPolicy,
+      reconnectRandom: config.reconnectRandom,
     });
   } catch (error) {
     await store.close();
@@ -85,6 +86,9 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       deviceId: config.deviceId,
       host: config.sensorHost,
       port: config.sensorPort,
+      users: config.sensorUsers,
+      tls: config.sensorTls,
+      allowAnonymous: config.sensorAllowAnonymous,
       writer,
       store,
       logger,

@@ -2,10 +2,11 @@
  * A raw MQTT 3.1.1 client over mutual TLS for tests that must see the exact bytes a broker sends
  * (CONNACK return codes, SUBACK grants) or send packets a library would not (keepalive 0, QoS 0 and
  * 2 in one SUBSCRIBE). Packets are built by hand from the specification and split by their fixed
- * header; nothing is interpreted beyond the packet type.
+ * header; nothing is interpreted beyond the packet type. The socket is destroyed at teardown.
  */
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { TlsFiles } from '../../common/tls-files.js';
+import { registerCleanup } from './teardown.js';
 
 export interface RawPacket {
   /** the packet type, the high nibble of the first byte (2 CONNACK, 4 PUBACK, 9 SUBACK, 13 PINGRESP) */
@@ -35,6 +36,7 @@ export async function openRawMqtts(port: number, tls: TlsFiles): Promise<RawMqtt
     key: tls.key,
     servername: 'localhost',
   });
+  registerCleanup(() => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => resolve());
     socket.once('error', reject);

@@ -6,16 +6,24 @@
  * payloads. Real TLS, a real Aedes.
  */
 import { execFile } from 'node:child_process';
-import { Writable } from 'node:stream';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startBroker, type RunningBroker } from '../../broker/server.js';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { RunningBroker } from '../../broker/server.js';
 import { topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates, type TlsFiles } from '../helpers/certs.js';
+import { capturedLogger } from '../helpers/logger.js';
 import { mosquittoConnectArgs, runMosquitto, type MosquittoIdentity } from '../helpers/mosquitto.js';
-import { collectMessages, subscribeGranted, waitUntil, type ReceivedMessage } from '../helpers/mqtt-observe.js';
+import { connectClient, openClient } from '../helpers/mqtt-client.js';
+import {
+  barrier,
+  collectMessages,
+  DELIVERY_POLL,
+  subscribeGranted,
+  waitForPayload,
+  type ReceivedMessage,
+} from '../helpers/mqtt-observe.js';
 import { openRawMqtts, rawPackets, type RawMqttConnection } from '../helpers/raw-mqtt.js';
+import { startTlsBroker, type TestTlsBroker } from '../helpers/tls-broker.js';
 import { waitFor } from '../helpers/wait.js';
 
 const DEVICE_A = '3b0f6c1e-8d2a-4f7b-9c5e-2a1d0e9f8b7c';
@@ -23,22 +31,9 @@ const DEVICE_B = '9e4d2c1b-0a3f-4e5d-8c7b-6a5f4e3d2c1b';
 const CONNACK = 2;
 const SUBACK = 9;
 
-type LogLine = { msg: string; [field: string]: unknown };
-
 let certs: TestCertificates;
-let broker: RunningBroker;
-const logLines: LogLine[] = [];
-const openClients = new Set<MqttClient>();
-const rawConnections = new Set<RawMqttConnection>();
-
-function captureLogs(into: LogLine[]): Writable {
-  return new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) into.push(JSON.parse(line) as LogLine);
-      callback();
-    },
-  });
-}
+let broker: TestTlsBroker;
+const { logger, logged } = capturedLogger();
 
 beforeAll(async () => {
   certs = await createTestCertificates({
@@ -46,56 +41,20 @@ beforeAll(async () => {
     serviceNames: ['bridge'],
     observerNames: ['explorer'],
   });
-  broker = await startBroker({
-    tls: certs.broker,
-    host: '127.0.0.1',
-    port: 0,
-    metricsPort: 0,
-    logger: pino({ level: 'debug' }, captureLogs(logLines)),
-  });
-});
-
-afterEach(async () => {
-  await Promise.all([...openClients].map((client) => client.endAsync(true)));
-  openClients.clear();
-  for (const connection of rawConnections) connection.destroy();
-  rawConnections.clear();
-});
-
-afterAll(async () => {
-  await broker?.close();
-  await certs?.cleanup();
+  broker = await startTlsBroker({ tls: certs.broker, metricsPort: 0, logger });
 });
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-async function connect(material: TlsFiles, clientId: string, extra: IClientOptions = {}): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
-    ...material,
-    clientId,
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    ...extra,
-  });
-  openClients.add(client);
-  return client;
-}
+const connect = (material: TlsFiles, clientId: string, extra: IClientOptions = {}): Promise<MqttClient> =>
+  connectClient(broker.url, { ...material, clientId, ...extra });
 
 const device = (id: string, extra?: IClientOptions) => connect(certs.devices[id]!, id, extra);
 const bridge = () => connect(certs.services.bridge!, 'bridge');
 
-async function raw(target: RunningBroker, material: TlsFiles): Promise<RawMqttConnection> {
-  const connection = await openRawMqtts(target.port, material);
-  rawConnections.add(connection);
-  return connection;
-}
-
-function logged(msg: string, fields: Record<string, unknown> = {}): LogLine[] {
-  return logLines.filter(
-    (line) => line.msg === msg && Object.entries(fields).every(([key, value]) => line[key] === value),
-  );
-}
+const raw = (target: RunningBroker, material: TlsFiles): Promise<RawMqttConnection> =>
+  openRawMqtts(target.port, material);
 
 async function scrape(target: RunningBroker): Promise<(series: string) => number> {
   const text = await (await fetch(`http://127.0.0.1:${target.metricsPort}/metrics`)).text();
@@ -105,13 +64,6 @@ async function scrape(target: RunningBroker): Promise<(series: string) => number
   };
 }
 
-/** Publishes a marker and waits for `received` to contain it: what was sent before on that path arrived first. */
-async function barrier(publisher: MqttClient, received: ReceivedMessage[], topic: string): Promise<void> {
-  const marker = JSON.stringify({ marker: Math.random() });
-  await publisher.publishAsync(topic, marker, { qos: 1 });
-  await waitUntil(() => received.some((message) => message.payload === marker), `marker on ${topic}`);
-}
-
 /** barrier() for a status topic: the marker must be a valid status, or the broker drops it. */
 async function statusBarrier(publisher: MqttClient, received: ReceivedMessage[], deviceId: string): Promise<string> {
   const marker = JSON.stringify({
@@ -119,7 +71,7 @@ async function statusBarrier(publisher: MqttClient, received: ReceivedMessage[],
     at: new Date(Date.now() - Math.floor(Math.random() * 1e9)).toISOString(),
   });
   await publisher.publishAsync(topics.status(deviceId), marker, { qos: 1 });
-  await waitUntil(() => received.some((message) => message.payload === marker), `marker on ${topics.status(deviceId)}`);
+  await waitForPayload(received, marker);
   return marker;
 }
 
@@ -232,37 +184,26 @@ describe('keepalive', () => {
   });
 
   it('a silent connection that asked for keepalive 0 is closed after 1.5 × the broker keepalive limit', async () => {
-    const idleLines: LogLine[] = [];
-    const strict = await startBroker({
-      tls: certs.broker,
-      host: '127.0.0.1',
-      port: 0,
-      keepaliveLimitSeconds: 1,
-      logger: pino({ level: 'debug' }, captureLogs(idleLines)),
-    });
+    const idle = capturedLogger();
+    const strict = await startTlsBroker({ tls: certs.broker, keepaliveLimitSeconds: 1, logger: idle.logger });
+    const silent = await raw(strict, certs.devices[DEVICE_B]!);
+    silent.send(rawPackets.connect({ clientId: DEVICE_B, keepaliveSeconds: 0, clean: true }));
+    expect((await silent.next(CONNACK)).bytes).toEqual(Buffer.from([0x20, 0x02, 0x00, 0x00]));
+    const pinging = await raw(strict, certs.devices[DEVICE_A]!);
+    pinging.send(rawPackets.connect({ clientId: DEVICE_A, keepaliveSeconds: 0, clean: true }));
+    await pinging.next(CONNACK);
+    const pings = setInterval(() => pinging.send(rawPackets.pingreq()), 300);
     try {
-      const silent = await raw(strict, certs.devices[DEVICE_B]!);
-      silent.send(rawPackets.connect({ clientId: DEVICE_B, keepaliveSeconds: 0, clean: true }));
-      expect((await silent.next(CONNACK)).bytes).toEqual(Buffer.from([0x20, 0x02, 0x00, 0x00]));
-      const pinging = await raw(strict, certs.devices[DEVICE_A]!);
-      pinging.send(rawPackets.connect({ clientId: DEVICE_A, keepaliveSeconds: 0, clean: true }));
-      await pinging.next(CONNACK);
-      const pings = setInterval(() => pinging.send(rawPackets.pingreq()), 300);
-      try {
-        await silent.closed;
-        expect(idleLines.filter((line) => line.msg === 'keepalive timeout').map((line) => line.clientId)).toEqual([
-          DEVICE_B,
-        ]);
-        // the one that keeps talking is still there
-        expect(pinging.socket.destroyed).toBe(false);
-        expect(
-          idleLines.find((line) => line.msg === 'keepalive replaced by the broker limit' && line.clientId === DEVICE_B),
-        ).toMatchObject({ requested: 0, applied: 1 });
-      } finally {
-        clearInterval(pings);
-      }
+      await silent.closed;
+      expect(idle.logged('keepalive timeout').map((line) => line.clientId)).toEqual([DEVICE_B]);
+      // the one that keeps talking is still there
+      expect(pinging.socket.destroyed).toBe(false);
+      expect(idle.logged('keepalive replaced by the broker limit', { clientId: DEVICE_B })[0]).toMatchObject({
+        requested: 0,
+        applied: 1,
+      });
     } finally {
-      await strict.close();
+      clearInterval(pings);
     }
   });
 });
@@ -288,15 +229,9 @@ describe('persistent sessions', () => {
     const ownAck = JSON.stringify({ own: true });
     await service.publishAsync(topics.syncAck(DEVICE_A), ownAck, { qos: 1 });
 
-    const again = mqtt.connect(`mqtts://127.0.0.1:${broker.port}`, {
-      ...certs.devices[DEVICE_A]!,
-      clientId: DEVICE_A,
-      clean: false,
-      reconnectPeriod: 0,
-    });
-    openClients.add(again);
+    const again = openClient(broker.url, { ...certs.devices[DEVICE_A]!, clientId: DEVICE_A, clean: false });
     const received = collectMessages(again);
-    await waitUntil(() => received.some((message) => message.payload === ownAck), 'the queued ack of device A');
+    await waitForPayload(received, ownAck);
     await barrier(service, received, topics.syncAck(DEVICE_A));
 
     expect(received.filter((message) => message.topic !== topics.syncAck(DEVICE_A))).toEqual([]);
@@ -383,10 +318,9 @@ describe('status payloads', () => {
       will: { topic: topics.status(DEVICE_B), payload: Buffer.from('{"online":"no"}'), qos: 1, retain: true },
     });
     deviceB.stream.destroy();
-    await waitUntil(
-      () => logged('publish dropped: payload refused', { clientId: DEVICE_B }).length === 1,
-      'the will to be dropped',
-    );
+    await expect
+      .poll(() => logged('publish dropped: payload refused', { clientId: DEVICE_B }), DELIVERY_POLL)
+      .toHaveLength(1);
     const marker = await statusBarrier(service, received, DEVICE_B);
     expect(received.map((message) => message.payload)).toEqual([marker]);
   });

@@ -4,22 +4,21 @@
  * a device that stays over is disconnected, and another device is not slowed meanwhile. What is
  * asserted are the broker's events (log lines per client) and metrics, never elapsed time.
  */
-import { Writable } from 'node:stream';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { PublishRateLimits } from '../../broker/publish-rate-limit.js';
-import { startBroker, type RunningBroker } from '../../broker/server.js';
+import type { RunningBroker } from '../../broker/server.js';
 import { topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
+import { capturedLogger, type LogLine } from '../helpers/logger.js';
 import { mosquittoConnectArgs, runMosquitto } from '../helpers/mosquitto.js';
-import { collectMessages, subscribeGranted, waitUntil } from '../helpers/mqtt-observe.js';
+import { closed, connectClient } from '../helpers/mqtt-client.js';
+import { collectMessages, DELIVERY_POLL, subscribeGranted } from '../helpers/mqtt-observe.js';
+import { startTlsBroker, type TestTlsBroker } from '../helpers/tls-broker.js';
 import { waitFor } from '../helpers/wait.js';
 
 const FLOODER = '1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d';
 const OTHER = '6d5c4b3a-2f1e-4d0c-9b8a-7f6e5d4c3b2a';
-
-type LogLine = { msg: string; [field: string]: unknown };
 
 /** 20 messages/s, 5 at once; 1 MiB/s, 1 MiB at once. */
 const SLOW: PublishRateLimits = {
@@ -29,61 +28,33 @@ const SLOW: PublishRateLimits = {
 };
 
 let certs: TestCertificates;
-let slow: RunningBroker;
-let strict: RunningBroker;
-const logLines: LogLine[] = [];
-const openClients = new Set<MqttClient>();
+let slow: TestTlsBroker;
+let strict: TestTlsBroker;
+const log = capturedLogger();
 
 beforeAll(async () => {
   certs = await createTestCertificates({ deviceIds: [FLOODER, OTHER], serviceNames: ['bridge'] });
-  const logger = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as LogLine);
-        callback();
-      },
-    }),
-  );
-  const common = { tls: certs.broker, host: '127.0.0.1', port: 0, metricsPort: 0 };
+  const common = { tls: certs.broker, metricsPort: 0 };
   [slow, strict] = await Promise.all([
-    startBroker({ ...common, publishRateLimits: SLOW, logger: logger.child({ broker: 'slow' }) }),
-    startBroker({
+    startTlsBroker({ ...common, publishRateLimits: SLOW, logger: log.logger.child({ broker: 'slow' }) }),
+    startTlsBroker({
       ...common,
       publishRateLimits: { ...SLOW, maxThrottledMs: 1_500 },
-      logger: logger.child({ broker: 'strict' }),
+      logger: log.logger.child({ broker: 'strict' }),
     }),
   ]);
-});
-
-afterEach(async () => {
-  await Promise.all([...openClients].map((client) => client.endAsync(true)));
-  openClients.clear();
-});
-
-afterAll(async () => {
-  await Promise.all([slow?.close(), strict?.close()]);
-  await certs?.cleanup();
 });
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-async function connect(broker: RunningBroker, clientId: string, extra: IClientOptions = {}): Promise<MqttClient> {
+function connect(broker: TestTlsBroker, clientId: string, extra: IClientOptions = {}): Promise<MqttClient> {
   const material = clientId === 'bridge' ? certs.services.bridge! : certs.devices[clientId]!;
-  const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
-    ...material,
-    clientId,
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    ...extra,
-  });
-  openClients.add(client);
-  return client;
+  return connectClient(broker.url, { ...material, clientId, ...extra });
 }
 
 function logged(broker: string, msg: string, clientId: string): LogLine[] {
-  return logLines.filter((line) => line.broker === broker && line.msg === msg && line.clientId === clientId);
+  return log.logged(msg, { broker, clientId });
 }
 
 async function scrape(broker: RunningBroker): Promise<(series: string) => number> {
@@ -126,7 +97,7 @@ describe('a device over its limit', () => {
     await all;
 
     expect(acked).toEqual(Array.from({ length: 40 }, (_, index) => index));
-    await waitUntil(() => received.length === 40, 'the 40 messages at the bridge');
+    await expect.poll(() => received.length, DELIVERY_POLL).toBe(40);
     expect(received.map((message) => (JSON.parse(message.payload) as { index: number }).index)).toEqual(acked);
     expect(device.connected).toBe(true);
 
@@ -162,7 +133,7 @@ describe('a device over its limit', () => {
     // 400 messages at 20/s: held back for ~20 s
     const { acked, all } = flood(flooder, 400, (index) => JSON.stringify({ index }));
     all.catch(() => undefined); // the flooder is closed below with its publishes unacknowledged
-    await waitUntil(() => logged('slow', SLOWING, FLOODER).length > slowingBefore, 'the flooder to be slowed');
+    await expect.poll(() => logged('slow', SLOWING, FLOODER).length, DELIVERY_POLL).toBeGreaterThan(slowingBefore);
 
     const other = await connect(slow, OTHER);
     for (let index = 0; index < 5; index++) {
@@ -177,7 +148,7 @@ describe('a device over its limit', () => {
 
     // a flooder that goes away leaves nothing held back
     await flooder.endAsync(true);
-    await waitUntil(() => !flooder.connected, 'the flooder to be gone');
+    await closed(flooder);
     await waitFor(
       'no throttled client left',
       async () => (await scrape(slow))('mqtt_broker_throttled_clients'),
@@ -232,10 +203,9 @@ describe('a device that stays over its limit', () => {
   it('is disconnected at once when one burst owes more than the limit allows (mqtt.js, no waiting for PUBACKs)', async () => {
     const before = logged('strict', DISCONNECTING, OTHER).length;
     const device = await connect(strict, OTHER);
-    const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
     const { all } = flood(device, 200, () => '{}');
     all.catch(() => undefined);
-    await closed;
+    await closed(device, DELIVERY_POLL.timeout);
     expect(logged('strict', DISCONNECTING, OTHER)).toHaveLength(before + 1);
   });
 });

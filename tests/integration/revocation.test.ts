@@ -8,55 +8,41 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino, type Logger } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BRIDGE_DEFAULTS } from '../../bridge/config.js';
-import { startBridge, type RunningBridge } from '../../bridge/service.js';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedisBackends } from '../../broker/cluster-backends.js';
-import { startBroker, type RunningBroker } from '../../broker/server.js';
+import type { RunningBroker } from '../../broker/server.js';
 import { issueClientCertificate } from '../../certs/authority.js';
 import { runCertificateCli } from '../../certs/cli.js';
 import { openCertificateAuthority } from '../../certs/dev-bundle.js';
 import { CONTROL_REVOCATIONS_TOPIC, topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates, type TlsFiles } from '../helpers/certs.js';
-import { collectMessages, subscribeGranted, waitUntil } from '../helpers/mqtt-observe.js';
+import { startBridgeService } from '../helpers/bridge-service.js';
+import { capturedLogger, type LogLine } from '../helpers/logger.js';
+import { closed, openClient } from '../helpers/mqtt-client.js';
+import { collectMessages, DELIVERY_POLL, subscribeGranted, waitForPayload } from '../helpers/mqtt-observe.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startTestRedis, type TestRedis } from '../helpers/redis.js';
+import { startTlsBroker } from '../helpers/tls-broker.js';
 import { waitFor } from '../helpers/wait.js';
 
 const STOLEN = '7b3e9f10-2c4d-4a5b-8e6f-1a2b3c4d5e6f';
 const KEPT = '2d4f6a8c-1e3b-4c5d-9f7a-8b6c4d2e0f1a';
 const WAIT_MS = 15_000;
 
-type LogLine = { msg: string; node?: string; time: number; [field: string]: unknown };
-
 let certs: TestCertificates;
 let redis: TestRedis;
 let postgres: TestPostgres;
 let nodeA: RunningBroker;
 let nodeB: RunningBroker;
-let bridge: RunningBridge;
-const logLines: LogLine[] = [];
-const openClients = new Set<MqttClient>();
-const extraBrokers: RunningBroker[] = [];
-const baseLogger: Logger = pino(
-  { level: 'debug' },
-  new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as LogLine);
-      callback();
-    },
-  }),
-);
+const { logger: baseLogger, logged } = capturedLogger();
+/** pino's time field: ms since the epoch */
+const timeOf = (line: LogLine | undefined): number => line?.time as number;
 
 async function startNode(node: string): Promise<RunningBroker> {
   const logger = baseLogger.child({ node });
-  return startBroker({
+  return startTlsBroker({
     tls: certs.broker,
-    host: '127.0.0.1',
-    port: 0,
     metricsPort: 0,
     brokerId: node,
     heartbeatIntervalMs: 1_000,
@@ -73,31 +59,16 @@ beforeAll(async () => {
   ]);
   [nodeA, nodeB] = await Promise.all([startNode('node-a'), startNode('node-b')]);
   const service = certs.services.bridge!;
-  bridge = await startBridge(
+  await startBridgeService(
     {
-      ...BRIDGE_DEFAULTS,
       databaseUrl: postgres.connectionString,
       brokerUrl: `mqtts://127.0.0.1:${nodeB.port}`,
       tls: { ca: service.ca, cert: service.cert, key: service.key },
       clientId: 'bridge',
       dbPoolSize: 2,
-      http: null,
     },
-    { logger: baseLogger.child({ node: 'bridge' }) },
+    baseLogger.child({ node: 'bridge' }),
   );
-});
-
-afterEach(async () => {
-  await Promise.all([...openClients].map((client) => client.endAsync(true)));
-  openClients.clear();
-});
-
-afterAll(async () => {
-  await bridge?.close();
-  await Promise.all([nodeA?.close(), nodeB?.close(), ...extraBrokers.map((broker) => broker.close())]);
-  await redis?.stop();
-  await postgres?.close();
-  await certs?.cleanup();
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -106,15 +77,12 @@ afterAll(async () => {
 type Outcome = { connected: true; client: MqttClient } | { connected: false; code: number | undefined };
 
 function attempt(broker: RunningBroker, material: TlsFiles, clientId: string, extra: IClientOptions = {}) {
-  const client = mqtt.connect(`mqtts://127.0.0.1:${broker.port}`, {
+  const client = openClient(`mqtts://127.0.0.1:${broker.port}`, {
     ...material,
     clientId,
-    protocolVersion: 4,
-    reconnectPeriod: 0,
     connectTimeout: WAIT_MS,
     ...extra,
   });
-  openClients.add(client);
   return new Promise<Outcome>((resolve) => {
     let code: number | undefined;
     client.on('error', (error: Error & { code?: unknown }) => {
@@ -129,12 +97,6 @@ async function connect(broker: RunningBroker, material: TlsFiles, clientId: stri
   const outcome = await attempt(broker, material, clientId);
   if (!outcome.connected) throw new Error(`${clientId} could not connect (CONNACK ${outcome.code})`);
   return outcome.client;
-}
-
-function logged(msg: string, fields: Record<string, unknown> = {}): LogLine[] {
-  return logLines.filter(
-    (line) => line.msg === msg && Object.entries(fields).every(([key, value]) => line[key] === value),
-  );
 }
 
 async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -178,14 +140,13 @@ describe('revoking a device certificate', () => {
     if (!stolenOutcome.connected) throw new Error('the stolen certificate could not connect before its revocation');
     const stolen = stolenOutcome.client;
     const kept = await connect(nodeA, certs.devices[KEPT]!, KEPT);
-    const stolenClosed = new Promise<void>((resolve) => stolen.once('close', () => resolve()));
     const [beforeA, beforeB] = await Promise.all([scrape(nodeA), scrape(nodeB)]);
 
     const revoked = await cli('revoke', '--cert', certs.bundle.devices[STOLEN]!.certPath, '--reason', 'keyCompromise');
     expect(revoked).toMatchObject({ code: 0 });
     expect(revoked.out).toMatch(new RegExp(`^revoked [0-9a-f]+ CN=${STOLEN} \\(keyCompromise\\)`));
 
-    await stolenClosed;
+    await closed(stolen, WAIT_MS);
     const disconnected = logged('certificate revoked: disconnecting the client', { node: 'node-a', clientId: STOLEN });
     expect(disconnected).toHaveLength(1);
 
@@ -197,7 +158,7 @@ describe('revoking a device certificate', () => {
     expect(logged('will dropped', { node: 'node-a', clientId: STOLEN })).toHaveLength(1);
     const marker = JSON.stringify({ online: true, at: '2001-01-01T00:00:00.000Z' });
     await watcher.publishAsync(topics.status(STOLEN), marker, { qos: 1 });
-    await waitUntil(() => statuses.some((message) => message.payload === marker), 'the marker status');
+    await waitForPayload(statuses, marker);
     expect(statuses.map((message) => message.payload)).toEqual([marker]);
 
     // the other device was not touched and still publishes
@@ -219,13 +180,13 @@ describe('revoking a device certificate', () => {
     // from the row's revoked_at (the database's clock, same machine) to the log lines
     const listed = await cli('revocations');
     const revokedAt = Date.parse(listed.out.split('  ')[0] ?? '');
-    const published = logged('revocation list published', { node: 'bridge' }).find((line) => line.time >= revokedAt);
-    const applied = logged('revocation list applied', { node: 'node-b' }).find((line) => line.time >= revokedAt);
+    const published = logged('revocation list published', { node: 'bridge' }).find((line) => timeOf(line) >= revokedAt);
+    const applied = logged('revocation list applied', { node: 'node-b' }).find((line) => timeOf(line) >= revokedAt);
     console.log(
-      `revocation → list published by the bridge ${published!.time - revokedAt} ms → applied on node B ` +
-        `${applied!.time - revokedAt} ms → connection closed on node A ${disconnected[0]!.time - revokedAt} ms`,
+      `revocation → list published by the bridge ${timeOf(published) - revokedAt} ms → applied on node B ` +
+        `${timeOf(applied) - revokedAt} ms → connection closed on node A ${timeOf(disconnected[0]) - revokedAt} ms`,
     );
-    expect(disconnected[0]!.time).toBeGreaterThanOrEqual(revokedAt);
+    expect(timeOf(disconnected[0])).toBeGreaterThanOrEqual(revokedAt);
   });
 });
 
@@ -237,7 +198,6 @@ describe('a revoked certificate', () => {
       (listed) => listed.out.includes(STOLEN),
     );
     const nodeC = await startNode('node-c');
-    extraBrokers.push(nodeC);
     expect(logged('revocation list applied', { node: 'node-c', source: 'retained' })).toHaveLength(1);
     expect(await attempt(nodeC, certs.devices[STOLEN]!, STOLEN)).toEqual({ connected: false, code: 5 });
     expect((await attempt(nodeC, certs.devices[KEPT]!, KEPT)).connected).toBe(true);
@@ -261,40 +221,32 @@ describe('a revoked certificate', () => {
 describe('a standalone broker that restarts', () => {
   it('gets the list again from the bridge when the bridge reconnects (nothing was retained across the restart)', async () => {
     const standaloneLogger = baseLogger.child({ node: 'restarting' });
-    const first = await startBroker({ tls: certs.broker, host: '127.0.0.1', port: 0, logger: standaloneLogger });
+    const first = await startTlsBroker({ tls: certs.broker, logger: standaloneLogger });
     const port = first.port;
     const service = certs.services.ops!;
-    const secondBridge = await startBridge(
+    await startBridgeService(
       {
-        ...BRIDGE_DEFAULTS,
         databaseUrl: postgres.connectionString,
         brokerUrl: `mqtts://127.0.0.1:${port}`,
         tls: { ca: service.ca, cert: service.cert, key: service.key },
         clientId: 'ops',
         dbPoolSize: 2,
-        http: null,
       },
-      { logger: baseLogger.child({ node: 'bridge-ops' }) },
+      baseLogger.child({ node: 'bridge-ops' }),
     );
-    try {
-      await waitFor(
-        'the list on the first broker',
-        () => attempt(first, certs.devices[STOLEN]!, STOLEN),
-        (outcome) => !outcome.connected,
-      );
-      await first.close();
-      const restarted = await startBroker({ tls: certs.broker, host: '127.0.0.1', port, logger: standaloneLogger });
-      extraBrokers.push(restarted);
-      const refused = await waitFor(
-        'the bridge to publish the list again after reconnecting',
-        () => attempt(restarted, certs.devices[STOLEN]!, STOLEN),
-        (outcome) => !outcome.connected,
-      );
-      expect(refused).toEqual({ connected: false, code: 5 });
-    } finally {
-      await secondBridge.close();
-      await first.close();
-    }
+    await waitFor(
+      'the list on the first broker',
+      () => attempt(first, certs.devices[STOLEN]!, STOLEN),
+      (outcome) => !outcome.connected,
+    );
+    await first.close();
+    const restarted = await startTlsBroker({ tls: certs.broker, port, logger: standaloneLogger });
+    const refused = await waitFor(
+      'the bridge to publish the list again after reconnecting',
+      () => attempt(restarted, certs.devices[STOLEN]!, STOLEN),
+      (outcome) => !outcome.connected,
+    );
+    expect(refused).toEqual({ connected: false, code: 5 });
   });
 });
 
@@ -316,14 +268,11 @@ describe('the CRL', () => {
     expect(`${verified.stdout}${verified.stderr}`).toContain('verify OK');
 
     // no Redis, no bridge: only the file
-    const standalone = await startBroker({
+    const standalone = await startTlsBroker({
       tls: certs.broker,
-      host: '127.0.0.1',
-      port: 0,
       crl: { source: file, content: await readFile(file) },
       logger: baseLogger.child({ node: 'standalone' }),
     });
-    extraBrokers.push(standalone);
     expect(await attempt(standalone, certs.devices[STOLEN]!, STOLEN)).toEqual({ connected: false, code: 5 });
     expect((await attempt(standalone, certs.devices[KEPT]!, KEPT)).connected).toBe(true);
     expect(logged('revocation list loaded from the CRL file', { node: 'standalone', count: 1 })).toHaveLength(1);
@@ -335,10 +284,8 @@ describe('the CRL', () => {
     const file = join(rogueDir, 'rogue.crl');
     expect((await cli('crl', '--out', file, '--dir', rogueDir)).code).toBe(0);
     await expect(
-      startBroker({
+      startTlsBroker({
         tls: certs.broker,
-        host: '127.0.0.1',
-        port: 0,
         crl: { source: file, content: await readFile(file) },
         logger: baseLogger.child({ node: 'rogue' }),
       }),
@@ -352,12 +299,11 @@ describe('the control topic', () => {
     expect(await subscribeGranted(observer, [CONTROL_REVOCATIONS_TOPIC, 'control/#', '#'])).toEqual([128, 128, 128]);
 
     const device = await connect(nodeA, certs.devices[KEPT]!, KEPT);
-    const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
     device.publish(CONTROL_REVOCATIONS_TOPIC, JSON.stringify({ generatedAt: new Date().toISOString(), serials: [] }), {
       qos: 1,
       retain: true,
     });
-    await closed;
+    await closed(device, WAIT_MS);
     expect(
       logged('publish denied, closing the connection', { node: 'node-a', clientId: KEPT }).at(-1)?.reason,
     ).toContain('only the service role may publish');
@@ -368,12 +314,13 @@ describe('the control topic', () => {
   it('drops a malformed list from the service role: not retained, not applied', async () => {
     const service = await connect(nodeB, certs.services.ops!, 'ops');
     await service.publishAsync(CONTROL_REVOCATIONS_TOPIC, '{"serials":"all"}', { qos: 1, retain: true });
-    await waitUntil(
-      () => logged('publish dropped: payload refused', { node: 'node-b', topic: CONTROL_REVOCATIONS_TOPIC }).length > 0,
-      'the malformed list to be dropped',
-    );
+    await expect
+      .poll(() => logged('publish dropped: payload refused', { node: 'node-b', topic: CONTROL_REVOCATIONS_TOPIC }), {
+        ...DELIVERY_POLL,
+        timeout: WAIT_MS,
+      })
+      .not.toHaveLength(0);
     const nodeD = await startNode('node-d');
-    extraBrokers.push(nodeD);
     expect((await scrape(nodeD))('mqtt_broker_revoked_certificates')).toBe(1);
   });
 });

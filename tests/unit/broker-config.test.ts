@@ -1,7 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { clusterBrokerId } from '../../broker/cluster-backends.js';
 import {
   BROKER_TLS_VARIABLES,
@@ -25,6 +24,7 @@ import {
   type BadValue,
   type IntegerVariable,
 } from '../helpers/config-cases.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 describe('loadBrokerConfig', () => {
   it('is standalone by default, with aedes choosing the id and the heartbeat', () => {
@@ -122,8 +122,7 @@ describe('clusterBrokerId', () => {
 // ---------------------------------------------------------------------------------------------
 // every variable, table-driven
 
-const directory = mkdtempSync(join(tmpdir(), 'broker-config-'));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory('broker-config');
 const readable = Object.fromEntries(
   Object.values(BROKER_TLS_VARIABLES).map((name) => {
     const path = join(directory, `${name}.pem`);
@@ -186,6 +185,30 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
     max: 3_600_000,
     fallback: 10_000,
     read: (c) => c.publishRateLimits.maxThrottledMs,
+  },
+  ...(
+    [
+      ['BROKER_MAX_CONNECTIONS', 10_000, (c) => c.admission.maxConnections],
+      ['BROKER_MAX_HANDSHAKES_PER_SOURCE', 64, (c) => c.admission.maxPendingPerSource],
+      ['BROKER_HANDSHAKE_RATE', 250, (c) => c.admission.handshakesPerSecond],
+      ['BROKER_HANDSHAKE_BURST', 100, (c) => c.admission.handshakeBurst],
+      ['BROKER_MAX_EVENT_LOOP_LAG_MS', 1_000, (c) => c.admission.maxEventLoopLagMs],
+    ] as const satisfies readonly (readonly [string, number, (c: BrokerConfig) => number])[]
+  ).map(([name, fallback, read]) => ({ name, min: 1, max: 1_000_000, fallback, read })),
+  {
+    name: 'BROKER_HANDSHAKE_TARGET_MS',
+    min: 100,
+    max: 120_000,
+    fallback: 2_000,
+    read: (c) => c.admission.handshakeTargetMs,
+  },
+  { name: 'BROKER_LISTEN_BACKLOG', min: 1, max: 65_535, fallback: 4096, read: (c) => c.listenBacklog },
+  {
+    name: 'BROKER_HANDSHAKE_TIMEOUT_MS',
+    min: 1_000,
+    max: 120_000,
+    fallback: 10_000,
+    read: (c) => c.handshakeTimeoutMs,
   },
 ];
 

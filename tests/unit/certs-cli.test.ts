@@ -1,18 +1,14 @@
-import { access, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCertificateCli } from '../../certs/cli.js';
 import { isDeviceId } from '../../schemas/topics.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 let root: string;
 
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'certs-cli-test-'));
-});
-
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
+beforeAll(() => {
+  root = tempDirectory('certs-cli-test');
 });
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {

@@ -1,13 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@libsql/client';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import { GroupCommitWriter } from '../../edge/ingest/group-commit.js';
-import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
-import { makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
-import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
-import { waitFor } from '../helpers/wait.js';
+import type { TelemetryStore } from '../../edge/store/telemetry-store.js';
+import { makeRecord } from '../helpers/records.js';
+import { tempTelemetryStore } from '../helpers/edge-temp-db.js';
 
-let database: TempDatabase;
 let store: TelemetryStore;
 let reader: Client;
 
@@ -28,14 +26,7 @@ function writerFor(maxRecordsPerCommit?: number, committed: number[] = []): Grou
 }
 
 beforeEach(async () => {
-  database = tempDatabase('edge-group-commit');
-  store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
-  reader = database.openReader();
-});
-
-afterEach(async () => {
-  await store.close();
-  database.cleanup();
+  ({ store, reader } = await tempTelemetryStore('edge-group-commit'));
 });
 
 describe('GroupCommitWriter', () => {
@@ -53,11 +44,7 @@ describe('GroupCommitWriter', () => {
     const writer = writerFor(40, committed);
     await Promise.all(Array.from({ length: 100 }, () => writer.write(makeRecord())));
     expect(await storedCount()).toBe(100);
-    await waitFor(
-      'every commit hook called',
-      () => committed.length,
-      (n) => n === 3,
-    );
+    await expect.poll(() => committed, { timeout: 5000, interval: 10 }).toHaveLength(3);
     expect(committed).toEqual([40, 40, 20]);
     expect(writer.stats).toEqual({ commits: 3, committedRecords: 100, failedCommits: 0, largestCommit: 40 });
   });
