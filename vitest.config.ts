@@ -2,8 +2,9 @@ import { defineConfig } from 'vitest/config';
 
 // Two projects: unit tests (pure logic, in-memory libSQL, no servers) run fast with a short timeout;
 // integration tests start real servers (embedded PostgreSQL, Aedes over TLS, Redis, child processes)
-// and get a longer one. Each integration test that waits longer sets its own timeout, larger than
-// the sum of its inner waits.
+// and get a longer one. Each integration test whose bounded inner waits add up to more sets its own
+// timeout, timeoutFor(...its waits) from tests/helpers/wait.ts, so that a failing wait reports its
+// own assertion instead of a bare "Test timed out".
 export default defineConfig({
   test: {
     // two cores: integration files each start real servers (PostgreSQL, brokers)

@@ -18,6 +18,8 @@
  *   RETENTION_INTERVAL_MS how often the PostgreSQL retention job runs (≤ 2^31-1, a Node.js timer)
  *                                                                             default 3600000
  *   RETENTION_CHUNK_SIZE  rows per DELETE of the retention job                    default 1000
+ *   REVOCATION_POLL_MS    how often revoked_certificates is polled for the revocation list the
+ *                         broker nodes enforce (bridge/revocation-publisher.ts)  default 1000
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
  *   SHUTDOWN_GRACE_MS     how long SIGTERM waits for a clean close before exiting 1  default 10000
  *                         (common/process-lifecycle.ts)
@@ -54,6 +56,8 @@ export interface BridgeConfig {
   retentionDays: number;
   retentionIntervalMs: number;
   retentionChunkSize: number;
+  /** how often the revocation list is polled (G9) */
+  revocationPollMs: number;
   /** null: no HTTP server */
   http: { host: string; port: number } | null;
   /** how long bridge/main.ts waits for close() after SIGTERM; not used by startBridge (in-process callers leave it out) */
@@ -72,6 +76,7 @@ export const BRIDGE_DEFAULTS = {
   retentionDays: 90,
   retentionIntervalMs: 3_600_000,
   retentionChunkSize: 1000,
+  revocationPollMs: 1000,
 } as const satisfies Omit<BridgeConfig, 'databaseUrl' | 'brokerUrl' | 'tls' | 'clientId' | 'http'>;
 
 export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
@@ -102,6 +107,7 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
       max: MAX_TIMER_MS,
     }),
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
+    revocationPollMs: envInt(env, 'REVOCATION_POLL_MS', defaults.revocationPollMs, { min: 100, max: 60_000 }),
     http: {
       host: envHost(env, 'HTTP_HOST', '0.0.0.0'),
       port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),

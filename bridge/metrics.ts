@@ -10,6 +10,8 @@ export interface BridgeMetrics {
   batchesFailed: Counter;
   transactionRetries: Counter<'transaction'>;
   messagesInFlight: Gauge;
+  revocationListsPublished: Counter;
+  revokedCertificates: Gauge;
 }
 
 export function createBridgeMetrics(options: { defaultMetrics?: boolean } = {}): BridgeMetrics {
@@ -53,6 +55,16 @@ export function createBridgeMetrics(options: { defaultMetrics?: boolean } = {}):
     messagesInFlight: new Gauge({
       name: 'bridge_messages_in_flight',
       help: 'MQTT messages received but not yet acknowledged to the broker',
+      registers,
+    }),
+    revocationListsPublished: new Counter({
+      name: 'bridge_revocation_lists_published_total',
+      help: 'Revocation lists published to the broker nodes on control/revocations',
+      registers,
+    }),
+    revokedCertificates: new Gauge({
+      name: 'bridge_revoked_certificates',
+      help: 'Certificates in the revocation list the bridge last published',
       registers,
     }),
   };

@@ -1,6 +1,7 @@
 /**
  * The bridge service: migrate the database, ingest devices/+/telemetry into it, confirm with
- * sync/ack, run the PostgreSQL retention job, serve /metrics and /healthz.
+ * sync/ack, run the PostgreSQL retention job, publish the revocation list to the broker nodes
+ * (./revocation-publisher.ts), serve /metrics and /healthz.
  */
 import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
@@ -14,6 +15,7 @@ import { IngestPipeline } from './ingest/ingest-pipeline.js';
 import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
 import { createBridgeMqttClient } from './mqtt/bridge-mqtt-client.js';
+import { startRevocationPublisher, type RevocationPublisher } from './revocation-publisher.js';
 
 export type { BridgeConfig } from './config.js';
 
@@ -86,8 +88,22 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
   });
 
   let http: HttpEndpoint | null = null;
+  let revocations: RevocationPublisher | undefined;
   try {
     await mqtt.start();
+    // G9: after start(), so that the first list goes out on the first connection
+    const publisher = (revocations = startRevocationPublisher({
+      db,
+      publish: (payload) => mqtt.publishRevocationList(payload),
+      logger,
+      pollIntervalMs: config.revocationPollMs,
+      retry,
+      onPublished: (count) => {
+        metrics.revocationListsPublished.inc();
+        metrics.revokedCertificates.set(count);
+      },
+    }));
+    mqtt.onConnect(() => publisher.republish());
     if (config.http) {
       http = await startHttpEndpoint({
         name: 'bridge metrics endpoint',
@@ -103,6 +119,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
       });
     }
   } catch (error) {
+    await revocations?.close();
     await retention.close();
     await pipeline.close();
     await mqtt.close();
@@ -112,6 +129,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
   logger.info({ dialect, httpPort: http?.port ?? null, batch: config.batch }, 'bridge started');
 
   const close = async (): Promise<void> => {
+    await revocations?.close();
     await retention.close();
     await pipeline.close();
     await mqtt.close();

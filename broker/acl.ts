@@ -7,11 +7,21 @@
  *   service   publishes and subscribes anywhere under devices/ (the bridge)
  *   observer  subscribes anywhere under devices/, never publishes (mosquitto_sub, MQTT Explorer)
  *
- * For everyone: nothing outside devices/, nothing starting with '$', publishes at QoS 1 only
+ * One topic outside devices/: control/revocations (the revocation list, G9), which only the service
+ * role may publish, QoS 1 and retained, and nobody may subscribe to (no filter a client is granted
+ * covers it; the broker nodes read it internally, ./revocation-sync.ts).
+ *
+ * For everyone else: nothing outside devices/, nothing starting with '$', publishes at QoS 1 only
  * (aedes#994: a QoS 0 message after a QoS 1 message can drop the QoS 1 one), payload size bounded.
  * Subscriptions are granted at QoS 1.
  */
-import { ALL_DEVICES_FILTER, parseDeviceTopic, topics, type DeviceTopicKind } from '../schemas/topics.js';
+import {
+  ALL_DEVICES_FILTER,
+  CONTROL_REVOCATIONS_TOPIC,
+  parseDeviceTopic,
+  topics,
+  type DeviceTopicKind,
+} from '../schemas/topics.js';
 import type { ClientIdentity } from './identity.js';
 import { filterCoveredBy, isValidTopicFilter, topicMatchesFilter } from './topic-filter.js';
 
@@ -45,6 +55,7 @@ export function deviceSubscriptionFilters(deviceId: string): string[] {
 }
 
 export function decidePublish(identity: ClientIdentity, request: PublishRequest, limits: AclLimits): AclDecision {
+  if (request.topic === CONTROL_REVOCATIONS_TOPIC) return decideRevocationListPublish(identity, request, limits);
   const common = decideCommonPublishRules(request, limits);
   if (!common.allowed) return common;
   switch (identity.role) {
@@ -107,6 +118,27 @@ function decideCommonPublishRules(request: PublishRequest, limits: AclLimits): A
         '(mixing QoS levels can drop messages, aedes#994)',
     );
   }
+  if (request.payloadBytes > limits.maxPayloadBytes) {
+    return deny(
+      `payload of ${request.payloadBytes} bytes on '${topic}' exceeds the limit of ${limits.maxPayloadBytes} bytes`,
+    );
+  }
+  return allow();
+}
+
+function decideRevocationListPublish(
+  identity: ClientIdentity,
+  request: PublishRequest,
+  limits: AclLimits,
+): AclDecision {
+  const topic = request.topic;
+  if (identity.role !== 'service') {
+    return deny(
+      `only the service role may publish '${topic}' (the revocation list), not ${identity.role} '${identity.id}'`,
+    );
+  }
+  if (request.qos !== REQUIRED_QOS) return deny(`'${topic}' was published with QoS ${request.qos}; it must use QoS 1`);
+  if (!request.retain) return deny(`'${topic}' must be retained: broker nodes read it when they start`);
   if (request.payloadBytes > limits.maxPayloadBytes) {
     return deny(
       `payload of ${request.payloadBytes} bytes on '${topic}' exceeds the limit of ${limits.maxPayloadBytes} bytes`,

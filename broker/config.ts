@@ -13,8 +13,34 @@
  *   BROKER_REDIS_URL     cluster mode: redis://[[user]:password@]host[:port][/db] shared by all nodes
  *   BROKER_HEARTBEAT_MS  aedes heartbeat interval (default 15000 in cluster mode, aedes' 60000
  *                        standalone); a crashed node's wills fire 3-7 intervals after its last beat
+ *   BROKER_RATE_MESSAGES_PER_S   publishes per second per device connection (default 200)
+ *   BROKER_RATE_MESSAGES_BURST   publishes a quiet device may send at once (default 400)
+ *   BROKER_RATE_BYTES_PER_S      payload bytes per second per device connection (default 4194304, 4 MiB)
+ *   BROKER_RATE_BYTES_BURST      payload bytes a quiet device may send at once (default 8388608, 8 MiB)
+ *   BROKER_RATE_MAX_THROTTLED_MS a device whose publishes keep waiting for longer is disconnected
+ *                        (default 10000). Why these defaults: broker/publish-rate-limit.ts. The
+ *                        service role is not limited.
+ *   BROKER_CRL_FILE      a CRL (PEM or DER) signed by BROKER_TLS_CA, e.g. from `npm run certs -- crl`;
+ *                        its certificates are refused from start, before the bridge has
+ *                        published the revocation list (off when unset; broker/revocation-sync.ts)
  *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
  *                        common/process-lifecycle.ts)
+ *
+ * Connection admission (broker/admission-policy.ts has the defaults and why; G7):
+ *   BROKER_MAX_CONNECTIONS            sockets open on the MQTTS listener in any phase (default
+ *                                     10000); keep the open-files limit (ulimit -n) above it
+ *   BROKER_MAX_HANDSHAKES_PER_SOURCE  sockets from one address still in the TLS handshake (default 64)
+ *   BROKER_HANDSHAKE_RATE             new TLS handshakes admitted per second on average (default 250);
+ *                                     the excess is refused before TLS starts
+ *   BROKER_HANDSHAKE_BURST            handshakes admitted at once after a quiet period (default 100)
+ *   BROKER_MAX_EVENT_LOOP_LAG_MS      refuse new handshakes while the event loop is this far behind
+ *                                     (default 1000)
+ *   BROKER_HANDSHAKE_TARGET_MS        the admitted rate halves while handshakes take this long on average
+ *                                     (default 2000)
+ *   BROKER_LISTEN_BACKLOG             connections queued by the kernel before the broker accepts them
+ *                                     (default 4096; Linux caps it at net.core.somaxconn)
+ *   BROKER_HANDSHAKE_TIMEOUT_MS       time allowed for the TLS handshake; the socket is then destroyed
+ *                                     (default 10000)
  *
  * Broker id in cluster mode. No session key depends on it: subscriptions and offline queues are
  * keyed by clientId only (client:<clientId>, outgoing:<clientId>), so a device resumes its session
@@ -27,7 +53,10 @@
  * to name the node for logs; it must not contain ':' (aedes-persistence-redis splits its keys on
  * ':') nor MQTT separators or wildcards (the id is a level of the $SYS heartbeat topics).
  */
+import { readFileSync } from 'node:fs';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
+import { DEFAULT_PUBLISH_RATE_LIMITS, type PublishRateLimits } from './publish-rate-limit.js';
+import { DEFAULT_ADMISSION_LIMITS, type AdmissionLimits } from './admission-policy.js';
 import { ConfigError, envHost, envInt, envOptional, envString, redactUrlCredentials, type Env } from '../common/env.js';
 import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import type { TlsFileNames, TlsFilePaths } from '../common/tls-files.js';
@@ -66,6 +95,12 @@ export interface BrokerConfig {
   heartbeatMs: number | undefined;
   /** how long main.ts waits for close() after SIGTERM */
   shutdownGraceMs: number;
+  publishRateLimits: PublishRateLimits;
+  /** BROKER_CRL_FILE; read by main.ts with readCrlFile */
+  crlPath: string | undefined;
+  admission: AdmissionLimits;
+  handshakeTimeoutMs: number;
+  listenBacklog: number;
 }
 
 export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
@@ -93,6 +128,59 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
         ? heartbeatDefault
         : envInt(env, 'BROKER_HEARTBEAT_MS', 0, { min: 1_000, max: 3_600_000 }),
     shutdownGraceMs: shutdownGraceFromEnv(env),
+    publishRateLimits: publishRateLimitsFrom(env),
+    crlPath: envOptional(env, 'BROKER_CRL_FILE'),
+    admission: admissionFrom(env),
+    handshakeTimeoutMs: envInt(env, 'BROKER_HANDSHAKE_TIMEOUT_MS', 10_000, { min: 1_000, max: 120_000 }),
+    listenBacklog: envInt(env, 'BROKER_LISTEN_BACKLOG', 4096, { min: 1, max: 65_535 }),
+  };
+}
+
+/** The CRL file's content; a ConfigError naming BROKER_CRL_FILE when it cannot be read. */
+export function readCrlFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ConfigError(`BROKER_CRL_FILE: cannot read '${path}': ${reason}`);
+  }
+}
+
+const GIB = 1024 * 1024 * 1024;
+
+function publishRateLimitsFrom(env: Env): PublishRateLimits {
+  const defaults = DEFAULT_PUBLISH_RATE_LIMITS;
+  return {
+    messages: {
+      perSecond: envInt(env, 'BROKER_RATE_MESSAGES_PER_S', defaults.messages.perSecond, { min: 1, max: 1_000_000 }),
+      burst: envInt(env, 'BROKER_RATE_MESSAGES_BURST', defaults.messages.burst, { min: 1, max: 10_000_000 }),
+    },
+    bytes: {
+      perSecond: envInt(env, 'BROKER_RATE_BYTES_PER_S', defaults.bytes.perSecond, { min: 1024, max: GIB }),
+      burst: envInt(env, 'BROKER_RATE_BYTES_BURST', defaults.bytes.burst, { min: 1024, max: 16 * GIB }),
+    },
+    maxThrottledMs: envInt(env, 'BROKER_RATE_MAX_THROTTLED_MS', defaults.maxThrottledMs, { min: 100, max: 3_600_000 }),
+  };
+}
+
+function admissionFrom(env: Env): AdmissionLimits {
+  const defaults = DEFAULT_ADMISSION_LIMITS;
+  return {
+    maxConnections: envInt(env, 'BROKER_MAX_CONNECTIONS', defaults.maxConnections, { min: 1, max: 1_000_000 }),
+    maxPendingPerSource: envInt(env, 'BROKER_MAX_HANDSHAKES_PER_SOURCE', defaults.maxPendingPerSource, {
+      min: 1,
+      max: 1_000_000,
+    }),
+    handshakesPerSecond: envInt(env, 'BROKER_HANDSHAKE_RATE', defaults.handshakesPerSecond, { min: 1, max: 1_000_000 }),
+    handshakeBurst: envInt(env, 'BROKER_HANDSHAKE_BURST', defaults.handshakeBurst, { min: 1, max: 1_000_000 }),
+    handshakeTargetMs: envInt(env, 'BROKER_HANDSHAKE_TARGET_MS', defaults.handshakeTargetMs, {
+      min: 100,
+      max: 120_000,
+    }),
+    maxEventLoopLagMs: envInt(env, 'BROKER_MAX_EVENT_LOOP_LAG_MS', defaults.maxEventLoopLagMs, {
+      min: 1,
+      max: 1_000_000,
+    }),
   };
 }
 

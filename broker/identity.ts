@@ -3,6 +3,7 @@
  * The subject's OU is the role and its CN the identity; the MQTT clientId must equal the CN, so a
  * device cannot open a session (or take one over) under another client's id.
  */
+import { normalizeCertificateSerial } from '../schemas/certificate-serial.js';
 import { isDeviceId } from '../schemas/topics.js';
 
 export type ClientRole = 'device' | 'service' | 'observer';
@@ -12,6 +13,8 @@ export interface ClientIdentity {
   role: ClientRole;
   /** the certificate's CN: a device UUID, or a service/observer name */
   id: string;
+  /** the certificate's serial number (schemas/certificate-serial.ts form), what revocation names (G9) */
+  serial?: string;
 }
 
 export type IdentityRefusalCode =
@@ -30,6 +33,8 @@ export type IdentityDecision =
 /** The part of node's tls PeerCertificate this module reads (node gives `{}` when there is none). */
 export interface PeerCertificateLike {
   subject?: Partial<Record<string, string | string[] | undefined>> | null;
+  /** hexadecimal, as node:tls gives it */
+  serialNumber?: string;
 }
 
 export interface IdentityInput {
@@ -67,7 +72,8 @@ export function identifyClient(input: IdentityInput): IdentityDecision {
       `clientId '${input.clientId}' does not match the certificate CN '${commonName}'; connect with clientId = CN`,
     );
   }
-  return { ok: true, identity: { role, id: commonName } };
+  const serial = input.certificate?.serialNumber ? normalizeCertificateSerial(input.certificate.serialNumber) : null;
+  return { ok: true, identity: serial === null ? { role, id: commonName } : { role, id: commonName, serial } };
 }
 
 function isClientRole(value: string): value is ClientRole {

@@ -7,7 +7,7 @@
 import { createLogger } from '../common/logger.js';
 import { runProcess } from '../common/process-lifecycle.js';
 import { readTlsFiles } from '../common/tls-files.js';
-import { BROKER_TLS_VARIABLES, loadBrokerConfig, type BrokerConfig } from './config.js';
+import { BROKER_TLS_VARIABLES, loadBrokerConfig, readCrlFile, type BrokerConfig } from './config.js';
 import { clusterBrokerId, createRedisBackends } from './cluster-backends.js';
 import { startBroker, type BrokerBackends, type RunningBroker } from './server.js';
 
@@ -15,6 +15,8 @@ const logger = createLogger('broker');
 
 async function start(config: BrokerConfig): Promise<RunningBroker> {
   const tls = readTlsFiles(config.tls, BROKER_TLS_VARIABLES);
+  const crl =
+    config.crlPath === undefined ? undefined : { source: config.crlPath, content: readCrlFile(config.crlPath) };
   let brokerId = config.brokerId;
   let backends: BrokerBackends | undefined;
   if (config.cluster !== undefined) {
@@ -28,11 +30,16 @@ async function start(config: BrokerConfig): Promise<RunningBroker> {
     host: config.host,
     port: config.port,
     maxPayloadBytes: config.maxPayloadBytes,
+    publishRateLimits: config.publishRateLimits,
+    ...(crl === undefined ? {} : { crl }),
     logger,
     ...(config.metricsPort === undefined ? {} : { metricsPort: config.metricsPort }),
     ...(brokerId === undefined ? {} : { brokerId }),
     ...(config.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: config.heartbeatMs }),
     ...(backends === undefined ? {} : { backends }),
+    admission: config.admission,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    listenBacklog: config.listenBacklog,
   });
 }
 

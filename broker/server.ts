@@ -11,6 +11,9 @@
  * trick", src/unix/stream.c); the errors that do (ENFILE without a spare descriptor, ENOBUFS,
  * ENOMEM, EPERM from a firewall hook) are just as rare, which is why the handler is tested by
  * emitting the event (tests/integration/broker-lifecycle.test.ts).
+ *
+ * Which connections may start a TLS handshake, the caps on open sockets and the handshake rate,
+ * and the destruction of every socket whose handshake failed: ./connection-admission.ts (G7).
  */
 import type { Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
@@ -19,10 +22,17 @@ import { Registry } from 'prom-client';
 import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import type { TlsFiles } from '../common/tls-files.js';
+import { readCrl } from '../certs/crl.js';
 import { MAX_PAYLOAD_BYTES } from '../schemas/limits.js';
+import type { AdmissionLimits } from './admission-policy.js';
 import { createAuthorizationHooks } from './authorization-hooks.js';
-import { createBrokerMetrics, type BrokerMetrics } from './metrics.js';
-import { limitIncomingPacketSize, maxPacketBytesFor } from './packet-size-guard.js';
+import { admitConnections } from './connection-admission.js';
+import { createBrokerMetrics, registerAdmissionGauges, type BrokerMetrics } from './metrics.js';
+import { limitIncomingPacketSize, maxPacketBytesFor } from '../common/packet-size-guard.js';
+import { DEFAULT_PUBLISH_RATE_LIMITS, type PublishRateLimits } from './publish-rate-limit.js';
+import { createPublishThrottle, type PublishThrottle } from './publish-throttle.js';
+import { createRevocationSync, type RevocationSync } from './revocation-sync.js';
+import { storeOnlyGrantedSubscriptions } from './session-subscriptions.js';
 
 /**
  * Cluster extension point: a cluster module builds a shared message bus and persistence (e.g.
@@ -60,12 +70,28 @@ export interface BrokerOptions {
   handshakeTimeoutMs?: number;
   /** time allowed between the TLS handshake and CONNECT; default 10 s */
   connectTimeoutMs?: number;
-  /** largest keepalive a client may ask for (seconds); a client asking for 0 (none) is refused; default 600 */
+  /**
+   * largest keepalive (seconds) a connection keeps; a client asking for 0 (none) or more gets this
+   * one, so a silent connection is closed after 1.5 × this (./keepalive-policy.ts); default 600
+   */
   keepaliveLimitSeconds?: number;
   /** disconnect a client whose socket has not drained for this long; default 30 s */
   drainTimeoutMs?: number;
+  /**
+   * a CRL file (PEM or DER) signed by `tls.ca`, read at start: its serials are refused from the
+   * first connection, before the bridge has published a revocation list (./revocation-sync.ts)
+   */
+  crl?: { source: string; content: Buffer };
+  /** how often the retained revocation list is read again; default 30 s */
+  revocationRefreshIntervalMs?: number;
+  /** per-client publish rate limits (G7); default DEFAULT_PUBLISH_RATE_LIMITS (./publish-rate-limit.ts) */
+  publishRateLimits?: PublishRateLimits;
   /** aedes heartbeat; in a cluster a crashed node's wills fire 3-7 of these after its last beat; default aedes' 60 s */
   heartbeatIntervalMs?: number;
+  /** the listen queue (connections the kernel accepted before the broker did); default 4096 */
+  listenBacklog?: number;
+  /** connection caps and the handshake rate (./connection-admission.ts); defaults DEFAULT_ADMISSION_LIMITS */
+  admission?: Partial<AdmissionLimits>;
   backends?: BrokerBackends;
 }
 
@@ -102,8 +128,47 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   }
 
   const aedesRef: { current?: Aedes } = {};
-  const metrics = createBrokerMetrics(registry, () => aedesRef.current?.connectedClients ?? 0);
-  const hooks = createAuthorizationHooks({ logger, metrics, limits: { maxPayloadBytes } });
+  let crlSerials: { source: string; serials: string[] } | undefined;
+  try {
+    crlSerials = readRevocationFile(options.crl, options.tls.ca);
+  } catch (error) {
+    await closeBackends();
+    throw error;
+  }
+
+  const throttleRef: { current?: PublishThrottle } = {};
+  const revocationsRef: { current?: RevocationSync } = {};
+  const metrics = createBrokerMetrics(registry, {
+    connectedClients: () => aedesRef.current?.connectedClients ?? 0,
+    throttledClients: () => throttleRef.current?.throttledClients() ?? 0,
+    revokedCertificates: () => revocationsRef.current?.size() ?? 0,
+    revocationListGeneratedAt: () => revocationsRef.current?.publishedAtMs(),
+  });
+  // G9: revoked certificates refused at CONNECT and disconnected when revoked (./revocation-sync.ts)
+  const revocations = (revocationsRef.current = createRevocationSync({
+    logger,
+    metrics,
+    ...(crlSerials === undefined ? {} : { crl: crlSerials }),
+    ...(options.revocationRefreshIntervalMs === undefined
+      ? {}
+      : { refreshIntervalMs: options.revocationRefreshIntervalMs }),
+  }));
+  const keepaliveLimitSeconds = options.keepaliveLimitSeconds ?? 600;
+  const hooks = createAuthorizationHooks({
+    logger,
+    metrics,
+    limits: { maxPayloadBytes },
+    keepaliveLimitSeconds,
+    persistence: () => (aedesRef.current as { persistence?: unknown } | undefined)?.persistence,
+    revocations,
+  });
+  // G7: per-client publish rate limits, applied after the ACL allowed the publish
+  const throttle = (throttleRef.current = createPublishThrottle({
+    limits: options.publishRateLimits ?? DEFAULT_PUBLISH_RATE_LIMITS,
+    logger,
+    metrics,
+    roleOf: (client) => hooks.identityOf(client)?.role,
+  }));
 
   const aedes = await Aedes.createBroker({
     ...(options.brokerId === undefined ? {} : { id: options.brokerId }),
@@ -111,7 +176,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     ...(backends?.persistence === undefined ? {} : { persistence: backends.persistence }),
     ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatInterval: options.heartbeatIntervalMs }),
     connectTimeout: options.connectTimeoutMs ?? 10_000,
-    keepaliveLimit: options.keepaliveLimitSeconds ?? 600,
+    // preConnect replaces a keepalive of 0 or above the limit by the limit (./keepalive-policy.ts),
+    // so aedes never answers CONNACK 6, which MQTT 3.1.1 does not define
+    keepaliveLimit: keepaliveLimitSeconds,
     drainTimeout: options.drainTimeoutMs ?? 30_000,
     // device ids are 36-character UUIDs; the default (23) would refuse them for MQTT 3.1 clients
     maxClientsIdLength: 64,
@@ -119,7 +186,10 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     maxTopicLevels: 16,
     preConnect: hooks.preConnect,
     authenticate: hooks.authenticate,
-    authorizePublish: hooks.authorizePublish,
+    authorizePublish: (client, packet, callback) =>
+      hooks.authorizePublish(client, packet, (error) =>
+        error ? callback(error) : throttle.authorize(client, packet, callback),
+      ),
     authorizeSubscribe: hooks.authorizeSubscribe,
     authorizeForward: hooks.authorizeForward,
   }).catch(async (error: unknown) => {
@@ -127,8 +197,19 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     throw error;
   });
   aedesRef.current = aedes;
+  if (!storeOnlyGrantedSubscriptions((aedes as { persistence?: unknown }).persistence, hooks.grantedQos)) {
+    logger.error('cannot filter the subscriptions persistent sessions store (the persistence has no addSubscriptions)');
+  }
   announceAlive(aedes);
   observeAedes(aedes, logger);
+  try {
+    await revocations.start(aedes);
+  } catch (error) {
+    revocations.close();
+    await closeAedes(aedes);
+    await closeBackends();
+    throw error;
+  }
 
   const { server, sockets } = createMqttsServer(aedes, options, {
     logger,
@@ -137,8 +218,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   });
 
   try {
-    await listen(server, host, options.port ?? DEFAULT_PORT);
+    await listen(server, host, options.port ?? DEFAULT_PORT, options.listenBacklog ?? DEFAULT_LISTEN_BACKLOG);
   } catch (error) {
+    revocations.close();
     await closeAedes(aedes);
     await closeBackends();
     throw error;
@@ -171,6 +253,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
         },
       });
     } catch (error) {
+      revocations.close();
       await shutdown(server, aedes, sockets, undefined);
       await closeBackends();
       throw error;
@@ -191,12 +274,23 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     metrics,
     metricsPort: endpoint?.port,
     close() {
+      revocations.close();
       closing ??= shutdown(server, aedes, sockets, endpoint)
         .then(closeBackends)
         .then(() => logger.info({ port }, 'broker closed'));
       return closing;
     },
   };
+}
+
+/** The serials of the CRL file, checked against the CA; fails early (before anything is started). */
+function readRevocationFile(crl: BrokerOptions['crl'], ca: Buffer): { source: string; serials: string[] } | undefined {
+  if (crl === undefined) return undefined;
+  try {
+    return { source: crl.source, serials: readCrl(crl.content, ca).serials };
+  } catch (error) {
+    throw new Error(`the CRL ${crl.source} is unusable: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** Fails early, before anything is started, when the key, certificate or CA cannot be used. */
@@ -221,7 +315,7 @@ function createMqttsServer(
   aedes: Aedes,
   options: BrokerOptions,
   { logger, metrics, maxPacketBytes }: MqttsServerContext,
-): { server: TlsServer; sockets: Set<Socket> } {
+): { server: TlsServer; sockets: ReadonlySet<Socket> } {
   let warnedGuardUnavailable = false;
   const server = createTlsServer(
     {
@@ -250,17 +344,14 @@ function createMqttsServer(
       }
     },
   );
-  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => {
-    metrics.refusedConnections.inc({ reason: 'tls-handshake' });
-    // node verifies the client chain after the handshake and just destroys the socket when it fails
-    // (no TLS alert), so `error` reads "socket hang up"; authorizationError has the real cause
-    const verifyError = socket.authorizationError as Error | string | null | undefined;
-    const reason = verifyError
-      ? `client certificate rejected: ${typeof verifyError === 'string' ? verifyError : verifyError.message}`
-      : error.message.trim();
-    logger.warn({ remoteAddress: socket.remoteAddress, code: error.code, reason }, 'TLS handshake refused');
+  // G7: caps, handshake rate, every failed handshake's socket destroyed, every socket tracked
+  const admitted = admitConnections(server, { limits: options.admission ?? {}, logger, metrics });
+  registerAdmissionGauges(metrics.registry, {
+    openSockets: () => admitted.sockets.size,
+    pendingHandshakes: () => admitted.pendingHandshakes(),
+    admittedRate: () => admitted.admittedRate(),
   });
-  return { server, sockets: trackSockets(server) };
+  return { server, sockets: admitted.sockets };
 }
 
 /**
@@ -288,20 +379,10 @@ function observeAedes(aedes: Aedes, logger: Logger): void {
   });
 }
 
-/** Sockets that never reach aedes (a stalled handshake) would keep server.close() waiting. */
-function trackSockets(server: TlsServer): Set<Socket> {
-  const sockets = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  return sockets;
-}
-
 async function shutdown(
   server: TlsServer,
   aedes: Aedes,
-  sockets: Set<Socket>,
+  sockets: ReadonlySet<Socket>,
   endpoint: HttpEndpoint | undefined,
 ): Promise<void> {
   const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -324,13 +405,24 @@ function closeAedes(aedes: Aedes): Promise<void> {
   return new Promise((resolve) => aedes.close(() => resolve()));
 }
 
-function listen(server: TlsServer, host: string, port: number): Promise<void> {
+/**
+ * Connections the kernel completes and queues before the broker accepts them. node 20 defaults to
+ * 511; in a reconnect storm thousands of SYNs arrive within a second, and every one beyond the
+ * queue is dropped by Linux (TcpExtListenOverflows: 19,190 in 30 s with 3,000 devices) and
+ * retried by the client's TCP after 1, 3, 7 s, so its 10 s connect timeout runs out before the
+ * broker ever saw it, and it cannot be told to back off. Accepting is cheap (admission resets
+ * what it does not admit right after accept), so a long queue drains quickly. Linux caps it at
+ * net.core.somaxconn (4096 by default since 5.4).
+ */
+const DEFAULT_LISTEN_BACKLOG = 4096;
+
+function listen(server: TlsServer, host: string, port: number, backlog: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       reject(new Error(`broker cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { cause: error }));
     };
     server.once('error', onError);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off('error', onError);
       resolve();
     });

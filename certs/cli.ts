@@ -20,6 +20,7 @@ import {
 } from './dev-bundle.js';
 import { EXTENDED_KEY_USAGE, summarizeCertificate } from './inspect.js';
 import { DEFAULT_CERTIFICATE_DIR, assertClientId, roleFolder } from './layout.js';
+import { listRevocationsFromCli, revokeFromCli, writeCrlFromCli } from './revocation-commands.js';
 
 export interface CliOutput {
   log(line: string): void;
@@ -38,6 +39,15 @@ commands:
                                 observer 'explorer' and at least N device certificates (default 1)
   inspect FILE                  print subject, issuer, validity and usages of a certificate
 
+revocation (on the control plane's database, DATABASE_URL):
+  revoke --serial HEX [--cn NAME] | --cert FILE  [--reason TEXT]
+                                revoke a client certificate: the broker nodes close its
+                                connections and refuse it within seconds (the bridge publishes
+                                the list); --cn is found under --dir when omitted
+  revocations                   list the revoked certificates
+  crl --out FILE [--days N]     write a CRL signed by the CA under --dir, next update in N days
+                                (default 7), e.g. for the broker's BROKER_CRL_FILE
+
 options:
   --dir DIR                     certificate folder (default ${DEFAULT_CERTIFICATE_DIR})
   --days N                      validity of newly issued certificates in days (default 365)`;
@@ -49,11 +59,23 @@ const OPTIONS = {
   name: { type: 'string' },
   devices: { type: 'string' },
   days: { type: 'string' },
+  serial: { type: 'string' },
+  cert: { type: 'string' },
+  cn: { type: 'string' },
+  reason: { type: 'string' },
+  out: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** Runs one command; resolves to the process exit code (0 ok, 1 failure, 2 usage error). */
-export async function runCertificateCli(argv: string[], out: CliOutput): Promise<number> {
+/**
+ * Runs one command; resolves to the process exit code (0 ok, 1 failure, 2 usage error). `env`
+ * gives DATABASE_URL to the revocation commands.
+ */
+export async function runCertificateCli(
+  argv: string[],
+  out: CliOutput,
+  env: Record<string, string | undefined> = process.env,
+): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
@@ -95,6 +117,33 @@ export async function runCertificateCli(argv: string[], out: CliOutput): Promise
         return await issueDevelopmentSet(out, dir, values.devices, values.host, validDays);
       case 'inspect':
         return await inspect(out, rest[0]);
+      case 'revoke':
+        await revokeFromCli(
+          {
+            databaseUrl: env['DATABASE_URL'],
+            dir,
+            serial: values.serial,
+            certFile: values.cert,
+            commonName: values.cn,
+            reason: values.reason,
+          },
+          out,
+        );
+        return 0;
+      case 'revocations':
+        await listRevocationsFromCli(env['DATABASE_URL'], out);
+        return 0;
+      case 'crl':
+        await writeCrlFromCli(
+          {
+            databaseUrl: env['DATABASE_URL'],
+            dir,
+            outFile: values.out,
+            days: values.days === undefined ? undefined : parsePositiveInteger('--days', values.days),
+          },
+          out,
+        );
+        return 0;
       default:
         out.error(`unknown command '${command}'\n\n${USAGE}`);
         return 2;

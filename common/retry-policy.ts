@@ -1,7 +1,8 @@
 /**
  * Pure retry and backoff decisions (no timers, no I/O), shared by the edge uplink's reconnects
- * and the bridge's transaction retries. Defaults: 1 s initial, ×2, 60 s cap,
- * 5 attempts for an operation; reconnects never give up.
+ * and the bridge's transaction retries. Defaults for an operation: 1 s initial, ×2, 60 s cap,
+ * 5 attempts. Reconnects never give up; the edge's reconnect defaults and why they are what they
+ * are: edge/uplink/reconnect-scheduler.ts.
  */
 
 export interface BackoffPolicy {
@@ -27,8 +28,7 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
 
 /** Delay before retry number `attempt` (1 = the first retry). `random` returns [0, 1). */
 export function backoffDelay(policy: BackoffPolicy, attempt: number, random: () => number = Math.random): number {
-  const exponent = Math.max(0, attempt - 1);
-  const ceiling = Math.min(policy.maxDelayMs, policy.initialDelayMs * Math.pow(policy.multiplier, exponent));
+  const ceiling = backoffCeiling(policy, attempt);
   switch (policy.jitter) {
     case 'none':
       return Math.round(ceiling);
@@ -69,18 +69,43 @@ export function decideRetry(
 }
 
 /**
- * Delay before the next reconnect of a long-lived link that never gives up. An authentication
- * failure waits the maximum delay every time: a revoked or wrong certificate does not get better
- * by hammering the broker, but a replaced one is picked up.
+ * A reconnect loop that never gives up (the edge uplink): backoff for network and other errors,
+ * a separate, longer delay after an authentication failure.
+ */
+export interface ReconnectPolicy extends BackoffPolicy {
+  /**
+   * every reconnect after an authentication failure waits between half of this and this (equal
+   * jitter): a revoked or wrong certificate does not get better by hammering the broker, but a
+   * replaced one is picked up; the jitter keeps a fleet refused at once (a CA rotated on the
+   * broker first) from coming back in lockstep; default maxDelayMs
+   */
+  authFailureDelayMs?: number;
+}
+
+/**
+ * Delay before the next reconnect after `consecutiveFailures` failures in a row (1 = the first
+ * retry after losing or failing a connection), the last one of class `lastErrorClass`.
+ * `random` returns [0, 1).
  */
 export function reconnectDelay(
-  policy: BackoffPolicy,
+  policy: ReconnectPolicy,
   consecutiveFailures: number,
   lastErrorClass: ErrorClass,
   random: () => number = Math.random,
 ): number {
-  if (lastErrorClass === 'auth') return policy.maxDelayMs;
+  if (lastErrorClass === 'auth') return Math.round(authWindow(policy) / 2 + random() * (authWindow(policy) / 2));
   return backoffDelay(policy, Math.max(1, consecutiveFailures), random);
+}
+
+/** The longest delay after an authentication failure. */
+export function authWindow(policy: ReconnectPolicy): number {
+  return policy.authFailureDelayMs ?? policy.maxDelayMs;
+}
+
+/** The upper end of the delay before retry `consecutiveFailures` (its jitter window for 'full'). */
+export function backoffCeiling(policy: BackoffPolicy, consecutiveFailures: number): number {
+  const exponent = Math.max(0, consecutiveFailures - 1);
+  return Math.min(policy.maxDelayMs, policy.initialDelayMs * Math.pow(policy.multiplier, exponent));
 }
 
 const NETWORK_CODES = new Set([

@@ -1,6 +1,8 @@
 /**
  * Simulated sensors: real mqtt.js clients that publish readings with QoS 1 to an edge agent's
  * local listener and remember every reading the edge acknowledged (PUBACK = stored in libSQL).
+ * With credentials they log in as a sensor user (the listener's SENSOR_USERS_FILE or
+ * SENSOR_USERNAME/SENSOR_PASSWORD_FILE).
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { newId } from '../common/ids.js';
@@ -33,11 +35,21 @@ export interface SimulatedSensor {
   close(): Promise<void>;
 }
 
-export async function connectSensor(edgeUrl: string, spec: SensorSpec): Promise<SimulatedSensor> {
+export interface SensorCredentials {
+  username: string;
+  password: string;
+}
+
+export async function connectSensor(
+  edgeUrl: string,
+  spec: SensorSpec,
+  credentials?: SensorCredentials,
+): Promise<SimulatedSensor> {
   const client: MqttClient = await mqtt.connectAsync(edgeUrl, {
     clientId: `sensor-${spec.sensorId}-${newId().slice(0, 8)}`,
     clean: true,
     reconnectPeriod: 500,
+    ...(credentials ? { username: credentials.username, password: credentials.password } : {}),
   });
   const acknowledged: AcknowledgedReading[] = [];
   let sequence = 0;

@@ -3,12 +3,14 @@
  * everything else has defaults (30 s sync interval and ack timeout, 4 batches
  * in flight, 1 s → 60 s reconnect backoff).
  */
-import type { BackoffPolicy } from '../common/retry-policy.js';
+import type { ReconnectPolicy } from '../common/retry-policy.js';
 import type { Logger } from '../common/logger.js';
 import type { HistoryRetention } from './history-pruner.js';
 import type { OverflowPolicy } from './store/storage-budget.js';
 import type { RejectedReadingsLimits } from './store/telemetry-store.js';
 import type { TlsFiles } from '../common/tls-files.js';
+import type { SensorTlsFiles } from './ingest/sensor-listener.js';
+import type { SensorUser } from './ingest/sensor-users.js';
 
 export interface EdgeAgentConfig {
   /** UUID; the CN of the device certificate and the MQTT client id */
@@ -19,6 +21,12 @@ export interface EdgeAgentConfig {
   sensorHost?: string;
   /** sensor listener port; default 1883; 0 picks a free port (reported as sensorPort) */
   sensorPort?: number;
+  /** sensor users (edge/ingest/sensor-users.ts); when given, every sensor must log in as one of them */
+  sensorUsers?: readonly SensorUser[];
+  /** the sensor listener speaks TLS; with a CA, sensors need a client certificate it signed */
+  sensorTls?: SensorTlsFiles;
+  /** accept anonymous sensors on a non-loopback sensorHost (without it the agent refuses to start there) */
+  sensorAllowAnonymous?: boolean;
   /** cluster broker, mqtts://host:port (mqtt:// only for tests) */
   brokerUrl: string;
   /** client certificate, key and CA for mutual TLS */
@@ -33,8 +41,10 @@ export interface EdgeAgentConfig {
   sendLingerMs?: number;
   /** most readings in one group commit; default 2000 */
   maxRecordsPerCommit?: number;
-  /** uplink reconnect backoff; default 1 s ×2 up to 60 s, equal jitter */
-  reconnectPolicy?: BackoffPolicy;
+  /** uplink reconnect backoff; default DEFAULT_RECONNECT_POLICY (edge/uplink/reconnect-scheduler.ts) */
+  reconnectPolicy?: ReconnectPolicy;
+  /** the reconnect jitter's randomness, [0, 1); default Math.random (tests inject their own) */
+  reconnectRandom?: () => number;
   /** how long local history is kept (see edge/history-pruner.ts); defaults: synced 72 h, diagnostics 30 days, hourly */
   historyRetention?: Partial<HistoryRetention>;
   /** G8: most bytes the database and its WAL may take; default 1 GiB (EDGE_MAX_DB_BYTES) */

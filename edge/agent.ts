@@ -116,6 +116,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       reconnectPolicy: config.reconnectPolicy,
       droppedCount: () => guard.droppedTotal,
       storageShort: () => guard.short,
+      reconnectRandom: config.reconnectRandom,
     });
   } catch (error) {
     await guard.close();
@@ -143,6 +144,9 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       deviceId: config.deviceId,
       host: config.sensorHost,
       port: config.sensorPort,
+      users: config.sensorUsers,
+      tls: config.sensorTls,
+      allowAnonymous: config.sensorAllowAnonymous,
       writer,
       store,
       logger,

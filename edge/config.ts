@@ -5,6 +5,14 @@
  *   EDGE_DB_URL          default file:.data/edge-<DEVICE_ID>.db
  *   SENSOR_HOST          default 127.0.0.1
  *   SENSOR_PORT          default 1883 (0: any free port)
+ *   SENSOR_USERS_FILE    sensor users, one NAME:HASH[:ROLE[:SENSORS]] line each (edge/ingest/sensor-users.ts;
+ *                        `npm run sensor-user` writes a line); every sensor must then log in
+ *   SENSOR_USERNAME, SENSOR_PASSWORD_FILE  instead of SENSOR_USERS_FILE: one sensor user (role both, any
+ *                        sensor) whose password is the first line of the file
+ *   SENSOR_TLS_CERT, SENSOR_TLS_KEY  the sensor listener speaks TLS with this certificate and key
+ *   SENSOR_TLS_CA        sensors must present a client certificate signed by this CA (TLS only)
+ *   SENSOR_ALLOW_ANONYMOUS  true: accept sensors without authentication on a non-loopback SENSOR_HOST
+ *                        (default false: the agent refuses to start there without authentication)
  *   BROKER_URL           required; mqtts://host:port
  *   TLS_CA, TLS_CERT, TLS_KEY   paths of the CA certificate, the device certificate and its key;
  *                        required for mqtts://
@@ -23,10 +31,17 @@
  *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
  *                        common/process-lifecycle.ts)
  */
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { isDeviceId } from '../schemas/topics.js';
 import type { EdgeAgentConfig } from './agent-config.js';
+import { checkListenerExposure } from './ingest/listener-exposure.js';
+import type { SensorTlsFiles } from './ingest/sensor-listener.js';
+import { hashPasswordSync } from './ingest/sensor-passwords.js';
+import { parseSensorUsers, SENSOR_USER_NAME_PATTERN, type SensorUser } from './ingest/sensor-users.js';
 import {
   ConfigError,
+  envBool,
   envHost,
   envInt,
   envMqttUrl,
@@ -71,12 +86,28 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
   }
   const metricsPort =
     envOptional(env, 'METRICS_PORT') === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65535 });
+  const sensorHost = envHost(env, 'SENSOR_HOST', '127.0.0.1');
+  const sensorUsers = sensorUsersFromEnv(env);
+  const sensorTls = sensorTlsFromEnv(env);
+  const sensorAllowAnonymous = envBool(env, 'SENSOR_ALLOW_ANONYMOUS', false);
+  const authenticated = sensorUsers !== undefined || sensorTls?.ca !== undefined;
+  if (sensorAllowAnonymous && authenticated) {
+    throw new ConfigError(
+      'SENSOR_ALLOW_ANONYMOUS=true contradicts the sensor authentication configured ' +
+        '(SENSOR_USERS_FILE, SENSOR_USERNAME or SENSOR_TLS_CA): anonymous sensors would be refused anyway',
+    );
+  }
+  const exposure = checkListenerExposure({ host: sensorHost, authenticated, allowAnonymous: sensorAllowAnonymous });
+  if (!exposure.ok) throw new ConfigError(exposure.reason);
   return {
     agent: {
       deviceId,
       dbUrl,
-      sensorHost: envHost(env, 'SENSOR_HOST', '127.0.0.1'),
+      sensorHost,
       sensorPort: envInt(env, 'SENSOR_PORT', 1883, { min: 0, max: 65535 }),
+      ...(sensorUsers ? { sensorUsers } : {}),
+      ...(sensorTls ? { sensorTls } : {}),
+      ...(sensorAllowAnonymous ? { sensorAllowAnonymous } : {}),
       brokerUrl,
       ...(tls ? { tls } : {}),
       ackTimeoutMs: envInt(env, 'ACK_TIMEOUT_MS', 30_000, { min: 100, max: MAX_TIMER_MS }),
@@ -92,4 +123,69 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
     metricsPort,
     shutdownGraceMs: shutdownGraceFromEnv(env),
   };
+}
+
+function readConfigFile(name: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ConfigError(`${name}: cannot read '${path}': ${reason}`);
+  }
+}
+
+/** The sensor users of SENSOR_USERS_FILE, or the one of SENSOR_USERNAME/SENSOR_PASSWORD_FILE; undefined: none. */
+function sensorUsersFromEnv(env: Env): SensorUser[] | undefined {
+  const usersFile = envOptional(env, 'SENSOR_USERS_FILE');
+  const username = envOptional(env, 'SENSOR_USERNAME');
+  const passwordFile = envOptional(env, 'SENSOR_PASSWORD_FILE');
+  if (usersFile !== undefined) {
+    if (username !== undefined || passwordFile !== undefined) {
+      throw new ConfigError(
+        'SENSOR_USERS_FILE excludes SENSOR_USERNAME and SENSOR_PASSWORD_FILE: give one or the other',
+      );
+    }
+    const parsed = parseSensorUsers(readConfigFile('SENSOR_USERS_FILE', usersFile));
+    if ('error' in parsed) throw new ConfigError(`SENSOR_USERS_FILE '${usersFile}': ${parsed.error}`);
+    return parsed.users;
+  }
+  if (username === undefined && passwordFile === undefined) return undefined;
+  if (username === undefined || passwordFile === undefined) {
+    throw new ConfigError('SENSOR_USERNAME and SENSOR_PASSWORD_FILE must be given together');
+  }
+  if (!SENSOR_USER_NAME_PATTERN.test(username)) {
+    throw new ConfigError(`SENSOR_USERNAME must be 1-64 characters of A-Z a-z 0-9 _ . @ -, got '${username}'`);
+  }
+  const password = readConfigFile('SENSOR_PASSWORD_FILE', passwordFile).split(/\r?\n/)[0] ?? '';
+  if (password === '') throw new ConfigError(`SENSOR_PASSWORD_FILE: the first line of '${passwordFile}' is empty`);
+  // hashed once here, so it is checked like a users-file entry: scrypt, compared in constant time
+  return [{ name: username, password: hashPasswordSync(password), role: 'both', sensors: 'any' }];
+}
+
+function sensorTlsFromEnv(env: Env): SensorTlsFiles | undefined {
+  const certPath = envOptional(env, 'SENSOR_TLS_CERT');
+  const keyPath = envOptional(env, 'SENSOR_TLS_KEY');
+  const caPath = envOptional(env, 'SENSOR_TLS_CA');
+  if (certPath === undefined && keyPath === undefined) {
+    if (caPath !== undefined) {
+      throw new ConfigError("SENSOR_TLS_CA needs SENSOR_TLS_CERT and SENSOR_TLS_KEY (the listener's own certificate)");
+    }
+    return undefined;
+  }
+  if (certPath === undefined || keyPath === undefined) {
+    throw new ConfigError('SENSOR_TLS_CERT and SENSOR_TLS_KEY must be given together');
+  }
+  const files: SensorTlsFiles = {
+    cert: Buffer.from(readConfigFile('SENSOR_TLS_CERT', certPath)),
+    key: Buffer.from(readConfigFile('SENSOR_TLS_KEY', keyPath)),
+    ...(caPath === undefined ? {} : { ca: Buffer.from(readConfigFile('SENSOR_TLS_CA', caPath)) }),
+  };
+  try {
+    createSecureContext(files);
+  } catch (error) {
+    const names =
+      caPath === undefined ? 'SENSOR_TLS_CERT and SENSOR_TLS_KEY' : 'SENSOR_TLS_CERT, SENSOR_TLS_KEY and SENSOR_TLS_CA';
+    throw new ConfigError(`${names} are not a usable certificate, key and CA: ${(error as Error).message}`);
+  }
+  return files;
 }

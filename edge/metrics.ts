@@ -19,6 +19,19 @@ export class EdgeMetrics {
     registers: [this.registry],
   });
 
+  readonly oversizePackets = new Counter({
+    name: 'edge_sensor_oversize_packets_total',
+    help: 'Sensor MQTT packets refused by their declared length before being read (the connection is closed)',
+    registers: [this.registry],
+  });
+
+  readonly sensorConnectionsRefused = new Counter({
+    name: 'edge_sensor_connections_refused_total',
+    help: 'Sensor connections refused: no-credentials or bad-credentials (CONNACK 5 or 4), tls-handshake',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly batchAckLatency = new Histogram({
     name: 'edge_batch_ack_latency_seconds',
     help: 'Time from publishing a telemetry batch to applying its sync/ack',

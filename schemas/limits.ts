@@ -12,6 +12,22 @@ export const MAX_BATCH_BYTES = 768 * 1024;
 /** Largest sensor reading payload the edge accepts (bytes). */
 export const MAX_SENSOR_PAYLOAD_BYTES = 16 * 1024;
 
+/**
+ * How far a devices/{id}/status `at` may lie ahead of the broker's clock. A status from the future
+ * would win against every later status under the "later `at` wins" rule (docs/contract.md, Status
+ * and will) and stay retained as the truth about the device; 5 minutes is far above NTP-synced
+ * skew. There is no bound into the past: a device that boots without a real-time clock reports
+ * 1970 until NTP answers, and an old `at` loses against any newer one anyway.
+ */
+export const MAX_STATUS_FUTURE_SKEW_MS = 5 * 60 * 1000;
+
+/**
+ * Most revoked certificates the revocation list on control/revocations carries (maxItems in
+ * schemas/revocation-list.schema.json): 25,000 serials of up to 128 bits fit MAX_PAYLOAD_BYTES
+ * with room to spare (~35 bytes each). A cluster that revokes more must replace its CA.
+ */
+export const MAX_REVOKED_CERTIFICATES = 25_000;
+
 /** Allowed characters of a sensorId or dataType topic level. */
 export const TOPIC_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 

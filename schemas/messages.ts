@@ -73,6 +73,17 @@ export interface DeviceStatus {
   at: string;
 }
 
+/**
+ * Payload of control/revocations (retained; published by the bridge only, read by the broker
+ * nodes only): every revoked client certificate serial (schemas/certificate-serial.ts form) at
+ * `generatedAt`. Always the complete list, never a change, so the retained message alone tells a
+ * broker node that starts (or reconnects to Redis) everything.
+ */
+export interface RevocationList {
+  generatedAt: string;
+  serials: string[];
+}
+
 /** Payload the edge publishes locally on sensors/{sensorId}/{dataType}/error for a rejected reading. */
 export interface SensorReadingError {
   error: string;

@@ -10,12 +10,28 @@
  *   devices/{id}/commands/{commandId}             bridge -> edge   retained, cleared when terminal
  *   devices/{id}/commands/{commandId}/result      edge -> bridge   {status, result?, error?}
  *   devices/{id}/status                           edge (and its will), retained {online, at}
+ *   control/revocations                           bridge -> broker nodes, retained {generatedAt, serials}:
+ *                                                 revoked certificates; no client may read it
  */
 import { DEVICE_ID_PATTERN, TOPIC_ID_PATTERN } from './limits.js';
 
 export const SENSOR_READINGS_FILTER = 'sensors/+/+';
+
+/**
+ * Broker-internal, not part of the contract: a publish whose payload the broker refuses is
+ * re-addressed here before aedes routes it, so that it is acknowledged but reaches no one (no
+ * client may subscribe to a '$' topic, and wildcards never match one, MQTT-4.7.2-1).
+ */
+export const BROKER_DISCARD_TOPIC = '$discarded';
 export const ALL_TELEMETRY_FILTER = 'devices/+/telemetry';
 export const ALL_DEVICES_FILTER = 'devices/#';
+
+/**
+ * The revocation list (schemas/revocation-list.schema.json), published retained by the service
+ * role and subscribed to by every broker node internally (broker/revocation-sync.ts); outside
+ * devices/, so no client's subscription can cover it (broker/acl.ts).
+ */
+export const CONTROL_REVOCATIONS_TOPIC = 'control/revocations';
 
 export const topics = {
   sensorReading: (sensorId: string, dataType: string) => `sensors/${sensorId}/${dataType}`,

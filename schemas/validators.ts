@@ -5,7 +5,15 @@
 import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
-import type { SensorReadingInput, SyncAck, TelemetryBatch, TelemetryRecord, DeviceStatus } from './messages.js';
+import { MAX_STATUS_FUTURE_SKEW_MS } from './limits.js';
+import type {
+  DeviceStatus,
+  RevocationList,
+  SensorReadingInput,
+  SyncAck,
+  TelemetryBatch,
+  TelemetryRecord,
+} from './messages.js';
 
 const require = createRequire(import.meta.url);
 const addFormats = addFormatsPlugin as unknown as (ajv: Ajv) => Ajv;
@@ -22,6 +30,7 @@ const validateTelemetryRecord = compile<TelemetryRecord>('telemetry-record.schem
 const validateTelemetryBatchEnvelope = compile<TelemetryBatch>('telemetry-batch.schema.json');
 const validateSyncAck = compile<SyncAck>('sync-ack.schema.json');
 const validateDeviceStatus = compile<DeviceStatus>('device-status.schema.json');
+const validateRevocationList = compile<RevocationList>('revocation-list.schema.json');
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -79,4 +88,33 @@ export function checkSyncAck(value: unknown): Validation<SyncAck> {
 
 export function checkDeviceStatus(value: unknown): Validation<DeviceStatus> {
   return run(validateDeviceStatus, value);
+}
+
+/**
+ * A devices/{id}/status payload as the broker receives it (published or as a will): UTF-8 JSON
+ * matching device-status.schema.json, with an `at` no more than MAX_STATUS_FUTURE_SKEW_MS ahead
+ * of `nowMs` (the broker's clock).
+ */
+export function checkDeviceStatusPayload(payload: Buffer | string, nowMs: number): Validation<DeviceStatus> {
+  const parsed = parseJson(payload);
+  if (!parsed.ok) return parsed;
+  const status = checkDeviceStatus(parsed.value);
+  if (!status.ok) return status;
+  const at = Date.parse(status.value.at);
+  if (at > nowMs + MAX_STATUS_FUTURE_SKEW_MS) {
+    return {
+      ok: false,
+      reason:
+        `/at ${status.value.at} is more than ${MAX_STATUS_FUTURE_SKEW_MS / 60_000} minutes ahead of the broker's clock ` +
+        `(${new Date(nowMs).toISOString()})`,
+    };
+  }
+  return status;
+}
+
+/** A control/revocations payload: UTF-8 JSON matching revocation-list.schema.json. */
+export function checkRevocationListPayload(payload: Buffer | string): Validation<RevocationList> {
+  const parsed = parseJson(payload);
+  if (!parsed.ok) return parsed;
+  return run(validateRevocationList, parsed.value);
 }

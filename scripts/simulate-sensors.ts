@@ -5,10 +5,21 @@
  *   SENSOR_COUNT      how many sensors (default 4)
  *   READINGS_PER_SECOND  per sensor (default 2)
  *   DURATION_SECONDS  stop after this long (default: run until SIGINT/SIGTERM)
+ *   SENSOR_USERNAME   log in as this sensor user (the edge's SENSOR_USERS_FILE); default anonymous
+ *   SENSOR_PASSWORD_FILE  its password: the first line of this file (docker-compose: a generated
+ *                     file, see docker-compose.yml)
+ *   SENSOR_PASSWORD   its password itself, instead of SENSOR_PASSWORD_FILE (visible in the
+ *                     process environment: prefer the file)
  */
-import { envInt, envOptional, envString } from '../common/env.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, envInt, envOptional, envString } from '../common/env.js';
 import { createLogger } from '../common/logger.js';
-import { connectSensor, standardSensors, type SimulatedSensor } from '../devtools/sensor-simulator.js';
+import {
+  connectSensor,
+  standardSensors,
+  type SensorCredentials,
+  type SimulatedSensor,
+} from '../devtools/sensor-simulator.js';
 
 const log = createLogger('sensors');
 const url = envString(process.env, 'EDGE_SENSOR_URL', 'mqtt://127.0.0.1:1883');
@@ -17,8 +28,29 @@ const rate = envInt(process.env, 'READINGS_PER_SECOND', 2, { min: 1, max: 10_000
 const durationRaw = envOptional(process.env, 'DURATION_SECONDS');
 const durationSeconds = durationRaw === undefined ? undefined : envInt(process.env, 'DURATION_SECONDS', 0, { min: 1 });
 
-const sensors: SimulatedSensor[] = await Promise.all(standardSensors(count).map((spec) => connectSensor(url, spec)));
-log.info({ url, count, rate }, 'sensors publishing');
+const credentials = credentialsFromEnv();
+
+function credentialsFromEnv(): SensorCredentials | undefined {
+  const username = envOptional(process.env, 'SENSOR_USERNAME');
+  const passwordFile = envOptional(process.env, 'SENSOR_PASSWORD_FILE');
+  const inline = envOptional(process.env, 'SENSOR_PASSWORD');
+  if (username === undefined) {
+    if (passwordFile !== undefined || inline !== undefined) {
+      throw new ConfigError('SENSOR_PASSWORD_FILE and SENSOR_PASSWORD need SENSOR_USERNAME');
+    }
+    return undefined;
+  }
+  if ((passwordFile === undefined) === (inline === undefined)) {
+    throw new ConfigError('SENSOR_USERNAME needs exactly one of SENSOR_PASSWORD_FILE and SENSOR_PASSWORD');
+  }
+  const password = inline ?? readFileSync(passwordFile!, 'utf8').split(/\r?\n/)[0] ?? '';
+  return { username, password };
+}
+
+const sensors: SimulatedSensor[] = await Promise.all(
+  standardSensors(count).map((spec) => connectSensor(url, spec, credentials)),
+);
+log.info({ url, count, rate, username: credentials?.username }, 'sensors publishing');
 
 const timers = sensors.map((sensor) =>
   setInterval(() => {

@@ -1,13 +1,14 @@
 /**
  * The bridge's MQTT connection: a persistent session (clean:false, clientId = the CN of the
  * bridge's service certificate) subscribed to devices/+/telemetry with QoS 1, PUBACKs deferred
- * until commit (deferred-puback.ts), and the publisher of devices/{id}/sync/ack.
+ * until commit (deferred-puback.ts), the publisher of devices/{id}/sync/ack, and of the revocation
+ * list on control/revocations (bridge/revocation-publisher.ts).
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../../common/logger.js';
 import type { TlsFiles } from '../../common/tls-files.js';
 import type { SyncAck } from '../../schemas/messages.js';
-import { ALL_TELEMETRY_FILTER, topics } from '../../schemas/topics.js';
+import { ALL_TELEMETRY_FILTER, CONTROL_REVOCATIONS_TOPIC, topics } from '../../schemas/topics.js';
 import { deferPubacks, type Delivery } from './deferred-puback.js';
 import { syncAckPayload } from './sync-ack-payload.js';
 
@@ -29,6 +30,10 @@ export interface BridgeMqttClient {
   /** Connects, waits for the first CONNACK and makes sure the subscription exists. */
   start(): Promise<void>;
   publishAck(deviceId: string, ack: SyncAck): Promise<void>;
+  /** publishes the revocation list, retained, QoS 1, on control/revocations (G9); resolves on the PUBACK */
+  publishRevocationList(payload: string): Promise<void>;
+  /** called after every CONNACK, the first one included */
+  onConnect(listener: () => void): void;
   isConnected(): boolean;
   inFlight(): number;
   /** Disconnects cleanly (unacknowledged messages stay in the broker's session). */
@@ -85,6 +90,10 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
       }
       await client.publishAsync(topics.syncAck(deviceId), payload, { qos: 1 });
     },
+    publishRevocationList: async (payload) => {
+      await client.publishAsync(CONTROL_REVOCATIONS_TOPIC, payload, { qos: 1, retain: true });
+    },
+    onConnect: (listener) => void client.on('connect', () => listener()),
     isConnected: () => client.connected,
     inFlight: () => pubacks.inFlight(),
     close: async () => {

@@ -4,7 +4,10 @@
  *
  *   - clientId = device id, clean:false, QoS 1 everywhere, a retained will saying online:false and
  *     a retained online:true after each connect;
- *   - reconnects are scheduled here with jittered exponential backoff (mqtt's own reconnect is off);
+ *   - reconnects are scheduled here with full-jitter exponential backoff (./reconnect-scheduler.ts;
+ *     mqtt's own reconnect is off); each failed attempt is logged once, when its connection closes,
+ *     with its first error and the delay before the next attempt (mqtt.js 5.16 emits 'error' twice
+ *     for one failed TLS connect: once from its TLS stream builder and once from the stream);
  *   - a batch is claimed (pending -> syncing) and published only while connected and while fewer
  *     than maxInFlightBatches wait for their ack;
  *   - a broker PUBACK proves nothing (Aedes acknowledges before routing): only a sync/ack naming
@@ -17,7 +20,7 @@
 import mqtt, { Store, type IPublishPacket, type MqttClient } from 'mqtt';
 import { newId } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';
-import { classifyError, DEFAULT_RETRY_POLICY, type BackoffPolicy, type ErrorClass } from '../../common/retry-policy.js';
+import { classifyError, type ErrorClass, type ReconnectPolicy } from '../../common/retry-policy.js';
 import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import { checkSyncAck, parseJson } from '../../schemas/validators.js';
@@ -32,8 +35,8 @@ import {
   triggerForNewReadings,
 } from './in-flight-policy.js';
 import type { TlsFiles } from '../../common/tls-files.js';
-import { buildUplinkClientOptions, statusPayload } from './mqtt-options.js';
-import { ReconnectScheduler } from './reconnect-scheduler.js';
+import { buildUplinkClientOptions, statusPayload, uplinkSecureContext } from './mqtt-options.js';
+import { DEFAULT_RECONNECT_POLICY, ReconnectScheduler } from './reconnect-scheduler.js';
 
 export interface UplinkOptions {
   deviceId: string;
@@ -51,8 +54,10 @@ export interface UplinkOptions {
   syncIntervalMs?: number | undefined;
   /** wait after new readings before sending, to gather more; default 20 */
   sendLingerMs?: number | undefined;
-  /** default 1 s doubling to 60 s, equal jitter */
-  reconnectPolicy?: BackoffPolicy | undefined;
+  /** default DEFAULT_RECONNECT_POLICY: full jitter over 5 s doubling to 15 s; 30–60 s after an auth failure */
+  reconnectPolicy?: ReconnectPolicy | undefined;
+  /** the jitter's randomness, [0, 1); default Math.random */
+  reconnectRandom?: (() => number) | undefined;
   batchLimits?: BatchLimits | undefined;
   /** default 10 000 */
   connectTimeoutMs?: number | undefined;
@@ -106,7 +111,8 @@ export class Uplink {
   #connectionAttemptAt = new Date();
   #stopping = false;
   #closed: Promise<void> | undefined;
-  #lastErrorClass: ErrorClass = 'network';
+  /** the first error of the current connection or connection attempt, and the class that decides its backoff */
+  #attemptError: { error: Error; errorClass: ErrorClass } | undefined;
   #unsentReadings = 0;
   #lingerTimer: NodeJS.Timeout | null = null;
   #pendingCountCache: {
@@ -132,7 +138,10 @@ export class Uplink {
     this.#ackTopic = topics.syncAck(options.deviceId);
     this.#statusTopic = topics.status(options.deviceId);
     this.#inFlight = new InFlightBatches(this.#ackTimeoutMs, (batch) => this.#track(this.#onAckTimeout(batch)));
-    this.#reconnects = new ReconnectScheduler(options.reconnectPolicy ?? DEFAULT_RETRY_POLICY);
+    this.#reconnects = new ReconnectScheduler(
+      options.reconnectPolicy ?? DEFAULT_RECONNECT_POLICY,
+      options.reconnectRandom ?? Math.random,
+    );
 
     this.#client = mqtt.connect(
       options.brokerUrl,
@@ -222,9 +231,11 @@ export class Uplink {
   }
 
   #clientSettings() {
+    const tls = this.#options.tls;
     return {
       deviceId: this.#options.deviceId,
-      tls: this.#options.tls,
+      tls,
+      secureContext: tls === undefined ? undefined : uplinkSecureContext(tls),
       connectTimeoutMs: this.#options.connectTimeoutMs ?? 10_000,
       keepaliveSeconds: this.#options.keepaliveSeconds ?? 30,
       incomingStore: this.#incomingStore,
@@ -241,10 +252,14 @@ export class Uplink {
   }
 
   #onConnect(): void {
-    const wasRetrying = this.#reconnects.consecutiveFailures > 0;
+    const failures = this.#reconnects.consecutiveFailures;
     this.#connected = true;
+    this.#attemptError = undefined;
     this.#reconnects.connected();
-    this.#log.info({ brokerUrl: this.#options.brokerUrl }, wasRetrying ? 'uplink reconnected' : 'uplink connected');
+    this.#log.info(
+      { brokerUrl: this.#options.brokerUrl, failures },
+      failures > 0 ? 'uplink reconnected' : 'uplink connected',
+    );
     this.#client.publish(
       this.#statusTopic,
       statusPayload(true, this.#connectionAttemptAt),
@@ -273,32 +288,42 @@ export class Uplink {
     this.requestSend();
   }
 
+  /** Logs nothing: the attempt's one line is written when its connection closes (#onClose). */
   #onError(error: Error): void {
-    this.#lastErrorClass = classifyError(error);
-    if (this.#lastErrorClass === 'auth') {
-      this.#log.error(
-        { err: error },
-        `the broker refused this device's credentials: ${error.message}; retrying after the maximum backoff`,
-      );
-    } else {
-      this.#log.warn({ err: error }, `uplink error: ${error.message}`);
+    const errorClass = classifyError(error);
+    // the first error names the failure; an authentication failure decides the backoff whenever it comes
+    if (this.#attemptError === undefined || (errorClass === 'auth' && this.#attemptError.errorClass !== 'auth')) {
+      this.#attemptError = { error: this.#attemptError?.error ?? error, errorClass };
     }
   }
 
+  /** One log line per lost connection or failed attempt, with the delay before the next attempt. */
   #onClose(): void {
     const wasConnected = this.#connected;
     this.#connected = false;
     if (this.#stopping) return;
-    if (wasConnected)
-      this.#log.warn(`uplink disconnected; ${this.#inFlight.size} batches stay in flight until acked or timed out`);
-    const errorClass = this.#lastErrorClass;
-    this.#lastErrorClass = 'network';
-    const delay = this.#reconnects.schedule(errorClass, () => this.#reconnect());
-    this.#log.debug({ delay, failures: this.#reconnects.consecutiveFailures }, `reconnecting in ${delay} ms`);
+    const failure = this.#attemptError;
+    this.#attemptError = undefined;
+    const errorClass = failure?.errorClass ?? 'network';
+    const scheduled = this.#reconnects.schedule(errorClass, () => this.#reconnect());
+    const retry = `retrying in ${scheduled.delayMs} ms`;
+    const reason = failure?.error.message ?? 'connection closed';
+    const fields = { err: failure?.error, ...scheduled };
+    if (wasConnected) {
+      this.#log.warn(
+        fields,
+        `uplink disconnected (${reason}); ${this.#inFlight.size} batches stay in flight until acked or timed out; ${retry}`,
+      );
+    } else if (errorClass === 'auth') {
+      this.#log.error(fields, `the broker refused this device's credentials: ${reason}; ${retry}`);
+    } else {
+      this.#log.warn(fields, `uplink connect attempt failed: ${reason}; ${retry}`);
+    }
   }
 
   #reconnect(): void {
     if (this.#stopping) return;
+    this.#attemptError = undefined;
     // the will and the online status of this connection both carry the time of this attempt
     this.#connectionAttemptAt = new Date();
     const will = this.#client.options.will;

@@ -2,14 +2,13 @@
  * Certificates for integration tests: a fresh CA, broker, service, observer and device
  * certificates in a temporary folder (through certs/dev-bundle.ts, like a real deployment), plus
  * certificates from an unrelated ("rogue") CA for negative tests. Key generation is native RSA
- * (~0.1 s per key on the thread pool), so keep the number of certificates small.
+ * (~0.1 s per key on the thread pool), so keep the number of certificates small. The folder is
+ * removed at teardown.
  */
 import { readTlsFiles, type TlsFiles } from '../../common/tls-files.js';
 export type { TlsFiles };
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createCertificateAuthority, issueClientCertificate, type CertificateRole } from '../../certs/authority.js';
+import { tempDirectory } from './temp-dir.js';
 import { ensureDevCertificates, type CertificateBundle, type CertificateFiles } from '../../certs/dev-bundle.js';
 
 export interface TestCertificateRequest {
@@ -27,44 +26,28 @@ export interface TestCertificates {
   devices: Record<string, TlsFiles>;
   services: Record<string, TlsFiles>;
   observers: Record<string, TlsFiles>;
-  /** removes the temporary folder */
-  cleanup(): Promise<void>;
 }
 
 export async function createTestCertificates(request: TestCertificateRequest): Promise<TestCertificates> {
-  const dir = await mkdtemp(join(tmpdir(), 'mqtt-edge-sync-certs-'));
-  try {
-    const bundle = await ensureDevCertificates({
-      dir,
-      deviceIds: request.deviceIds,
-      serviceNames: request.serviceNames ?? [],
-      observerNames: request.observerNames ?? [],
-      brokerHosts: ['localhost', '127.0.0.1'],
-      validDays: 2,
-    });
-    const load = (files: CertificateFiles) => readTlsFiles({ caPath: bundle.ca.certPath, ...files });
-    const loadAll = (entries: Record<string, CertificateFiles>) =>
-      Object.fromEntries(Object.entries(entries).map(([id, files]) => [id, load(files)] as const));
-    const [broker, devices, services, observers] = [
-      load(bundle.broker),
-      loadAll(bundle.devices),
-      loadAll(bundle.services),
-      loadAll(bundle.observers),
-    ];
-    return {
-      dir,
-      bundle,
-      ca: broker.ca,
-      broker,
-      devices,
-      services,
-      observers,
-      cleanup: () => rm(dir, { recursive: true, force: true }),
-    };
-  } catch (error) {
-    await rm(dir, { recursive: true, force: true });
-    throw error;
-  }
+  const dir = tempDirectory('mqtt-edge-sync-certs');
+  const bundle = await ensureDevCertificates({
+    dir,
+    deviceIds: request.deviceIds,
+    serviceNames: request.serviceNames ?? [],
+    observerNames: request.observerNames ?? [],
+    brokerHosts: ['localhost', '127.0.0.1'],
+    validDays: 2,
+  });
+  const load = (files: CertificateFiles) => readTlsFiles({ caPath: bundle.ca.certPath, ...files });
+  const loadAll = (entries: Record<string, CertificateFiles>) =>
+    Object.fromEntries(Object.entries(entries).map(([id, files]) => [id, load(files)] as const));
+  const [broker, devices, services, observers] = [
+    load(bundle.broker),
+    loadAll(bundle.devices),
+    loadAll(bundle.services),
+    loadAll(bundle.observers),
+  ];
+  return { dir, bundle, ca: broker.ca, broker, devices, services, observers };
 }
 
 /**

@@ -1,11 +1,11 @@
 /**
  * A stand-in for the bridge, written with a real mqtt.js client: subscribes devices/+/telemetry
  * (QoS 1), records every batch, and answers with a sync/ack on devices/{id}/sync/ack according to
- * its current mode.
+ * its current mode. Disconnected at teardown.
  */
-import mqtt, { type MqttClient } from 'mqtt';
 import type { SyncAck, TelemetryBatch } from '../../schemas/messages.js';
 import { ALL_TELEMETRY_FILTER, parseDeviceTopic, topics } from '../../schemas/topics.js';
+import { connectClient } from './mqtt-client.js';
 
 export interface ReceivedBatch {
   deviceId: string;
@@ -25,7 +25,6 @@ export interface TestBridge {
   receivedRecordIds(): string[];
   /** publishes a sync/ack now (e.g. for a batch received while ignoring) */
   acknowledge(received: ReceivedBatch, ack?: SyncAck): Promise<void>;
-  stop(): Promise<void>;
 }
 
 export function fullAck(batch: TelemetryBatch, rejectedIds: readonly string[] = []): SyncAck {
@@ -36,9 +35,8 @@ export function fullAck(batch: TelemetryBatch, rejectedIds: readonly string[] = 
 }
 
 export async function startTestBridge(brokerUrl: string, mode: BridgeMode = 'ack'): Promise<TestBridge> {
-  const client: MqttClient = await mqtt.connectAsync(brokerUrl, {
+  const client = await connectClient(brokerUrl, {
     clientId: `test-bridge-${process.pid}-${Math.random().toString(16).slice(2)}`,
-    protocolVersion: 4,
     clean: true,
     reconnectPeriod: 50,
     resubscribe: false, // subscribed explicitly on every connect, counted
@@ -54,7 +52,6 @@ export async function startTestBridge(brokerUrl: string, mode: BridgeMode = 'ack
     acknowledge: async (received, ack = fullAck(received.batch)) => {
       await client.publishAsync(topics.syncAck(received.deviceId), JSON.stringify(ack), { qos: 1 });
     },
-    stop: () => client.endAsync(true),
   };
   const subscribe = () =>
     client.subscribe(ALL_TELEMETRY_FILTER, { qos: 1 }, (error) => {

@@ -1,10 +1,11 @@
-/** Observing an MQTT client in tests: SUBACK codes and the messages it receives. */
+/** Observing MQTT in tests: SUBACK codes, the messages a client receives, and a barrier to know earlier messages had their chance to arrive. */
 import type { IPublishPacket, MqttClient } from 'mqtt';
+import { expect } from 'vitest';
 
 /** The granted QoS codes of one SUBSCRIBE (128 = refused), whether or not mqtt.js calls it an error. */
-export function subscribeGranted(client: MqttClient, filters: string[]): Promise<number[]> {
+export function subscribeGranted(client: MqttClient, filters: string[], qos: 0 | 1 = 1): Promise<number[]> {
   return new Promise((resolve, reject) => {
-    client.subscribe(filters, { qos: 1 }, (error, _grants, packet) => {
+    client.subscribe(filters, { qos }, (error, _grants, packet) => {
       if (packet && 'granted' in packet) resolve(packet.granted as number[]);
       else reject(error ?? new Error('no SUBACK'));
     });
@@ -27,11 +28,22 @@ export function collectMessages(client: MqttClient): ReceivedMessage[] {
   return received;
 }
 
-/** Polls `condition` every 10 ms; fails naming `what` after timeoutMs. */
-export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+export const payloadsOf = (received: ReceivedMessage[]): string[] => received.map((message) => message.payload);
+
+/** expect.poll options for a message to arrive over loopback, also on a loaded machine */
+export const DELIVERY_POLL = { timeout: 10_000, interval: 10 };
+
+/** Waits until `messages` holds one with this payload. */
+export async function waitForPayload(messages: ReceivedMessage[], payload: string, timeout = DELIVERY_POLL.timeout) {
+  await expect.poll(() => payloadsOf(messages), { ...DELIVERY_POLL, timeout }).toContain(payload);
+}
+
+/**
+ * Publishes a marker on `topic` and waits until `messages` has it: whatever was published before it
+ * on that path has arrived by then, or never will.
+ */
+export async function barrier(publisher: MqttClient, messages: ReceivedMessage[], topic: string): Promise<void> {
+  const marker = JSON.stringify({ marker: Math.random() });
+  await publisher.publishAsync(topic, marker, { qos: 1 });
+  await waitForPayload(messages, marker);
 }

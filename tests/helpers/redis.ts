@@ -1,6 +1,7 @@
 /**
  * A throwaway Redis for tests: the `redis-server` on PATH, on a free port of 127.0.0.1, no RDB
  * snapshots and no AOF, its working directory in a temporary folder. Never the machine's Redis.
+ * Stopped (and its folder removed) at teardown; close() stops it earlier, e.g. to test an outage.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -8,12 +9,15 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../devtools/free-port.js';
+import { registerCleanup } from './teardown.js';
 
 export interface TestRedis {
   /** redis://127.0.0.1:<port>/0 (with the password when one was set) */
   url: string;
   port: number;
-  stop(): Promise<void>;
+  /** INFO <section> as key → value, e.g. info('errorstats')['errorstat_WRONGPASS'] = 'count=3' */
+  info(section: string): Promise<Record<string, string>>;
+  close(): Promise<void>;
 }
 
 export interface TestRedisOptions {
@@ -42,10 +46,11 @@ export async function startTestRedis(options: TestRedisOptions = {}): Promise<Te
     return {
       url: `redis://${auth}127.0.0.1:${port}/0`,
       port,
-      stop: async () => {
+      info: (section) => info(port, options.password, section),
+      close: registerCleanup(async () => {
         await stopProcess(child);
         await rm(dir, { recursive: true, force: true });
-      },
+      }),
     };
   }
   await rm(dir, { recursive: true, force: true });
@@ -131,6 +136,36 @@ function serverPid(port: number, password: string | undefined): Promise<number |
       const match = /process_id:(\d+)\r\n/.exec(reply);
       if (match) done(Number(match[1]));
       else if (/^-/m.test(reply)) done(undefined); // LOADING, NOAUTH, …: not ready yet
+    });
+  });
+}
+
+/** INFO <section>, parsed, asked over a raw socket like the start-up check. */
+function info(port: number, password: string | undefined, section: string): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let reply = '';
+    socket.setTimeout(5_000, () => socket.destroy(new Error(`redis-server on port ${port} did not answer INFO`)));
+    socket.once('error', reject);
+    socket.once('connect', () =>
+      socket.write(`${password === undefined ? '' : command('AUTH', password)}${command('INFO', section)}`),
+    );
+    socket.on('data', (data) => {
+      reply += data.toString();
+      const bulk = /\$(\d+)\r\n/.exec(reply);
+      if (/^-/m.test(reply)) {
+        socket.destroy();
+        reject(new Error(`redis-server refused INFO: ${reply.trim()}`));
+      } else if (bulk && reply.length >= bulk.index + bulk[0].length + Number(bulk[1])) {
+        socket.destroy();
+        const body = reply.slice(bulk.index + bulk[0].length, bulk.index + bulk[0].length + Number(bulk[1]));
+        const fields = body.split('\r\n').filter((line) => line.includes(':') && !line.startsWith('#'));
+        resolve(
+          Object.fromEntries(
+            fields.map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1)]),
+          ),
+        );
+      }
     });
   });
 }

@@ -8,12 +8,13 @@
  * With `withIds: false` the sensor sends no reading id, only {value, unit, ts}: the edge derives a
  * name-based id from device, sensor, data type and ts, so a re-send must land on the same row.
  * `sent` maps each reading's expected id, computed with the edge's own pure normalizer, to its
- * payload.
+ * payload. Closed at teardown.
  */
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { normalizeReading } from '../../edge/ingest/reading-normalizer.js';
 import { topics } from '../../schemas/topics.js';
+import { registerCleanup } from './teardown.js';
 
 export interface ResendingSensor {
   sensorId: string;
@@ -110,6 +111,12 @@ export async function connectResendingSensor(
     }
   };
 
+  const close = registerCleanup(async () => {
+    closed = true;
+    const connection = client;
+    client = null;
+    await connection?.endAsync(true);
+  });
   await connect();
 
   return {
@@ -130,11 +137,6 @@ export async function connectResendingSensor(
       publish(client, id);
       return true;
     },
-    async close() {
-      closed = true;
-      const connection = client;
-      client = null;
-      await connection?.endAsync(true);
-    },
+    close,
   };
 }

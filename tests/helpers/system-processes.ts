@@ -2,13 +2,20 @@
  * Broker, bridge and edge agent as separate processes (their real entry points, configured only by
  * environment), for tests that crash them: each handle knows its pid, can be frozen (SIGSTOP) so a
  * test can look at the state a crash would interrupt, and killed with SIGKILL. Also: reading one
- * value from a process's Prometheus endpoint.
+ * value from a process's Prometheus endpoint. Each process is stopped at teardown if still running
+ * (a frozen one is killed).
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { expect } from 'vitest';
 import type { CertificateBundle } from '../../certs/dev-bundle.js';
 import { spawnEntryPoint, stopProcess, waitHealthy, type Spawned } from '../../devtools/control-plane-processes.js';
 import { freePort } from '../../devtools/free-port.js';
-import { waitFor } from './wait.js';
+import { registerCleanup } from './teardown.js';
+
+/** how long freezeProcess waits for the kernel to report every thread of the process stopped */
+export const FREEZE_MS = 5_000;
+/** how long a process started here may take to answer its health check (waitHealthy's default) */
+export const PROCESS_START_MS = 30_000;
 
 export interface RunningProcess {
   name: string;
@@ -21,20 +28,28 @@ export interface RunningProcess {
   thaw(): void;
   /** SIGKILL (also of a frozen process), resolved once it has exited */
   kill(): Promise<void>;
-  /** SIGTERM (graceful), SIGKILL after 10 s */
+  /** SIGTERM (graceful), SIGKILL after 10 s; also at teardown */
   close(): Promise<void>;
 }
 
 function runningProcess(spawned: Spawned): RunningProcess {
   const pid = spawned.child.pid;
   if (pid === undefined) throw new Error(`${spawned.name} did not start`);
+  let frozen = false;
+  registerCleanup(() => (frozen ? stopProcess(spawned, 10_000, 'SIGKILL') : stopProcess(spawned)));
   return {
     name: spawned.name,
     pid,
     logPath: spawned.logPath,
     spawned,
-    freeze: () => freezeProcess(pid, spawned.name),
-    thaw: () => void process.kill(pid, 'SIGCONT'),
+    freeze: async () => {
+      frozen = true;
+      await freezeProcess(pid, spawned.name);
+    },
+    thaw: () => {
+      process.kill(pid, 'SIGCONT');
+      frozen = false;
+    },
     kill: () => stopProcess(spawned, 10_000, 'SIGKILL'),
     close: () => stopProcess(spawned),
   };
@@ -43,7 +58,9 @@ function runningProcess(spawned: Spawned): RunningProcess {
 /** SIGSTOP, resolved once the kernel reports every thread of the process stopped. */
 export async function freezeProcess(pid: number, name = `pid ${pid}`): Promise<void> {
   process.kill(pid, 'SIGSTOP');
-  await waitFor(`${name} to be stopped`, () => threadStates(pid), allStopped, { timeoutMs: 5_000, intervalMs: 1 });
+  await expect
+    .poll(() => threadStates(pid), { timeout: FREEZE_MS, interval: 1, message: `${name} to be stopped` })
+    .toSatisfy(allStopped);
 }
 
 /** The state letter of every thread of `pid` (/proc/<pid>/task/<tid>/stat); 'T' is stopped. */

@@ -2,53 +2,30 @@
  * The telemetry writer and the migrations on a real PostgreSQL at SERIALIZABLE.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Database } from '../../bridge/db/connection.js';
 import { detectDialect } from '../../bridge/db/dialect.js';
 import { migrate } from '../../bridge/db/migrate.js';
 import { RECORD_OF_ANOTHER_DEVICE } from '../../bridge/ingest/conflict-resolution.js';
-import { telemetryRowFromRecord, type TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
+import type { TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
 import {
   telemetryUpsertStatements,
   writeTelemetryBatch,
   type TelemetryWriteMessage,
 } from '../../bridge/ingest/telemetry-writer.js';
-import type { TelemetryRecord } from '../../schemas/messages.js';
-import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
+import { BASE_TIME_MS, makeRow } from '../helpers/records.js';
+import { registerCleanup } from '../helpers/teardown.js';
 
-let postgres: TestPostgres;
 let db: Database;
 
 beforeAll(async () => {
-  postgres = await startTestPostgres();
-  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'bridge-database-test' });
-  await migrate(db);
-});
-
-afterAll(async () => {
-  await closeDatabase(db);
-  await postgres.close();
+  db = await openTestDatabase(await startTestPostgres(), 'bridge-database-test', { migrate: true });
 });
 
 beforeEach(async () => {
   await db.none('TRUNCATE telemetry_data, conflict_log, sync_status, commands, device_configs, devices');
 });
-
-function row(deviceId: string, overrides: Partial<TelemetryRecord> = {}): TelemetryRow {
-  const result = telemetryRowFromRecord(deviceId, {
-    id: randomUUID(),
-    sensorId: 'temp-1',
-    dataType: 'temperature',
-    timestamp: '2024-05-01T10:00:00.000Z',
-    value: 20,
-    unit: 'C',
-    metadata: { room: 'lab' },
-    version: 1,
-    ...overrides,
-  });
-  if (!result.ok) throw new Error(result.reason);
-  return result.value;
-}
 
 function message(deviceId: string, records: TelemetryRow[], pendingCount: number | null = null): TelemetryWriteMessage {
   return { deviceId, records, invalid: [], pendingCount };
@@ -74,14 +51,18 @@ describe('migrations', () => {
     expect(await detectDialect(db)).toBe('postgresql');
     expect(await migrate(db)).toEqual({ dialect: 'postgresql', applied: [] });
     const versions = await db.any<{ version: string }>('SELECT version FROM schema_migrations');
-    expect(versions.map((v) => v.version)).toEqual(['001_initial_schema', '002_dropped_records_count']);
+    expect(versions.map((v) => v.version).sort()).toEqual([
+      '001_initial_schema',
+      '002_dropped_records_count',
+      '002_revoked_certificates',
+    ]);
   });
 
   it('re-run every statement without error when the bookkeeping is lost', async () => {
     await db.none('DELETE FROM schema_migrations');
     expect(await migrate(db)).toEqual({
       dialect: 'postgresql',
-      applied: ['001_initial_schema', '002_dropped_records_count'],
+      applied: ['001_initial_schema', '002_dropped_records_count', '002_revoked_certificates'],
     });
   });
 });
@@ -90,8 +71,8 @@ describe('writeTelemetryBatch', () => {
   it('stores readings exactly, registers the device and records sync_status', async () => {
     const device = randomUUID();
     const records = [
-      row(device, { value: 0.1 + 0.2, metadata: { nested: { list: [1, 'two'] } } }),
-      row(device, { unit: null, metadata: null }),
+      makeRow(device, { value: 0.1 + 0.2, metadata: { nested: { list: [1, 'two'] } } }),
+      makeRow(device, { unit: null, metadata: null }),
     ];
     const result = await writeTelemetryBatch(db, [message(device, records, 7)]);
     expect(result.outcomes).toEqual([{ accepted: 2, rejected: [], conflicts: 0, inserted: 2 }]);
@@ -101,7 +82,7 @@ describe('writeTelemetryBatch', () => {
     const first = rows.find((r) => r.id === records[0]?.id);
     expect(first?.value).toBe(0.1 + 0.2);
     expect(first?.metadata).toEqual({ nested: { list: [1, 'two'] } });
-    expect(first?.timestamp.toISOString()).toBe('2024-05-01T10:00:00.000Z');
+    expect(first?.timestamp.toISOString()).toBe(new Date(BASE_TIME_MS).toISOString());
     expect(rows.find((r) => r.id === records[1]?.id)?.metadata).toBeNull();
 
     const registered = await db.one(
@@ -126,19 +107,19 @@ describe('writeTelemetryBatch', () => {
     const dropped = async () =>
       (await db.one('SELECT dropped_records_count FROM sync_status WHERE device_id = $1', [device]))
         .dropped_records_count;
-    await writeTelemetryBatch(db, [{ ...message(device, [row(device)]), droppedCount: 500 }]);
+    await writeTelemetryBatch(db, [{ ...message(device, [makeRow(device)]), droppedCount: 500 }]);
     expect(await dropped()).toBe('500');
-    await writeTelemetryBatch(db, [{ ...message(device, [row(device)]), droppedCount: 120 }]); // re-sent, older
+    await writeTelemetryBatch(db, [{ ...message(device, [makeRow(device)]), droppedCount: 120 }]); // re-sent, older
     expect(await dropped()).toBe('500');
-    await writeTelemetryBatch(db, [message(device, [row(device)])]); // an edge that does not report it
+    await writeTelemetryBatch(db, [message(device, [makeRow(device)])]); // an edge that does not report it
     expect(await dropped()).toBe('500');
-    await writeTelemetryBatch(db, [{ ...message(device, [row(device)]), droppedCount: 2500 }]);
+    await writeTelemetryBatch(db, [{ ...message(device, [makeRow(device)]), droppedCount: 2500 }]);
     expect(await dropped()).toBe('2500');
   });
 
   it('writing the same batch twice adds no rows and no conflicts', async () => {
     const device = randomUUID();
-    const batch = [message(device, [row(device), row(device), row(device)])];
+    const batch = [message(device, [makeRow(device), makeRow(device), makeRow(device)])];
     await writeTelemetryBatch(db, batch);
     const again = await writeTelemetryBatch(db, batch);
     expect(again.outcomes).toEqual([{ accepted: 3, rejected: [], conflicts: 0, inserted: 0 }]);
@@ -151,8 +132,8 @@ describe('writeTelemetryBatch', () => {
   it('a stale version never overwrites a newer one and is written to conflict_log (once)', async () => {
     const device = randomUUID();
     const id = randomUUID();
-    await writeTelemetryBatch(db, [message(device, [row(device, { id, version: 3, value: 30 })])]);
-    const stale = [message(device, [row(device, { id, version: 2, value: 20 })])];
+    await writeTelemetryBatch(db, [message(device, [makeRow(device, { id, version: 3, value: 30 })])]);
+    const stale = [message(device, [makeRow(device, { id, version: 2, value: 20 })])];
     const result = await writeTelemetryBatch(db, stale);
     await writeTelemetryBatch(db, stale); // redelivered
 
@@ -174,16 +155,16 @@ describe('writeTelemetryBatch', () => {
   it('a higher version replaces the stored reading', async () => {
     const device = randomUUID();
     const id = randomUUID();
-    await writeTelemetryBatch(db, [message(device, [row(device, { id, version: 1, value: 1 })])]);
-    await writeTelemetryBatch(db, [message(device, [row(device, { id, version: 2, value: 2 })])]);
+    await writeTelemetryBatch(db, [message(device, [makeRow(device, { id, version: 1, value: 1 })])]);
+    await writeTelemetryBatch(db, [message(device, [makeRow(device, { id, version: 2, value: 2 })])]);
     expect((await storedRows()).map((r) => [r.version, r.value])).toEqual([[2, 2]]);
   });
 
   it('a tie ends with the same row whichever reading arrived first', async () => {
     const device = randomUUID();
     const id = randomUUID();
-    const a = row(device, { id, value: 1 });
-    const b = row(device, { id, value: 2 });
+    const a = makeRow(device, { id, value: 1 });
+    const b = makeRow(device, { id, value: 2 });
     const winner = a.contentHash > b.contentHash ? a : b;
 
     await writeTelemetryBatch(db, [message(device, [a])]);
@@ -203,7 +184,7 @@ describe('writeTelemetryBatch', () => {
   it('logs a tie once, also when the first of the two readings is delivered again afterwards', async () => {
     const device = randomUUID();
     const id = randomUUID();
-    const [loser, winner] = [row(device, { id, value: 1 }), row(device, { id, value: 2 })].sort((x, y) =>
+    const [loser, winner] = [makeRow(device, { id, value: 1 }), makeRow(device, { id, value: 2 })].sort((x, y) =>
       x.contentHash < y.contentHash ? -1 : 1,
     ) as [TelemetryRow, TelemetryRow];
 
@@ -223,10 +204,10 @@ describe('writeTelemetryBatch', () => {
     const owner = randomUUID();
     const intruder = randomUUID();
     const id = randomUUID();
-    await writeTelemetryBatch(db, [message(owner, [row(owner, { id, value: 1 })])]);
-    const own = row(intruder);
+    await writeTelemetryBatch(db, [message(owner, [makeRow(owner, { id, value: 1 })])]);
+    const own = makeRow(intruder);
     const result = await writeTelemetryBatch(db, [
-      message(intruder, [row(intruder, { id, version: 9, value: 666 }), own]),
+      message(intruder, [makeRow(intruder, { id, version: 9, value: 666 }), own]),
     ]);
 
     expect(result.outcomes[0]).toEqual({
@@ -252,12 +233,12 @@ describe('writeTelemetryBatch', () => {
     const messages = devices.map((device) =>
       message(
         device,
-        Array.from({ length: 50 }, () => row(device)),
+        Array.from({ length: 50 }, () => makeRow(device)),
         0,
       ),
     );
-    messages.push(message(devices[0] as string, [row(devices[0] as string, { id: shared, version: 1 })]));
-    messages.push(message(devices[0] as string, [row(devices[0] as string, { id: shared, version: 2, value: 2 })]));
+    messages.push(message(devices[0] as string, [makeRow(devices[0] as string, { id: shared, version: 1 })]));
+    messages.push(message(devices[0] as string, [makeRow(devices[0] as string, { id: shared, version: 2, value: 2 })]));
     const result = await writeTelemetryBatch(db, messages);
 
     expect(result.outcomes.map((o) => o.accepted)).toEqual([50, 50, 50, 1, 1]);
@@ -273,19 +254,21 @@ describe('writeTelemetryBatch', () => {
     const devices = Array.from({ length: 501 }, () => randomUUID()).sort();
     const metadata = { blob: 'x'.repeat(16 * 1024) };
     const ids = devices.map(() => randomUUID());
-    const newer = devices.map((device, i) => message(device, [row(device, { id: ids[i], version: 2, metadata })], 3));
-    const stale = devices.map((device, i) => message(device, [row(device, { id: ids[i], version: 1, metadata })], 3));
+    const newer = devices.map((device, i) =>
+      message(device, [makeRow(device, { id: ids[i], version: 2, metadata })], 3),
+    );
+    const stale = devices.map((device, i) =>
+      message(device, [makeRow(device, { id: ids[i], version: 1, metadata })], 3),
+    );
     const statements: string[] = [];
     const options = db.$config.options as { query?: (event: { query: unknown }) => void };
     options.query = (event) => {
       if (typeof event.query === 'string' && event.query.startsWith('INSERT')) statements.push(event.query);
     };
-    try {
-      expect((await writeTelemetryBatch(db, newer)).upserted).toBe(501);
-      expect((await writeTelemetryBatch(db, stale)).conflictsLogged).toBe(501);
-    } finally {
-      delete options.query;
-    }
+    const stopRecording = registerCleanup(() => delete options.query);
+    expect((await writeTelemetryBatch(db, newer)).upserted).toBe(501);
+    expect((await writeTelemetryBatch(db, stale)).conflictsLogged).toBe(501);
+    await stopRecording();
 
     const count = (table: string) => statements.filter((sql) => sql.startsWith(`INSERT INTO "${table}"`)).length;
     expect(Math.max(...statements.map((sql) => Buffer.byteLength(sql)))).toBeLessThanOrEqual(4 * 1024 * 1024);
@@ -306,27 +289,24 @@ describe('writeTelemetryBatch', () => {
     await writeTelemetryBatch(db, [
       message(
         device,
-        ids.map((id) => row(device, { id, version: 1 })),
+        ids.map((id) => makeRow(device, { id, version: 1 })),
       ),
     ]);
     // Test-only stand-in for a concurrent writer: the update of one row is silently skipped.
     await db.none(`CREATE FUNCTION skip_one() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.id = '${skipped}' THEN RETURN NULL; END IF; RETURN NEW; END $$`);
     await db.none('CREATE TRIGGER skip_one BEFORE UPDATE ON telemetry_data FOR EACH ROW EXECUTE FUNCTION skip_one()');
-    try {
-      const newer = [
-        message(
-          device,
-          ids.map((id) => row(device, { id, version: 2 })),
-        ),
-      ];
-      const policy = { initialDelayMs: 1, maxDelayMs: 1, multiplier: 1, jitter: 'none' as const, maxAttempts: 2 };
-      await expect(writeTelemetryBatch(db, newer, { retry: { policy } })).rejects.toThrow(
-        /upsert guard skipped 1 of 501 rows/,
-      );
-    } finally {
-      await db.none('DROP TRIGGER skip_one ON telemetry_data; DROP FUNCTION skip_one()');
-    }
+    registerCleanup(() => db.none('DROP TRIGGER skip_one ON telemetry_data; DROP FUNCTION skip_one()'));
+    const newer = [
+      message(
+        device,
+        ids.map((id) => makeRow(device, { id, version: 2 })),
+      ),
+    ];
+    const policy = { initialDelayMs: 1, maxDelayMs: 1, multiplier: 1, jitter: 'none' as const, maxAttempts: 2 };
+    await expect(writeTelemetryBatch(db, newer, { retry: { policy } })).rejects.toThrow(
+      /upsert guard skipped 1 of 501 rows/,
+    );
     expect((await storedRows()).map((stored) => stored.version)).toEqual(ids.map(() => 1));
   });
 
@@ -348,12 +328,12 @@ describe('writeTelemetryBatch', () => {
 
   it('stores 64-bit counts: a pendingCount beyond 32 bits, and the largest exact one', async () => {
     const device = randomUUID();
-    await writeTelemetryBatch(db, [message(device, [row(device)], 3_000_000_000)]);
+    await writeTelemetryBatch(db, [message(device, [makeRow(device)], 3_000_000_000)]);
     expect(
       (await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [device]))
         .pending_records_count,
     ).toBe('3000000000');
-    await writeTelemetryBatch(db, [message(device, [row(device)], Number.MAX_SAFE_INTEGER)]);
+    await writeTelemetryBatch(db, [message(device, [makeRow(device)], Number.MAX_SAFE_INTEGER)]);
     expect(
       (await db.one('SELECT pending_records_count FROM sync_status WHERE device_id = $1', [device]))
         .pending_records_count,
@@ -362,7 +342,7 @@ describe('writeTelemetryBatch', () => {
 
   it('stores a message whose rejected record echoes a NUL character (sync_status.last_error cannot hold U+0000)', async () => {
     const device = randomUUID();
-    const good = row(device);
+    const good = makeRow(device);
     const result = await writeTelemetryBatch(db, [
       { deviceId: device, records: [good], invalid: [{ id: 'a\u0000b', reason: "no '\u0000'" }], pendingCount: null },
     ]);
@@ -386,17 +366,17 @@ describe('the upsert guard (protection against concurrent writers)', () => {
     const device = randomUUID();
     const other = randomUUID();
     const id = randomUUID();
-    const a = row(device, { id, version: 2, value: 1 });
-    const b = row(device, { id, version: 2, value: 2 });
+    const a = makeRow(device, { id, version: 2, value: 1 });
+    const b = makeRow(device, { id, version: 2, value: 2 });
     const [tieWinner, tieLoser] = a.contentHash > b.contentHash ? [a, b] : [b, a];
-    await writeTelemetryBatch(db, [message(device, [tieLoser]), message(other, [row(other)])]);
+    await writeTelemetryBatch(db, [message(device, [tieLoser]), message(other, [makeRow(other)])]);
 
-    expect(await upsertDirectly([row(device, { id, version: 1, value: 9 })])).toEqual([]); // stale
+    expect(await upsertDirectly([makeRow(device, { id, version: 1, value: 9 })])).toEqual([]); // stale
     expect(await upsertDirectly([tieLoser])).toEqual([]); // duplicate: nothing to change
-    expect(await upsertDirectly([row(other, { id, version: 5 })])).toEqual([]); // another device
+    expect(await upsertDirectly([makeRow(other, { id, version: 5 })])).toEqual([]); // another device
     expect(await upsertDirectly([tieWinner])).toEqual([id]);
     expect(await upsertDirectly([tieLoser])).toEqual([]);
-    expect(await upsertDirectly([row(device, { id, version: 3, value: 3 })])).toEqual([id]);
+    expect(await upsertDirectly([makeRow(device, { id, version: 3, value: 3 })])).toEqual([id]);
     expect((await storedRows()).find((r) => r.id === id)).toMatchObject({ version: 3, value: 3 });
   });
 });

@@ -3,108 +3,70 @@
  * mqtt.js "devices", the bridge service, and PostgreSQL at SERIALIZABLE.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:net';
-import { Aedes } from 'aedes';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../common/logger.js';
-import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
-import { startBridge, type BridgeConfig, type RunningBridge } from '../../bridge/service.js';
-import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
-import { topics } from '../../schemas/topics.js';
-import { freePort } from '../../devtools/free-port.js';
-import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { connectTelemetryDevice, type TelemetryDevice } from '../helpers/telemetry-device.js';
-import { BRIDGE_DEFAULTS } from '../../bridge/config.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../bridge/db/connection.js';
+import type { BridgeConfig, RunningBridge } from '../../bridge/service.js';
+import type { TelemetryRecord } from '../../schemas/messages.js';
+import { CONTROL_REVOCATIONS_TOPIC, topics } from '../../schemas/topics.js';
+import { startBridgeService } from '../helpers/bridge-service.js';
+import {
+  lockTable,
+  openTestDatabase,
+  startTestPostgres,
+  storedRowCount,
+  type TestPostgres,
+} from '../helpers/postgres.js';
+import { makeBatch, makeRecord } from '../helpers/records.js';
+import { registerCleanup } from '../helpers/teardown.js';
+import { CONNECT_TIMEOUT_MS } from '../helpers/mqtt-client.js';
+import { connectTelemetryDevice } from '../helpers/telemetry-device.js';
+import { startTestBroker, type TestBroker } from '../helpers/test-broker.js';
+import { timeoutFor } from '../helpers/wait.js';
 
-const logger = createLogger('bridge-mqtt-ingest-test');
-logger.level = 'fatal';
-
-interface TestBroker {
-  aedes: Aedes;
-  url: string;
+interface ObservedBroker extends TestBroker {
   /** what the broker received from the bridge, in order: PUBLISH (sync/ack) and PUBACK (telemetry) packets */
   bridgeEvents: string[];
-  close(): Promise<void>;
 }
 
-async function startBroker(bridgeClientId: string): Promise<TestBroker> {
-  const aedes = await Aedes.createBroker();
-  const server: Server = createServer(aedes.handle);
-  const port = await freePort();
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+async function startObservedBroker(bridgeClientId: string): Promise<ObservedBroker> {
   const bridgeEvents: string[] = [];
-  // authorizePublish runs as the broker handles an incoming PUBLISH, 'ack' as it handles a PUBACK
-  aedes.authorizePublish = (client, packet, callback) => {
-    if (client?.id === bridgeClientId) bridgeEvents.push(`publish ${packet.topic} ${packet.payload.toString()}`);
-    callback(null);
-  };
-  aedes.on('ack', (packet, client) => {
+  const broker = await startTestBroker({
+    // authorizePublish runs as the broker handles an incoming PUBLISH, 'ack' as it handles a PUBACK;
+    // the revocation list the bridge publishes on connect (bridge/revocation-publisher.ts) is not ingest
+    authorizePublish: (client, packet, callback) => {
+      if (client?.id === bridgeClientId && packet.topic !== CONTROL_REVOCATIONS_TOPIC)
+        bridgeEvents.push(`publish ${packet.topic} ${packet.payload.toString()}`);
+      callback(null);
+    },
+  });
+  broker.aedes.on('ack', (packet, client) => {
     if (client?.id === bridgeClientId && packet !== undefined && 'topic' in packet)
       bridgeEvents.push(`puback ${packet.topic} ${packet.payload.toString()}`);
   });
-  return {
-    aedes,
-    url: `mqtt://127.0.0.1:${port}`,
-    bridgeEvents,
-    close: async () => {
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { ...broker, bridgeEvents };
 }
-
-function record(overrides: Partial<TelemetryRecord> = {}): TelemetryRecord {
-  return {
-    id: randomUUID(),
-    sensorId: 'temp-1',
-    dataType: 'temperature',
-    timestamp: new Date().toISOString(),
-    value: 21.5,
-    unit: 'C',
-    version: 1,
-    ...overrides,
-  };
-}
-
-const batchOf = (records: unknown[], pendingCount?: number): TelemetryBatch =>
-  ({ batchId: randomUUID(), records, ...(pendingCount === undefined ? {} : { pendingCount }) }) as TelemetryBatch;
 
 let postgres: TestPostgres;
 let db: Database;
-const cleanups: Array<() => Promise<void>> = [];
-
-function bridgeConfig(brokerUrl: string, clientId: string, overrides: Partial<BridgeConfig> = {}): BridgeConfig {
-  return {
-    databaseUrl: postgres.connectionString,
-    brokerUrl,
-    tls: null,
-    clientId,
-    ...BRIDGE_DEFAULTS,
-    dbPoolSize: 5,
-    http: { host: '127.0.0.1', port: 0 },
-    ...overrides,
-  };
-}
 
 /** A broker with a bridge connected to it, both stopped after the test. */
 async function startSystem(
   overrides: Partial<BridgeConfig> = {},
-): Promise<{ broker: TestBroker; bridge: RunningBridge; clientId: string }> {
+): Promise<{ broker: ObservedBroker; bridge: RunningBridge; clientId: string }> {
   const clientId = `bridge-${randomUUID().slice(0, 8)}`;
-  const broker = await startBroker(clientId);
-  const bridge = await startBridge(bridgeConfig(broker.url, clientId, overrides), { logger });
-  cleanups.push(async () => {
-    await bridge.close();
-    await broker.close();
+  const broker = await startObservedBroker(clientId);
+  const bridge = await startBridgeService({
+    databaseUrl: postgres.connectionString,
+    brokerUrl: broker.url,
+    clientId,
+    dbPoolSize: 5,
+    http: { host: '127.0.0.1', port: 0 },
+    ...overrides,
   });
   return { broker, bridge, clientId };
 }
 
-async function device(broker: TestBroker): Promise<TelemetryDevice> {
-  const created = await connectTelemetryDevice(broker.url);
-  cleanups.unshift(async () => void (await created.client.endAsync(true)));
-  return created;
-}
+const device = (broker: TestBroker) => connectTelemetryDevice(broker.url);
 
 /** The bridge's transaction waiting on a lock held by the test. */
 async function bridgeWaitsOnLock(clientId: string): Promise<boolean> {
@@ -114,37 +76,23 @@ async function bridgeWaitsOnLock(clientId: string): Promise<boolean> {
   return rows.length > 0;
 }
 
-/** Ends the lock's transaction (if a failed assertion left it open) and returns the connection. */
-async function releaseLock(lock: Awaited<ReturnType<Database['connect']>>): Promise<void> {
-  await lock.none('ROLLBACK').catch(() => undefined);
-  await lock.done();
-}
-
-const rowCount = async (deviceId: string): Promise<number> =>
-  (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [deviceId])).n;
+const rowCount = (deviceId: string): Promise<number> => storedRowCount(db, deviceId);
 
 const poll = { timeout: 15_000, interval: 20 };
+/** 50,000 rows from 10 devices: on a loaded machine this takes much longer than one message */
+const throughputPoll = { timeout: 60_000, interval: 50 };
 
 beforeAll(async () => {
   postgres = await startTestPostgres();
-  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'bridge-mqtt-test', poolSize: 4 });
-});
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-afterAll(async () => {
-  await closeDatabase(db);
-  await postgres.close();
+  db = await openTestDatabase(postgres, 'bridge-mqtt-test', { poolSize: 4 });
 });
 
 describe('telemetry ingest over MQTT', () => {
   it('commits the rows and answers with a sync/ack carrying the right counts', async () => {
     const { broker } = await startSystem();
     const sensor = await device(broker);
-    const good = [record(), record({ unit: null }), record({ metadata: { fw: '1.2' } })];
-    const batch = batchOf([...good, { ...record(), value: 'warm' }], 12);
+    const good = [makeRecord(), makeRecord({ unit: null }), makeRecord({ metadata: { fw: '1.2' } })];
+    const batch = makeBatch([...good, { ...makeRecord(), value: 'warm' }], { pendingCount: 12 });
 
     await sensor.send(batch);
 
@@ -173,10 +121,10 @@ describe('telemetry ingest over MQTT', () => {
   it('answers a malformed message with an error ack and goes on with the next one', async () => {
     const { broker } = await startSystem();
     const sensor = await device(broker);
-    const next = batchOf([record()]);
+    const next = makeBatch([makeRecord()]);
 
     await sensor.send('{"batchId": "not closed"');
-    await sensor.send({ batchId: 'not-a-uuid', records: [record()] } as TelemetryBatch);
+    await sensor.send(makeBatch([makeRecord()], { batchId: 'not-a-uuid' }));
     await sensor.send(next);
 
     await expect.poll(() => sensor.acks.length, poll).toBe(3);
@@ -201,10 +149,10 @@ describe('telemetry ingest over MQTT', () => {
     const { broker } = await startSystem();
     const sensor = await device(broker);
     const id = randomUUID();
-    await sensor.send(batchOf([record({ id, version: 2, value: 2 })]));
+    await sensor.send(makeBatch([makeRecord({ id, version: 2, value: 2 })]));
     await expect.poll(() => sensor.acks.length, poll).toBe(1);
 
-    await sensor.send(batchOf([record({ id, version: 1, value: 1 })]));
+    await sensor.send(makeBatch([makeRecord({ id, version: 1, value: 1 })]));
 
     await expect.poll(() => sensor.acks.length, poll).toBe(2);
     expect(sensor.acks[1]).toMatchObject({ accepted: 1, conflicts: 1, rejected: [] });
@@ -216,22 +164,17 @@ describe('telemetry ingest over MQTT', () => {
   it('PUBACKs a message only after its commit and its sync/ack', async () => {
     const { broker, bridge, clientId } = await startSystem();
     const sensor = await device(broker);
-    const batch = batchOf([record()]);
-    const lock = await db.connect();
-    try {
-      await lock.none('BEGIN; LOCK TABLE telemetry_data IN EXCLUSIVE MODE');
-      await sensor.send(batch);
-      await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
+    const batch = makeBatch([makeRecord()]);
+    const lock = await lockTable(db, 'telemetry_data');
+    await sensor.send(batch);
+    await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
 
-      // the bridge holds the message inside its transaction: nothing confirmed yet
-      expect(broker.bridgeEvents).toEqual([]);
-      expect(sensor.acks).toEqual([]);
-      expect(await bridge.metrics.messagesInFlight.get()).toMatchObject({ values: [{ value: 1 }] });
+    // the bridge holds the message inside its transaction: nothing confirmed yet
+    expect(broker.bridgeEvents).toEqual([]);
+    expect(sensor.acks).toEqual([]);
+    expect(await bridge.metrics.messagesInFlight.get()).toMatchObject({ values: [{ value: 1 }] });
 
-      await lock.none('COMMIT');
-    } finally {
-      await releaseLock(lock);
-    }
+    await lock.commit();
     await expect.poll(() => broker.bridgeEvents.length, poll).toBe(2);
     expect(broker.bridgeEvents[0]).toMatch(new RegExp(`^publish ${topics.syncAck(sensor.id)} .*${batch.batchId}`));
     expect(broker.bridgeEvents[1]).toMatch(new RegExp(`^puback ${topics.telemetry(sensor.id)} .*${batch.batchId}`));
@@ -239,75 +182,64 @@ describe('telemetry ingest over MQTT', () => {
     await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(0);
   });
 
-  it('stops reading from the broker while maxInFlight messages wait for the database', async () => {
-    const { broker, bridge, clientId } = await startSystem({ maxInFlight: 2 });
-    const sensor = await device(broker);
-    const batches = Array.from({ length: 5 }, () => batchOf([record()]));
-    const inFlight = async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value;
-    const lock = await db.connect();
-    try {
-      await lock.none('BEGIN; LOCK TABLE telemetry_data IN EXCLUSIVE MODE');
+  it(
+    'stops reading from the broker while maxInFlight messages wait for the database',
+    { timeout: timeoutFor(CONNECT_TIMEOUT_MS, 4 * poll.timeout) },
+    async () => {
+      const { broker, bridge, clientId } = await startSystem({ maxInFlight: 2 });
+      const sensor = await device(broker);
+      const batches = Array.from({ length: 5 }, () => makeBatch([makeRecord()]));
+      const inFlight = async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value;
+      const lock = await lockTable(db, 'telemetry_data');
       for (const batch of batches) await sensor.send(batch);
       await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
       await expect.poll(inFlight, poll).toBe(2);
       // the broker has sent all five; the bridge holds two and has not read the rest
       expect(await inFlight()).toBe(2);
-      await lock.none('COMMIT');
-    } finally {
-      await releaseLock(lock);
-    }
-    await expect.poll(() => sensor.acks.length, poll).toBe(5);
-    expect(sensor.acks.map((ack) => ack.batchId)).toEqual(batches.map((batch) => batch.batchId));
-    expect(await rowCount(sensor.id)).toBe(5);
-    await expect.poll(inFlight, poll).toBe(0);
-  });
+      await lock.commit();
+      await expect.poll(() => sensor.acks.length, poll).toBe(5);
+      expect(sensor.acks.map((ack) => ack.batchId)).toEqual(batches.map((batch) => batch.batchId));
+      expect(await rowCount(sensor.id)).toBe(5);
+      await expect.poll(inFlight, poll).toBe(0);
+    },
+  );
 
   it('answers a message the database refuses with an error ack, without failing its batch neighbours', async () => {
     // A rule the validators do not know about: the database rejects the value (SQLSTATE 23514).
     await db.none('ALTER TABLE telemetry_data ADD CONSTRAINT plausible_value CHECK (value < 1e9) NOT VALID');
-    try {
-      const { broker, bridge, clientId } = await startSystem();
-      const [first, bad, after] = [await device(broker), await device(broker), await device(broker)];
-      const lock = await db.connect();
-      try {
-        // hold the first batch in the database so that the next two messages share one batch
-        await lock.none('BEGIN; LOCK TABLE telemetry_data IN EXCLUSIVE MODE');
-        await first.send(batchOf([record()]));
-        await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
-        await bad.send(batchOf([record({ value: 5e12 }), record()]));
-        await after.send(batchOf([record()]));
-        await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(3);
-        await lock.none('COMMIT');
-      } finally {
-        await releaseLock(lock);
-      }
+    registerCleanup(() => db.none('ALTER TABLE telemetry_data DROP CONSTRAINT plausible_value'));
+    const { broker, bridge, clientId } = await startSystem();
+    const [first, bad, after] = await Promise.all([device(broker), device(broker), device(broker)]);
+    // hold the first batch in the database so that the next two messages share one batch
+    const lock = await lockTable(db, 'telemetry_data');
+    await first.send(makeBatch([makeRecord()]));
+    await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
+    await bad.send(makeBatch([makeRecord({ value: 5e12 }), makeRecord()]));
+    await after.send(makeBatch([makeRecord()]));
+    await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(3);
+    await lock.commit();
 
-      await expect.poll(() => [first.acks.length, bad.acks.length, after.acks.length], poll).toEqual([1, 1, 1]);
-      expect(first.acks[0]).toMatchObject({ accepted: 1, rejected: [] });
-      expect(after.acks[0]).toMatchObject({ accepted: 1, rejected: [] });
-      expect(bad.acks[0]).toMatchObject({ accepted: 0, error: expect.stringMatching(/plausible_value/) });
-      expect(bad.acks[0]?.rejected).toHaveLength(2);
-      expect([await rowCount(first.id), await rowCount(bad.id), await rowCount(after.id)]).toEqual([1, 0, 1]);
-    } finally {
-      await db.none('ALTER TABLE telemetry_data DROP CONSTRAINT plausible_value');
-    }
+    await expect.poll(() => [first.acks.length, bad.acks.length, after.acks.length], poll).toEqual([1, 1, 1]);
+    expect(first.acks[0]).toMatchObject({ accepted: 1, rejected: [] });
+    expect(after.acks[0]).toMatchObject({ accepted: 1, rejected: [] });
+    expect(bad.acks[0]).toMatchObject({ accepted: 0, error: expect.stringMatching(/plausible_value/) });
+    expect(bad.acks[0]?.rejected).toHaveLength(2);
+    expect([await rowCount(first.id), await rowCount(bad.id), await rowCount(after.id)]).toEqual([1, 0, 1]);
   });
 
   it('keeps messages unacknowledged while the database fails, backs off, and commits them when it recovers', async () => {
     const { broker, bridge } = await startSystem();
     const sensor = await device(broker);
-    const batch = batchOf([record(), record()]);
+    const batch = makeBatch([makeRecord(), makeRecord()]);
     await db.none('ALTER TABLE telemetry_data RENAME TO telemetry_data_away'); // every batch fails: 42P01
-    try {
-      await sensor.send(batch);
-      await expect
-        .poll(async () => (await bridge.metrics.batchesFailed.get()).values[0]?.value ?? 0, poll)
-        .toBeGreaterThanOrEqual(2);
-      expect(sensor.acks).toEqual([]);
-      expect(broker.bridgeEvents).toEqual([]);
-    } finally {
-      await db.none('ALTER TABLE telemetry_data_away RENAME TO telemetry_data');
-    }
+    const recover = registerCleanup(() => db.none('ALTER TABLE telemetry_data_away RENAME TO telemetry_data'));
+    await sensor.send(batch);
+    await expect
+      .poll(async () => (await bridge.metrics.batchesFailed.get()).values[0]?.value ?? 0, poll)
+      .toBeGreaterThanOrEqual(2);
+    expect(sensor.acks).toEqual([]);
+    expect(broker.bridgeEvents).toEqual([]);
+    await recover();
     await expect.poll(() => sensor.acks.length, poll).toBe(1);
     expect(sensor.acks[0]).toMatchObject({ batchId: batch.batchId, accepted: 2 });
     expect(await rowCount(sensor.id)).toBe(2);
@@ -316,7 +248,7 @@ describe('telemetry ingest over MQTT', () => {
   it('serves /metrics, and /healthz reflects the database and the broker', async () => {
     const { broker, bridge } = await startSystem();
     const sensor = await device(broker);
-    await sensor.send(batchOf([record(), record()]));
+    await sensor.send(makeBatch([makeRecord(), makeRecord()]));
     await expect.poll(() => sensor.acks.length, poll).toBe(1);
 
     const base = `http://127.0.0.1:${bridge.httpPort}`;
@@ -332,44 +264,47 @@ describe('telemetry ingest over MQTT', () => {
     expect(await bridge.health()).toEqual({ database: true, broker: false });
   });
 
-  it('ingests many devices concurrently (throughput)', async () => {
-    const { broker, bridge } = await startSystem();
-    const devices = await Promise.all(Array.from({ length: 10 }, () => device(broker)));
-    const messagesPerDevice = 10;
-    const recordsPerMessage = 500;
-    const batches = devices.map(() =>
-      Array.from({ length: messagesPerDevice }, () =>
-        batchOf(Array.from({ length: recordsPerMessage }, () => record())),
-      ),
-    );
+  it(
+    'ingests many devices concurrently (throughput)',
+    { timeout: timeoutFor(CONNECT_TIMEOUT_MS, throughputPoll.timeout) },
+    async () => {
+      const { broker, bridge } = await startSystem();
+      const devices = await Promise.all(Array.from({ length: 10 }, () => device(broker)));
+      const messagesPerDevice = 10;
+      const recordsPerMessage = 500;
+      const batches = devices.map(() =>
+        Array.from({ length: messagesPerDevice }, () =>
+          makeBatch(Array.from({ length: recordsPerMessage }, () => makeRecord())),
+        ),
+      );
 
-    const started = performance.now();
-    await Promise.all(
-      devices.map(async (d, i) => {
-        for (const batch of batches[i] ?? []) await d.send(batch);
-      }),
-    );
-    await expect
-      .poll(() => devices.every((d) => d.acks.length === messagesPerDevice), { timeout: 60_000, interval: 50 })
-      .toBe(true);
-    const seconds = (performance.now() - started) / 1000;
+      const started = performance.now();
+      await Promise.all(
+        devices.map(async (d, i) => {
+          for (const batch of batches[i] ?? []) await d.send(batch);
+        }),
+      );
+      await expect.poll(() => devices.every((d) => d.acks.length === messagesPerDevice), throughputPoll).toBe(true);
+      const seconds = (performance.now() - started) / 1000;
 
-    const total = devices.length * messagesPerDevice * recordsPerMessage;
-    expect(devices.flatMap((d) => d.acks).every((ack) => ack.accepted === recordsPerMessage)).toBe(true);
-    expect(
-      (
-        await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [
-          devices.map((d) => d.id),
-        ])
-      ).n,
-    ).toBe(total);
-    const commits =
-      (await bridge.metrics.batchCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
-    console.info(
-      `throughput: ${total} rows in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} rows/s over ${commits} transactions`,
-    );
-    expect(commits).toBeLessThan(devices.length * messagesPerDevice); // messages shared transactions
-  });
+      const total = devices.length * messagesPerDevice * recordsPerMessage;
+      expect(devices.flatMap((d) => d.acks).every((ack) => ack.accepted === recordsPerMessage)).toBe(true);
+      expect(
+        (
+          await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id IN ($1:csv)', [
+            devices.map((d) => d.id),
+          ])
+        ).n,
+      ).toBe(total);
+      const commits =
+        (await bridge.metrics.batchCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ??
+        0;
+      console.info(
+        `throughput: ${total} rows in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} rows/s over ${commits} transactions`,
+      );
+      expect(commits).toBeLessThan(devices.length * messagesPerDevice); // messages shared transactions
+    },
+  );
 
   it('close() called twice returns the same promise, and calling it after it finished resolves again', async () => {
     const { bridge } = await startSystem();

@@ -5,29 +5,27 @@
  * nothing. The pipeline runs with the real writer; the MQTT deliveries are recorded in memory.
  */
 import { randomUUID } from 'node:crypto';
-import { pino } from 'pino';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
-import { migrate } from '../../bridge/db/migrate.js';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Database } from '../../bridge/db/connection.js';
 import { IngestPipeline, type InboundMessage } from '../../bridge/ingest/ingest-pipeline.js';
 import { writeTelemetryBatch } from '../../bridge/ingest/telemetry-writer.js';
 import { createBridgeMetrics, type BridgeMetrics } from '../../bridge/metrics.js';
 import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
-import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { testLogger } from '../helpers/logger.js';
+import { openTestDatabase, startTestPostgres, storedRowCount } from '../helpers/postgres.js';
+import { makeBatch, makeRecord } from '../helpers/records.js';
+import { registerCleanup } from '../helpers/teardown.js';
 
 const poll = { timeout: 15_000, interval: 20 };
 
-let postgres: TestPostgres;
 let db: Database;
 let metrics: BridgeMetrics;
 let pipeline: IngestPipeline;
 let acks: Array<{ deviceId: string; ack: SyncAck }>;
 
 beforeAll(async () => {
-  postgres = await startTestPostgres();
-  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'bridge-poison-test' });
-  await migrate(db);
+  db = await openTestDatabase(await startTestPostgres(), 'bridge-poison-test', { migrate: true });
   // Test-only: the database refuses one reading with a protocol-class error (08P01), the kind a
   // message's content once triggered on CockroachDB, which is neither a data (22) nor an
   // integrity (23) error. (The product schema has no triggers.)
@@ -41,14 +39,7 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
-  await pipeline?.close();
-  await closeDatabase(db);
-  await postgres.close();
-});
-
-beforeEach(async () => {
-  await pipeline?.close();
+beforeEach(() => {
   acks = [];
   metrics = createBridgeMetrics();
   pipeline = new IngestPipeline({
@@ -57,12 +48,13 @@ beforeEach(async () => {
       acks.push({ deviceId, ack });
       return Promise.resolve();
     },
-    logger: pino({ level: 'silent' }),
+    logger: testLogger('pipeline'),
     metrics,
     // a long linger: messages accepted together form one database batch
     limits: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * 1024 * 1024, lingerMs: 100 },
     failureBackoff: { initialDelayMs: 20, maxDelayMs: 50, multiplier: 2, jitter: 'none' },
   });
+  registerCleanup(() => pipeline.close());
 });
 
 interface RecordedDelivery extends InboundMessage {
@@ -82,30 +74,17 @@ function delivery(deviceId: string, batch: TelemetryBatch): RecordedDelivery {
   };
 }
 
-function record(overrides: Partial<TelemetryRecord> = {}): TelemetryRecord {
-  return {
-    id: randomUUID(),
-    sensorId: 's1',
-    dataType: 'temperature',
-    timestamp: new Date().toISOString(),
-    value: 20,
-    version: 1,
-    ...overrides,
-  };
-}
-
-const batchOf = (...records: TelemetryRecord[]): TelemetryBatch => ({ batchId: randomUUID(), records });
+const batchOf = (...records: TelemetryRecord[]): TelemetryBatch => makeBatch(records);
 const ackOf = (batch: TelemetryBatch) => acks.find((entry) => entry.ack.batchId === batch.batchId)?.ack;
-const rowsOf = async (deviceId: string): Promise<number> =>
-  (await db.one<{ n: number }>('SELECT count(*)::int AS n FROM telemetry_data WHERE device_id = $1', [deviceId])).n;
+const rowsOf = (deviceId: string): Promise<number> => storedRowCount(db, deviceId);
 const failedWrites = async (): Promise<number> => (await metrics.batchesFailed.get()).values[0]?.value ?? 0;
 
 describe('a message the database refuses', () => {
   it('is rejected alone (error ack, acknowledged) while the messages batched with it commit', async () => {
     const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
-    const good1 = batchOf(record(), record());
-    const poison = batchOf(record(), record({ sensorId: 'poison' }));
-    const good2 = batchOf(record());
+    const good1 = batchOf(makeRecord(), makeRecord());
+    const poison = batchOf(makeRecord(), makeRecord({ sensorId: 'poison' }));
+    const good2 = batchOf(makeRecord());
     const deliveries = [delivery(a, good1), delivery(b, poison), delivery(c, good2)];
 
     for (const inbound of deliveries) pipeline.accept(inbound);
@@ -128,18 +107,16 @@ describe('a message the database refuses', () => {
 
   it('rejects nothing when every message fails (a missing table): all are retried and commit once it is back', async () => {
     const devices = [randomUUID(), randomUUID(), randomUUID()];
-    const batches = devices.map(() => batchOf(record()));
+    const batches = devices.map(() => batchOf(makeRecord()));
     const deliveries = devices.map((deviceId, index) => delivery(deviceId, batches[index] as TelemetryBatch));
     await db.none('ALTER TABLE telemetry_data RENAME TO telemetry_data_away'); // every write: 42P01
-    try {
-      for (const inbound of deliveries) pipeline.accept(inbound);
-      // at least two rounds: the batch, then each message alone, backing off in between
-      await expect.poll(failedWrites, poll).toBeGreaterThanOrEqual(8);
-      expect(acks).toEqual([]);
-      expect(deliveries.map((inbound) => inbound.settled())).toEqual(['open', 'open', 'open']);
-    } finally {
-      await db.none('ALTER TABLE telemetry_data_away RENAME TO telemetry_data');
-    }
+    const recover = registerCleanup(() => db.none('ALTER TABLE telemetry_data_away RENAME TO telemetry_data'));
+    for (const inbound of deliveries) pipeline.accept(inbound);
+    // at least two rounds: the batch, then each message alone, backing off in between
+    await expect.poll(failedWrites, poll).toBeGreaterThanOrEqual(8);
+    expect(acks).toEqual([]);
+    expect(deliveries.map((inbound) => inbound.settled())).toEqual(['open', 'open', 'open']);
+    await recover();
     await expect.poll(() => deliveries.map((inbound) => inbound.settled()), poll).toEqual(['acked', 'acked', 'acked']);
     expect(batches.map((batch) => ackOf(batch))).toEqual(
       batches.map((batch) => ({ batchId: batch.batchId, accepted: 1, rejected: [], conflicts: 0 })),
@@ -149,17 +126,15 @@ describe('a message the database refuses', () => {
 
   it('rejects nothing when a rule refuses every message (23514): the database, not the messages, is at fault', async () => {
     const devices = [randomUUID(), randomUUID()];
-    const batches = devices.map(() => batchOf(record({ value: 5e12 })));
+    const batches = devices.map(() => batchOf(makeRecord({ value: 5e12 })));
     const deliveries = devices.map((deviceId, index) => delivery(deviceId, batches[index] as TelemetryBatch));
     await db.none('ALTER TABLE telemetry_data ADD CONSTRAINT plausible_value CHECK (value < 1e9) NOT VALID');
-    try {
-      for (const inbound of deliveries) pipeline.accept(inbound);
-      await expect.poll(failedWrites, poll).toBeGreaterThanOrEqual(6);
-      expect(acks).toEqual([]);
-      expect(deliveries.map((inbound) => inbound.settled())).toEqual(['open', 'open']);
-    } finally {
-      await db.none('ALTER TABLE telemetry_data DROP CONSTRAINT plausible_value');
-    }
+    const recover = registerCleanup(() => db.none('ALTER TABLE telemetry_data DROP CONSTRAINT plausible_value'));
+    for (const inbound of deliveries) pipeline.accept(inbound);
+    await expect.poll(failedWrites, poll).toBeGreaterThanOrEqual(6);
+    expect(acks).toEqual([]);
+    expect(deliveries.map((inbound) => inbound.settled())).toEqual(['open', 'open']);
+    await recover();
     await expect.poll(() => deliveries.map((inbound) => inbound.settled()), poll).toEqual(['acked', 'acked']);
     expect(await Promise.all(devices.map(rowsOf))).toEqual([1, 1]);
   });

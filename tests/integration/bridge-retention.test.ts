@@ -2,27 +2,19 @@
  * Telemetry retention on PostgreSQL (CockroachDB uses row-level TTL instead).
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../common/logger.js';
-import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
-import { migrate } from '../../bridge/db/migrate.js';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Database } from '../../bridge/db/connection.js';
 import { deleteExpiredTelemetry, startRetentionScheduler } from '../../bridge/db/retention.js';
-import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { testLogger } from '../helpers/logger.js';
+import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
+import { registerCleanup } from '../helpers/teardown.js';
 
-let postgres: TestPostgres;
 let db: Database;
 const device = randomUUID();
 
 beforeAll(async () => {
-  postgres = await startTestPostgres();
-  db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'bridge-retention-test' });
-  await migrate(db);
+  db = await openTestDatabase(await startTestPostgres(), 'bridge-retention-test', { migrate: true });
   await db.none("INSERT INTO devices (device_id, device_name, device_type) VALUES ($1, 'd', 'edge')", [device]);
-});
-
-afterAll(async () => {
-  await closeDatabase(db);
-  await postgres.close();
 });
 
 beforeEach(async () => {
@@ -37,12 +29,6 @@ async function insertRows(count: number, ageDays: number): Promise<void> {
      FROM generate_series(1, $3) AS g`,
     [device, ageDays, count],
   );
-}
-
-function quietLogger() {
-  const logger = createLogger('retention-test');
-  logger.level = 'warn';
-  return logger;
 }
 
 const countRows = async (): Promise<number> =>
@@ -100,15 +86,13 @@ describe('startRetentionScheduler', () => {
       retentionDays: 90,
       chunkSize: 5,
       intervalMs: 20,
-      logger: quietLogger(),
+      logger: testLogger('retention'),
     });
-    try {
-      await expect.poll(countRows, { timeout: 10_000, interval: 20 }).toBe(0);
-      await insertRows(3, 100);
-      await expect.poll(countRows, { timeout: 10_000, interval: 20 }).toBe(0);
-    } finally {
-      await scheduler.close();
-    }
+    const closeScheduler = registerCleanup(() => scheduler.close());
+    await expect.poll(countRows, { timeout: 10_000, interval: 20 }).toBe(0);
+    await insertRows(3, 100);
+    await expect.poll(countRows, { timeout: 10_000, interval: 20 }).toBe(0);
+    await closeScheduler();
     await insertRows(2, 100);
     expect(await scheduler.runNow()).toEqual({ deleted: 2, chunks: 1 });
   });

@@ -3,31 +3,18 @@
  * runSerializable re-running the whole transaction until both sides have committed.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeDatabase, openDatabase, type Database } from '../../bridge/db/connection.js';
-import { migrate } from '../../bridge/db/migrate.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../bridge/db/connection.js';
 import { runSerializable, type TransactionRetryEvent } from '../../bridge/db/transaction-retry.js';
-import { telemetryRowFromRecord, type TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
 import { writeTelemetryBatch } from '../../bridge/ingest/telemetry-writer.js';
-import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
+import { makeRow } from '../helpers/records.js';
 
-let postgres: TestPostgres;
 let db: Database;
 
 beforeAll(async () => {
-  postgres = await startTestPostgres();
-  db = openDatabase({
-    connectionString: postgres.connectionString,
-    applicationName: 'bridge-retry-test',
-    poolSize: 20,
-  });
-  await migrate(db);
+  db = await openTestDatabase(await startTestPostgres(), 'bridge-retry-test', { poolSize: 20, migrate: true });
   await db.none('CREATE TABLE IF NOT EXISTS on_call (doctor TEXT PRIMARY KEY, on_duty BOOLEAN NOT NULL)');
-});
-
-afterAll(async () => {
-  await closeDatabase(db);
-  await postgres.close();
 });
 
 /** Resolves once `parties` callers have arrived; bounded so a broken test fails instead of hanging. */
@@ -116,19 +103,6 @@ describe('runSerializable', () => {
 });
 
 describe('concurrent telemetry batches on overlapping rows', () => {
-  function row(deviceId: string, id: string, version: number): TelemetryRow {
-    const result = telemetryRowFromRecord(deviceId, {
-      id,
-      sensorId: 's1',
-      dataType: 'temperature',
-      timestamp: '2024-05-01T10:00:00Z',
-      value: version * 10,
-      version,
-    });
-    if (!result.ok) throw new Error(result.reason);
-    return result.value;
-  }
-
   it('all commit (with retries) and the highest version of every reading wins', async () => {
     const device = randomUUID();
     const ids = Array.from({ length: 40 }, () => randomUUID());
@@ -138,7 +112,14 @@ describe('concurrent telemetry batches on overlapping rows', () => {
     const writers = Array.from({ length: 8 }, (_, writer) =>
       writeTelemetryBatch(
         db,
-        [{ deviceId: device, records: ids.map((id) => row(device, id, writer + 1)), invalid: [], pendingCount: null }],
+        [
+          {
+            deviceId: device,
+            records: ids.map((id) => makeRow(device, { id, version: writer + 1, value: (writer + 1) * 10 })),
+            invalid: [],
+            pendingCount: null,
+          },
+        ],
         {
           retry: { onRetry: (event) => retries.push(event) },
         },

@@ -13,7 +13,7 @@ import { GroupCommitWriter } from '../../edge/ingest/group-commit.js';
 import { startSensorListener, type SensorListener } from '../../edge/ingest/sensor-listener.js';
 import { openWorkerTelemetryStore } from '../../edge/store/worker-store.js';
 import type { TelemetryStore } from '../../edge/store/telemetry-store.js';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
 import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 
@@ -54,7 +54,6 @@ afterEach(async () => {
   await listener.close();
   await writer.close();
   await store.close();
-  database.cleanup();
 });
 
 describe('garbage at full speed', () => {

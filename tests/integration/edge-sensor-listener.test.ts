@@ -3,7 +3,7 @@
  * a PUBACK means the reading is committed; a malformed reading is acknowledged, recorded and
  * announced without disconnecting the sensor; a failing database withholds the PUBACK.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@libsql/client';
 import type { MqttClient } from 'mqtt';
 import { newId } from '../../common/ids.js';
@@ -11,28 +11,23 @@ import type { SensorReadingError, TelemetryRecord } from '../../schemas/messages
 import { GroupCommitWriter } from '../../edge/ingest/group-commit.js';
 import { startSensorListener, type SensorListener } from '../../edge/ingest/sensor-listener.js';
 import { EdgeMetrics } from '../../edge/metrics.js';
-import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
-import { edgeTestLogger } from '../helpers/edge-logger.js';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import type { TelemetryStore } from '../../edge/store/telemetry-store.js';
 import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
-import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
-import { nextEvent, waitFor } from '../helpers/wait.js';
+import { tempTelemetryStore } from '../helpers/edge-temp-db.js';
+import { testLogger } from '../helpers/logger.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
+import { registerCleanup } from '../helpers/teardown.js';
+import { nextEvent } from '../helpers/wait.js';
 
-let database: TempDatabase;
 let store: TelemetryStore;
 let writer: GroupCommitWriter<TelemetryRecord>;
 let listener: SensorListener;
 let metrics: EdgeMetrics;
 let reader: Client;
-const sensors: MqttClient[] = [];
 /** extra latency before each commit (a slow disk), so that an early PUBACK could not hide behind a fast commit */
 let commitDelayMs = 0;
 
-async function sensor(): Promise<MqttClient> {
-  const client = await connectSensor(listener.port);
-  sensors.push(client);
-  return client;
-}
+const sensor = (): Promise<MqttClient> => connectSensor(listener.port);
 
 async function storedIds(): Promise<Set<string>> {
   const result = await reader.execute('SELECT id FROM telemetry_data');
@@ -40,8 +35,7 @@ async function storedIds(): Promise<Set<string>> {
 }
 
 beforeEach(async () => {
-  database = tempDatabase('edge-listener');
-  store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
+  ({ store, reader } = await tempTelemetryStore('edge-listener'));
   commitDelayMs = 0;
   writer = new GroupCommitWriter<TelemetryRecord>({
     commit: async (records) => {
@@ -49,24 +43,17 @@ beforeEach(async () => {
       return store.insertReadings(records);
     },
   });
+  registerCleanup(() => writer.close());
   metrics = new EdgeMetrics(() => store.countPending());
   listener = await startSensorListener({
     deviceId: TEST_DEVICE_ID,
     port: 0,
     writer,
     store,
-    logger: edgeTestLogger(),
+    logger: testLogger('edge'),
     metrics,
   });
-  reader = database.openReader();
-});
-
-afterEach(async () => {
-  await Promise.all(sensors.splice(0).map((client) => client.endAsync(true)));
-  await listener.close();
-  await writer.close();
-  await store.close();
-  database.cleanup();
+  registerCleanup(() => listener.close());
 });
 
 describe('sensor listener', () => {
@@ -203,12 +190,7 @@ describe('sensor listener', () => {
       `group commit: ${total} QoS 1 readings from ${sensorCount} sensors acknowledged in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} readings/s; ` +
         `${stats.commits} commits, largest ${stats.largestCommit}, mean ${(stats.committedRecords / stats.commits).toFixed(1)}`,
     );
-    await waitFor(
-      'all readings stored',
-      async () => (await storedIds()).size,
-      (count) => count === total,
-      { timeoutMs: 5000 },
-    );
+    await expect.poll(async () => (await storedIds()).size, { timeout: 5000, interval: 25 }).toBe(total);
     expect(stats.commits).toBeLessThan(total / 5); // natural batching happened
   });
 });

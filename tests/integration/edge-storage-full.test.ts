@@ -19,10 +19,10 @@ import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { startTcpProxy, type TcpProxy } from '../../devtools/tcp-proxy.js';
 import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
 import { connectSensor } from '../helpers/edge-sensor.js';
 import { startTestBridge, type TestBridge } from '../helpers/edge-test-bridge.js';
-import { startTestBroker, type TestBroker } from '../helpers/edge-test-broker.js';
+import { startTestBroker, type TestBroker } from '../helpers/test-broker.js';
 import { smallFilesystem, type SmallFilesystem } from '../helpers/small-filesystem.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -50,8 +50,6 @@ afterEach(async () => {
   await agent?.close();
   agent = undefined;
   await relay.close();
-  await broker.stop();
-  filesystem.cleanup();
 });
 
 async function startAgent(overrides: Partial<EdgeAgentConfig>): Promise<EdgeAgent> {

@@ -2,31 +2,35 @@
  * The whole edge agent against a real Aedes broker (plain TCP here; the cluster adds mutual TLS)
  * and a stand-in bridge written with a real mqtt.js client. Sensors are real mqtt.js clients.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@libsql/client';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import type { BackoffPolicy } from '../../common/retry-policy.js';
 import type { DeviceStatus } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import { checkTelemetryBatchEnvelope, checkTelemetryRecord } from '../../schemas/validators.js';
 import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
-import { edgeTestLogger } from '../helpers/edge-logger.js';
-import { BASE_TIME_MS, TEST_DEVICE_ID } from '../helpers/edge-records.js';
 import { connectSensor, publishReading } from '../helpers/edge-sensor.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 import { fullAck, startTestBridge, type ReceivedBatch, type TestBridge } from '../helpers/edge-test-bridge.js';
-import { startTestBroker, type TestBroker } from '../helpers/edge-test-broker.js';
-import { waitFor } from '../helpers/wait.js';
+import { testLogger } from '../helpers/logger.js';
+import { CONNECT_TIMEOUT_MS, connectClient } from '../helpers/mqtt-client.js';
+import { BASE_TIME_MS, TEST_DEVICE_ID } from '../helpers/records.js';
+import { registerCleanup } from '../helpers/teardown.js';
+import { startTestBroker, type TestBroker } from '../helpers/test-broker.js';
+import { nextEvent, timeoutFor } from '../helpers/wait.js';
 
 const FAST_RECONNECT: BackoffPolicy = { initialDelayMs: 50, maxDelayMs: 300, multiplier: 2, jitter: 'equal' };
+const poll = { timeout: 15_000, interval: 25 };
+/** thousands of readings, or a backlog after a broker restart, synced */
+const drainPoll = { ...poll, timeout: 20_000 };
 
 let database: TempDatabase;
 let broker: TestBroker;
 let bridge: TestBridge;
 let reader: Client;
-const agents: EdgeAgent[] = [];
-const clients: MqttClient[] = [];
 
+/** An edge agent against the test broker, closed at teardown (or earlier by the test). */
 async function startAgent(overrides: Partial<EdgeAgentConfig> = {}): Promise<EdgeAgent> {
   const agent = await startEdgeAgent({
     deviceId: TEST_DEVICE_ID,
@@ -37,23 +41,14 @@ async function startAgent(overrides: Partial<EdgeAgentConfig> = {}): Promise<Edg
     syncIntervalMs: 60_000,
     sendLingerMs: 10,
     reconnectPolicy: FAST_RECONNECT,
-    logger: edgeTestLogger(),
+    logger: testLogger('edge'),
     ...overrides,
   });
-  agents.push(agent);
+  registerCleanup(() => agent.close());
   return agent;
 }
 
-async function closeAgent(agent: EdgeAgent): Promise<void> {
-  await agent.close();
-  agents.splice(agents.indexOf(agent), 1);
-}
-
-async function sensorFor(agent: EdgeAgent): Promise<MqttClient> {
-  const sensor = await connectSensor(agent.sensorPort);
-  clients.push(sensor);
-  return sensor;
-}
+const sensorFor = (agent: EdgeAgent): Promise<MqttClient> => connectSensor(agent.sensorPort);
 
 /** Publishes readings with explicit ids and timestamps; resolves when every PUBACK is in. */
 async function publishWave(
@@ -86,14 +81,6 @@ beforeEach(async () => {
   reader = database.openReader();
 });
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.endAsync(true)));
-  for (const agent of agents.splice(0)) await agent.close();
-  await bridge.stop();
-  await broker.stop();
-  database.cleanup();
-});
-
 describe('edge uplink', () => {
   it('sends readings in valid batches, marks them synced on the sync/ack and publishes a retained online status', async () => {
     const agent = await startAgent();
@@ -101,12 +88,8 @@ describe('edge uplink', () => {
     const readings = await publishWave(sensor, 30, BASE_TIME_MS);
     await publishReading(sensor, 'sensors/boiler-1/temperature', 'not a reading');
 
-    const stats = await waitFor(
-      '30 readings synced',
-      () => agent.stats(),
-      (s) => s.synced === 30,
-    );
-    expect(stats).toMatchObject({
+    await expect.poll(() => agent.stats(), poll).toMatchObject({ synced: 30 });
+    expect(await agent.stats()).toMatchObject({
       pending: 0,
       syncing: 0,
       failed: 0,
@@ -124,13 +107,11 @@ describe('edge uplink', () => {
     expect(log.length).toBe(bridge.received.length);
     expect(log.every((entry) => entry['status'] === 'success')).toBe(true);
 
-    const watcher = await mqtt.connectAsync(broker.url, { protocolVersion: 4, clientId: `watcher-${Date.now()}` });
-    clients.push(watcher);
-    const status = new Promise<DeviceStatus>((resolve) =>
-      watcher.on('message', (_topic, payload) => resolve(JSON.parse(payload.toString()) as DeviceStatus)),
-    );
+    const watcher = await connectClient(broker.url, { clientId: `watcher-${Date.now()}` });
+    const retained = nextEvent<[string, Buffer]>(watcher, 'message');
     await watcher.subscribeAsync(topics.status(TEST_DEVICE_ID), { qos: 1 });
-    expect(await status).toMatchObject({ online: true });
+    const [, status] = await retained;
+    expect(JSON.parse(status.toString()) as DeviceStatus).toMatchObject({ online: true });
 
     const metrics = await agent.metrics.registry.metrics();
     expect(metrics).toMatch(/^edge_readings_accepted_total 30$/m);
@@ -148,11 +129,7 @@ describe('edge uplink', () => {
       return fullAck(received.batch, [rejectedId]);
     };
     await publishWave(sensor, 5, BASE_TIME_MS);
-    await waitFor(
-      '4 synced and 1 failed',
-      () => agent.stats(),
-      (s) => s.synced === 4 && s.failed === 1,
-    );
+    await expect.poll(() => agent.stats(), poll).toMatchObject({ synced: 4, failed: 1 });
     const failed = await reader.execute({
       sql: 'SELECT sync_status, sync_error FROM telemetry_data WHERE id = ?',
       args: [rejectedId],
@@ -161,67 +138,49 @@ describe('edge uplink', () => {
     expect((await syncLog())[0]).toMatchObject({ status: 'partial', records_count: 5 });
   });
 
-  it('keeps accepting readings while the broker is down and drains them oldest first when it is back', async () => {
-    const agent = await startAgent();
-    const sensor = await sensorFor(agent);
-    await waitFor(
-      'uplink connected',
-      () => agent.stats(),
-      (s) => s.connected,
-    );
+  it(
+    'keeps accepting readings while the broker is down and drains them oldest first when it is back',
+    { timeout: timeoutFor(CONNECT_TIMEOUT_MS, 3 * poll.timeout, drainPoll.timeout) },
+    async () => {
+      const agent = await startAgent();
+      const sensor = await sensorFor(agent);
+      await expect.poll(() => agent.stats(), poll).toMatchObject({ connected: true });
 
-    const port = broker.port;
-    await broker.stop();
-    await waitFor(
-      'uplink disconnected',
-      () => agent.stats(),
-      (s) => !s.connected,
-    );
+      const port = broker.port;
+      await broker.close();
+      await expect.poll(() => agent.stats(), poll).toMatchObject({ connected: false });
 
-    const readings = await publishWave(sensor, 40, BASE_TIME_MS, 'descending'); // newest first on the wire
-    const offline = await agent.stats();
-    expect(offline).toMatchObject({ pending: 40, syncing: 0, inFlightBatches: 0, connected: false });
+      const readings = await publishWave(sensor, 40, BASE_TIME_MS, 'descending'); // newest first on the wire
+      const offline = await agent.stats();
+      expect(offline).toMatchObject({ pending: 40, syncing: 0, inFlightBatches: 0, connected: false });
 
-    // The restarted test broker has no persistence, so the bridge must subscribe again before the
-    // first batch arrives (the real cluster keeps the bridge's session). Until then the device is
-    // refused (CONNACK 5), which also exercises the uplink's handling of an authorization failure.
-    let bridgeResubscribed = false;
-    const subscriptionsBefore = bridge.subscriptions;
-    broker = await startTestBroker(port, { admit: (clientId) => clientId !== TEST_DEVICE_ID || bridgeResubscribed });
-    await waitFor(
-      'the bridge subscribed again',
-      () => bridge.subscriptions,
-      (n) => n > subscriptionsBefore,
-    );
-    bridgeResubscribed = true;
-    await waitFor(
-      'all 40 synced after the broker came back',
-      () => agent.stats(),
-      (s) => s.synced === 40,
-      { timeoutMs: 20_000 },
-    );
-    const firstSeen = [...new Set(bridge.receivedRecordIds())];
-    expect(firstSeen).toEqual(readings.map((reading) => reading.id)); // ascending timestamps
-  });
+      // The restarted test broker has no persistence, so the bridge must subscribe again before the
+      // first batch arrives (the real cluster keeps the bridge's session). Until then the device is
+      // refused (CONNACK 5), which also exercises the uplink's handling of an authorization failure.
+      let bridgeResubscribed = false;
+      const subscriptionsBefore = bridge.subscriptions;
+      broker = await startTestBroker({
+        port,
+        authenticate: (client, _username, _password, done) =>
+          done(null, client.id !== TEST_DEVICE_ID || bridgeResubscribed), // a refusal is CONNACK 5, not authorized
+      });
+      await expect.poll(() => bridge.subscriptions, poll).toBeGreaterThan(subscriptionsBefore);
+      bridgeResubscribed = true;
+      await expect.poll(() => agent.stats(), drainPoll).toMatchObject({ synced: 40 });
+      const firstSeen = [...new Set(bridge.receivedRecordIds())];
+      expect(firstSeen).toEqual(readings.map((reading) => reading.id)); // ascending timestamps
+    },
+  );
 
   it('reports with each batch how many readings are still pending, and 0 once drained', async () => {
     bridge.mode = 'ignore'; // the first batch stays unacknowledged, so the rest piles up behind it
     const agent = await startAgent({ maxInFlightBatches: 1 });
     const sensor = await sensorFor(agent);
     const readings = await publishWave(sensor, 2500, BASE_TIME_MS);
-    await waitFor(
-      'the first batch',
-      () => bridge.received.length,
-      (n) => n === 1,
-    );
+    await expect.poll(() => bridge.received.length, poll).toBe(1);
     bridge.mode = 'ack';
     await bridge.acknowledge(bridge.received[0]!);
-    await waitFor(
-      'all 2500 synced',
-      () => agent.stats(),
-      (s) => s.synced === 2500,
-      { timeoutMs: 20_000 },
-    );
+    await expect.poll(() => agent.stats(), drainPoll).toMatchObject({ synced: 2500 });
 
     expect(new Set(bridge.receivedRecordIds())).toEqual(new Set(readings.map((reading) => reading.id)));
     const reported = bridge.received.map((entry) => entry.batch.pendingCount);
@@ -237,11 +196,7 @@ describe('edge uplink', () => {
     const readings = await publishWave(sensor, 5, BASE_TIME_MS);
     const ids = readings.map((reading) => reading.id);
 
-    await waitFor(
-      'the batch sent twice',
-      () => bridge.received.length,
-      (n) => n >= 2,
-    );
+    await expect.poll(() => bridge.received.length, poll).toBeGreaterThanOrEqual(2);
     const [first, second] = bridge.received;
     expect(second?.batch.batchId).toBe(first?.batch.batchId);
     expect(second?.batch.records.map((record) => record.id)).toEqual(ids);
@@ -251,11 +206,7 @@ describe('edge uplink', () => {
     );
 
     bridge.mode = 'ack';
-    await waitFor(
-      'all synced once the bridge answers',
-      () => agent.stats(),
-      (s) => s.synced === 5,
-    );
+    await expect.poll(() => agent.stats(), poll).toMatchObject({ synced: 5 });
   });
 
   it('waits twice as long for the ack of each re-send of the same batch (a long bridge outage)', async () => {
@@ -263,12 +214,7 @@ describe('edge uplink', () => {
     const agent = await startAgent({ ackTimeoutMs: 300 });
     const sensor = await sensorFor(agent);
     await publishWave(sensor, 3, BASE_TIME_MS);
-    await waitFor(
-      'three sends of the batch',
-      () => bridge.received.length,
-      (n) => n >= 3,
-      { timeoutMs: 10_000 },
-    );
+    await expect.poll(() => bridge.received.length, { ...poll, timeout: 10_000 }).toBeGreaterThanOrEqual(3);
     const [first, second, third] = bridge.received as [ReceivedBatch, ReceivedBatch, ReceivedBatch];
     expect(new Set([first.batch.batchId, second.batch.batchId, third.batch.batchId]).size).toBe(1);
     const firstWait = second.receivedAtMs - first.receivedAtMs;
@@ -277,11 +223,7 @@ describe('edge uplink', () => {
     expect(secondWait).toBeGreaterThanOrEqual(580); // 2 × 300 ms
     bridge.mode = 'ack';
     await bridge.acknowledge(third);
-    await waitFor(
-      'synced',
-      () => agent.stats(),
-      (s) => s.synced === 3,
-    );
+    await expect.poll(() => agent.stats(), poll).toMatchObject({ synced: 3 });
   });
 
   it('puts a batch whose ack times out while offline back to pending, and syncs it after the reconnect', async () => {
@@ -293,19 +235,9 @@ describe('edge uplink', () => {
     });
     const sensor = await sensorFor(agent);
     await publishWave(sensor, 5, BASE_TIME_MS);
-    await waitFor(
-      'the batch sent',
-      () => bridge.received.length,
-      (n) => n === 1,
-    );
-    const edgeConnection = (broker.aedes as unknown as { clients: Record<string, { conn: { destroy(): void } }> })
-      .clients[TEST_DEVICE_ID];
-    edgeConnection?.conn.destroy();
-    await waitFor(
-      'back to pending while offline',
-      () => agent.stats(),
-      (s) => !s.connected && s.pending === 5 && s.syncing === 0,
-    );
+    await expect.poll(() => bridge.received.length, poll).toBe(1);
+    broker.dropConnection(TEST_DEVICE_ID);
+    await expect.poll(() => agent.stats(), poll).toMatchObject({ connected: false, pending: 5, syncing: 0 });
     expect(String((await syncLog())[0]?.['error_message'])).toMatch(
       /; 5 readings back to pending, to be sent again in the same batch$/,
     );
@@ -313,11 +245,7 @@ describe('edge uplink', () => {
     // the late ack (queued in the device's session) confirms the readings unless they were claimed again first
     await bridge.acknowledge(bridge.received[0] as (typeof bridge.received)[number]);
     bridge.mode = 'ack';
-    await waitFor(
-      'synced after the reconnect',
-      () => agent.stats(),
-      (s) => s.synced === 5 && s.syncing === 0 && s.pending === 0,
-    );
+    await expect.poll(() => agent.stats(), poll).toMatchObject({ synced: 5, syncing: 0, pending: 0 });
   });
 
   it('a sync/ack that comes after the timeout still confirms readings sent again since (a slow bridge)', async () => {
@@ -332,12 +260,7 @@ describe('edge uplink', () => {
     await publishWave(sensor, 5, BASE_TIME_MS);
 
     // without the fix every late ack names a batch id its readings no longer carry: nothing is ever synced
-    await waitFor(
-      'all 5 synced by late acks',
-      () => agent.stats(),
-      (s) => s.synced === 5,
-      { timeoutMs: 5000 },
-    );
+    await expect.poll(() => agent.stats(), { ...poll, timeout: 5000 }).toMatchObject({ synced: 5 });
     expect(await agent.stats()).toMatchObject({ pending: 0, syncing: 0, failed: 0 });
     expect(new Set(bridge.received.map((entry) => entry.batch.batchId)).size).toBe(1); // re-sent, never renamed
   });
@@ -347,17 +270,9 @@ describe('edge uplink', () => {
     const agent = await startAgent({ maxInFlightBatches: 2, ackTimeoutMs: 30_000 });
     const sensor = await sensorFor(agent);
     await publishWave(sensor, 3, BASE_TIME_MS);
-    await waitFor(
-      'first batch',
-      () => bridge.received.length,
-      (n) => n === 1,
-    );
+    await expect.poll(() => bridge.received.length, poll).toBe(1);
     await publishWave(sensor, 3, BASE_TIME_MS + 100);
-    await waitFor(
-      'second batch',
-      () => bridge.received.length,
-      (n) => n === 2,
-    );
+    await expect.poll(() => bridge.received.length, poll).toBe(2);
     const third = await publishWave(sensor, 3, BASE_TIME_MS + 200);
 
     // a bounded observation window (several lingers long): the third wave must stay pending
@@ -370,11 +285,7 @@ describe('edge uplink', () => {
     }
 
     await bridge.acknowledge(bridge.received[0] as (typeof bridge.received)[number]);
-    await waitFor(
-      'third batch after a slot freed',
-      () => bridge.received.length,
-      (n) => n === 3,
-    );
+    await expect.poll(() => bridge.received.length, poll).toBe(3);
     expect(bridge.received[2]?.batch.records.map((record) => record.id)).toEqual(third.map((reading) => reading.id));
     expect(await agent.stats()).toMatchObject({ synced: 3, syncing: 6, inFlightBatches: 2 });
   });
@@ -384,23 +295,17 @@ describe('edge uplink', () => {
     const first = await startAgent({ ackTimeoutMs: 60_000 });
     const sensor = await sensorFor(first);
     const readings = await publishWave(sensor, 6, BASE_TIME_MS);
-    await waitFor(
-      'batch sent, not acknowledged',
-      () => first.stats(),
-      (s) => s.syncing === 6 && bridge.received.length === 1,
-    );
+    await expect
+      .poll(async () => ({ syncing: (await first.stats()).syncing, sent: bridge.received.length }), poll)
+      .toEqual({ syncing: 6, sent: 1 });
     await sensor.endAsync(true);
-    await closeAgent(first);
+    await first.close();
     const left = await reader.execute("SELECT count(*) AS n FROM telemetry_data WHERE sync_status = 'syncing'");
     expect(left.rows[0]?.['n']).toBe(6);
 
     bridge.mode = 'ack';
     const second = await startAgent();
-    await waitFor(
-      'all synced after the restart',
-      () => second.stats(),
-      (s) => s.synced === 6,
-    );
+    await expect.poll(() => second.stats(), poll).toMatchObject({ synced: 6 });
     expect(bridge.received.length).toBeGreaterThanOrEqual(2);
     expect(bridge.received.at(-1)?.batch.records.map((record) => record.id)).toEqual(
       readings.map((reading) => reading.id),
@@ -422,6 +327,5 @@ describe('edge uplink', () => {
     // the listeners are closed for real
     await expect(connectSensor(agent.sensorPort)).rejects.toThrow(/ECONNREFUSED/);
     await expect(fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).rejects.toThrow();
-    agents.splice(agents.indexOf(agent), 1);
   });
 });

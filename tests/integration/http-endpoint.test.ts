@@ -3,10 +3,8 @@
  * load-balancer health probe see, the error listener installed after start-up, and close() with a
  * keep-alive connection still open.
  */
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   healthRoute,
   metricsRoute,
@@ -14,40 +12,18 @@ import {
   type HttpEndpoint,
   type HttpEndpointOptions,
 } from '../../common/http-endpoint.js';
-
-const endpoints: HttpEndpoint[] = [];
-afterEach(async () => {
-  for (const endpoint of endpoints.splice(0)) await endpoint.close();
-});
-
-function capturedLogger(): { logger: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const chunks: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      chunks.push(chunk.toString());
-      callback();
-    },
-  });
-  return {
-    logger: pino({ level: 'info' }, sink),
-    lines: () =>
-      chunks
-        .join('')
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
-  };
-}
+import { capturedLogger, testLogger } from '../helpers/logger.js';
+import { registerCleanup } from '../helpers/teardown.js';
 
 async function start(overrides: Partial<HttpEndpointOptions> = {}): Promise<HttpEndpoint & { base: string }> {
   const endpoint = await startHttpEndpoint({
     host: '127.0.0.1',
     port: 0,
     routes: {},
-    logger: pino({ level: 'silent' }),
+    logger: testLogger('http-endpoint'),
     ...overrides,
   });
-  endpoints.push(endpoint);
+  registerCleanup(() => endpoint.close());
   return Object.assign(endpoint, { base: `http://127.0.0.1:${endpoint.port}` });
 }
 
@@ -127,7 +103,7 @@ describe('startHttpEndpoint', () => {
     // descriptors) cannot be produced reliably, see broker/server.ts
     endpoint.server.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' }));
     expect(seen).toEqual(['EMFILE']);
-    expect(lines()).toContainEqual(
+    expect(lines).toContainEqual(
       expect.objectContaining({ level: 50, code: 'EMFILE', msg: 'test endpoint error: accept EMFILE' }),
     );
     expect((await fetch(`${endpoint.base}/ok`)).status).toBe(200);

@@ -8,106 +8,34 @@
  * The broker the bridge and the edge agent connect to runs in this process, over mutual TLS with
  * test certificates; the bridge writes to a real (embedded) PostgreSQL.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt from 'mqtt';
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBroker, type RunningBroker } from '../../broker/server.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../devtools/free-port.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
+import { spawnEntryProcess, type EntryProcess } from '../helpers/entry-process.js';
+import { connectClient, closed } from '../helpers/mqtt-client.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
+import { startTlsBroker, type TestTlsBroker } from '../helpers/tls-broker.js';
 
 const DEVICE = '3f9d2c1b-7a6e-4d5c-8b4a-1e2f3a4b5c6d';
 
 let certs: TestCertificates;
 let postgres: TestPostgres;
-let broker: RunningBroker;
-const workDir = mkdtempSync(join(tmpdir(), 'process-lifecycle-'));
+let broker: TestTlsBroker;
+const workDir = tempDirectory('process-lifecycle');
 
 beforeAll(async () => {
   [certs, postgres] = await Promise.all([
     createTestCertificates({ deviceIds: [DEVICE], serviceNames: ['bridge'] }),
     startTestPostgres(),
   ]);
-  broker = await startBroker({ tls: certs.broker, host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }) });
+  broker = await startTlsBroker({ tls: certs.broker });
 });
-
-afterAll(async () => {
-  await broker?.close();
-  await postgres?.close();
-  await certs?.cleanup();
-  rmSync(workDir, { recursive: true, force: true });
-});
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
-
-interface ChildRun {
-  logs: LogLine[];
-  stderr(): string;
-  /** resolves with the first log line whose msg is `msg`; rejects if the process exits first */
-  logged(msg: string): Promise<LogLine>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  kill(signal: NodeJS.Signals): void;
-}
 
 /** Runs an entry point with exactly `env` (plus PATH, HOME, TMPDIR): nothing leaks from the test's environment. */
-function run(entry: string, env: Record<string, string>): ChildRun {
-  const inherited = Object.fromEntries(
-    ['PATH', 'HOME', 'TMPDIR'].flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name]]])),
-  ) as Record<string, string>;
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-    env: { ...inherited, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: LogLine[] = [];
-  const waiters: { msg: string; resolve(line: LogLine): void }[] = [];
-  let stdoutRest = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    const lines = (stdoutRest + chunk.toString()).split('\n');
-    stdoutRest = lines.pop() ?? '';
-    for (const text of lines.filter((line) => line.startsWith('{'))) {
-      const line = JSON.parse(text) as LogLine;
-      logs.push(line);
-      for (const waiter of waiters.filter((w) => w.msg === line.msg)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve(line);
-      }
-    }
-  });
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return {
-    logs,
-    stderr: () => stderr,
-    logged: (msg) => {
-      const seen = logs.find((line) => line.msg === msg);
-      if (seen) return Promise.resolve(seen);
-      return new Promise<LogLine>((resolve, reject) => {
-        waiters.push({ msg, resolve });
-        void exited.then(({ code, signal }) =>
-          reject(
-            new Error(
-              `${entry} exited (code ${code}, signal ${signal}) before logging '${msg}'; stderr:\n${stderr}\n` +
-                `log:\n${logs.map((line) => line.msg).join('\n')}`,
-            ),
-          ),
-        );
-      });
-    },
-    exited,
-    kill: (signal) => child.kill(signal),
-  };
-}
+const run = (entry: string, env: Record<string, string>): EntryProcess =>
+  spawnEntryProcess(entry, { LOG_LEVEL: 'info', ...env }, { environment: 'isolated' });
 
 const brokerEnv = (): Record<string, string> => ({
   BROKER_HOST: '127.0.0.1',
@@ -162,6 +90,15 @@ describe('a process with a bad environment', () => {
       line: 'edge agent failed to start: SYNC_INTERVAL_MS must be ≥ 100, got -5',
     },
     {
+      entry: 'edge/main.ts',
+      env: () => ({ ...edgeEnv(), SENSOR_HOST: '0.0.0.0' }),
+      line:
+        'edge agent failed to start: SENSOR_HOST=0.0.0.0 is not a loopback address and the sensor listener has no ' +
+        'authentication: anyone who can reach it can publish readings and read sensors/#. Configure SENSOR_USERS_FILE ' +
+        '(or SENSOR_USERNAME and SENSOR_PASSWORD_FILE) or client certificates (SENSOR_TLS_CERT, SENSOR_TLS_KEY, ' +
+        'SENSOR_TLS_CA), or set SENSOR_ALLOW_ANONYMOUS=true to accept the risk',
+    },
+    {
       entry: 'bridge/main.ts',
       env: () => ({ ...bridgeEnv(), DATABASE_URL: 'mysql://root:hunter2@db/x' }),
       line: "bridge failed to start: DATABASE_URL must be a postgres:// or postgresql:// URL, got 'mysql://***@db/x'",
@@ -200,55 +137,40 @@ describe('a process with a bad environment', () => {
 describe('SIGTERM', () => {
   it('closes the broker with a device connected, logs "broker shutting down" and "broker closed", exits 0', async () => {
     const child = run('broker/main.ts', brokerEnv());
-    try {
-      const listening = await child.logged('broker listening (MQTT over mutual TLS)');
-      const device = await mqtt.connectAsync(`mqtts://127.0.0.1:${String(listening['port'])}`, {
-        ...certs.devices[DEVICE]!,
-        clientId: DEVICE,
-        reconnectPeriod: 0,
-      });
-      const disconnected = new Promise<void>((resolve) => device.once('close', () => resolve()));
-      child.kill('SIGTERM');
-      expect(await child.exited).toEqual({ code: 0, signal: null });
-      await disconnected;
-      await device.endAsync(true);
-      expect(child.logs.map((line) => line.msg)).toEqual(
-        expect.arrayContaining(['broker shutting down', 'broker closed']),
-      );
-      expect(child.stderr()).toBe('');
-    } finally {
-      child.kill('SIGKILL');
-    }
+    const listening = await child.waitForLog('broker listening (MQTT over mutual TLS)');
+    const device = await connectClient(`mqtts://127.0.0.1:${String(listening['port'])}`, {
+      ...certs.devices[DEVICE]!,
+      clientId: DEVICE,
+    });
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    await closed(device);
+    expect(child.logs.map((line) => line.msg)).toEqual(
+      expect.arrayContaining(['broker shutting down', 'broker closed']),
+    );
+    expect(child.stderr()).toBe('');
   });
 
   it('closes the bridge connected to the broker and PostgreSQL, logs "bridge closed", exits 0', async () => {
     const child = run('bridge/main.ts', bridgeEnv());
-    try {
-      await child.logged('bridge started');
-      child.kill('SIGTERM');
-      expect(await child.exited).toEqual({ code: 0, signal: null });
-      expect(child.logs.map((line) => line.msg)).toEqual(
-        expect.arrayContaining(['bridge shutting down', 'bridge closed']),
-      );
-      expect(child.stderr()).toBe('');
-    } finally {
-      child.kill('SIGKILL');
-    }
+    await child.waitForLog('bridge started');
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    expect(child.logs.map((line) => line.msg)).toEqual(
+      expect.arrayContaining(['bridge shutting down', 'bridge closed']),
+    );
+    expect(child.stderr()).toBe('');
   });
 
   it('closes the edge agent with its uplink connected, logs "edge agent closed", exits 0', async () => {
     const child = run('edge/main.ts', edgeEnv());
-    try {
-      await child.logged('edge agent started');
-      await child.logged('uplink connected');
-      child.kill('SIGTERM');
-      expect(await child.exited).toEqual({ code: 0, signal: null });
-      expect(child.logs.map((line) => line.msg)).toEqual(
-        expect.arrayContaining(['edge agent shutting down', 'edge agent closed']),
-      );
-      expect(child.stderr()).toBe('');
-    } finally {
-      child.kill('SIGKILL');
-    }
+    await child.waitForLog('edge agent started');
+    await child.waitForLog('uplink connected');
+    child.kill('SIGTERM');
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    expect(child.logs.map((line) => line.msg)).toEqual(
+      expect.arrayContaining(['edge agent shutting down', 'edge agent closed']),
+    );
+    expect(child.stderr()).toBe('');
   });
 });

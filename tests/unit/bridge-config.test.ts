@@ -1,7 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadBridgeConfig, type BridgeConfig } from '../../bridge/config.js';
 import { ConfigError, MAX_TIMER_MS } from '../../common/env.js';
 import {
@@ -15,6 +14,7 @@ import {
   type BadValue,
   type IntegerVariable,
 } from '../helpers/config-cases.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 const required = { DATABASE_URL: 'postgres://db/x', BROKER_URL: 'mqtt://localhost:1883' };
 
@@ -32,6 +32,7 @@ describe('loadBridgeConfig', () => {
       retentionDays: 90,
       retentionIntervalMs: 3_600_000,
       retentionChunkSize: 1000,
+      revocationPollMs: 1000,
       http: { host: '0.0.0.0', port: 9464 },
       shutdownGraceMs: 10_000,
     });
@@ -47,8 +48,7 @@ describe('loadBridgeConfig', () => {
       /TLS_CA, TLS_CERT and TLS_KEY/,
     );
     expect(() => loadBridgeConfig({ ...required, TLS_CA: '/ca.pem' })).toThrow(/together/);
-    const dir = mkdtempSync(join(tmpdir(), 'bridge-config-'));
-    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDirectory('bridge-config');
     for (const name of ['ca', 'cert', 'key']) writeFileSync(join(dir, `${name}.pem`), name);
     const config = loadBridgeConfig({
       ...required,
@@ -94,8 +94,7 @@ describe('loadBridgeConfig', () => {
 // ---------------------------------------------------------------------------------------------
 // every variable, table-driven
 
-const directory = mkdtempSync(join(tmpdir(), 'bridge-config-table-'));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory('bridge-config-table');
 const tlsNames = ['TLS_CA', 'TLS_CERT', 'TLS_KEY'] as const;
 const readable = Object.fromEntries(
   tlsNames.map((name) => {
@@ -124,6 +123,7 @@ const INTEGER_VARIABLES: IntegerVariable<BridgeConfig>[] = [
     read: (c) => c.retentionIntervalMs,
   },
   { name: 'RETENTION_CHUNK_SIZE', min: 1, max: 100_000, fallback: 1000, read: (c) => c.retentionChunkSize },
+  { name: 'REVOCATION_POLL_MS', min: 100, max: 60_000, fallback: 1000, read: (c) => c.revocationPollMs },
   { name: 'HTTP_PORT', min: 0, max: 65_535, fallback: 9464, read: (c) => c.http?.port },
   { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
 ];

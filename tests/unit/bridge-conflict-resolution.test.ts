@@ -5,28 +5,16 @@ import {
   resolveBatch,
   type IncomingMessage,
 } from '../../bridge/ingest/conflict-resolution.js';
-import { telemetryRowFromRecord, type TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
-import type { TelemetryRecord } from '../../schemas/messages.js';
+import type { TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
+import { makeRow, type RecordOverrides } from '../helpers/records.js';
 
 const DEVICE_A = '0b5e7a40-95c4-4a8e-9d4a-1f2a3b4c5d01';
 const DEVICE_B = '0b5e7a40-95c4-4a8e-9d4a-1f2a3b4c5d02';
 const RECORD_ID = 'a1b2c3d4-0000-4000-8000-000000000001';
 
-function row(overrides: Partial<TelemetryRecord> = {}, deviceId = DEVICE_A): TelemetryRow {
-  const record: TelemetryRecord = {
-    id: RECORD_ID,
-    sensorId: 'temp-1',
-    dataType: 'temperature',
-    timestamp: '2024-05-01T10:00:00.000Z',
-    value: 21.5,
-    unit: 'C',
-    version: 1,
-    ...overrides,
-  };
-  const result = telemetryRowFromRecord(deviceId, record);
-  if (!result.ok) throw new Error(result.reason);
-  return result.value;
-}
+/** the same reading (RECORD_ID) unless overridden */
+const row = (overrides: RecordOverrides = {}, deviceId = DEVICE_A): TelemetryRow =>
+  makeRow(deviceId, { id: RECORD_ID, ...overrides });
 
 const stored = (...rows: TelemetryRow[]) => new Map(rows.map((r) => [r.id, r]));
 const one = (deviceId: string, ...records: TelemetryRow[]): IncomingMessage => ({ deviceId, records });

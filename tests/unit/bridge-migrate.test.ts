@@ -1,16 +1,16 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Database } from '../../bridge/db/connection.js';
 import { migrate } from '../../bridge/db/migrate.js';
 import type { RetryPolicy } from '../../common/retry-policy.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 const FAST: RetryPolicy = { initialDelayMs: 1, maxDelayMs: 2, multiplier: 2, jitter: 'none', maxAttempts: 4 };
 const DDL = 'CREATE TABLE IF NOT EXISTS a (x TEXT)';
 
 function migrationsWith(sql: string): string {
-  const directory = mkdtempSync(join(tmpdir(), 'bridge-migrate-'));
+  const directory = tempDirectory('bridge-migrate');
   writeFileSync(join(directory, '001_a.sql'), sql);
   return directory;
 }

@@ -1,13 +1,13 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { clusterBrokerId } from '../../broker/cluster-backends.js';
 import {
   BROKER_TLS_VARIABLES,
   describeRedisEndpoint,
   loadBrokerConfig,
   parseRedisUrl,
+  readCrlFile,
   type BrokerConfig,
 } from '../../broker/config.js';
 import { ConfigError, MAX_TIMER_MS, type Env } from '../../common/env.js';
@@ -24,6 +24,7 @@ import {
   type BadValue,
   type IntegerVariable,
 } from '../helpers/config-cases.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 describe('loadBrokerConfig', () => {
   it('is standalone by default, with aedes choosing the id and the heartbeat', () => {
@@ -121,8 +122,7 @@ describe('clusterBrokerId', () => {
 // ---------------------------------------------------------------------------------------------
 // every variable, table-driven
 
-const directory = mkdtempSync(join(tmpdir(), 'broker-config-'));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory('broker-config');
 const readable = Object.fromEntries(
   Object.values(BROKER_TLS_VARIABLES).map((name) => {
     const path = join(directory, `${name}.pem`);
@@ -135,6 +135,7 @@ const readable = Object.fromEntries(
 function loadBroker(env: Env): BrokerConfig {
   const config = loadBrokerConfig(env);
   readTlsFiles(config.tls, BROKER_TLS_VARIABLES);
+  if (config.crlPath !== undefined) readCrlFile(config.crlPath);
   return config;
 }
 
@@ -150,6 +151,65 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
   },
   { name: 'BROKER_HEARTBEAT_MS', min: 1_000, max: 3_600_000, fallback: undefined, read: (c) => c.heartbeatMs },
   { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
+  {
+    name: 'BROKER_RATE_MESSAGES_PER_S',
+    min: 1,
+    max: 1_000_000,
+    fallback: 200,
+    read: (c) => c.publishRateLimits.messages.perSecond,
+  },
+  {
+    name: 'BROKER_RATE_MESSAGES_BURST',
+    min: 1,
+    max: 10_000_000,
+    fallback: 400,
+    read: (c) => c.publishRateLimits.messages.burst,
+  },
+  {
+    name: 'BROKER_RATE_BYTES_PER_S',
+    min: 1024,
+    max: 1024 ** 3,
+    fallback: 4 * 1024 ** 2,
+    read: (c) => c.publishRateLimits.bytes.perSecond,
+  },
+  {
+    name: 'BROKER_RATE_BYTES_BURST',
+    min: 1024,
+    max: 16 * 1024 ** 3,
+    fallback: 8 * 1024 ** 2,
+    read: (c) => c.publishRateLimits.bytes.burst,
+  },
+  {
+    name: 'BROKER_RATE_MAX_THROTTLED_MS',
+    min: 100,
+    max: 3_600_000,
+    fallback: 10_000,
+    read: (c) => c.publishRateLimits.maxThrottledMs,
+  },
+  ...(
+    [
+      ['BROKER_MAX_CONNECTIONS', 10_000, (c) => c.admission.maxConnections],
+      ['BROKER_MAX_HANDSHAKES_PER_SOURCE', 64, (c) => c.admission.maxPendingPerSource],
+      ['BROKER_HANDSHAKE_RATE', 250, (c) => c.admission.handshakesPerSecond],
+      ['BROKER_HANDSHAKE_BURST', 100, (c) => c.admission.handshakeBurst],
+      ['BROKER_MAX_EVENT_LOOP_LAG_MS', 1_000, (c) => c.admission.maxEventLoopLagMs],
+    ] as const satisfies readonly (readonly [string, number, (c: BrokerConfig) => number])[]
+  ).map(([name, fallback, read]) => ({ name, min: 1, max: 1_000_000, fallback, read })),
+  {
+    name: 'BROKER_HANDSHAKE_TARGET_MS',
+    min: 100,
+    max: 120_000,
+    fallback: 2_000,
+    read: (c) => c.admission.handshakeTargetMs,
+  },
+  { name: 'BROKER_LISTEN_BACKLOG', min: 1, max: 65_535, fallback: 4096, read: (c) => c.listenBacklog },
+  {
+    name: 'BROKER_HANDSHAKE_TIMEOUT_MS',
+    min: 1_000,
+    max: 120_000,
+    fallback: 10_000,
+    read: (c) => c.handshakeTimeoutMs,
+  },
 ];
 
 const BAD_VALUES: BadValue[] = [
@@ -169,6 +229,11 @@ const BAD_VALUES: BadValue[] = [
     message: /^BROKER_ID must be 1-48 characters/,
   })),
   { name: 'BROKER_REDIS_URL', value: 'http://redis:6379', message: /^BROKER_REDIS_URL must use the redis:\/\/ scheme/ },
+  {
+    name: 'BROKER_CRL_FILE',
+    value: join(directory, 'missing.crl'),
+    message: `BROKER_CRL_FILE: cannot read '${join(directory, 'missing.crl')}': ENOENT`,
+  },
   { name: 'BROKER_REDIS_URL', value: 'redis://', message: /^BROKER_REDIS_URL (has no host|is not a valid URL)/ },
 ];
 

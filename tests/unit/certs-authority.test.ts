@@ -20,8 +20,11 @@ let server: IssuedCertificate;
 let device: IssuedCertificate;
 let service: IssuedCertificate;
 let observer: IssuedCertificate;
+/** the clock before and after every certificate here was issued */
+const issued = { from: 0, until: 0 };
 
 beforeAll(async () => {
+  issued.from = Date.now();
   ca = await createCertificateAuthority({ commonName: 'test CA', validDays: 30 });
   [server, device, service, observer] = await Promise.all([
     issueServerCertificate(ca, {
@@ -34,14 +37,20 @@ beforeAll(async () => {
     issueClientCertificate(ca, { commonName: 'bridge', role: 'service', validDays: 10 }),
     issueClientCertificate(ca, { commonName: 'mqtt-explorer', role: 'observer', validDays: 10 }),
   ]);
+  issued.until = Date.now();
 });
 
+/**
+ * Valid from a few minutes before it was issued (clock skew) until `days` after, measured against
+ * the clock around the issuing itself, however long ago that was. Certificates hold whole seconds.
+ */
 function expectValidFor(pem: string, days: number): void {
   const summary = summarizeCertificate(pem);
-  const now = Date.now();
-  expect(summary.validFrom.getTime()).toBeLessThanOrEqual(now);
-  expect(summary.validFrom.getTime()).toBeGreaterThan(now - 10 * 60 * 1000);
-  expect(Math.abs(summary.validTo.getTime() - (now + days * DAY_MS))).toBeLessThan(60 * 1000);
+  const from = Math.floor(issued.from / 1000) * 1000;
+  expect(summary.validFrom.getTime()).toBeLessThanOrEqual(issued.until);
+  expect(summary.validFrom.getTime()).toBeGreaterThan(from - 10 * 60 * 1000);
+  expect(summary.validTo.getTime()).toBeGreaterThanOrEqual(from + days * DAY_MS);
+  expect(summary.validTo.getTime()).toBeLessThanOrEqual(issued.until + days * DAY_MS);
 }
 
 describe('createCertificateAuthority', () => {

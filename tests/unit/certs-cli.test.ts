@@ -1,24 +1,20 @@
-import { access, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCertificateCli } from '../../certs/cli.js';
 import { isDeviceId } from '../../schemas/topics.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 let root: string;
 
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'certs-cli-test-'));
-});
-
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
+beforeAll(() => {
+  root = tempDirectory('certs-cli-test');
 });
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runCertificateCli(argv, { log: (line) => out.push(line), error: (line) => err.push(line) });
+  const code = await runCertificateCli(argv, { log: (line) => out.push(line), error: (line) => err.push(line) }, {});
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
@@ -67,6 +63,44 @@ describe('certs/cli.ts', () => {
     expect(await run('inspect', join(root, 'missing.crt'))).toMatchObject({
       code: 1,
       err: expect.stringContaining('ENOENT'),
+    });
+  });
+
+  describe('revocation commands', () => {
+    it('revoke needs exactly one of --serial and --cert, and a serial that is hexadecimal', async () => {
+      expect(await run('revoke', '--dir', join(root, 'a'))).toMatchObject({
+        code: 1,
+        err: 'error: revoke needs exactly one of --serial HEX and --cert FILE',
+      });
+      expect(await run('revoke', '--serial', '0a', '--cert', 'x.crt')).toMatchObject({ code: 1 });
+      expect(await run('revoke', '--serial', 'not-hex', '--cn', 'x')).toMatchObject({
+        code: 1,
+        err: "error: --serial 'not-hex' is not a hexadecimal certificate serial number",
+      });
+    });
+
+    it('revoke --serial without --cn looks the certificate up under --dir, and says so when it is not there', async () => {
+      const dir = join(root, 'revoke-lookup');
+      await run('init', '--dir', dir);
+      expect(await run('revoke', '--serial', '0a:0b', '--dir', dir)).toMatchObject({
+        code: 1,
+        err: `error: no certificate with serial a0b under ${dir}: give its common name with --cn NAME`,
+      });
+    });
+
+    it('revoke, revocations and crl need DATABASE_URL', async () => {
+      expect(await run('revoke', '--serial', '0a', '--cn', 'x')).toMatchObject({
+        code: 1,
+        err: "error: revoke needs DATABASE_URL: the control plane's database (postgres://…)",
+      });
+      expect(await run('revocations')).toMatchObject({
+        code: 1,
+        err: expect.stringContaining('revocations needs DATABASE_URL'),
+      });
+    });
+
+    it('crl needs --out', async () => {
+      expect(await run('crl')).toMatchObject({ code: 1, err: 'error: crl needs --out FILE' });
     });
   });
 });

@@ -1,10 +1,10 @@
 import { readTlsFiles } from '../../common/tls-files.js';
-import { copyFile, mkdtemp, readFile, rm, stat, unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureDevCertificates, type CertificateBundle } from '../../certs/dev-bundle.js';
 import { isIssuedBy, summarizeCertificate } from '../../certs/inspect.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 const DEVICE_A = '6f1c2b8e-3d4a-4e5b-8c9d-0a1b2c3d4e5f';
 const DEVICE_B = '0b7e9a52-1c3d-4f5a-9b6c-7d8e9f0a1b2c';
@@ -14,7 +14,7 @@ let dir: string;
 let bundle: CertificateBundle;
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'certs-dev-bundle-test-'));
+  root = tempDirectory('certs-dev-bundle-test');
   dir = join(root, 'dev');
   bundle = await ensureDevCertificates({
     dir,
@@ -23,10 +23,6 @@ beforeAll(async () => {
     observerNames: ['explorer'],
     brokerHosts: ['localhost', '127.0.0.1'],
   });
-});
-
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
 });
 
 describe('ensureDevCertificates', () => {

@@ -4,11 +4,10 @@
  * and the Dockerfile copying everything the production entry points import (and nothing that is
  * only a devDependency). `npm run check:image` additionally installs and loads the image's files.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, join, normalize } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   copiedSources,
   filesCopied,
@@ -17,6 +16,7 @@ import {
   listBuildContext,
   parseDockerignore,
 } from '../../devtools/docker-context.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const ENTRY_POINTS = [
@@ -24,6 +24,7 @@ const ENTRY_POINTS = [
   'edge/main.ts',
   'bridge/main.ts',
   'certs/cli.ts',
+  'edge/sensor-user.ts',
   'scripts/simulate-sensors.ts',
 ];
 // assembled here so that this file does not itself look like a key
@@ -64,8 +65,7 @@ describe('.dockerignore matching', () => {
 });
 
 describe("the repository's .dockerignore", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'docker-context-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDirectory('docker-context');
   const files: Record<string, string> = {
     '.dockerignore': readFileSync(join(root, '.dockerignore'), 'utf8'),
     'broker/main.ts': 'export {};',

@@ -4,19 +4,7 @@ import { MAX_BATCH_BYTES, MAX_BATCH_RECORDS } from '../../schemas/limits.js';
 import type { TelemetryBatch, TelemetryRecord } from '../../schemas/messages.js';
 import { DEFAULT_BATCH_LIMITS, envelopeBytes, planBatch, recordBytes } from '../../edge/store/batch-planner.js';
 import { ackTimeoutForSend, mayClaimBatch, triggerForNewReadings } from '../../edge/uplink/in-flight-policy.js';
-
-function record(value: number, metadata: Record<string, unknown> | null = null): TelemetryRecord {
-  return {
-    id: newId(),
-    sensorId: 's1',
-    dataType: 'temp',
-    timestamp: new Date(1_750_000_000_000 + value).toISOString(),
-    value,
-    unit: 'C',
-    metadata,
-    version: 1,
-  };
-}
+import { BASE_TIME_MS, makeRecord } from '../helpers/records.js';
 
 describe('planBatch', () => {
   it('takes everything when count and bytes allow', () => {
@@ -54,7 +42,7 @@ describe('planBatch', () => {
 
   it('never plans a batch whose JSON exceeds the limits', () => {
     const records = Array.from({ length: 1500 }, (_, index) =>
-      record(index, { note: 'n'.repeat(600 + (index % 600)) }),
+      makeRecord({ value: index, atMs: BASE_TIME_MS + index, metadata: { note: 'n'.repeat(600 + (index % 600)) } }),
     );
     const batchId = newId();
     const plan = planBatch(records.map(recordBytes), DEFAULT_BATCH_LIMITS, envelopeBytes(batchId));

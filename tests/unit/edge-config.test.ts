@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { createCertificateAuthority, issueServerCertificate } from '../../certs/authority.js';
 import { MAX_TIMER_MS } from '../../common/env.js';
 import { loadEdgeConfig, type EdgeProcessConfig } from '../../edge/config.js';
+import { formatPasswordHash, hashPasswordSync, verifyPassword } from '../../edge/ingest/sensor-passwords.js';
 import {
   configErrorOf,
   documentedVariables,
@@ -15,10 +16,38 @@ import {
   type BadValue,
   type IntegerVariable,
 } from '../helpers/config-cases.js';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
+import { tempDirectory } from '../helpers/temp-dir.js';
 
-const directory = mkdtempSync(join(tmpdir(), 'edge-config-'));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory('edge-config');
+
+// sensor listener security: a users file, a password file, a server certificate with its key and CA
+const FAST_HASH = formatPasswordHash(hashPasswordSync('secret', { ln: 10, r: 8, p: 1 }));
+const sensorFiles = {
+  users: join(directory, 'sensor-users'),
+  badUsers: join(directory, 'sensor-users-bad'),
+  password: join(directory, 'sensor-password'),
+  emptyPassword: join(directory, 'sensor-password-empty'),
+  cert: join(directory, 'sensor.crt'),
+  key: join(directory, 'sensor.key'),
+  otherKey: join(directory, 'other.key'),
+  ca: join(directory, 'sensor-ca.crt'),
+};
+writeFileSync(sensorFiles.users, `# sensors\nboiler:${FAST_HASH}\ndashboard:${FAST_HASH}:reader:b1,b2\n`);
+writeFileSync(sensorFiles.badUsers, `boiler:${FAST_HASH}:admin\n`);
+writeFileSync(sensorFiles.password, 'pass word\nignored second line\n');
+writeFileSync(sensorFiles.emptyPassword, '\nsecond line\n');
+const sensorCa = await createCertificateAuthority({ commonName: 'sensor test CA', validDays: 2 });
+const sensorServer = await issueServerCertificate(sensorCa, {
+  commonName: 'edge',
+  dnsNames: ['localhost'],
+  ipAddresses: ['127.0.0.1'],
+  validDays: 2,
+});
+writeFileSync(sensorFiles.cert, sensorServer.certPem);
+writeFileSync(sensorFiles.key, sensorServer.keyPem);
+writeFileSync(sensorFiles.otherKey, sensorCa.keyPem);
+writeFileSync(sensorFiles.ca, sensorCa.certPem);
 
 describe('loadEdgeConfig', () => {
   it('fills in the defaults', () => {
@@ -76,6 +105,54 @@ describe('loadEdgeConfig', () => {
       syncIntervalMs: 1000,
     });
     expect(metricsPort).toBe(9464);
+  });
+
+  it('reads the sensor users file, the sensor TLS files, and allows a non-loopback SENSOR_HOST with them', () => {
+    const { agent } = loadEdgeConfig({
+      DEVICE_ID: TEST_DEVICE_ID,
+      BROKER_URL: 'mqtt://localhost:1884',
+      SENSOR_HOST: '0.0.0.0',
+      SENSOR_USERS_FILE: sensorFiles.users,
+      SENSOR_TLS_CERT: sensorFiles.cert,
+      SENSOR_TLS_KEY: sensorFiles.key,
+      SENSOR_TLS_CA: sensorFiles.ca,
+    });
+    expect(agent.sensorHost).toBe('0.0.0.0');
+    expect(agent.sensorUsers?.map(({ name, role, sensors }) => ({ name, role, sensors }))).toEqual([
+      { name: 'boiler', role: 'publisher', sensors: 'any' },
+      { name: 'dashboard', role: 'reader', sensors: ['b1', 'b2'] },
+    ]);
+    expect(agent.sensorTls?.cert.toString()).toBe(sensorServer.certPem);
+    expect(agent.sensorTls?.ca?.toString()).toBe(sensorCa.certPem);
+    expect(agent.sensorAllowAnonymous).toBeUndefined();
+    // client certificates alone are authentication too; TLS without a CA is not
+    const certificates = { SENSOR_TLS_CERT: sensorFiles.cert, SENSOR_TLS_KEY: sensorFiles.key };
+    expect(
+      loadEdgeConfig({ ...required, SENSOR_HOST: '0.0.0.0', ...certificates, SENSOR_TLS_CA: sensorFiles.ca }).agent
+        .sensorUsers,
+    ).toBeUndefined();
+    expect(() => loadEdgeConfig({ ...required, SENSOR_HOST: '0.0.0.0', ...certificates })).toThrow(
+      /^SENSOR_HOST=0\.0\.0\.0 is not a loopback address/,
+    );
+  });
+
+  it('hashes the password of SENSOR_USERNAME and SENSOR_PASSWORD_FILE (its first line) for one user of role both', async () => {
+    const { agent } = loadEdgeConfig({
+      ...required,
+      SENSOR_USERNAME: 'sim',
+      SENSOR_PASSWORD_FILE: sensorFiles.password,
+    });
+    expect(agent.sensorUsers).toHaveLength(1);
+    const [user] = agent.sensorUsers ?? [];
+    expect(user).toMatchObject({ name: 'sim', role: 'both', sensors: 'any' });
+    expect(await verifyPassword('pass word', user!.password)).toBe(true);
+    expect(await verifyPassword('pass word\nignored second line', user!.password)).toBe(false);
+  });
+
+  it('takes SENSOR_ALLOW_ANONYMOUS=true for a non-loopback SENSOR_HOST without authentication', () => {
+    const { agent } = loadEdgeConfig({ ...required, SENSOR_HOST: '10.1.2.3', SENSOR_ALLOW_ANONYMOUS: 'true' });
+    expect(agent).toMatchObject({ sensorHost: '10.1.2.3', sensorAllowAnonymous: true });
+    expect(loadEdgeConfig({ ...required, SENSOR_ALLOW_ANONYMOUS: 'false' }).agent.sensorAllowAnonymous).toBeUndefined();
   });
 
   it('explains what is wrong', () => {
@@ -202,6 +279,103 @@ const BAD_VALUES: BadValue[] = [
     value,
     message: `EDGE_OVERFLOW_POLICY must be reject-new or drop-oldest, got '${value}'`,
   })),
+  ...['0.0.0.0', '::', '10.1.2.3', 'edge-1'].map((value) => ({
+    name: 'SENSOR_HOST',
+    value,
+    message: new RegExp(
+      `^SENSOR_HOST=${value.replace(/\./g, '\\.')} is not a loopback address and the sensor listener has no authentication: ` +
+        'anyone who can reach it can publish readings and read sensors/#\\. Configure SENSOR_USERS_FILE \\(or SENSOR_USERNAME ' +
+        'and SENSOR_PASSWORD_FILE\\) or client certificates \\(SENSOR_TLS_CERT, SENSOR_TLS_KEY, SENSOR_TLS_CA\\), or set ' +
+        'SENSOR_ALLOW_ANONYMOUS=true to accept the risk$',
+    ),
+  })),
+  { name: 'SENSOR_USERS_FILE', value: missing, message: `SENSOR_USERS_FILE: cannot read '${missing}': ENOENT` },
+  {
+    name: 'SENSOR_USERS_FILE',
+    value: sensorFiles.badUsers,
+    message: `SENSOR_USERS_FILE '${sensorFiles.badUsers}': line 1 (user 'boiler'): the role must be one of publisher, reader, both`,
+  },
+  {
+    name: 'SENSOR_USERS_FILE',
+    value: sensorFiles.users,
+    with: { SENSOR_USERNAME: 'sim', SENSOR_PASSWORD_FILE: sensorFiles.password },
+    message: 'SENSOR_USERS_FILE excludes SENSOR_USERNAME and SENSOR_PASSWORD_FILE: give one or the other',
+  },
+  {
+    name: 'SENSOR_USERNAME',
+    value: 'sim',
+    message: 'SENSOR_USERNAME and SENSOR_PASSWORD_FILE must be given together',
+  },
+  ...['two words', 'a:b', 'x'.repeat(65)].map((value) => ({
+    name: 'SENSOR_USERNAME',
+    value,
+    with: { SENSOR_PASSWORD_FILE: sensorFiles.password },
+    message: `SENSOR_USERNAME must be 1-64 characters of A-Z a-z 0-9 _ . @ -, got '${value}'`,
+  })),
+  {
+    name: 'SENSOR_PASSWORD_FILE',
+    value: sensorFiles.password,
+    message: 'SENSOR_USERNAME and SENSOR_PASSWORD_FILE must be given together',
+  },
+  {
+    name: 'SENSOR_PASSWORD_FILE',
+    value: missing,
+    with: { SENSOR_USERNAME: 'sim' },
+    message: `SENSOR_PASSWORD_FILE: cannot read '${missing}': ENOENT`,
+  },
+  {
+    name: 'SENSOR_PASSWORD_FILE',
+    value: sensorFiles.emptyPassword,
+    with: { SENSOR_USERNAME: 'sim' },
+    message: `SENSOR_PASSWORD_FILE: the first line of '${sensorFiles.emptyPassword}' is empty`,
+  },
+  {
+    name: 'SENSOR_TLS_CERT',
+    value: sensorFiles.cert,
+    message: 'SENSOR_TLS_CERT and SENSOR_TLS_KEY must be given together',
+  },
+  {
+    name: 'SENSOR_TLS_CERT',
+    value: missing,
+    with: { SENSOR_TLS_KEY: sensorFiles.key },
+    message: `SENSOR_TLS_CERT: cannot read '${missing}': ENOENT`,
+  },
+  {
+    name: 'SENSOR_TLS_KEY',
+    value: sensorFiles.otherKey,
+    with: { SENSOR_TLS_CERT: sensorFiles.cert },
+    message: /^SENSOR_TLS_CERT and SENSOR_TLS_KEY are not a usable certificate, key and CA: .*key values mismatch/,
+  },
+  {
+    name: 'SENSOR_TLS_KEY',
+    value: missing,
+    with: { SENSOR_TLS_CERT: sensorFiles.cert },
+    message: `SENSOR_TLS_KEY: cannot read '${missing}': ENOENT`,
+  },
+  {
+    name: 'SENSOR_TLS_CA',
+    value: sensorFiles.ca,
+    message: "SENSOR_TLS_CA needs SENSOR_TLS_CERT and SENSOR_TLS_KEY (the listener's own certificate)",
+  },
+  {
+    name: 'SENSOR_TLS_CA',
+    value: missing,
+    with: { SENSOR_TLS_CERT: sensorFiles.cert, SENSOR_TLS_KEY: sensorFiles.key },
+    message: `SENSOR_TLS_CA: cannot read '${missing}': ENOENT`,
+  },
+  ...['maybe', 'TRUE!', '2'].map((value) => ({
+    name: 'SENSOR_ALLOW_ANONYMOUS',
+    value,
+    message: `SENSOR_ALLOW_ANONYMOUS must be true or false, got '${value}'`,
+  })),
+  {
+    name: 'SENSOR_ALLOW_ANONYMOUS',
+    value: 'true',
+    with: { SENSOR_USERS_FILE: sensorFiles.users },
+    message:
+      'SENSOR_ALLOW_ANONYMOUS=true contradicts the sensor authentication configured ' +
+      '(SENSOR_USERS_FILE, SENSOR_USERNAME or SENSOR_TLS_CA): anonymous sensors would be refused anyway',
+  },
 ];
 
 describe('edge environment, variable by variable', () => {

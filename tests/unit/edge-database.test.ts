@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { databaseFilePath, openEdgeDatabase } from '../../edge/store/database.js';
 import { tempDatabase } from '../helpers/edge-temp-db.js';
+import { registerCleanup } from '../helpers/teardown.js';
 import { SerialQueue } from '../../edge/store/serial-queue.js';
 
 describe('databaseFilePath', () => {
@@ -28,27 +29,19 @@ describe('openEdgeDatabase file permissions', () => {
 
   it('creates the database and its -wal and -shm files readable and writable by the owner only', async () => {
     const database = tempDatabase('edge-mode');
-    try {
-      const db = await openEdgeDatabase(database.url);
-      await db.exclusive((client) => client.execute('CREATE TABLE t (x)')); // writes the WAL
-      expect([database.path, `${database.path}-wal`, `${database.path}-shm`].map(mode)).toEqual(['600', '600', '600']);
-      await db.close();
-    } finally {
-      database.cleanup();
-    }
+    const db = await openEdgeDatabase(database.url);
+    registerCleanup(() => db.close());
+    await db.exclusive((client) => client.execute('CREATE TABLE t (x)')); // writes the WAL
+    expect([database.path, `${database.path}-wal`, `${database.path}-shm`].map(mode)).toEqual(['600', '600', '600']);
   });
 
   it('tightens a database file left world-readable by an earlier version', async () => {
     const database = tempDatabase('edge-mode');
-    try {
-      writeFileSync(database.path, '');
-      chmodSync(database.path, 0o644);
-      const db = await openEdgeDatabase(database.url);
-      expect(mode(database.path)).toBe('600');
-      await db.close();
-    } finally {
-      database.cleanup();
-    }
+    writeFileSync(database.path, '');
+    chmodSync(database.path, 0o644);
+    const db = await openEdgeDatabase(database.url);
+    registerCleanup(() => db.close());
+    expect(mode(database.path)).toBe('600');
   });
 });
 

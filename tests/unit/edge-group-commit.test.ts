@@ -1,11 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@libsql/client';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import { GroupCommitWriter } from '../../edge/ingest/group-commit.js';
 import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
-import { makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
-import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
-import { waitFor } from '../helpers/wait.js';
+import { makeRecord, TEST_DEVICE_ID } from '../helpers/records.js';
+import { tempTelemetryStore, type TempDatabase } from '../helpers/edge-temp-db.js';
+import { registerCleanup } from '../helpers/teardown.js';
 
 let database: TempDatabase;
 let store: TelemetryStore;
@@ -28,14 +28,7 @@ function writerFor(maxRecordsPerCommit?: number, committed: number[] = []): Grou
 }
 
 beforeEach(async () => {
-  database = tempDatabase('edge-group-commit');
-  store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
-  reader = database.openReader();
-});
-
-afterEach(async () => {
-  await store.close();
-  database.cleanup();
+  ({ database, store, reader } = await tempTelemetryStore('edge-group-commit'));
 });
 
 describe('GroupCommitWriter', () => {
@@ -53,11 +46,7 @@ describe('GroupCommitWriter', () => {
     const writer = writerFor(40, committed);
     await Promise.all(Array.from({ length: 100 }, () => writer.write(makeRecord())));
     expect(await storedCount()).toBe(100);
-    await waitFor(
-      'every commit hook called',
-      () => committed.length,
-      (n) => n === 3,
-    );
+    await expect.poll(() => committed, { timeout: 5000, interval: 10 }).toHaveLength(3);
     expect(committed).toEqual([40, 40, 20]);
     expect(writer.stats).toEqual({
       commits: 3,
@@ -136,6 +125,8 @@ describe('GroupCommitWriter when storage is full (G8)', () => {
   it('puts a group that finds the disk full (SQLITE_FULL) back to wait, and commits it once there is room', async () => {
     await store.close();
     store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID, maxDbBytes: 4 * 1024 * 1024 });
+    const capped = store;
+    registerCleanup(() => capped.close());
     const filler = database.openReader();
     // the store's connection may grow the file to 4 MiB (max_page_count); leave it almost no room
     await filler.execute(`CREATE TABLE ballast (b BLOB)`);
@@ -154,11 +145,9 @@ describe('GroupCommitWriter when storage is full (G8)', () => {
     const records = Array.from({ length: 2000 }, () => makeRecord({ metadata: { pad: 'x'.repeat(200) } }));
     let resolved = 0;
     const writes = records.map((record) => writer.write(record).then(() => (resolved += 1)));
-    await waitFor(
-      'a commit to find the disk full',
-      () => fullErrors.length,
-      (n) => n > 0,
-    );
+    await expect
+      .poll(() => fullErrors.length, { timeout: 15_000, message: 'a commit to find the disk full' })
+      .toBeGreaterThan(0);
     expect(writer.stats.failedCommits).toBe(0);
     expect(resolved).toBe(0);
     await filler.execute('DROP TABLE ballast'); // room again

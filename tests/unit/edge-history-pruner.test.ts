@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@libsql/client';
 import { newId } from '../../common/ids.js';
 import {
@@ -7,11 +7,11 @@ import {
   startHistoryPruner,
   type HistoryRetention,
 } from '../../edge/history-pruner.js';
-import { openTelemetryStore, PRUNE_STATEMENTS, type TelemetryStore } from '../../edge/store/telemetry-store.js';
-import { edgeTestLogger } from '../helpers/edge-logger.js';
-import { BASE_TIME_MS, makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
-import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
-import { waitFor } from '../helpers/wait.js';
+import { PRUNE_STATEMENTS, type TelemetryStore } from '../../edge/store/telemetry-store.js';
+import { BASE_TIME_MS, makeRecord } from '../helpers/records.js';
+import { tempTelemetryStore } from '../helpers/edge-temp-db.js';
+import { testLogger } from '../helpers/logger.js';
+import { registerCleanup } from '../helpers/teardown.js';
 
 const HOUR = 3_600_000;
 const retention: HistoryRetention = {
@@ -21,7 +21,6 @@ const retention: HistoryRetention = {
   chunkSize: 3,
 };
 
-let database: TempDatabase;
 let store: TelemetryStore;
 let reader: Client;
 
@@ -44,14 +43,7 @@ async function syncedBatch(size: number, ackAtMs: number, rejectCount = 0): Prom
 }
 
 beforeEach(async () => {
-  database = tempDatabase('edge-pruner');
-  store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
-  reader = database.openReader();
-});
-
-afterEach(async () => {
-  await store.close();
-  database.cleanup();
+  ({ store, reader } = await tempTelemetryStore('edge-pruner'));
 });
 
 describe('history retention', () => {
@@ -78,17 +70,9 @@ describe('history retention', () => {
   it('prunes once at start, not only after the first interval (a device restarted more often would never prune)', async () => {
     const now = BASE_TIME_MS + 100 * HOUR;
     await syncedBatch(4, now - 5 * HOUR);
-    const pruner = startHistoryPruner(store, retention, edgeTestLogger(), () => now);
-    try {
-      await waitFor(
-        'the old synced readings pruned',
-        () => count('telemetry_data'),
-        (n) => n === 0,
-        { timeoutMs: 2000 },
-      );
-    } finally {
-      await pruner.close();
-    }
+    const pruner = startHistoryPruner(store, retention, testLogger('pruner'), () => now);
+    registerCleanup(() => pruner.close());
+    await expect.poll(() => count('telemetry_data'), { timeout: 2000, interval: 10 }).toBe(0);
   });
 
   it('finds what to prune through an index on each cutoff column, never by scanning what is kept', async () => {

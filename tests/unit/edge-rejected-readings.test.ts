@@ -10,7 +10,7 @@ import {
   openTelemetryStore,
   type TelemetryStore,
 } from '../../edge/store/telemetry-store.js';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 
 let database: TempDatabase;
@@ -24,7 +24,6 @@ beforeEach(() => {
 
 afterEach(async () => {
   await store.close();
-  database.cleanup();
 });
 
 const reject = (receivedAt: number, payload: string) =>

@@ -6,8 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fillEdgeBacklog } from '../../devtools/edge-backlog.js';
 import { StorageGuard } from '../../edge/storage-guard.js';
 import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
-import { edgeTestLogger } from '../helpers/edge-logger.js';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { testLogger } from '../helpers/logger.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 
 const CAP = 4 * 1024 * 1024;
@@ -23,7 +23,6 @@ afterEach(async () => {
   await guard?.close();
   guard = undefined;
   await store.close();
-  database.cleanup();
 });
 
 const start = async (policy: 'reject-new' | 'drop-oldest') => {
@@ -32,7 +31,7 @@ const start = async (policy: 'reject-new' | 'drop-oldest') => {
     store,
     maxDbBytes: CAP,
     policy,
-    logger: edgeTestLogger(),
+    logger: testLogger(),
     checkIntervalMs: 60_000,
   });
   return guard;

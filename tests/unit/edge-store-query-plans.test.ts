@@ -3,7 +3,7 @@
  * with a backlog of a million pending readings (filled directly, in seconds), before and after
  * ANALYZE: no statement walks the backlog, so a claim costs O(batch) however long the outage was.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type Client } from '@libsql/client';
 import { fillEdgeBacklog } from '../../devtools/edge-backlog.js';
 import { MAX_BATCH_BYTES } from '../../schemas/limits.js';
@@ -12,7 +12,7 @@ import {
   openTelemetryStore,
   SYNC_PATH_STATEMENTS,
 } from '../../edge/store/telemetry-store.js';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 
 const BACKLOG = 1_000_000;
@@ -31,8 +31,6 @@ beforeAll(async () => {
     { count: 1_000, status: 'pending', batchId: RELEASED_BATCH, startMs: START_MS + BACKLOG },
   ]);
 }, 120_000);
-
-afterAll(() => database.cleanup());
 
 /** EXPLAIN QUERY PLAN's detail lines, with every parameter bound to NULL */
 async function plan(client: Client, sql: string): Promise<string[]> {

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@libsql/client';
 import { newId } from '../../common/ids.js';
 import { MAX_BATCH_BYTES } from '../../schemas/limits.js';
@@ -7,8 +7,8 @@ import { openEdgeDatabase } from '../../edge/store/database.js';
 import { SCHEMA_VERSION } from '../../edge/store/schema.js';
 import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
 import { maxRowsPerStatement } from '../../edge/store/upsert-statement.js';
-import { BASE_TIME_MS, makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
-import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
+import { BASE_TIME_MS, makeRecord, TEST_DEVICE_ID } from '../helpers/records.js';
+import { tempTelemetryStore, type TempDatabase } from '../helpers/edge-temp-db.js';
 
 let database: TempDatabase;
 let store: TelemetryStore;
@@ -24,14 +24,7 @@ async function statusOf(ids: string[]): Promise<string[]> {
 }
 
 beforeEach(async () => {
-  database = tempDatabase('edge-store');
-  store = await openTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
-  reader = database.openReader();
-});
-
-afterEach(async () => {
-  await store.close();
-  database.cleanup();
+  ({ database, store, reader } = await tempTelemetryStore('edge-store'));
 });
 
 describe('schema', () => {

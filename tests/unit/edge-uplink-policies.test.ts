@@ -1,9 +1,10 @@
+import type { SecureContext } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { syncLogEntryForAck, syncLogStatusForAck } from '../../edge/store/ack-outcome.js';
 import { buildUplinkClientOptions } from '../../edge/uplink/mqtt-options.js';
 import { ReconnectScheduler } from '../../edge/uplink/reconnect-scheduler.js';
 import { Store } from 'mqtt';
-import { TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { TEST_DEVICE_ID } from '../helpers/records.js';
 
 const ack = (rejectedCount: number) => ({
   batchId: 'b',
@@ -37,13 +38,18 @@ describe('sync log entry for an ack', () => {
 describe('ReconnectScheduler', () => {
   const policy = { initialDelayMs: 10, maxDelayMs: 80, multiplier: 2, jitter: 'none' as const };
 
-  it('backs off exponentially, resets after a connection, and waits the maximum after an auth failure', () => {
-    const scheduler = new ReconnectScheduler(policy);
+  it('backs off exponentially, resets after a connection, and waits the auth window after an auth failure', () => {
+    const scheduler = new ReconnectScheduler({ ...policy, authFailureDelayMs: 1000 }, () => 0.5);
     const noop = () => undefined;
-    expect([1, 2, 3, 4, 5].map(() => scheduler.schedule('network', noop))).toEqual([10, 20, 40, 80, 80]);
+    expect([1, 2, 3, 4, 5].map(() => scheduler.schedule('network', noop).delayMs)).toEqual([10, 20, 40, 80, 80]);
     scheduler.connected();
-    expect(scheduler.schedule('network', noop)).toBe(10);
-    expect(scheduler.schedule('auth', noop)).toBe(80);
+    expect(scheduler.schedule('network', noop)).toEqual({
+      delayMs: 10,
+      failures: 1,
+      windowMs: 10,
+      errorClass: 'network',
+    });
+    expect(scheduler.schedule('auth', noop)).toEqual({ delayMs: 750, failures: 2, windowMs: 1000, errorClass: 'auth' });
     scheduler.cancel();
   });
 
@@ -92,5 +98,20 @@ describe('uplink client options', () => {
       at,
     );
     expect(secure).toMatchObject({ ...tls, rejectUnauthorized: true });
+    const secureContext = { context: {} } as unknown as SecureContext;
+    // mqtt.js types only some of the tls.connect options it passes on
+    const withContext = buildUplinkClientOptions(
+      {
+        deviceId: TEST_DEVICE_ID,
+        tls,
+        secureContext,
+        connectTimeoutMs: 1000,
+        keepaliveSeconds: 30,
+        incomingStore: new Store(),
+        outgoingStore: new Store(),
+      },
+      at,
+    );
+    expect((withContext as { secureContext?: unknown }).secureContext).toBe(secureContext);
   });
 });

@@ -4,7 +4,7 @@ import {
   maxRowsPerStatement,
   SQLITE_MAX_BOUND_PARAMETERS,
 } from '../../edge/store/upsert-statement.js';
-import { makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { makeRecord, TEST_DEVICE_ID } from '../helpers/records.js';
 
 describe('buildUpsertStatements', () => {
   it('fits as many rows in one statement as the bound-parameter limit allows (8 per row)', () => {

@@ -3,12 +3,12 @@
  * thread that owns the libSQL connection; SQLite's time is not spent on the caller's event loop;
  * errors keep their SQLite code; close() is idempotent.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { fillEdgeBacklog } from '../../devtools/edge-backlog.js';
 import { MAX_BATCH_BYTES } from '../../schemas/limits.js';
 import { openTelemetryStore, type TelemetryStore } from '../../edge/store/telemetry-store.js';
 import { openWorkerTelemetryStore } from '../../edge/store/worker-store.js';
-import { BASE_TIME_MS, makeRecord, TEST_DEVICE_ID } from '../helpers/edge-records.js';
+import { BASE_TIME_MS, makeRecord, TEST_DEVICE_ID } from '../helpers/records.js';
 import { tempDatabase, type TempDatabase } from '../helpers/edge-temp-db.js';
 
 let database: TempDatabase;
@@ -16,8 +16,6 @@ let database: TempDatabase;
 beforeEach(() => {
   database = tempDatabase('edge-worker');
 });
-
-afterEach(() => database.cleanup());
 
 /** How many times a setImmediate loop got a turn while `work` ran. */
 async function eventLoopTurnsDuring(work: () => Promise<unknown>): Promise<number> {

@@ -4,8 +4,6 @@
  * second signal, signal during start-up) is checked without a real process. The real entry points
  * are run in tests/integration/process-lifecycle.test.ts.
  */
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../common/env.js';
 import {
@@ -16,6 +14,7 @@ import {
   type ProcessHost,
   type ShutdownSignal,
 } from '../../common/process-lifecycle.js';
+import { capturedLogger } from '../helpers/logger.js';
 
 interface ScriptedHost extends ProcessHost {
   exits: number[];
@@ -43,26 +42,6 @@ function scriptedHost(): ScriptedHost {
     signal: (signal) => listeners.get(signal)?.(),
   };
   return host;
-}
-
-function capturedLogger(): { logger: pino.Logger; lines: () => { level: number; msg: string }[] } {
-  const chunks: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      chunks.push(chunk.toString());
-      callback();
-    },
-  });
-  const logger = pino({ level: 'debug' }, sink);
-  return {
-    logger,
-    lines: () =>
-      chunks
-        .join('')
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as { level: number; msg: string }),
-  };
 }
 
 /** A component whose close() the test settles by hand. */
@@ -111,7 +90,7 @@ describe('runProcess', () => {
       "broker failed to start: BROKER_PORT must be an integer, got '1e3' (decimal digits only)",
     ]);
     expect(host.stderr.join('\n')).not.toMatch(/\n\s+at /);
-    expect(lines()).toEqual([
+    expect(lines).toEqual([
       expect.objectContaining({
         level: 60,
         msg: "broker failed to start: BROKER_PORT must be an integer, got '1e3' (decimal digits only)",
@@ -131,7 +110,7 @@ describe('runProcess', () => {
     });
     expect(code).toBe(1);
     expect(host.stderr).toEqual(['bridge failed to start: connect ECONNREFUSED 127.0.0.1:5432']);
-    expect(lines()[0]).toMatchObject({ level: 60, err: { stack: expect.stringContaining('ECONNREFUSED') } });
+    expect(lines[0]).toMatchObject({ level: 60, err: { stack: expect.stringContaining('ECONNREFUSED') } });
   });
 
   it('closes once on SIGTERM, logs "shutting down" and "closed", and exits 0', async () => {
@@ -154,7 +133,7 @@ describe('runProcess', () => {
     expect(await outcome).toBe(0);
     expect(host.exits).toEqual([0]);
     expect(host.timers[0]?.cancelled).toBe(true);
-    expect(lines().map((line) => line.msg)).toEqual(['edge agent shutting down', 'edge agent closed']);
+    expect(lines.map((line) => line.msg)).toEqual(['edge agent shutting down', 'edge agent closed']);
   });
 
   it('uses a 10 s grace period when the configuration has none', async () => {
@@ -207,7 +186,7 @@ describe('runProcess', () => {
     component.finish();
     await settle();
     expect(host.exits).toEqual([1]);
-    expect(lines().at(-1)).toMatchObject({ level: 50, msg: 'x did not close within 50 ms: exiting' });
+    expect(lines.at(-1)).toMatchObject({ level: 50, msg: 'x did not close within 50 ms: exiting' });
   });
 
   it('exits 1 at once on a second signal while closing', async () => {

@@ -44,8 +44,10 @@ describe('retry decisions', () => {
     expect(decideRetry(DEFAULT_RETRY_POLICY, 1, 'unknown').shouldRetry).toBe(false);
   });
 
-  it('reconnects after an auth failure only at the maximum delay', () => {
-    expect(reconnectDelay(exact, 1, 'auth')).toBe(60_000);
+  it('reconnects after an auth failure between half the auth delay and all of it (the ceiling when unset)', () => {
+    expect(reconnectDelay(exact, 1, 'auth', () => 0)).toBe(30_000);
+    expect(reconnectDelay(exact, 1, 'auth', () => 0.999999)).toBe(60_000);
+    expect(reconnectDelay({ ...exact, authFailureDelayMs: 90_000 }, 1, 'auth', () => 0)).toBe(45_000);
     expect(reconnectDelay(exact, 1, 'network')).toBe(1000);
     expect(reconnectDelay(exact, 0, 'network')).toBe(1000);
   });

@@ -1,16 +1,16 @@
 import { createServer, connect, type AddressInfo } from 'node:net';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startTcpProxy } from '../../devtools/tcp-proxy.js';
+import { registerCleanup } from '../helpers/teardown.js';
 
 function echoServer() {
   const server = createServer((socket) => {
     socket.on('error', () => socket.destroy());
     socket.pipe(socket);
   });
-  return new Promise<{ port: number; close: () => void }>((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({ port: (server.address() as AddressInfo).port, close: () => server.close() }),
-    ),
+  registerCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return new Promise<{ port: number }>((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as AddressInfo).port })),
   );
 }
 
@@ -27,16 +27,10 @@ function roundTrip(port: number, text: string): Promise<string> {
 }
 
 describe('tcp proxy', () => {
-  const cleanup: Array<() => unknown> = [];
-  afterAll(async () => {
-    for (const step of cleanup.reverse()) await step();
-  });
-
   it('relays, refuses while cut, and relays again after restore', async () => {
     const echo = await echoServer();
-    cleanup.push(echo.close);
     const proxy = await startTcpProxy({ host: '127.0.0.1', port: echo.port });
-    cleanup.push(() => proxy.close());
+    registerCleanup(() => proxy.close());
 
     expect(await roundTrip(proxy.port, 'one')).toBe('one');
     proxy.cut();

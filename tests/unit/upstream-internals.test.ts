@@ -6,12 +6,27 @@
  *   mqtt.js 5.16.0   MqttClient#_sendPacket, #handleMessage and handlers/publish.js skipping the
  *                    PUBACK when handleMessage calls back with an error  → bridge/mqtt/deferred-puback.ts
  *   aedes 1.2.0 /    client._parser (mqtt-packet 9) with _parseLength, _emitError, packet.length
- *   mqtt-packet 9                                                       → broker/packet-size-guard.ts
+ *   mqtt-packet 9                                                       → common/packet-size-guard.ts
+ *   aedes 1.2.0      client._parser emitting 'packet' before aedes handles it, and a SUBACK built
+ *                    from the requested QoS                             → broker/subscribe-qos.ts
+ *   aedes 1.2.0      storeSubscriptions handing every filter of a SUBSCRIBE, refused ones included,
+ *                    to persistence.addSubscriptions                    → broker/session-subscriptions.ts
+ *   aedes 1.2.0      a packet re-addressed in authorizePublish is acknowledged and routed to its
+ *                    new topic only, not retained; a will is authorized with client.closed set
+ *                    (isWillPublish)                                    → broker/authorization-hooks.ts
+ *   aedes 1.2.0 /    aedes.subscribe() gets what clients publish, with no client in between, and
+ *   aedes-persistence 11   persistence.createRetainedStream(topic) yields the retained packet
+ *                                                                       → broker/revocation-sync.ts
+ *   aedes 1.2.0      a packet rewritten in authorizePublish is acknowledged and routed by its new
+ *                    topic and retain flag; '#' never matches a '$' topic → edge/ingest/unrouted-publish.ts
  *   pg-promise 12.7.1 / pg 8.23.0   client.connection.stream, Client.prototype.end and the
  *                    'Query read timeout' message                       → bridge/db/connection.ts
  *   mqemitter-redis 7.2.1 / ioredis 5.11.1 / aedes-persistence-redis 11.2.2   ioredis resolved
  *                    from mqemitter-redis, the emitter's internal `state`, the persistence
  *                    factory's shape                                    → broker/cluster-backends.ts
+ *   node:tls (node 20, 22)   a tls.Server's TLS work in its own 'connection' listener; a
+ *                    server-side TLSSocket's `_parent` (the accepted net.Socket)
+ *                                                                       → broker/connection-admission.ts
  *
  * And the versions those files were verified against are pinned exactly in package.json and are
  * the ones package-lock.json installs.
@@ -22,24 +37,26 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import { connect as connectTcp, createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
-import { Aedes } from 'aedes';
+import { Aedes, type AedesOptions } from 'aedes';
 import { Redis as PinnedRedis } from 'ioredis';
 import MQEmitterRedis from 'mqemitter-redis';
 import { MqttClient } from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createRedisPersistence, RedisClient } from '../../broker/cluster-backends.js';
-import { limitIncomingPacketSize, type PacketTooLargeError } from '../../broker/packet-size-guard.js';
+import { limitIncomingPacketSize, type PacketTooLargeError } from '../../common/packet-size-guard.js';
+import { storeOnlyGrantedSubscriptions } from '../../broker/session-subscriptions.js';
+import { grantQosInSuback } from '../../broker/subscribe-qos.js';
 import { pgp } from '../../bridge/db/connection.js';
 import { deferPubacks, type Delivery } from '../../bridge/mqtt/deferred-puback.js';
+import { registerCleanup } from '../helpers/teardown.js';
+import { acknowledgeWithoutRouting, UNROUTED_TOPIC } from '../../edge/ingest/unrouted-publish.js';
+import { createTestCertificates } from '../helpers/certs.js';
 
 const root = join(import.meta.dirname, '..', '..');
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 /** Two connected in-memory duplex streams: what one side writes, the other reads. */
 function duplexPair(): [Duplex, Duplex] {
@@ -63,9 +80,9 @@ function duplexPair(): [Duplex, Duplex] {
   return [sides[0]!, sides[1]!];
 }
 
-async function aedesBroker(): Promise<Aedes> {
-  const aedes = await Aedes.createBroker();
-  cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
+async function aedesBroker(options?: AedesOptions): Promise<Aedes> {
+  const aedes = await Aedes.createBroker(options);
+  registerCleanup(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
   return aedes;
 }
 
@@ -99,13 +116,13 @@ describe('mqtt.js (bridge/mqtt/deferred-puback.ts)', () => {
       protocolVersion: 4,
       reconnectPeriod: 0,
     });
-    cleanups.push(() => void client.end(true));
+    registerCleanup(() => void client.end(true));
     await new Promise<void>((resolve) => client.once('connect', () => resolve()));
 
     let delivered: (delivery: Delivery) => void = () => undefined;
     const delivery = new Promise<Delivery>((resolve) => (delivered = resolve));
     const pubacks = deferPubacks(client, (d) => delivered(d));
-    cleanups.push(() => pubacks.dispose());
+    registerCleanup(() => pubacks.dispose());
     await client.subscribeAsync('telemetry/#', { qos: 1 });
     aedes.publish(
       { cmd: 'publish', topic: 'telemetry/1', payload: Buffer.from('x'), qos: 1, retain: false, dup: false },
@@ -125,14 +142,14 @@ describe('mqtt.js (bridge/mqtt/deferred-puback.ts)', () => {
   });
 });
 
-describe('aedes / mqtt-packet (broker/packet-size-guard.ts)', () => {
-  const SEE = 'see broker/packet-size-guard.ts';
+describe('aedes / mqtt-packet (common/packet-size-guard.ts)', () => {
+  const SEE = 'see common/packet-size-guard.ts';
 
   it('gives each client a parser with _parseLength(), _emitError(error) and packet.length', async () => {
     const aedes = await aedesBroker();
     const [clientSide, brokerSide] = duplexPair();
     const client = aedes.handle(brokerSide);
-    cleanups.push(() => void clientSide.destroy());
+    registerCleanup(() => void clientSide.destroy());
     const parser = (client as unknown as { _parser?: Record<string, unknown> })._parser;
     expect(parser, `aedes no longer keeps the mqtt-packet parser at client._parser: ${SEE}`).toBeTypeOf('object');
     expect(typeof parser?.['_parseLength'], `mqtt-packet removed Parser#_parseLength: ${SEE}`).toBe('function');
@@ -168,6 +185,240 @@ describe('aedes / mqtt-packet (broker/packet-size-guard.ts)', () => {
   });
 });
 
+describe('aedes subscriptions (broker/subscribe-qos.ts, broker/session-subscriptions.ts)', () => {
+  async function connectedClient(aedes: Aedes, clientId: string, clean: boolean): Promise<MqttClient> {
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    const client = new MqttClient(() => clientSide, { clientId, clean, protocolVersion: 4, reconnectPeriod: 0 });
+    registerCleanup(() => void client.end(true));
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    return client;
+  }
+
+  async function grantedCodes(client: MqttClient, filters: string[], qos: 0 | 1 | 2): Promise<number[]> {
+    return new Promise((resolve, reject) =>
+      client.subscribe(filters, { qos }, (error, _grants, packet) =>
+        packet && 'granted' in packet ? resolve(packet.granted as number[]) : reject(error ?? new Error('no SUBACK')),
+      ),
+    );
+  }
+
+  it('echoes the requested QoS in the SUBACK although authorizeSubscribe granted another, unless the parser rewrites it', async () => {
+    const SEE = 'see broker/subscribe-qos.ts';
+    let rewrite = false;
+    const aedes = await aedesBroker({
+      preConnect: (client, _packet, callback) => {
+        if (rewrite)
+          expect(grantQosInSuback(client, 1), `aedes no longer keeps a parser at client._parser: ${SEE}`).toBe(true);
+        callback(null, true);
+      },
+      authorizeSubscribe: (_client, subscription, callback) => callback(null, { ...subscription, qos: 1 }),
+    });
+
+    const plain = await connectedClient(aedes, 'plain', true);
+    expect(await grantedCodes(plain, ['a'], 0), `aedes now reports the granted QoS itself: ${SEE} may go`).toEqual([0]);
+    rewrite = true;
+    const rewritten = await connectedClient(aedes, 'rewritten', true);
+    expect(
+      await grantedCodes(rewritten, ['a', 'b'], 2),
+      `the parser's 'packet' event no longer precedes aedes: ${SEE}`,
+    ).toEqual([1, 1]);
+  });
+
+  it('stores every filter of a mixed SUBSCRIBE of a clean:false client, refused ones included, unless filtered', async () => {
+    const SEE = 'see broker/session-subscriptions.ts';
+    const aedes = await aedesBroker({
+      authorizeSubscribe: (_client, subscription, callback) =>
+        callback(null, subscription.topic === 'refused' ? null : subscription),
+    });
+    const persistence = (aedes as unknown as { persistence: object }).persistence as {
+      subscriptionsByClient(client: { id: string }): Promise<Array<{ topic: string }>>;
+    };
+    const stored = async (id: string) =>
+      (await persistence.subscriptionsByClient({ id })).map((sub) => sub.topic).sort();
+
+    const before = await connectedClient(aedes, 'before', false);
+    expect(await grantedCodes(before, ['ok', 'refused'], 1)).toEqual([1, 128]);
+    expect(await stored('before'), `aedes no longer stores refused filters: ${SEE} may go`).toEqual(['ok', 'refused']);
+
+    expect(
+      storeOnlyGrantedSubscriptions(persistence, (_client, subscription) =>
+        subscription.topic === 'refused' ? null : 1,
+      ),
+      `the persistence lost addSubscriptions: ${SEE}`,
+    ).toBe(true);
+    const after = await connectedClient(aedes, 'after', false);
+    expect(await grantedCodes(after, ['ok', 'refused'], 0)).toEqual([0, 128]);
+    expect(await stored('after'), `aedes stores subscriptions past persistence.addSubscriptions: ${SEE}`).toEqual([
+      'ok',
+    ]);
+  });
+});
+
+describe('aedes publish re-addressing (broker/authorization-hooks.ts)', () => {
+  it('acknowledges a QoS 1 publish whose topic authorizePublish changed, routes it there only and retains nothing', async () => {
+    const SEE = 'see broker/authorization-hooks.ts (dropping a publish)';
+    const aedes = await aedesBroker({
+      authorizePublish: (_client, packet, callback) => {
+        if (packet.topic === 'status') {
+          packet.topic = '$discarded';
+          packet.retain = false;
+        }
+        callback(null);
+      },
+    });
+    const routed: string[] = [];
+    aedes.on('publish', (packet) => routed.push(packet.topic));
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    const client = new MqttClient(() => clientSide, { clientId: 'p', protocolVersion: 4, reconnectPeriod: 0 });
+    registerCleanup(() => void client.end(true));
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    await client.subscribeAsync('status', { qos: 1 });
+    const received: string[] = [];
+    client.on('message', (topic) => received.push(topic));
+
+    // resolves on the PUBACK
+    await client.publishAsync('status', 'garbage', { qos: 1, retain: true });
+    await client.publishAsync('marker', 'm', { qos: 1 });
+    // aedes routes after the PUBACK, one client's packets in order
+    await expect.poll(() => routed).toContain('marker');
+    expect(
+      routed.filter((topic) => !topic.startsWith('$SYS')),
+      `aedes routes the original topic: ${SEE}`,
+    ).toEqual(['$discarded', 'marker']);
+    expect(received).toEqual([]);
+    const retained: unknown[] = [];
+    const persistence = (
+      aedes as unknown as { persistence: { createRetainedStream(p: string): AsyncIterable<unknown> } }
+    ).persistence;
+    for await (const packet of persistence.createRetainedStream('#')) retained.push(packet);
+    expect(retained, `aedes retained a re-addressed packet: ${SEE}`).toEqual([]);
+  });
+});
+
+describe('aedes wills and internal subscriptions (broker/authorization-hooks.ts, broker/revocation-sync.ts)', () => {
+  async function client(aedes: Aedes, clientId: string, extra: Record<string, unknown> = {}) {
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    const mqttClient = new MqttClient(() => clientSide, { clientId, protocolVersion: 4, reconnectPeriod: 0, ...extra });
+    registerCleanup(() => void mqttClient.end(true));
+    await new Promise<void>((resolve) => mqttClient.once('connect', () => resolve()));
+    return { mqttClient, brokerSide };
+  }
+
+  it('authorizes a PUBLISH with the client open, and its will with client.closed set', async () => {
+    const SEE = 'see broker/authorization-hooks.ts isWillPublish';
+    const seen: Array<{ topic: string; closed: boolean | undefined; brokerId: unknown }> = [];
+    const aedes = await aedesBroker({
+      authorizePublish: (c, packet, callback) => {
+        seen.push({ topic: packet.topic, closed: c?.closed, brokerId: (packet as { brokerId?: unknown }).brokerId });
+        callback(null);
+      },
+    });
+    const { mqttClient, brokerSide } = await client(aedes, 'w', {
+      will: { topic: 'will', payload: Buffer.from('gone'), qos: 1, retain: false },
+    });
+    await mqttClient.publishAsync('live', 'x', { qos: 1 });
+    brokerSide.destroy(); // the connection drops: no DISCONNECT, so the will fires
+    await expect.poll(() => seen.length).toBeGreaterThanOrEqual(2);
+    expect(seen, `aedes authorizes wills differently now: ${SEE}`).toEqual([
+      { topic: 'live', closed: false, brokerId: undefined },
+      { topic: 'will', closed: true, brokerId: aedes.id },
+    ]);
+  });
+
+  it('delivers a retained client publish to aedes.subscribe() and keeps it for createRetainedStream()', async () => {
+    const SEE = 'see broker/revocation-sync.ts';
+    const aedes = await aedesBroker();
+    const internal: string[] = [];
+    await new Promise<void>((resolve) =>
+      aedes.subscribe(
+        'control/x',
+        (packet, callback) => {
+          internal.push(String(packet.payload));
+          callback();
+        },
+        resolve,
+      ),
+    );
+    const { mqttClient } = await client(aedes, 'p');
+    await mqttClient.publishAsync('control/x', 'list', { qos: 1, retain: true });
+    await expect.poll(() => internal.length).toBeGreaterThan(0);
+    expect(internal, `aedes.subscribe() no longer sees client publishes: ${SEE}`).toEqual(['list']);
+    const persistence = (
+      aedes as unknown as { persistence: { createRetainedStream(p: string): AsyncIterable<{ payload: Buffer }> } }
+    ).persistence;
+    const retained: string[] = [];
+    for await (const packet of persistence.createRetainedStream('control/x')) retained.push(String(packet.payload));
+    expect(retained, `persistence.createRetainedStream changed: ${SEE}`).toEqual(['list']);
+  });
+});
+
+describe('aedes (edge/ingest/unrouted-publish.ts)', () => {
+  const SEE = 'see edge/ingest/unrouted-publish.ts';
+
+  /** An mqtt.js client on an in-memory connection to `aedes`. */
+  async function connectedClient(aedes: Aedes, clientId: string): Promise<MqttClient> {
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    const client = new MqttClient(() => clientSide, { clientId, protocolVersion: 4, reconnectPeriod: 0 });
+    registerCleanup(() => void client.end(true));
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    return client;
+  }
+
+  function received(client: MqttClient): { topic: string; payload: string; retain: boolean }[] {
+    const messages: { topic: string; payload: string; retain: boolean }[] = [];
+    client.on('message', (topic, payload, packet) =>
+      messages.push({ topic, payload: payload.toString(), retain: packet.retain }),
+    );
+    return messages;
+  }
+
+  it('acknowledges a publish rewritten in authorizePublish, routes it only to the sink topic and retains nothing', async () => {
+    // subscriptions are not restricted here: even '#' must not see the sink
+    const aedes = await aedesBroker({
+      authorizePublish: (_client, packet, callback) => {
+        if (packet.topic.startsWith('drop/')) acknowledgeWithoutRouting(packet);
+        callback(null);
+      },
+    });
+    const everything = await connectedClient(aedes, 'everything');
+    const sink = await connectedClient(aedes, 'sink');
+    const publisher = await connectedClient(aedes, 'publisher');
+    const seenByEverything = received(everything);
+    const seenBySink = received(sink);
+    await everything.subscribeAsync('#', { qos: 1 });
+    await sink.subscribeAsync(UNROUTED_TOPIC, { qos: 1 });
+
+    // resolves on the PUBACK (QoS 1); QoS 0 has none
+    await publisher.publishAsync('drop/me', 'rejected', { qos: 1, retain: true });
+    await publisher.publishAsync('drop/me', 'rejected too', { qos: 0, retain: true });
+    await publisher.publishAsync('kept', 'marker', { qos: 1 });
+    await expect
+      .poll(() => seenByEverything.length > 0 && seenBySink.length === 2, { message: 'the marker and the sink' })
+      .toBe(true);
+
+    expect(seenByEverything, `aedes routed a rewritten packet by its old topic, or '#' matched '$': ${SEE}`).toEqual([
+      { topic: 'kept', payload: 'marker', retain: false },
+    ]);
+    expect(seenBySink, `aedes no longer routes by the topic authorizePublish left: ${SEE}`).toEqual([
+      { topic: UNROUTED_TOPIC, payload: '', retain: false },
+      { topic: UNROUTED_TOPIC, payload: '', retain: false },
+    ]);
+    // retained messages are delivered right after the SUBACK, before anything published later
+    const later = await connectedClient(aedes, 'later');
+    const seenLater = received(later);
+    await later.subscribeAsync(['#', UNROUTED_TOPIC], { qos: 1 });
+    await publisher.publishAsync('kept', 'second marker', { qos: 1 });
+    await expect.poll(() => seenLater.length > 0, { message: 'the marker at the later subscriber' }).toBe(true);
+    expect(seenLater, `aedes retained a packet whose retain flag authorizePublish cleared: ${SEE}`).toEqual([
+      { topic: 'kept', payload: 'second marker', retain: false },
+    ]);
+  });
+});
+
 describe('node-postgres through pg-promise (bridge/db/connection.ts)', () => {
   const SEE = 'see bridge/db/connection.ts';
 
@@ -198,7 +449,7 @@ describe('node-postgres through pg-promise (bridge/db/connection.ts)', () => {
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(
+    registerCleanup(
       () =>
         new Promise<void>((resolve) => {
           for (const socket of sockets) socket.destroy();
@@ -212,7 +463,7 @@ describe('node-postgres through pg-promise (bridge/db/connection.ts)', () => {
     const { port } = await silentPostgres();
     const client = newClient(port, { query_timeout: 50 });
     await client.connect();
-    cleanups.push(() => void (client as unknown as { connection: { stream: Socket } }).connection.stream.destroy());
+    registerCleanup(() => void (client as unknown as { connection: { stream: Socket } }).connection.stream.destroy());
     await expect(client.query('SELECT 1'), `node-postgres changed its query_timeout error: ${SEE}`).rejects.toThrow(
       /^Query read timeout$/,
     );
@@ -249,7 +500,7 @@ describe('mqemitter-redis, ioredis, aedes-persistence-redis (broker/cluster-back
   function idleRedis() {
     // never connects: lazyConnect, and nothing here sends a command
     const connection = new RedisClient({ lazyConnect: true, host: '127.0.0.1', port: 1, retryStrategy: () => null });
-    cleanups.push(() => connection.disconnect());
+    registerCleanup(() => connection.disconnect());
     return connection;
   }
 
@@ -287,6 +538,45 @@ describe('mqemitter-redis, ioredis, aedes-persistence-redis (broker/cluster-back
     for (const method of ['setup', 'destroy', 'createRetainedStreamCombi', 'outgoingStream']) {
       expect(typeof persistence[method], `aedes-persistence-redis lost ${method}(): ${SEE}`).toBe('function');
     }
+  });
+});
+
+describe('node:tls (broker/connection-admission.ts)', () => {
+  it("does a tls.Server's TLS work in 'connection' listeners: without them no handshake starts", async () => {
+    const certs = await createTestCertificates({ deviceIds: [] });
+    const server = createTlsServer({ key: certs.broker.key, cert: certs.broker.cert, handshakeTimeout: 200 });
+    expect(server.listeners('connection').length).toBeGreaterThan(0);
+    const tlsListeners = server.listeners('connection');
+    server.removeAllListeners('connection');
+    const gated: Socket[] = [];
+    server.on('connection', (socket: Socket) => gated.push(socket));
+    const tlsErrors: string[] = [];
+    server.on('tlsClientError', (error: NodeJS.ErrnoException) => tlsErrors.push(error.code ?? error.message));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    registerCleanup(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as AddressInfo).port;
+
+    // gated: the socket is accepted, the handshake timeout never fires (no TLSSocket was made)
+    const idle = connectTcp(port, '127.0.0.1');
+    idle.on('error', () => {});
+    registerCleanup(() => void idle.destroy());
+    await new Promise<void>((resolve) => idle.once('connect', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(tlsErrors).toEqual([]);
+    expect(gated).toHaveLength(1);
+
+    // handed to the original listeners: a real handshake, and a server-side TLSSocket whose _parent is the accepted socket
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => {
+      gated.push(socket);
+      for (const listener of tlsListeners) (listener as (socket: Socket) => void).call(server, socket);
+    });
+    const secured = new Promise<TLSSocket>((resolve) => server.once('secureConnection', resolve));
+    const client = connectTls({ port, host: '127.0.0.1', ca: certs.ca, servername: 'localhost' });
+    client.on('error', () => {});
+    registerCleanup(() => void client.destroy());
+    const serverSide = await secured;
+    expect((serverSide as TLSSocket & { _parent?: unknown })._parent).toBe(gated[1]);
   });
 });
 

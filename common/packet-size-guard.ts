@@ -1,5 +1,8 @@
 /**
- * Refuses an incoming MQTT packet by its declared length, before its body is buffered.
+ * Refuses an incoming MQTT packet by its declared length, before its body is buffered. Shared by
+ * the two processes that embed aedes: the broker (broker/server.ts, payload limit
+ * MAX_PAYLOAD_BYTES) and the edge agent's sensor listener (edge/ingest/sensor-listener.ts, payload
+ * limit MAX_SENSOR_PAYLOAD_BYTES).
  *
  * Neither aedes 1.2.0 nor its mqtt-packet 9 parser has a size limit: aedes creates the parser with
  * `mqtt.parser()` (lib/client.js) and the parser buffers a whole packet of up to 256 MiB before
@@ -10,7 +13,11 @@
  * This touches aedes/mqtt-packet internals (`client._parser`, `_parseLength`, `_emitError`,
  * `packet.length`). The shape is checked per connection; when it does not match (a future aedes),
  * `limitIncomingPacketSize` returns false, the caller logs it, and the payload limit is still
- * enforced after parsing by the publish ACL (broker/acl.ts).
+ * enforced after parsing (the broker's publish ACL, broker/acl.ts; the edge's reading normalizer,
+ * edge/ingest/reading-normalizer.ts), with the whole packet in memory.
+ *
+ * The limit leaves room for a topic of any length (up to 65,535 bytes) on top of the payload limit,
+ * so a publish whose payload is within the limit is never refused here, whatever its topic.
  */
 import type { Client } from 'aedes';
 

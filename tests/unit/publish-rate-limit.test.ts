@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_PUBLISH_RATE_LIMITS,
+  episodeRates,
+  PublishRateLimiter,
+  TokenBucket,
+  type PublishRateLimits,
+} from '../../broker/publish-rate-limit.js';
+import { MAX_BATCH_BYTES, MAX_PAYLOAD_BYTES } from '../../schemas/limits.js';
+
+describe('TokenBucket', () => {
+  it('lets a burst through at once, then makes each reservation wait for the debt to be refilled', () => {
+    const bucket = new TokenBucket({ perSecond: 10, burst: 3 }, 0);
+    expect([bucket.reserve(0, 1), bucket.reserve(0, 1), bucket.reserve(0, 1)]).toEqual([0, 0, 0]);
+    expect(bucket.reserve(0, 1)).toBe(100);
+    expect(bucket.reserve(0, 1)).toBe(200);
+    // 150 ms later 1.5 tokens came back: the debt is 0.5
+    expect(bucket.reserve(150, 0)).toBe(50);
+  });
+
+  it('refills at its rate up to the burst, never beyond', () => {
+    const bucket = new TokenBucket({ perSecond: 10, burst: 3 }, 0);
+    bucket.reserve(0, 3);
+    expect(bucket.tokens(100)).toBeCloseTo(1);
+    expect(bucket.tokens(60_000)).toBe(3);
+  });
+
+  it('takes a reservation larger than the burst, with a wait for the part beyond it', () => {
+    const bucket = new TokenBucket({ perSecond: 1000, burst: 500 }, 0);
+    expect(bucket.reserve(0, 1500)).toBe(1000);
+  });
+
+  it('does not refill when the clock goes backwards', () => {
+    const bucket = new TokenBucket({ perSecond: 10, burst: 3 }, 1_000);
+    bucket.reserve(1_000, 3);
+    expect(bucket.tokens(500)).toBe(0);
+  });
+});
+
+describe('PublishRateLimiter', () => {
+  const limits: PublishRateLimits = {
+    messages: { perSecond: 10, burst: 2 },
+    bytes: { perSecond: 1000, burst: 1000 },
+    maxThrottledMs: 1_000,
+  };
+
+  it('never holds back a client that publishes exactly at its rate', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    for (let t = 0; t < 10_000; t += 100) expect(limiter.decide(t, 100)).toEqual({ action: 'pass' });
+  });
+
+  it('passes publishes within the limits', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    expect(limiter.decide(0, 100)).toEqual({ action: 'pass' });
+    expect(limiter.decide(0, 100)).toEqual({ action: 'pass' });
+    expect(limiter.throttled).toBe(false);
+  });
+
+  it('delays by the larger of the two waits and marks the first delay of an episode', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    limiter.decide(0, 0);
+    limiter.decide(0, 0);
+    expect(limiter.decide(0, 0)).toEqual({ action: 'delay', delayMs: 100, started: true });
+    // messages: 200 ms of debt; bytes: 1500 over the burst of 1000 → 500 ms
+    expect(limiter.decide(0, 1500)).toEqual({ action: 'delay', delayMs: 500, started: false });
+    expect(limiter.throttled).toBe(true);
+  });
+
+  it('ends an episode when a publish passes at once again', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    for (let i = 0; i < 3; i++) limiter.decide(0, 0);
+    expect(limiter.throttled).toBe(true);
+    expect(limiter.decide(5_000, 0)).toEqual({ action: 'pass' });
+    expect(limiter.throttled).toBe(false);
+    limiter.decide(5_000, 0);
+    expect(limiter.decide(5_000, 0)).toMatchObject({ action: 'delay', started: true });
+  });
+
+  it('disconnects a client whose publish would be released more than maxThrottledMs after its first wait', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    const decisions = [];
+    // a client offering twice its rate: one publish every 50 ms at 10 messages/s
+    for (let t = 0; t <= 5_000; t += 50) {
+      const decision = limiter.decide(t, 0);
+      decisions.push(decision.action);
+      if (decision.action === 'disconnect') {
+        expect(decision.episode.sinceMs).toBeLessThanOrEqual(t);
+        break;
+      }
+    }
+    expect(decisions.at(-1)).toBe('disconnect');
+    expect(decisions).toContain('delay');
+  });
+
+  it('disconnects at once when one burst owes more than maxThrottledMs', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    const actions = Array.from({ length: 14 }, () => limiter.decide(0, 0).action);
+    // 2 pass, then 100 ms more wait each: the 13th would wait 1100 ms
+    expect(actions.slice(0, 2)).toEqual(['pass', 'pass']);
+    expect(actions.slice(2, 12)).toEqual(Array(10).fill('delay'));
+    expect(actions[12]).toBe('disconnect');
+  });
+
+  it('counts what an episode carried, for the rates in the log', () => {
+    const disconnect = new PublishRateLimiter({ ...limits, maxThrottledMs: 1 }, 0);
+    disconnect.decide(0, 0);
+    disconnect.decide(0, 0);
+    disconnect.decide(0, 500);
+    const last = disconnect.decide(0, 500);
+    expect(last).toMatchObject({ action: 'disconnect', episode: { sinceMs: 0, messages: 2, bytes: 1000 } });
+    if (last.action === 'disconnect') {
+      expect(episodeRates(last.episode, 2_000)).toEqual({ messagesPerSecond: 1, bytesPerSecond: 500 });
+    }
+  });
+});
+
+describe('DEFAULT_PUBLISH_RATE_LIMITS', () => {
+  it('let a device catch up at 10,000 readings/s (~2 MB/s) in full batches without waiting', () => {
+    const limiter = new PublishRateLimiter(DEFAULT_PUBLISH_RATE_LIMITS, 0);
+    // 10 batches of 1000 readings of ~200 bytes per second, for a minute
+    for (let t = 0; t < 60_000; t += 100) expect(limiter.decide(t, 200_000).action).toBe('pass');
+  });
+
+  it("let the edge agent's whole window of 4 largest batches through at once, and a largest payload", () => {
+    const limiter = new PublishRateLimiter(DEFAULT_PUBLISH_RATE_LIMITS, 0);
+    for (let i = 0; i < 4; i++) expect(limiter.decide(0, MAX_BATCH_BYTES).action).toBe('pass');
+    expect(DEFAULT_PUBLISH_RATE_LIMITS.bytes.burst).toBeGreaterThanOrEqual(4 * MAX_BATCH_BYTES + MAX_PAYLOAD_BYTES);
+  });
+
+  it('slow down, then disconnect, a device flooding full batches as fast as it can', () => {
+    const limiter = new PublishRateLimiter(DEFAULT_PUBLISH_RATE_LIMITS, 0);
+    // 100 batches of 768 KiB per second (75 MiB/s), released as the limiter allows
+    let t = 0;
+    let outcome = 'pass';
+    while (outcome !== 'disconnect' && t < 60_000) {
+      const decision = limiter.decide(t, MAX_BATCH_BYTES);
+      outcome = decision.action;
+      t += decision.action === 'delay' ? Math.max(10, decision.delayMs) : 10;
+    }
+    expect(outcome).toBe('disconnect');
+    expect(t).toBeGreaterThan(DEFAULT_PUBLISH_RATE_LIMITS.maxThrottledMs);
+  });
+});
