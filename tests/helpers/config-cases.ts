@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, type Env } from '../../common/env.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -108,4 +108,40 @@ export function variablesReadIn(file: string): string[] {
   const names = new Set([...source.matchAll(/'([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)'/g)].map((match) => match[1] ?? ''));
   if (source.includes('shutdownGraceFromEnv(env)')) names.add('SHUTDOWN_GRACE_MS');
   return [...names].sort();
+}
+
+/**
+ * The shared table tests of one loader: for each integer variable its malformed forms and both
+ * bounds (an empty value is unset), and for each bad value a ConfigError that names it. `load`
+ * gets the process's required variables merged with the case's own.
+ */
+export function describeVariableTables<Config>(
+  load: (env: Env) => Config,
+  required: Env,
+  integerVariables: IntegerVariable<Config>[],
+  badValues: BadValue[],
+): void {
+  describe.each(integerVariables)('$name', (variable) => {
+    it.each(integerCases(variable))(
+      `refuses ${variable.name}=$value with a ConfigError naming it`,
+      ({ value, message }) => {
+        expect(configErrorOf(() => load({ ...required, [variable.name]: value })).message).toBe(message);
+      },
+    );
+
+    it('takes an empty value as unset, and accepts both bounds', () => {
+      expect(variable.read(load({ ...required, [variable.name]: '' }))).toBe(variable.fallback);
+      expect(variable.read(load({ ...required, [variable.name]: String(variable.min) }))).toBe(variable.min);
+      if (variable.max !== undefined) {
+        expect(variable.read(load({ ...required, [variable.name]: String(variable.max) }))).toBe(variable.max);
+      }
+    });
+  });
+
+  it.each(titled(badValues))("refuses %s='%s' with a ConfigError naming it", (_name, _value, badValue) => {
+    expectNamed(
+      configErrorOf(() => load({ ...required, ...envOf(badValue) })),
+      badValue,
+    );
+  });
 }

@@ -5,11 +5,8 @@ import { loadBridgeConfig, type BridgeConfig } from '../../bridge/config.js';
 import { ConfigError, MAX_TIMER_MS } from '../../common/env.js';
 import {
   configErrorOf,
+  describeVariableTables,
   documentedVariables,
-  envOf,
-  expectNamed,
-  integerCases,
-  titled,
   variablesReadIn,
   type BadValue,
   type IntegerVariable,
@@ -183,31 +180,5 @@ describe('bridge environment, variable by variable', () => {
     );
   });
 
-  describe.each(INTEGER_VARIABLES)('$name', (variable) => {
-    it.each(integerCases(variable))(
-      `refuses ${variable.name}=$value with a ConfigError naming it`,
-      ({ value, message }) => {
-        expect(configErrorOf(() => loadBridgeConfig({ ...required, [variable.name]: value })).message).toBe(message);
-      },
-    );
-
-    it('takes an empty value as unset, and accepts both bounds', () => {
-      expect(variable.read(loadBridgeConfig({ ...required, [variable.name]: '' }))).toBe(variable.fallback);
-      expect(variable.read(loadBridgeConfig({ ...required, [variable.name]: String(variable.min) }))).toBe(
-        variable.min,
-      );
-      if (variable.max !== undefined) {
-        expect(variable.read(loadBridgeConfig({ ...required, [variable.name]: String(variable.max) }))).toBe(
-          variable.max,
-        );
-      }
-    });
-  });
-
-  it.each(titled(BAD_VALUES))("refuses %s='%s' with a ConfigError naming it", (_name, _value, badValue) => {
-    expectNamed(
-      configErrorOf(() => loadBridgeConfig({ ...required, ...envOf(badValue) })),
-      badValue,
-    );
-  });
+  describeVariableTables(loadBridgeConfig, required, INTEGER_VARIABLES, BAD_VALUES);
 });

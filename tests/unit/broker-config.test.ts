@@ -14,12 +14,8 @@ import { ConfigError, MAX_TIMER_MS, type Env } from '../../common/env.js';
 import { readTlsFiles } from '../../common/tls-files.js';
 import { MAX_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import {
-  configErrorOf,
+  describeVariableTables,
   documentedVariables,
-  envOf,
-  expectNamed,
-  integerCases,
-  titled,
   variablesReadIn,
   type BadValue,
   type IntegerVariable,
@@ -244,27 +240,5 @@ describe('broker environment, variable by variable', () => {
     expect(variablesReadIn('broker/config.ts')).toEqual(documentedVariables('broker/config.ts'));
   });
 
-  describe.each(INTEGER_VARIABLES)('$name', (variable) => {
-    it.each(integerCases(variable))(
-      `refuses ${variable.name}=$value with a ConfigError naming it`,
-      ({ value, message }) => {
-        expect(configErrorOf(() => loadBroker({ ...readable, [variable.name]: value })).message).toBe(message);
-      },
-    );
-
-    it('takes an empty value as unset, and accepts both bounds', () => {
-      expect(variable.read(loadBroker({ ...readable, [variable.name]: '' }))).toBe(variable.fallback);
-      expect(variable.read(loadBroker({ ...readable, [variable.name]: String(variable.min) }))).toBe(variable.min);
-      if (variable.max !== undefined) {
-        expect(variable.read(loadBroker({ ...readable, [variable.name]: String(variable.max) }))).toBe(variable.max);
-      }
-    });
-  });
-
-  it.each(titled(BAD_VALUES))("refuses %s='%s' with a ConfigError naming it", (_name, _value, badValue) => {
-    expectNamed(
-      configErrorOf(() => loadBroker({ ...readable, ...envOf(badValue) })),
-      badValue,
-    );
-  });
+  describeVariableTables(loadBroker, readable, INTEGER_VARIABLES, BAD_VALUES);
 });

@@ -7,11 +7,8 @@ import { loadEdgeConfig, type EdgeProcessConfig } from '../../edge/config.js';
 import { formatPasswordHash, hashPasswordSync, verifyPassword } from '../../edge/ingest/sensor-passwords.js';
 import {
   configErrorOf,
+  describeVariableTables,
   documentedVariables,
-  envOf,
-  expectNamed,
-  integerCases,
-  titled,
   variablesReadIn,
   type BadValue,
   type IntegerVariable,
@@ -390,29 +387,5 @@ describe('edge environment, variable by variable', () => {
     expect(configErrorOf(() => loadEdgeConfig({ ...required, BROKER_URL: '' })).message).toBe('BROKER_URL is required');
   });
 
-  describe.each(INTEGER_VARIABLES)('$name', (variable) => {
-    it.each(integerCases(variable))(
-      `refuses ${variable.name}=$value with a ConfigError naming it`,
-      ({ value, message }) => {
-        expect(configErrorOf(() => loadEdgeConfig({ ...required, [variable.name]: value })).message).toBe(message);
-      },
-    );
-
-    it('takes an empty value as unset, and accepts both bounds', () => {
-      expect(variable.read(loadEdgeConfig({ ...required, [variable.name]: '' }))).toBe(variable.fallback);
-      expect(variable.read(loadEdgeConfig({ ...required, [variable.name]: String(variable.min) }))).toBe(variable.min);
-      if (variable.max !== undefined) {
-        expect(variable.read(loadEdgeConfig({ ...required, [variable.name]: String(variable.max) }))).toBe(
-          variable.max,
-        );
-      }
-    });
-  });
-
-  it.each(titled(BAD_VALUES))("refuses %s='%s' with a ConfigError naming it", (_name, _value, badValue) => {
-    expectNamed(
-      configErrorOf(() => loadEdgeConfig({ ...required, ...envOf(badValue) })),
-      badValue,
-    );
-  });
+  describeVariableTables(loadEdgeConfig, required, INTEGER_VARIABLES, BAD_VALUES);
 });
