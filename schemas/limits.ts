@@ -33,3 +33,24 @@ export const TOPIC_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** Device ids are UUIDs (the CN of the device certificate). */
 export const DEVICE_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** Command types: lower-case, one topic level (local/commands/{type} on the edge). */
+export const COMMAND_TYPE_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/**
+ * Config keys: one topic level, never 'reported' (devices/{id}/config/reported is the report
+ * topic). Keys starting with 'agent.' are agent settings (schemas/agent-settings.schema.json).
+ */
+export const CONFIG_KEY_PATTERN = /^(?!reported$)[A-Za-z0-9_.:-]{1,64}$/;
+
+/** Largest command payload (bytes of JSON), so a retained command always fits MAX_PAYLOAD_BYTES. */
+export const MAX_COMMAND_PAYLOAD_BYTES = 64 * 1024;
+
+/** Largest command result (bytes of JSON of the whole report). */
+export const MAX_COMMAND_RESULT_BYTES = 64 * 1024;
+
+/** Largest config value (bytes of JSON). */
+export const MAX_CONFIG_VALUE_BYTES = 64 * 1024;
+
+/** Default lifetime of a command without an explicit expiry (7 days); the bridge's COMMAND_DEFAULT_TTL_MS overrides it. */
+export const DEFAULT_COMMAND_TTL_MS = 7 * 24 * 60 * 60 * 1000;

@@ -3,6 +3,8 @@
  * Every payload is UTF-8 JSON so that mosquitto_sub and MQTT Explorer can read it.
  */
 
+import type { LiveCommandStatus, ReportedCommandStatus } from './command-lifecycle.js';
+
 /** What a sensor publishes on sensors/{sensorId}/{dataType} (or a bare JSON number). */
 export interface SensorReadingInput {
   value: number;
@@ -92,3 +94,53 @@ export interface SensorReadingError {
   payload: string;
   at: string;
 }
+
+/**
+ * Payload of devices/{id}/commands/{commandId} (retained; bridge -> edge). An empty payload
+ * clears the topic: the command reached a terminal state (schemas/command-lifecycle.ts).
+ */
+export interface CommandMessage {
+  commandId: string;
+  /** schemas/limits.ts COMMAND_TYPE_PATTERN; built-in types in schemas/command-types.ts */
+  type: string;
+  payload: Record<string, unknown>;
+  createdAt: string;
+  expiresAt?: string;
+  /** the control plane's committed state (a live one) */
+  status: LiveCommandStatus;
+}
+
+/** Payload of devices/{id}/commands/{commandId}/result (edge -> bridge). */
+export interface CommandReport {
+  status: ReportedCommandStatus;
+  /** when the edge reached this state */
+  at: string;
+  result?: unknown;
+  error?: string;
+}
+
+/** Payload of devices/{id}/config/{key} (retained; bridge -> edge). Empty payload: key deleted. */
+export interface ConfigDesired {
+  key: string;
+  value: unknown;
+  version: number;
+  /** newest version the device reported for this key, as committed in the control plane */
+  reportedVersion?: number;
+}
+
+/** Payload of devices/{id}/config/reported (edge -> bridge). */
+export interface ConfigReported {
+  key: string;
+  version: number;
+  status: 'applied' | 'rejected';
+  error?: string;
+  at?: string;
+}
+
+/** Agent settings (config keys agent.*; schemas/agent-settings.schema.json). */
+export interface AgentSettings {
+  'agent.syncIntervalMs'?: number;
+  'agent.batchMaxRecords'?: number;
+  'agent.logLevel'?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+}
+export type AgentSettingKey = keyof AgentSettings;

@@ -12,6 +12,11 @@
  *   devices/{id}/status                           edge (and its will), retained {online, at}
  *   control/revocations                           bridge -> broker nodes, retained {generatedAt, serials}:
  *                                                 revoked certificates; no client may read it
+ *
+ * On the edge's local listener (local applications, never forwarded upstream):
+ *   local/commands/{type}                         edge -> local apps  the command message {commandId, type, payload, ...}
+ *   local/commands/{commandId}/result             local app -> edge   {status: executed|failed, result?, error?}
+ *   local/config/{key}                            edge -> local apps  retained {key, value, version}
  */
 import { DEVICE_ID_PATTERN, TOPIC_ID_PATTERN } from './limits.js';
 
@@ -43,8 +48,14 @@ export const topics = {
   configReported: (deviceId: string) => `devices/${deviceId}/config/reported`,
   command: (deviceId: string, commandId: string) => `devices/${deviceId}/commands/${commandId}`,
   commandsFilter: (deviceId: string) => `devices/${deviceId}/commands/#`,
+  /** the commands themselves, without the device's own results echoing back */
+  commandMessagesFilter: (deviceId: string) => `devices/${deviceId}/commands/+`,
   commandResult: (deviceId: string, commandId: string) => `devices/${deviceId}/commands/${commandId}/result`,
   status: (deviceId: string) => `devices/${deviceId}/status`,
+  localCommand: (type: string) => `local/commands/${type}`,
+  localCommandResult: (commandId: string) => `local/commands/${commandId}/result`,
+  localCommandResultFilter: () => 'local/commands/+/result',
+  localConfig: (key: string) => `local/config/${key}`,
 } as const;
 
 export type DeviceTopicKind =

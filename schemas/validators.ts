@@ -7,6 +7,11 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
 import { MAX_STATUS_FUTURE_SKEW_MS } from './limits.js';
 import type {
+  AgentSettings,
+  CommandMessage,
+  CommandReport,
+  ConfigDesired,
+  ConfigReported,
   DeviceStatus,
   RevocationList,
   SensorReadingInput,
@@ -31,6 +36,18 @@ const validateTelemetryBatchEnvelope = compile<TelemetryBatch>('telemetry-batch.
 const validateSyncAck = compile<SyncAck>('sync-ack.schema.json');
 const validateDeviceStatus = compile<DeviceStatus>('device-status.schema.json');
 const validateRevocationList = compile<RevocationList>('revocation-list.schema.json');
+const validateCommandMessage = compile<CommandMessage>('command.schema.json');
+const validateCommandReport = compile<CommandReport>('command-result.schema.json');
+const validateConfigDesired = compile<ConfigDesired>('config-desired.schema.json');
+const validateConfigReported = compile<ConfigReported>('config-reported.schema.json');
+const validateAgentSettings = compile<AgentSettings>('agent-settings.schema.json');
+ajv.addSchema(require('./command-payloads.schema.json') as object);
+const commandPayloadValidators = new Map<string, ValidateFunction>(
+  ['ping', 'sync-now', 'set-setting'].map((type) => [
+    type,
+    ajv.getSchema(`https://mqtt-edge-sync.dev/schemas/command-payloads.schema.json#/$defs/${type}`) as ValidateFunction,
+  ]),
+);
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -117,4 +134,49 @@ export function checkRevocationListPayload(payload: Buffer | string): Validation
   const parsed = parseJson(payload);
   if (!parsed.ok) return parsed;
   return run(validateRevocationList, parsed.value);
+}
+
+/** Parses JSON text, then checks it with `check`; one reason for either failure. */
+function parseAndCheck<T>(payload: Buffer | string, check: (value: unknown) => Validation<T>): Validation<T> {
+  const parsed = parseJson(payload);
+  return parsed.ok ? check(parsed.value) : parsed;
+}
+
+/** A devices/{id}/commands/{cid} payload (non-empty; an empty one clears the topic). */
+export function checkCommandMessagePayload(payload: Buffer | string): Validation<CommandMessage> {
+  return parseAndCheck(payload, (value) => run(validateCommandMessage, value));
+}
+
+/** A devices/{id}/commands/{cid}/result payload. Size is checked by the caller (MAX_COMMAND_RESULT_BYTES). */
+export function checkCommandReportPayload(payload: Buffer | string): Validation<CommandReport> {
+  return parseAndCheck(payload, (value) => run(validateCommandReport, value));
+}
+
+/** A devices/{id}/config/{key} payload (non-empty; an empty one means the key was deleted). */
+export function checkConfigDesiredPayload(payload: Buffer | string): Validation<ConfigDesired> {
+  return parseAndCheck(payload, (value) => run(validateConfigDesired, value));
+}
+
+/** A devices/{id}/config/reported payload. */
+export function checkConfigReportedPayload(payload: Buffer | string): Validation<ConfigReported> {
+  return parseAndCheck(payload, (value) => run(validateConfigReported, value));
+}
+
+/** Whether `key` is an agent setting (agent.*) known to schemas/agent-settings.schema.json. */
+export function isAgentSettingKey(key: string): key is keyof AgentSettings {
+  return key in (require('./agent-settings.schema.json') as { properties: object }).properties;
+}
+
+/** One agent setting's value against its schema; an unknown agent.* key is refused by name. */
+export function checkAgentSetting(key: string, value: unknown): Validation<unknown> {
+  if (!isAgentSettingKey(key)) return { ok: false, reason: `'${key}' is not an agent setting` };
+  const result = run(validateAgentSettings, { [key]: value });
+  return result.ok ? { ok: true, value } : result;
+}
+
+/** The payload of a built-in command type (schemas/command-payloads.schema.json). */
+export function checkBuiltInCommandPayload(type: string, payload: unknown): Validation<unknown> {
+  const validate = commandPayloadValidators.get(type);
+  if (!validate) return { ok: false, reason: `'${type}' is not a built-in command type` };
+  return run(validate, payload);
 }
