@@ -24,6 +24,7 @@
  *                          [--drain-seconds 15] [--ingest-seconds 8] [--window 50]
  *                          [--heal] [--heal-cap-mib 32]    (--sizes '' runs --heal alone)
  *                          [--in-flight 4]   (MAX_IN_FLIGHT_BATCHES of the agent)
+ *                          [--warmup 20000]  (an unreported drain first, so no size runs cold; 0: none)
  *
  *
  * Broker and bridge run as their own processes; the edge agent and the sensors run here.
@@ -54,10 +55,12 @@ const { values: args } = parseArgs({
     heal: { type: 'boolean', default: false },
     'in-flight': { type: 'string', default: '4' },
     'heal-cap-mib': { type: 'string', default: '32' },
+    warmup: { type: 'string', default: '20000' },
   },
 });
 const sizes = (args.sizes ?? '').split(',').filter(Boolean).map(Number);
 const healCapBytes = Number(args['heal-cap-mib']) * 1024 * 1024;
+const warmupBacklog = Number(args.warmup);
 const maxInFlightBatches = Number(args['in-flight']);
 const modes = (args.modes ?? '').split(',') as ('before' | 'after')[];
 const drainSeconds = Number(args['drain-seconds']);
@@ -240,6 +243,7 @@ async function drainRate(
   seconds: number,
 ): Promise<{
   rowsPerSecond: number;
+  steadyRowsPerSecond: number;
   rows: number;
   cpuMicrosPerRow: Record<ProcessName, number>;
   meanAckLatencyMs: number;
@@ -255,17 +259,36 @@ async function drainRate(
   const startRows = rows;
   const cpuFrom = cpuSnapshot();
   const ackFrom = await ackLatency(agent);
+  const samples: { atMs: number; rows: number }[] = [{ atMs: startMs, rows }];
   while (Date.now() - startMs < seconds * 1000 && rows < total) {
     await sleep(250);
     rows = await rowsInDatabase();
+    samples.push({ atMs: Date.now(), rows });
   }
   const ackTo = await ackLatency(agent);
   return {
     meanAckLatencyMs: Math.round((1000 * (ackTo.sum - ackFrom.sum)) / Math.max(1, ackTo.count - ackFrom.count)),
     rowsPerSecond: Math.round((rows - startRows) / ((Date.now() - startMs) / 1000)),
+    steadyRowsPerSecond: steadyRate(samples, total),
     rows: rows - startRows,
     cpuMicrosPerRow: cpuPerRow(cpuFrom, cpuSnapshot(), rows - startRows),
   };
+}
+
+/**
+ * The drain rate with the ends cut off, so that backlogs of different sizes compare like for
+ * like: from 1 s after the first row (the pipeline filling: claims, in-flight window, the
+ * bridge's first batches) to the last sample before 80% of the backlog is in (a small backlog
+ * runs dry within the window, and its last in-flight batches trickle in).
+ */
+function steadyRate(samples: readonly { atMs: number; rows: number }[], total: number): number {
+  const first = samples[0];
+  if (!first) return 0;
+  const from = samples.find((sample) => sample.atMs - first.atMs >= 1000) ?? first;
+  const inWindow = samples.filter((sample) => sample.atMs > from.atMs && sample.rows <= 0.8 * total);
+  const to = inWindow[inWindow.length - 1];
+  if (!to) return 0;
+  return Math.round((to.rows - from.rows) / ((to.atMs - from.atMs) / 1000));
 }
 
 interface ScenarioResult {
@@ -277,44 +300,63 @@ interface ScenarioResult {
 }
 const results: ScenarioResult[] = [];
 
+async function runScenario(backlog: number, mode: 'before' | 'after', template: string): Promise<ScenarioResult> {
+  await system.db.none('TRUNCATE telemetry_data, conflict_log');
+  const dbPath = join(dataDir, `edge-${mode}.db`);
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
+  copyFileSync(template, dbPath);
+  const uplink = await startTcpProxy({ host: '127.0.0.1', port: system.broker.port });
+  uplink.cut();
+  const agent = await startEdgeAgent({
+    deviceId: DEVICE_ID,
+    dbUrl: `file:${dbPath}`,
+    sensorPort: 0,
+    brokerUrl: `mqtts://127.0.0.1:${uplink.port}`,
+    tls,
+    ackTimeoutMs: 120_000,
+    syncIntervalMs: 1_000,
+    sendLingerMs: 5,
+    reconnectPolicy: { initialDelayMs: 100, maxDelayMs: 500, multiplier: 2, jitter: 'equal' },
+    maxInFlightBatches,
+    storeThread: mode === 'before' ? 'event-loop' : 'worker',
+    legacyClaimPlan: mode === 'before',
+    logger,
+  });
+  const sensors = await Promise.all(
+    standardSensors(SENSORS).map((spec) => connectSensor(`mqtt://127.0.0.1:${agent.sensorPort}`, spec)),
+  );
+  const offline = await ingest(sensors, ingestSeconds);
+  uplink.restore();
+  const drain = await drainRate(agent, backlog, drainSeconds);
+  const duringDrain = await ingest(sensors, ingestSeconds);
+  await Promise.all(sensors.map((sensor) => sensor.close()));
+  await agent.close();
+  await uplink.close();
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
+  return { backlog, mode, offline, drain, duringDrain };
+}
+
+if (warmupBacklog > 0 && sizes.length > 0) {
+  // Not reported: the first scenario would otherwise pay for cold JIT in the agent, the broker and
+  // the bridge and for PostgreSQL's empty caches, and compare unfairly with the later sizes.
+  const template = join(dataDir, 'template-warmup.db');
+  await fillEdgeBacklog(template, DEVICE_ID, [{ count: warmupBacklog, startMs: Date.now() - 86_400_000 }]);
+  await runScenario(warmupBacklog, 'after', template);
+  rmSync(template, { force: true });
+  say(`(warm-up drain of ${warmupBacklog.toLocaleString('en')} readings done, not reported)`);
+}
+
 for (const backlog of sizes) {
   const template = join(dataDir, `template-${backlog}.db`);
   const fillStart = Date.now();
   await fillEdgeBacklog(template, DEVICE_ID, [{ count: backlog, startMs: Date.now() - 86_400_000 }]);
   say(`\nbacklog ${backlog.toLocaleString('en')} pending readings (filled in ${(Date.now() - fillStart) / 1000} s)`);
   for (const mode of modes) {
-    await system.db.none('TRUNCATE telemetry_data, conflict_log');
-    const dbPath = join(dataDir, `edge-${mode}.db`);
-    for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
-    copyFileSync(template, dbPath);
-    const uplink = await startTcpProxy({ host: '127.0.0.1', port: system.broker.port });
-    uplink.cut();
-    const agent = await startEdgeAgent({
-      deviceId: DEVICE_ID,
-      dbUrl: `file:${dbPath}`,
-      sensorPort: 0,
-      brokerUrl: `mqtts://127.0.0.1:${uplink.port}`,
-      tls,
-      ackTimeoutMs: 120_000,
-      syncIntervalMs: 1_000,
-      sendLingerMs: 5,
-      reconnectPolicy: { initialDelayMs: 100, maxDelayMs: 500, multiplier: 2, jitter: 'equal' },
-      maxInFlightBatches,
-      storeThread: mode === 'before' ? 'event-loop' : 'worker',
-      legacyClaimPlan: mode === 'before',
-      logger,
-    });
-    const sensors = await Promise.all(
-      standardSensors(SENSORS).map((spec) => connectSensor(`mqtt://127.0.0.1:${agent.sensorPort}`, spec)),
-    );
-    const offline = await ingest(sensors, ingestSeconds);
-    uplink.restore();
-    const drain = await drainRate(agent, backlog, drainSeconds);
-    const duringDrain = await ingest(sensors, ingestSeconds);
+    const { offline, drain, duringDrain } = await runScenario(backlog, mode, template);
     results.push({ backlog, mode, offline, drain, duringDrain });
     say(
       `  ${mode.padEnd(6)} offline: ${String(offline.acceptedPerSecond).padStart(6)} accepted/s, PUBACK p50 ${offline.p50Ms} ms p99 ${offline.p99Ms} ms` +
-        ` | drain: ${String(drain.rowsPerSecond).padStart(6)} rows/s (${drain.rows} rows; batch ack latency ${drain.meanAckLatencyMs} ms; CPU µs per row: ${Object.entries(
+        ` | drain: ${String(drain.rowsPerSecond).padStart(6)} rows/s, steady ${drain.steadyRowsPerSecond} rows/s (${drain.rows} rows; batch ack latency ${drain.meanAckLatencyMs} ms; CPU µs per row: ${Object.entries(
           drain.cpuMicrosPerRow,
         )
           .map(([name, percent]) => `${name} ${percent}`)
@@ -323,10 +365,6 @@ for (const backlog of sizes) {
         ` (${Math.round((100 * duringDrain.acceptedPerSecond) / Math.max(1, offline.acceptedPerSecond))}% of offline),` +
         ` PUBACK p50 ${duringDrain.p50Ms} ms p99 ${duringDrain.p99Ms} ms, ${duringDrain.rowsPerSecond} rows/s into PostgreSQL`,
     );
-    await Promise.all(sensors.map((sensor) => sensor.close()));
-    await agent.close();
-    await uplink.close();
-    for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
   }
   rmSync(template, { force: true });
 }
@@ -342,11 +380,15 @@ for (const backlog of sizes) {
     );
   }
 }
-const afterRates = results.filter((r) => r.mode === 'after').map((r) => [r.backlog, r.drain.rowsPerSecond] as const);
+const afterRates = results
+  .filter((r) => r.mode === 'after')
+  .map((r) => [r.backlog, r.drain.rowsPerSecond, r.drain.steadyRowsPerSecond] as const);
 if (afterRates.length > 1) {
   const [smallest, largest] = [afterRates[0]!, afterRates[afterRates.length - 1]!];
+  const percent = (a: number, b: number): string => ((100 * a) / Math.max(1, b)).toFixed(0);
   say(
-    `  after: the rate at ${largest[0].toLocaleString('en')} is ${((100 * largest[1]) / Math.max(1, smallest[1])).toFixed(0)}% of the rate at ${smallest[0].toLocaleString('en')}`,
+    `  after: the rate at ${largest[0].toLocaleString('en')} is ${percent(largest[1], smallest[1])}% of the rate at ${smallest[0].toLocaleString('en')}` +
+      ` (steady: ${largest[2]} / ${smallest[2]} rows/s = ${percent(largest[2], smallest[2])}%)`,
   );
 }
 interface HealResult {
