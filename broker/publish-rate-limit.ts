@@ -17,7 +17,7 @@
  *
  * Defaults (DEFAULT_PUBLISH_RATE_LIMITS; broker/config.ts reads the BROKER_RATE_* variables).
  * AWS IoT Core allows 100 publishes/s and 512 KB/s per connection. Here one connection carries a
- * whole device, including its catch-up after an outage: the edge agent sends up to 4 batches
+ * whole device, including its catch-up after an outage: the edge agent sends up to 4 full batches
  * (MAX_IN_FLIGHT_BATCHES) of up to 1000 readings and 768 KiB (MAX_BATCH_BYTES) and drains a
  * backlog at ≥ 10,000 readings/s, about 2 MB/s with ~200-byte readings (docs/capacity.md:
  * 7,600-9,900 readings/s end to end for one device on two cores). So:
@@ -27,7 +27,8 @@
  *             one largest payload (MAX_PAYLOAD_BYTES, 1 MiB), so a single message never waits
  *             for more than the bucket can ever hold.
  *   messages  200/s, burst 400: a batching edge agent sends a batch per commit (20 ms linger) and
- *             at most 4 awaiting their sync/ack: tens per second; 200/s is twice AWS' figure and
+ *             at most 4 full batches' worth of readings (16 small batches) awaiting their
+ *             sync/ack: tens per second; 200/s is twice AWS' figure and
  *             still bounds a client flooding small messages to 200 routing operations per second.
  *   stays over for 10 s → disconnected: more than twice the catch-up rate for 10 s straight is
  *             not a catch-up. (An edge agent would get there only if its bridge confirmed more

@@ -32,7 +32,9 @@ export interface LocalSystemOptions {
   certDir: string;
   logger: Logger;
   /** overrides for every edge agent */
-  edge?: Partial<Pick<EdgeAgentConfig, 'ackTimeoutMs' | 'maxInFlightBatches' | 'syncIntervalMs' | 'sendLingerMs'>> & {
+  edge?: Partial<
+    Pick<EdgeAgentConfig, 'ackTimeoutMs' | 'maxInFlightBatches' | 'syncIntervalMs' | 'sendLingerMs' | 'storeThread'>
+  > & {
     reconnectPolicy?: BackoffPolicy;
   };
   bridge?: { maxRecords?: number; maxMessages?: number; lingerMs?: number };

@@ -17,7 +17,7 @@
  *   TLS_CA, TLS_CERT, TLS_KEY   paths of the CA certificate, the device certificate and its key;
  *                        required for mqtts://
  *   ACK_TIMEOUT_MS       default 30000
- *   MAX_IN_FLIGHT_BATCHES default 4
+ *   MAX_IN_FLIGHT_BATCHES default 4: full batches' worth of readings awaiting their sync/ack (up to 4× as many small batches)
  *   SYNC_INTERVAL_MS     default 30000
  *   METRICS_PORT         optional; serves Prometheus metrics on 127.0.0.1:<port>/metrics
  *   SYNCED_RETENTION_HOURS   how long synced readings stay on the device (default 72, at most 10 years)

@@ -12,6 +12,7 @@
  *   publish → marked synced on the edge (the ack applied to libSQL, sync_timestamp)
  *
  *   npm run bench -- [--readings 30000] [--window 50] [--rate 100] [--seconds 10] [--in-process]
+ *                    [--store-thread worker|event-loop]   (where the edge's SQLite runs; default worker)
  *
  * The broker and the bridge run as their own processes (broker/main.ts, bridge/main.ts), the
  * edge agent and the sensors in this one; --in-process puts everything in one event loop.
@@ -37,6 +38,8 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '100' },
     seconds: { type: 'string', default: '10' },
     'in-process': { type: 'boolean', default: false },
+    'store-thread': { type: 'string', default: 'worker' },
+    'in-flight': { type: 'string' },
   },
 });
 function positiveInt(name: string, raw: string | undefined): number {
@@ -48,6 +51,11 @@ function positiveInt(name: string, raw: string | undefined): number {
   return value;
 }
 const totalReadings = positiveInt('readings', args.readings);
+const storeThread = args['store-thread'];
+if (storeThread !== 'worker' && storeThread !== 'event-loop') {
+  process.stderr.write(`--store-thread must be worker or event-loop, got '${storeThread}'\n`);
+  process.exit(2);
+}
 const window = positiveInt('window', args.window);
 const ratePerSensor = positiveInt('rate', args.rate);
 const pacedSeconds = positiveInt('seconds', args.seconds);
@@ -63,14 +71,18 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 say(
   `bench: 1 edge agent, ${SENSOR_COUNT} sensors, ${cpus().length} CPU cores, Node ${process.version}; ` +
-    `broker and bridge ${args['in-process'] ? 'in this process' : 'as separate processes'}`,
+    `broker and bridge ${args['in-process'] ? 'in this process' : 'as separate processes'}; edge store on the ${storeThread === 'worker' ? 'worker thread' : 'event loop'}`,
 );
 const system = await startLocalSystem({
   deviceIds: [DEVICE_ID],
   dataDir,
   certDir: join('certs', 'dev'),
   logger,
-  edge: { sendLingerMs: 5 },
+  edge: {
+    sendLingerMs: 5,
+    storeThread,
+    ...(args['in-flight'] === undefined ? {} : { maxInFlightBatches: positiveInt('in-flight', args['in-flight']) }),
+  },
   // broker and bridge in their own processes, as deployed (the edge's libSQL work is synchronous)
   controlPlane: args['in-process'] ? 'in-process' : 'child-processes',
 });
@@ -126,17 +138,26 @@ say(
 // An observer (read-only certificate) timestamps every sync/ack: the bridge publishes it right
 // after the commit, so its arrival bounds the commit time from above (loopback adds ~1 ms).
 const ackSeenAt = new Map<string, number>();
+// ... and every telemetry batch the edge sends: when each reading left the edge (after its claim)
+const batchSeenAt = new Map<string, number>();
 const observerFiles = system.certificates.observers['explorer'];
 if (!observerFiles) throw new Error('no observer certificate');
 const observer = await mqtt.connectAsync(`mqtts://127.0.0.1:${system.broker.port}`, {
   clientId: 'explorer',
   ...readTlsFiles({ caPath: system.certificates.ca.certPath, ...observerFiles }),
 });
-observer.on('message', (_topic, payload) => {
+observer.on('message', (topic, payload) => {
+  const seenAt = Date.now();
+  if (topic === topics.telemetry(DEVICE_ID)) {
+    const { records } = JSON.parse(payload.toString()) as { records: { id: string }[] };
+    for (const record of records) if (!batchSeenAt.has(record.id)) batchSeenAt.set(record.id, seenAt);
+    return;
+  }
   const batchId = (JSON.parse(payload.toString()) as { batchId: string | null }).batchId;
-  if (batchId) ackSeenAt.set(batchId, Date.now());
+  if (batchId) ackSeenAt.set(batchId, seenAt);
 });
 await observer.subscribeAsync(topics.syncAck(DEVICE_ID), { qos: 1 });
+await observer.subscribeAsync(topics.telemetry(DEVICE_ID), { qos: 1 });
 
 // Phase 2: paced, for latency.
 await sleep(500);
@@ -202,11 +223,29 @@ const percentiles = (sorted: number[]): Percentiles => ({
   n: sorted.length,
 });
 const toAckPublished = percentiles(ackPublished);
+const pacedAcknowledged = sensors.flatMap((sensor) =>
+  sensor.acknowledged.filter((reading) => reading.publishedAtMs >= pacedFrom.getTime()),
+);
+const toPuback = percentiles(
+  pacedAcknowledged.map((reading) => reading.acknowledgedAtMs - reading.publishedAtMs).sort((a, b) => a - b),
+);
+const toBatchSent = percentiles(
+  pacedAcknowledged
+    .map((reading) => (batchSeenAt.get(reading.id) ?? NaN) - reading.publishedAtMs)
+    .filter((ms) => !Number.isNaN(ms))
+    .sort((a, b) => a - b),
+);
 const toConfirmation = percentiles(confirmed);
 
 const fmt = (value: number) => `${value.toFixed(1).padStart(7)} ms`;
 say(`  readings: ${pacedPublished} (${Math.round(pacedPublished / pacedSeconds)} readings/s offered)`);
 say(`                                          median        p99        max`);
+say(
+  `  publish → PUBACK (stored in libSQL)  ${fmt(toPuback.p50)} ${fmt(toPuback.p99)} ${fmt(toPuback.max)}   (${toPuback.n} readings)`,
+);
+say(
+  `  publish → batch seen on the broker   ${fmt(toBatchSent.p50)} ${fmt(toBatchSent.p99)} ${fmt(toBatchSent.max)}   (${toBatchSent.n} readings)`,
+);
 say(
   `  publish → row written (synced_at)    ${fmt(toDatabase.p50)} ${fmt(toDatabase.p99)} ${fmt(toDatabase.max)}   (${toDatabase.n} rows)`,
 );
@@ -223,7 +262,16 @@ const result = {
   cores: cpus().length,
   node: process.version,
   saturation,
-  paced: { ratePerSensor, seconds: pacedSeconds, readings: pacedPublished, toDatabase, toAckPublished, toConfirmation },
+  paced: {
+    ratePerSensor,
+    seconds: pacedSeconds,
+    readings: pacedPublished,
+    toPuback,
+    toBatchSent,
+    toDatabase,
+    toAckPublished,
+    toConfirmation,
+  },
 };
 writeFileSync(join(dataDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
 

@@ -31,10 +31,14 @@ try {
       return;
     }
     const operation = store[request.operation] as (...args: unknown[]) => Promise<unknown>;
-    operation.apply(store, request.args).then(
-      (value) => send({ kind: 'result', id: request.id, value }),
-      (error: unknown) => send({ kind: 'error', id: request.id, error: serializeError(error) }),
-    );
+    // through a promise, so an operation that throws before its first await (a bad argument)
+    // answers that one call with its error instead of killing the thread and every later call
+    Promise.resolve()
+      .then(() => operation.apply(store, request.args))
+      .then(
+        (value) => send({ kind: 'result', id: request.id, value }),
+        (error: unknown) => send({ kind: 'error', id: request.id, error: serializeError(error) }),
+      );
   });
   send({ kind: 'ready' });
 } catch (error) {

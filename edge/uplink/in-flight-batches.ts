@@ -46,6 +46,13 @@ export class InFlightBatches {
     return this.#batches.size;
   }
 
+  /** readings in the batches in flight */
+  get records(): number {
+    let total = 0;
+    for (const { batch } of this.#batches.values()) total += batch.recordCount;
+    return total;
+  }
+
   /** Forgets every batch without firing timeouts (shutdown). */
   clear(): void {
     for (const { timer } of this.#batches.values()) clearTimeout(timer);

@@ -4,20 +4,44 @@
  */
 export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 4;
 
+/**
+ * Small batches a full batch's in-flight slot may be split into: at most
+ * maxInFlight × SMALL_BATCHES_PER_SLOT batches are in flight, whatever their size.
+ */
+export const SMALL_BATCHES_PER_SLOT = 4;
+
 export interface SendState {
   connected: boolean;
   stopping: boolean;
   /** batches published and not yet acknowledged by sync/ack or timed out */
   inFlight: number;
+  /** readings in those batches */
+  inFlightRecords: number;
+  /** MAX_IN_FLIGHT_BATCHES: full batches' worth of readings in flight */
   maxInFlight: number;
+  /** readings in a full batch (MAX_BATCH_RECORDS, or agent.batchMaxRecords) */
+  maxBatchRecords: number;
 }
 
 /**
  * A new batch may be claimed only while connected (offline, readings stay pending and nothing is
  * claimed), not stopping, and below the in-flight limit.
+ *
+ * The limit is a budget of readings, maxInFlight full batches' worth, not a count of batches:
+ * counted in batches, a steady trickle (1,000 readings/s, a batch after each 5 ms linger) filled
+ * the four slots with batches of a few readings each, and every later reading waited for a sync/ack
+ * to free a slot: publish → row median 76 ms against 32 ms when the slower in-thread store happened
+ * to gather larger batches (scripts/bench.ts --in-flight, docs/capacity.md). Small batches may
+ * use up to SMALL_BATCHES_PER_SLOT times as many messages, so what the bridge holds for one device
+ * stays bounded in readings (maxInFlight × maxBatchRecords) and in messages.
  */
 export function mayClaimBatch(state: SendState): boolean {
-  return state.connected && !state.stopping && state.inFlight < state.maxInFlight;
+  return (
+    state.connected &&
+    !state.stopping &&
+    state.inFlightRecords < state.maxInFlight * state.maxBatchRecords &&
+    state.inFlight < state.maxInFlight * SMALL_BATCHES_PER_SLOT
+  );
 }
 
 export type SendTrigger = 'now' | 'linger';

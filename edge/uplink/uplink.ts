@@ -435,7 +435,9 @@ export class Uplink {
             connected: this.#connected,
             stopping: this.#stopping,
             inFlight: this.#inFlight.size,
+            inFlightRecords: this.#inFlight.records,
             maxInFlight: this.#maxInFlight,
+            maxBatchRecords: this.#limits.maxRecords,
           })
         ) {
           if (!(await this.#sendOneBatch())) break;

@@ -63,14 +63,35 @@ describe('planBatch', () => {
 });
 
 describe('in-flight policy', () => {
-  const base = { connected: true, stopping: false, inFlight: 0, maxInFlight: 4 };
+  const base = {
+    connected: true,
+    stopping: false,
+    inFlight: 0,
+    inFlightRecords: 0,
+    maxInFlight: 4,
+    maxBatchRecords: 1000,
+  };
 
   it('claims while connected, running and below the in-flight limit', () => {
     expect(mayClaimBatch(base)).toBe(true);
-    expect(mayClaimBatch({ ...base, inFlight: 3 })).toBe(true);
-    expect(mayClaimBatch({ ...base, inFlight: 4 })).toBe(false);
+    expect(mayClaimBatch({ ...base, inFlight: 3, inFlightRecords: 3000 })).toBe(true);
+    expect(mayClaimBatch({ ...base, inFlight: 4, inFlightRecords: 4000 })).toBe(false);
     expect(mayClaimBatch({ ...base, connected: false })).toBe(false);
     expect(mayClaimBatch({ ...base, stopping: true })).toBe(false);
+  });
+
+  it('counts the limit in readings, so a trickle of small batches does not wait for acks to free a slot', () => {
+    expect(mayClaimBatch({ ...base, inFlight: 4, inFlightRecords: 40 })).toBe(true);
+    expect(mayClaimBatch({ ...base, inFlight: 15, inFlightRecords: 150 })).toBe(true);
+  });
+
+  it('still bounds the messages in flight when every batch is small', () => {
+    expect(mayClaimBatch({ ...base, inFlight: 16, inFlightRecords: 16 })).toBe(false);
+  });
+
+  it('never claims past the readings budget, whatever the batch count', () => {
+    expect(mayClaimBatch({ ...base, inFlight: 2, inFlightRecords: 4000 })).toBe(false);
+    expect(mayClaimBatch({ ...base, inFlight: 2, inFlightRecords: 3999 })).toBe(true);
   });
 
   it('sends a full batch at once and lingers for less', () => {
