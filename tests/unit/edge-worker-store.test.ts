@@ -33,6 +33,18 @@ async function eventLoopTurnsDuring(work: () => Promise<unknown>): Promise<numbe
 }
 
 describe('the worker-backed store', () => {
+  it('answers an operation that throws before its first await with the error, and keeps serving', async () => {
+    const store = await openWorkerTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
+    try {
+      const bad = { ...makeRecord({ atMs: BASE_TIME_MS }), timestamp: 'not a time' };
+      await expect(store.insertReadings([bad])).rejects.toThrow(/not a valid date-time/);
+      const good = makeRecord({ atMs: BASE_TIME_MS + 1 });
+      expect(await store.insertReadings([good])).toEqual({ inserted: 1, corrected: 0, duplicates: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('inserts, claims, acknowledges and counts as the in-thread store does', async () => {
     const store = await openWorkerTelemetryStore({ url: database.url, deviceId: TEST_DEVICE_ID });
     try {
