@@ -31,14 +31,12 @@
  * limit is below what N devices need. Results: printed, and .data/bench-reconnect/result-*.json.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { createPrivateKey, generateKeyPairSync, privateEncrypt, constants, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, closeSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, writeFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mqtt, { Store, type IClientOptions, type MqttClient } from 'mqtt';
-import forge from 'node-forge';
-import { ensureDevCertificates } from '../certs/dev-bundle.js';
+import { fleetCertificates, type FleetCertificates } from '../devtools/fleet-certificates.js';
 import { classifyError, type ReconnectPolicy } from '../common/retry-policy.js';
 import { freePort } from '../devtools/free-port.js';
 import { buildUplinkClientOptions, statusPayload, uplinkSecureContext } from '../edge/uplink/mqtt-options.js';
@@ -76,81 +74,6 @@ const UNLIMITED = '1000000';
 // ---------------------------------------------------------------------------------------------
 // certificates
 
-interface DeviceCertificates {
-  ca: Buffer;
-  key: Buffer;
-  certs: { id: string; cert: Buffer }[];
-  brokerFiles: { cert: string; key: string; ca: string };
-}
-
-/** forge signs in JavaScript (~10 ms per RSA signature); node's OpenSSL does the same PKCS#1 v1.5 signature natively. */
-function nativeSigner(caKeyPem: string) {
-  const key = createPrivateKey(caKeyPem);
-  const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
-  return {
-    sign(md: forge.md.MessageDigest): string {
-      const digest = Buffer.from(md.digest().getBytes(), 'binary');
-      const signature = privateEncrypt(
-        { key, padding: constants.RSA_PKCS1_PADDING },
-        Buffer.concat([SHA256_DIGEST_INFO, digest]),
-      );
-      return signature.toString('binary');
-    },
-  };
-}
-
-async function deviceCertificates(count: number): Promise<DeviceCertificates> {
-  const certDir = join(DIR, 'certs');
-  const bundle = await ensureDevCertificates({
-    dir: certDir,
-    brokerHosts: ['localhost', '127.0.0.1'],
-    validDays: 365,
-  });
-  const cachePath = join(certDir, 'devices.json');
-  const cache = existsSync(cachePath)
-    ? (JSON.parse(readFileSync(cachePath, 'utf8')) as { keyPem: string; certs: { id: string; certPem: string }[] })
-    : (() => {
-        const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-        return { keyPem: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), certs: [] };
-      })();
-  if (cache.certs.length < count) {
-    const caCert = forge.pki.certificateFromPem(readFileSync(bundle.ca.certPath, 'utf8'));
-    const signer = nativeSigner(readFileSync(bundle.ca.keyPath, 'utf8'));
-    const devicePrivateKey = forge.pki.privateKeyFromPem(cache.keyPem);
-    const publicKey = forge.pki.setRsaPublicKey(devicePrivateKey.n, devicePrivateKey.e);
-    const started = Date.now();
-    while (cache.certs.length < count) {
-      const id = randomUUID();
-      const cert = forge.pki.createCertificate();
-      cert.publicKey = publicKey;
-      cert.serialNumber = `01${Buffer.from(randomUUID().replaceAll('-', ''), 'hex').toString('hex')}`;
-      cert.validity.notBefore = new Date(Date.now() - 5 * 60_000);
-      cert.validity.notAfter = new Date(Date.now() + 365 * 24 * 3600_000);
-      cert.setSubject([
-        { shortName: 'CN', value: id },
-        { shortName: 'OU', value: 'device' },
-      ]);
-      cert.setIssuer(caCert.subject.attributes);
-      cert.setExtensions([
-        { name: 'basicConstraints', cA: false, critical: true },
-        { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-        { name: 'extKeyUsage', clientAuth: true },
-        { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
-      ]);
-      cert.sign(signer as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-      cache.certs.push({ id, certPem: forge.pki.certificateToPem(cert) });
-    }
-    writeFileSync(cachePath, JSON.stringify(cache));
-    console.log(`issued device certificates up to ${count} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  }
-  return {
-    ca: readFileSync(bundle.ca.certPath),
-    key: Buffer.from(cache.keyPem),
-    certs: cache.certs.slice(0, count).map(({ id, certPem }) => ({ id, cert: Buffer.from(certPem) })),
-    brokerFiles: { cert: bundle.broker.certPath, key: bundle.broker.keyPath, ca: bundle.ca.certPath },
-  };
-}
-
 // ---------------------------------------------------------------------------------------------
 // open files
 
@@ -182,7 +105,7 @@ interface BrokerProcess {
 async function startBrokerProcess(
   port: number,
   metricsPort: number,
-  files: DeviceCertificates['brokerFiles'],
+  files: FleetCertificates['brokerFiles'],
   logFd: number,
 ): Promise<BrokerProcess> {
   const admissionEnv = admissionOn
@@ -435,7 +358,10 @@ function admissionRefusals(metrics: Record<string, number>): number {
 async function main(): Promise<void> {
   mkdirSync(DIR, { recursive: true });
   raiseOpenFiles(process.pid, DEVICES + 1000);
-  const certificates = await deviceCertificates(DEVICES);
+  const certificates = await fleetCertificates(join(DIR, 'certs'), DEVICES);
+  if (certificates.issuedSeconds > 0) {
+    console.log(`issued device certificates up to ${DEVICES} in ${certificates.issuedSeconds.toFixed(1)} s`);
+  }
   const [port, metricsPort] = [await freePort(), await freePort()];
   const mode = `${policyName} policy, admission ${admissionOn ? 'on' : 'off'}`;
   const logPath = join(DIR, `broker-${DEVICES}-${policyName}-${admissionOn ? 'admission' : 'open'}.log`);
