@@ -43,7 +43,7 @@ import { fillEdgeBacklog } from '../devtools/edge-backlog.js';
 import { startLocalSystem } from '../devtools/local-system.js';
 import { connectSensor, standardSensors, type SimulatedSensor } from '../devtools/sensor-simulator.js';
 import { startTcpProxy } from '../devtools/tcp-proxy.js';
-import { startEdgeAgent, type EdgeAgent } from '../edge/agent.js';
+import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../edge/agent.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -300,6 +300,23 @@ interface ScenarioResult {
 }
 const results: ScenarioResult[] = [];
 
+/** The edge agent of every scenario: its uplink through `uplinkPort` (the outage proxy), quick reconnects. */
+function startDrainAgent(dbPath: string, uplinkPort: number, extra: Partial<EdgeAgentConfig>): Promise<EdgeAgent> {
+  return startEdgeAgent({
+    deviceId: DEVICE_ID,
+    dbUrl: `file:${dbPath}`,
+    sensorPort: 0,
+    brokerUrl: `mqtts://127.0.0.1:${uplinkPort}`,
+    tls,
+    ackTimeoutMs: 120_000,
+    syncIntervalMs: 1_000,
+    sendLingerMs: 5,
+    reconnectPolicy: { initialDelayMs: 100, maxDelayMs: 500, multiplier: 2, jitter: 'equal' },
+    logger,
+    ...extra,
+  });
+}
+
 async function runScenario(backlog: number, mode: 'before' | 'after', template: string): Promise<ScenarioResult> {
   await system.db.none('TRUNCATE telemetry_data, conflict_log');
   const dbPath = join(dataDir, `edge-${mode}.db`);
@@ -307,20 +324,10 @@ async function runScenario(backlog: number, mode: 'before' | 'after', template: 
   copyFileSync(template, dbPath);
   const uplink = await startTcpProxy({ host: '127.0.0.1', port: system.broker.port });
   uplink.cut();
-  const agent = await startEdgeAgent({
-    deviceId: DEVICE_ID,
-    dbUrl: `file:${dbPath}`,
-    sensorPort: 0,
-    brokerUrl: `mqtts://127.0.0.1:${uplink.port}`,
-    tls,
-    ackTimeoutMs: 120_000,
-    syncIntervalMs: 1_000,
-    sendLingerMs: 5,
-    reconnectPolicy: { initialDelayMs: 100, maxDelayMs: 500, multiplier: 2, jitter: 'equal' },
+  const agent = await startDrainAgent(dbPath, uplink.port, {
     maxInFlightBatches,
     storeThread: mode === 'before' ? 'event-loop' : 'worker',
     legacyClaimPlan: mode === 'before',
-    logger,
   });
   const sensors = await Promise.all(
     standardSensors(SENSORS).map((spec) => connectSensor(`mqtt://127.0.0.1:${agent.sensorPort}`, spec)),
@@ -410,20 +417,7 @@ async function healScenario(): Promise<HealResult> {
   for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
   const uplink = await startTcpProxy({ host: '127.0.0.1', port: system.broker.port });
   uplink.cut();
-  const agent = await startEdgeAgent({
-    deviceId: DEVICE_ID,
-    dbUrl: `file:${dbPath}`,
-    sensorPort: 0,
-    brokerUrl: `mqtts://127.0.0.1:${uplink.port}`,
-    tls,
-    ackTimeoutMs: 120_000,
-    syncIntervalMs: 1_000,
-    sendLingerMs: 5,
-    reconnectPolicy: { initialDelayMs: 100, maxDelayMs: 500, multiplier: 2, jitter: 'equal' },
-    maxDbBytes: healCapBytes,
-    overflowPolicy: 'reject-new',
-    logger,
-  });
+  const agent = await startDrainAgent(dbPath, uplink.port, { maxDbBytes: healCapBytes, overflowPolicy: 'reject-new' });
   const sensors = await Promise.all(
     standardSensors(SENSORS).map((spec) => connectSensor(`mqtt://127.0.0.1:${agent.sensorPort}`, spec)),
   );
