@@ -20,7 +20,8 @@
  *   RETENTION_CHUNK_SIZE  rows per DELETE of the retention job                    default 1000
  *   REVOCATION_POLL_MS    how often revoked_certificates is polled for the revocation list the
  *                         broker nodes enforce (bridge/revocation-publisher.ts)  default 1000
- *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
+ *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 127.0.0.1:9464
+ *                         (loopback: the endpoint has no authentication; docker-compose sets 0.0.0.0)
  *   SHUTDOWN_GRACE_MS     how long SIGTERM waits for a clean close before exiting 1  default 10000
  *                         (common/process-lifecycle.ts)
  */
@@ -109,7 +110,7 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
     revocationPollMs: envInt(env, 'REVOCATION_POLL_MS', defaults.revocationPollMs, { min: 100, max: 60_000 }),
     http: {
-      host: envHost(env, 'HTTP_HOST', '0.0.0.0'),
+      host: envHost(env, 'HTTP_HOST', '127.0.0.1'),
       port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),
     },
     shutdownGraceMs: shutdownGraceFromEnv(env),

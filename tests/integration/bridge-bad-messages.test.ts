@@ -126,6 +126,28 @@ describe('bad telemetry never stops the bridge', () => {
     expect(await stored(good.id)).toBe(1);
   });
 
+  it('rejects a record stamped 9999-12-31 or 1999-12-31, as the edge does (one rule, schemas/timestamps.ts), and stores its neighbours', async () => {
+    const far = makeRecord({ timestamp: '9999-12-31T00:00:00.000Z' });
+    const early = makeRecord({ timestamp: '1999-12-31T23:59:59.999Z' });
+    const last = makeRecord({ timestamp: '2099-12-31T23:59:59.999Z' });
+    const batch = makeBatch([far, early, last]);
+
+    await device.send(batch);
+
+    await expect
+      .poll(() => device.ackFor(batch.batchId), poll)
+      .toEqual({
+        batchId: batch.batchId,
+        accepted: 1,
+        rejected: [
+          { id: far.id, reason: '/timestamp is not before 2100-01-01T00:00:00.000Z' },
+          { id: early.id, reason: '/timestamp is before 2000-01-01T00:00:00.000Z' },
+        ],
+        conflicts: 0,
+      });
+    expect([await stored(far.id), await stored(early.id), await stored(last.id)]).toEqual([0, 0, 1]);
+  });
+
   it('stores the readings of a batch whose informational pendingCount is beyond the database integer range', async () => {
     const batch = makeBatch([makeRecord()], { pendingCount: 1e20 }); // beyond BIGINT
 

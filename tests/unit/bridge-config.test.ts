@@ -30,7 +30,7 @@ describe('loadBridgeConfig', () => {
       retentionIntervalMs: 3_600_000,
       retentionChunkSize: 1000,
       revocationPollMs: 1000,
-      http: { host: '0.0.0.0', port: 9464 },
+      http: { host: '127.0.0.1', port: 9464 },
       shutdownGraceMs: 10_000,
     });
   });
