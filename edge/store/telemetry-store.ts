@@ -550,7 +550,10 @@ export class SqlTelemetryStore implements TelemetryStore {
           outcome = { synced: synced.rowsAffected, failed };
         }
         const log = options.log;
-        if (log !== undefined && (log.evenIfNothingMatched || outcome.synced + outcome.failed + (outcome.released ?? 0) > 0)) {
+        if (
+          log !== undefined &&
+          (log.evenIfNothingMatched || outcome.synced + outcome.failed + (outcome.released ?? 0) > 0)
+        ) {
           // in the ack's transaction: the log never lags behind (or misses) the readings it describes
           await insertSyncLog(transaction, syncLogEntryForAck(ack, outcome, log.startedAtMs, syncedAtMs));
         }
