@@ -11,7 +11,13 @@
  *   BATCH_MAX_MESSAGES    messages per database transaction                      default 500
  *   BATCH_MAX_BYTES       MQTT payload bytes per database transaction (1 KiB … 64 MiB)  default 4194304
  *   BATCH_LINGER_MS       longest wait for more messages before a batch is written  default 10
- *   MAX_IN_FLIGHT         received messages not yet committed before reading pauses   default 1000
+ *   MAX_IN_FLIGHT         telemetry messages held for the database (queued or being written);
+ *                         one more is answered "retry later" (G7, bridge/ingest/fair-scheduler.ts)  default 1000
+ *   MAX_IN_FLIGHT_BYTES   payload bytes held for the database, in all               default 67108864
+ *   DEVICE_MAX_IN_FLIGHT  messages held for one device                             default 32
+ *   DEVICE_MAX_IN_FLIGHT_BYTES  payload bytes held for one device                  default 8388608
+ *   BATCH_WRITERS         database batches written at once, a device in at most one  default 2
+ *   RETRY_LATER_MS        the retryAfterMs of a "retry later" sync/ack             default 1000
  *   DB_POOL_SIZE          database connections                                     default 10
  *   DB_QUERY_TIMEOUT_MS   longest wait for one query's answer (a silently dead connection)  default 60000
  *   RETENTION_DAYS        telemetry retention (PostgreSQL job; CockroachDB uses its TTL)  default 90
@@ -20,7 +26,8 @@
  *   RETENTION_CHUNK_SIZE  rows per DELETE of the retention job                    default 1000
  *   REVOCATION_POLL_MS    how often revoked_certificates is polled for the revocation list the
  *                         broker nodes enforce (bridge/revocation-publisher.ts)  default 1000
- *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
+ *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 127.0.0.1:9464
+ *                         (loopback: the endpoint has no authentication; docker-compose sets 0.0.0.0)
  *   SHUTDOWN_GRACE_MS     how long SIGTERM waits for a clean close before exiting 1  default 10000
  *                         (common/process-lifecycle.ts)
  */
@@ -50,6 +57,12 @@ export interface BridgeConfig {
    * reading from the broker until a batch commits (see bridge/mqtt/deferred-puback.ts).
    */
   maxInFlight: number;
+  // G7: bounds on what the bridge holds, and fair writing (bridge/ingest/fair-scheduler.ts)
+  maxInFlightBytes: number;
+  deviceMaxInFlight: number;
+  deviceMaxInFlightBytes: number;
+  batchWriters: number;
+  retryLaterMs: number;
   dbPoolSize: number;
   /** a query without an answer for this long fails and its connection is closed */
   dbQueryTimeoutMs: number;
@@ -71,6 +84,11 @@ const TLS_VARIABLES = { ca: 'TLS_CA', cert: 'TLS_CERT', key: 'TLS_KEY' };
 export const BRIDGE_DEFAULTS = {
   batch: { maxRecords: 2000, maxMessages: 500, maxBytes: 4 * MIB, lingerMs: 10 },
   maxInFlight: 1000,
+  maxInFlightBytes: 64 * MIB,
+  deviceMaxInFlight: 32,
+  deviceMaxInFlightBytes: 8 * MIB,
+  batchWriters: 2,
+  retryLaterMs: 1000,
   dbPoolSize: 10,
   dbQueryTimeoutMs: 60_000,
   retentionDays: 90,
@@ -99,6 +117,14 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
       lingerMs: envInt(env, 'BATCH_LINGER_MS', defaults.batch.lingerMs, { min: 0, max: 10_000 }),
     },
     maxInFlight: envInt(env, 'MAX_IN_FLIGHT', defaults.maxInFlight, { min: 1 }),
+    maxInFlightBytes: envInt(env, 'MAX_IN_FLIGHT_BYTES', defaults.maxInFlightBytes, { min: MIB, max: 4096 * MIB }),
+    deviceMaxInFlight: envInt(env, 'DEVICE_MAX_IN_FLIGHT', defaults.deviceMaxInFlight, { min: 1, max: 100_000 }),
+    deviceMaxInFlightBytes: envInt(env, 'DEVICE_MAX_IN_FLIGHT_BYTES', defaults.deviceMaxInFlightBytes, {
+      min: MIB,
+      max: 4096 * MIB,
+    }),
+    batchWriters: envInt(env, 'BATCH_WRITERS', defaults.batchWriters, { min: 1, max: 32 }),
+    retryLaterMs: envInt(env, 'RETRY_LATER_MS', defaults.retryLaterMs, { min: 1, max: 3_600_000 }),
     dbPoolSize: envInt(env, 'DB_POOL_SIZE', defaults.dbPoolSize, { min: 1, max: 200 }),
     dbQueryTimeoutMs: envInt(env, 'DB_QUERY_TIMEOUT_MS', defaults.dbQueryTimeoutMs, { min: 100, max: 3_600_000 }),
     retentionDays: envInt(env, 'RETENTION_DAYS', defaults.retentionDays, { min: 1, max: 36_500 }),
@@ -109,7 +135,7 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
     revocationPollMs: envInt(env, 'REVOCATION_POLL_MS', defaults.revocationPollMs, { min: 100, max: 60_000 }),
     http: {
-      host: envHost(env, 'HTTP_HOST', '0.0.0.0'),
+      host: envHost(env, 'HTTP_HOST', '127.0.0.1'),
       port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),
     },
     shutdownGraceMs: shutdownGraceFromEnv(env),

@@ -12,6 +12,11 @@ export interface BridgeMetrics {
   messagesInFlight: Gauge;
   revocationListsPublished: Counter;
   revokedCertificates: Gauge;
+  // G7: fairness and bounded memory (bridge/ingest/fair-scheduler.ts)
+  messagesHeld: Gauge;
+  messageBytesHeld: Gauge;
+  queueDepth: Gauge;
+  messagesRefused: Counter<'reason'>;
 }
 
 export function createBridgeMetrics(options: { defaultMetrics?: boolean } = {}): BridgeMetrics {
@@ -65,6 +70,28 @@ export function createBridgeMetrics(options: { defaultMetrics?: boolean } = {}):
     revokedCertificates: new Gauge({
       name: 'bridge_revoked_certificates',
       help: 'Certificates in the revocation list the bridge last published',
+      registers,
+    }),
+    // G7: fairness and bounded memory (bridge/ingest/fair-scheduler.ts)
+    messagesHeld: new Gauge({
+      name: 'bridge_messages_held',
+      help: 'Telemetry messages held for the database (queued or being written); at most MAX_IN_FLIGHT',
+      registers,
+    }),
+    messageBytesHeld: new Gauge({
+      name: 'bridge_message_bytes_held',
+      help: 'Payload bytes of the telemetry messages held; at most MAX_IN_FLIGHT_BYTES',
+      registers,
+    }),
+    queueDepth: new Gauge({
+      name: 'bridge_queue_depth',
+      help: 'Telemetry messages waiting in the per-device queues for a database batch',
+      registers,
+    }),
+    messagesRefused: new Counter({
+      name: 'bridge_messages_refused_total',
+      help: 'Telemetry messages answered "retry later" (retryAfterMs) and not stored, by the bound they were over',
+      labelNames: ['reason'],
       registers,
     }),
   };

@@ -60,7 +60,9 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     clientId: config.clientId,
     tls: config.tls,
     logger,
-    maxUncommitted: config.maxInFlight,
+    // G7: the pipeline holds at most maxInFlight messages and answers the rest "retry later", so
+    // this pause of reading (which would hold every device behind a flood) is only a backstop
+    maxUncommitted: config.maxInFlight + 1,
     onInFlightChange: (count) => metrics.messagesInFlight.set(count),
     onMessage: (delivery) => pipeline.accept(delivery),
   });
@@ -70,6 +72,15 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     logger,
     metrics,
     limits: config.batch,
+    // G7: fairness and bounded memory (bridge/ingest/fair-scheduler.ts)
+    holdLimits: {
+      maxMessages: config.maxInFlight,
+      maxBytes: config.maxInFlightBytes,
+      maxDeviceMessages: config.deviceMaxInFlight,
+      maxDeviceBytes: config.deviceMaxInFlightBytes,
+    },
+    writers: config.batchWriters,
+    retryAfterMs: config.retryLaterMs,
   });
   const retention = startRetentionScheduler(db, {
     dialect,

@@ -7,6 +7,8 @@
  *   BROKER_TLS_KEY       its private key PEM (default certs/dev/broker.key)
  *   BROKER_TLS_CA        CA that client certificates must chain to (default certs/dev/ca.crt)
  *   METRICS_PORT         serve /metrics and /healthz on this port (off when unset)
+ *   METRICS_HOST         listen address of /metrics and /healthz (default 127.0.0.1: they have no
+ *                        authentication; docker-compose sets 0.0.0.0 so that other containers can scrape)
  *   MAX_PAYLOAD_BYTES    largest accepted payload (default from schemas/limits.ts)
  *   BROKER_ID            standalone: the aedes broker id (default: a random UUID);
  *                        cluster: the node's name, see "Broker id" below (default: the host name)
@@ -87,6 +89,8 @@ export interface BrokerConfig {
   /** read by main.ts with readTlsFiles(tls, BROKER_TLS_VARIABLES) */
   tls: TlsFilePaths;
   metricsPort: number | undefined;
+  /** listen address of /metrics and /healthz: loopback unless METRICS_HOST says otherwise (no authentication there) */
+  metricsHost: string;
   maxPayloadBytes: number;
   brokerId: string | undefined;
   /** set when BROKER_REDIS_URL is; standalone otherwise */
@@ -119,6 +123,7 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
       caPath: envString(env, 'BROKER_TLS_CA', 'certs/dev/ca.crt'),
     },
     metricsPort: metricsPort === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65_535 }),
+    metricsHost: envHost(env, 'METRICS_HOST', '127.0.0.1'),
     maxPayloadBytes: envInt(env, 'MAX_PAYLOAD_BYTES', MAX_PAYLOAD_BYTES, { min: 1, max: MQTT_MAX_PAYLOAD_BYTES }),
     brokerId: brokerIdFrom(env),
     cluster,

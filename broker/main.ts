@@ -33,7 +33,7 @@ async function start(config: BrokerConfig): Promise<RunningBroker> {
     publishRateLimits: config.publishRateLimits,
     ...(crl === undefined ? {} : { crl }),
     logger,
-    ...(config.metricsPort === undefined ? {} : { metricsPort: config.metricsPort }),
+    ...(config.metricsPort === undefined ? {} : { metricsPort: config.metricsPort, metricsHost: config.metricsHost }),
     ...(brokerId === undefined ? {} : { brokerId }),
     ...(config.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: config.heartbeatMs }),
     ...(backends === undefined ? {} : { backends }),

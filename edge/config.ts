@@ -19,7 +19,8 @@
  *   ACK_TIMEOUT_MS       default 30000
  *   MAX_IN_FLIGHT_BATCHES default 4: full batches' worth of readings awaiting their sync/ack (up to 4× as many small batches)
  *   SYNC_INTERVAL_MS     default 30000
- *   METRICS_PORT         optional; serves Prometheus metrics on 127.0.0.1:<port>/metrics
+ *   METRICS_PORT         optional; serves Prometheus metrics on METRICS_HOST:<port>/metrics
+ *   METRICS_HOST         listen address of /metrics (default 127.0.0.1: it has no authentication)
  *   SYNCED_RETENTION_HOURS   how long synced readings stay on the device (default 72, at most 10 years)
  *   DIAGNOSTICS_RETENTION_DAYS  failed readings, sync_log, rejected payloads (default 30, at most 3650)
  *   EDGE_MAX_DB_BYTES    most bytes the database (with its WAL) may take (default 1073741824 = 1 GiB,
@@ -87,6 +88,7 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
   const metricsPort =
     envOptional(env, 'METRICS_PORT') === undefined ? undefined : envInt(env, 'METRICS_PORT', 0, { min: 0, max: 65535 });
   const sensorHost = envHost(env, 'SENSOR_HOST', '127.0.0.1');
+  const metricsHost = envHost(env, 'METRICS_HOST', '127.0.0.1');
   const sensorUsers = sensorUsersFromEnv(env);
   const sensorTls = sensorTlsFromEnv(env);
   const sensorAllowAnonymous = envBool(env, 'SENSOR_ALLOW_ANONYMOUS', false);
@@ -105,6 +107,7 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
       dbUrl,
       sensorHost,
       sensorPort: envInt(env, 'SENSOR_PORT', 1883, { min: 0, max: 65535 }),
+      metricsHost,
       ...(sensorUsers ? { sensorUsers } : {}),
       ...(sensorTls ? { sensorTls } : {}),
       ...(sensorAllowAnonymous ? { sensorAllowAnonymous } : {}),

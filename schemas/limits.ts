@@ -9,6 +9,15 @@ export const MAX_PAYLOAD_BYTES = 1024 * 1024;
 /** Largest telemetry batch the edge builds (bytes of JSON); below MAX_PAYLOAD_BYTES with headroom. */
 export const MAX_BATCH_BYTES = 768 * 1024;
 
+/**
+ * Most rejections a sync/ack lists (issue 7: an ack for 90k tiny records was as large as the
+ * message). The rest are counted in `rejectedCount`; see schemas/messages.ts SyncAck.
+ */
+export const MAX_SYNC_ACK_REJECTIONS = 100;
+
+/** Ids and reasons in a sync/ack are clipped to this many characters (a device's input is echoed). */
+export const MAX_SYNC_ACK_TEXT_CHARS = 200;
+
 /** Largest sensor reading payload the edge accepts (bytes). */
 export const MAX_SENSOR_PAYLOAD_BYTES = 16 * 1024;
 

@@ -55,10 +55,23 @@ export interface SyncAck {
   batchId: string | null;
   /** how many records of the batch are now stored (new, updated, or already present) */
   accepted: number;
+  /** at most MAX_SYNC_ACK_REJECTIONS (schemas/limits.ts), ids and reasons clipped */
   rejected: RejectedRecord[];
+  /**
+   * how many records were rejected in all; present when `rejected` lists only the first of them.
+   * The device cannot tell which of its other readings were among the unlisted ones, so it marks
+   * none of them synced and sends them again (ingest is idempotent, G4; the next ack lists the rest).
+   */
+  rejectedCount?: number;
   /** how many records met a different stored version (each is written to conflict_log) */
   conflicts: number;
   error?: string;
+  /**
+   * G7: "retry later": the bridge stored nothing of the batch because it is over a bound on the
+   * messages or bytes it holds (per device or in all). The device puts the batch back to pending
+   * and sends it again no earlier than this many milliseconds; nothing is marked failed.
+   */
+  retryAfterMs?: number;
 }
 
 /**

@@ -1,10 +1,22 @@
 /**
  * Telemetry ingest: MQTT messages in, database batches out, confirmations back.
  *
- *   accept(message) -> parse + validate (bad envelope: error ack at once; bad records: rejected
- *   one by one) -> accumulator -> one database batch at a time -> after COMMIT: publish
+ *   accept(message) -> over a bound on what the bridge holds (per device or in all)? answer
+ *   "retry later" -> parse + validate (bad envelope: error ack at once; bad records: rejected
+ *   one by one) -> per-device queues (fair-scheduler.ts) -> database batches, round-robin over the
+ *   devices, up to `writers` at a time, a device in at most one of them -> after COMMIT: publish
  *   devices/{id}/sync/ack (QoS 1) for every message of the batch, wait for the broker's PUBACK of
  *   that publish, and only then message.ack() (the deferred PUBACK to the broker).
+ *
+ * G7: fairness and bounded memory. The bridge reads one MQTT connection that the broker pushes
+ * every device's messages into, so it never stops reading (that would hold everyone behind a
+ * flooding device, in the broker); it refuses to *hold* more instead. A message over a bound is
+ * answered with a sync/ack {batchId, accepted: 0, rejected: [], conflicts: 0, retryAfterMs} and
+ * then acknowledged to the broker without being stored: the device keeps its readings pending
+ * (G2: only an ack without retryAfterMs confirms anything) and sends the batch again after
+ * retryAfterMs, so nothing accepted is lost (G1–G3 hold: the PUBACK still follows the sync/ack
+ * that settles the message). A refused message costs the bridge a look at its first bytes for the
+ * batch id (a full parse only when that fails), never its records.
  *
  * A failed batch (not retryable, or serialization retries exhausted) is not acknowledged: its
  * messages go back to the front of the queue and the pipeline waits with exponential backoff
@@ -16,10 +28,13 @@
  */
 import type { Logger } from '../../common/logger.js';
 import { backoffDelay, type BackoffPolicy } from '../../common/retry-policy.js';
+import { MAX_SYNC_ACK_REJECTIONS } from '../../schemas/limits.js';
 import type { SyncAck } from '../../schemas/messages.js';
 import type { BridgeMetrics } from '../metrics.js';
 import type { Delivery } from '../mqtt/deferred-puback.js';
-import { BatchAccumulator, DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-accumulator.js';
+import { parseDeviceTopic } from '../../schemas/topics.js';
+import { DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-accumulator.js';
+import { DEFAULT_HOLD_LIMITS, FairScheduler, type HoldLimits, type RefusalReason } from './fair-scheduler.js';
 import type { MessageOutcome } from './conflict-resolution.js';
 import { isTransientFailure, judgeSingleWrites, shouldIsolate, type SingleWriteOutcome } from './poison-isolation.js';
 import { parseTelemetryMessage } from './telemetry-message.js';
@@ -34,6 +49,12 @@ export interface IngestPipelineOptions {
   logger: Logger;
   metrics: BridgeMetrics;
   limits?: BatchLimits;
+  /** G7: what the bridge holds at most, per device and in all; default DEFAULT_HOLD_LIMITS */
+  holdLimits?: HoldLimits;
+  /** G7: database batches written at once, a device in at most one of them; default 2 */
+  writers?: number;
+  /** G7: the retryAfterMs of a "retry later" ack; default 1000 */
+  retryAfterMs?: number;
   /** wait after a failed batch; default 100 ms doubling to 5 s */
   failureBackoff?: BackoffPolicy;
   /** close() waits at most this long for sync/ack publishes in progress; default 5 s */
@@ -53,11 +74,18 @@ export const DEFAULT_FAILURE_BACKOFF: BackoffPolicy = {
   jitter: 'equal',
 };
 
+export const DEFAULT_WRITERS = 2;
+export const DEFAULT_RETRY_AFTER_MS = 1000;
+
+/** The batch id of an edge-built telemetry payload, from its first bytes (no parse of the records). */
+const LEADING_BATCH_ID = /^\s*\{\s*"batchId"\s*:\s*"([0-9A-Fa-f-]{36})"/;
+
 export class IngestPipeline {
-  private readonly accumulator: BatchAccumulator<QueuedMessage>;
+  private readonly scheduler: FairScheduler<QueuedMessage>;
   private readonly now: () => number;
   private readonly confirmations = new Set<Promise<void>>();
-  private writing: Promise<void> | undefined;
+  private readonly writers: number;
+  private readonly writing = new Set<Promise<void>>();
   private lingerTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
   private consecutiveFailures = 0;
@@ -65,17 +93,41 @@ export class IngestPipeline {
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: IngestPipelineOptions) {
-    this.accumulator = new BatchAccumulator(options.limits ?? DEFAULT_BATCH_LIMITS, (message) => ({
-      records: message.batch.records.length,
-      bytes: message.inbound.payload.length,
-    }));
+    this.scheduler = new FairScheduler(
+      options.limits ?? DEFAULT_BATCH_LIMITS,
+      options.holdLimits ?? DEFAULT_HOLD_LIMITS,
+      (message) => ({
+        device: message.batch.deviceId,
+        records: message.batch.records.length,
+        bytes: message.inbound.payload.length,
+      }),
+    );
+    this.writers = Math.max(1, options.writers ?? DEFAULT_WRITERS);
     this.now = options.now ?? Date.now;
+  }
+
+  /** messages held (queued or being written) and their payload bytes */
+  get held(): { messages: number; bytes: number; queued: number } {
+    return {
+      messages: this.scheduler.heldMessages,
+      bytes: this.scheduler.heldBytes,
+      queued: this.scheduler.queuedMessages,
+    };
   }
 
   accept(inbound: InboundMessage): void {
     if (this.stopped) {
       inbound.release();
       return;
+    }
+    const topic = parseDeviceTopic(inbound.topic);
+    if (topic !== null && topic.kind === 'telemetry') {
+      // G7: over a bound on what the bridge holds: not held, answered "retry later"
+      const admission = this.scheduler.admit(topic.deviceId, inbound.payload.length);
+      if (!admission.ok) {
+        this.refuse(inbound, topic.deviceId, admission.reason);
+        return;
+      }
     }
     const parsed = parseTelemetryMessage(inbound.topic, inbound.payload);
     switch (parsed.kind) {
@@ -91,9 +143,44 @@ export class IngestPipeline {
         this.confirm(inbound, parsed.deviceId, parsed.ack);
         return;
       case 'batch':
-        this.accumulator.add({ inbound, batch: parsed }, this.now());
+        this.scheduler.add({ inbound, batch: parsed }, this.now());
+        this.updateHeldMetrics();
         this.schedule();
     }
+  }
+
+  // G7: a message over a bound is acknowledged without being stored, after a "retry later" sync/ack
+  private refuse(inbound: InboundMessage, deviceId: string, reason: RefusalReason): void {
+    const leading = LEADING_BATCH_ID.exec(inbound.payload.subarray(0, 128).toString('latin1'));
+    let batchId = leading?.[1];
+    if (batchId === undefined) {
+      const parsed = parseTelemetryMessage(inbound.topic, inbound.payload);
+      if (parsed.kind !== 'batch') {
+        // unreadable: answered like any unreadable message (it would never be stored anyway)
+        this.options.logger.warn({ deviceId, topic: inbound.topic }, 'telemetry batch rejected');
+        inbound.committed();
+        if (parsed.kind === 'unreadable') this.confirm(inbound, parsed.deviceId, parsed.ack);
+        else inbound.ack();
+        return;
+      }
+      batchId = parsed.batchId;
+    }
+    this.options.metrics.messagesRefused.inc({ reason });
+    inbound.committed();
+    this.confirm(inbound, deviceId, {
+      batchId,
+      accepted: 0,
+      rejected: [],
+      conflicts: 0,
+      retryAfterMs: this.options.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS,
+    });
+  }
+
+  private updateHeldMetrics(): void {
+    const { metrics } = this.options;
+    metrics.messagesHeld.set(this.scheduler.heldMessages);
+    metrics.messageBytesHeld.set(this.scheduler.heldBytes);
+    metrics.queueDepth.set(this.scheduler.queuedMessages);
   }
 
   /**
@@ -108,12 +195,17 @@ export class IngestPipeline {
 
   private async drainAndClose(): Promise<void> {
     this.stopped = true;
-    await this.writing;
+    while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
     clearTimeout(this.lingerTimer);
     clearTimeout(this.backoffTimer);
-    for (let batch = this.accumulator.take(); batch.length > 0; batch = this.accumulator.take()) {
-      for (const message of batch) message.inbound.release();
+    for (let batch = this.scheduler.take(); batch.length > 0; batch = this.scheduler.take()) {
+      for (const message of batch) {
+        message.inbound.release();
+        this.scheduler.settle(message);
+      }
+      this.scheduler.done(batch);
     }
+    this.updateHeldMetrics();
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.allSettled([...this.confirmations]),
@@ -123,28 +215,34 @@ export class IngestPipeline {
   }
 
   private schedule(): void {
-    if (this.stopped || this.writing !== undefined || this.backoffTimer !== undefined) return;
-    const wait = this.accumulator.msUntilDue(this.now());
-    if (wait === null) return;
-    if (wait === 0) {
+    while (!this.stopped && this.writing.size < this.writers && this.backoffTimer === undefined) {
+      const wait = this.scheduler.msUntilDue(this.now());
+      if (wait === null) return;
+      if (wait > 0) {
+        this.lingerTimer ??= setTimeout(() => {
+          this.lingerTimer = undefined;
+          this.schedule();
+        }, wait);
+        return;
+      }
       clearTimeout(this.lingerTimer);
       this.lingerTimer = undefined;
-      this.writing = this.flush()
+      // G7: round-robin over the devices, each in at most one batch being written
+      const batch = this.scheduler.take();
+      if (batch.length === 0) return;
+      const writing: Promise<void> = this.flush(batch)
         .catch((error: unknown) => this.options.logger.error({ err: error }, 'telemetry pipeline error'))
         .finally(() => {
-          this.writing = undefined;
+          this.scheduler.done(batch);
+          this.writing.delete(writing);
+          this.updateHeldMetrics();
           this.schedule();
         });
-      return;
+      this.writing.add(writing);
     }
-    this.lingerTimer ??= setTimeout(() => {
-      this.lingerTimer = undefined;
-      this.schedule();
-    }, wait);
   }
 
-  private async flush(): Promise<void> {
-    const batch = this.accumulator.take();
+  private async flush(batch: QueuedMessage[]): Promise<void> {
     const failure = await this.writeAndConfirm(batch);
     if (failure === null) {
       this.consecutiveFailures = 0;
@@ -194,17 +292,22 @@ export class IngestPipeline {
       'telemetry batch committed',
     );
     // G2: the batch is committed; only now is each message's sync/ack published (confirm)
-    for (const message of batch) message.inbound.committed();
+    for (const message of batch) {
+      message.inbound.committed();
+      this.scheduler.settle(message);
+    }
     batch.forEach((message, index) => {
       const outcome = result.outcomes[index] as MessageOutcome;
       metrics.recordsIngested.inc(outcome.accepted);
       metrics.recordsRejected.inc(outcome.rejected.length);
       metrics.conflicts.inc(outcome.conflicts);
       const { accepted, rejected, conflicts } = outcome;
+      // item 10: the ack lists at most MAX_SYNC_ACK_REJECTIONS (sync-ack-payload.ts) and counts the rest
       this.confirm(message.inbound, message.batch.deviceId, {
         batchId: message.batch.batchId,
         accepted,
-        rejected,
+        rejected: rejected.slice(0, MAX_SYNC_ACK_REJECTIONS),
+        ...(rejected.length > MAX_SYNC_ACK_REJECTIONS ? { rejectedCount: rejected.length } : {}),
         conflicts,
       });
     });
@@ -213,17 +316,19 @@ export class IngestPipeline {
 
   /** Publishes the sync/ack, then acknowledges the message to the broker. */
   private confirm(inbound: InboundMessage, deviceId: string, ack: SyncAck): void {
+    // only the settling functions are kept while the ack is published, not the payload
+    const { ack: sendPuback, release } = inbound;
     const confirmation = this.options
       .publishAck(deviceId, ack)
       .then(
         // G3: the broker's PUBACK only after the commit and after the sync/ack was PUBACKed
-        () => inbound.ack(),
+        () => sendPuback(),
         (error: unknown) => {
           this.options.logger.warn(
             { err: error, deviceId, batchId: ack.batchId },
             'sync/ack not published; the broker will redeliver the message',
           );
-          inbound.release();
+          release();
         },
       )
       .finally(() => this.confirmations.delete(confirmation));
@@ -242,10 +347,12 @@ export class IngestPipeline {
     );
     this.options.metrics.recordsRejected.inc(rejected.length);
     message.inbound.committed();
+    this.scheduler.settle(message);
     this.confirm(message.inbound, batch.deviceId, {
       batchId: batch.batchId,
       accepted: 0,
-      rejected,
+      rejected: rejected.slice(0, MAX_SYNC_ACK_REJECTIONS),
+      ...(rejected.length > MAX_SYNC_ACK_REJECTIONS ? { rejectedCount: rejected.length } : {}),
       conflicts: 0,
       error: reason,
     });
@@ -258,9 +365,10 @@ export class IngestPipeline {
     const live = batch.filter((message) => {
       if (!message.inbound.isStale()) return true;
       message.inbound.release(); // its connection is gone; the broker redelivers it on the new one
+      this.scheduler.settle(message);
       return false;
     });
-    this.accumulator.requeue(live, this.now());
+    this.scheduler.requeue(live, this.now());
     this.options.logger.error(
       { err: error, messages: live.length, consecutiveFailures: this.consecutiveFailures, retryInMs: delayMs },
       'telemetry batch failed; its messages stay unacknowledged and are retried',

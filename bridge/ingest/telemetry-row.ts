@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson, canonicalUuid, nestedDeeperThan } from '../../schemas/canonical.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
+import { checkReadingTimestamp } from '../../schemas/timestamps.js';
 import type { Validation } from '../../schemas/validators.js';
 
 /** What conflict_log stores as local/remote/resolved value. */
@@ -35,12 +36,9 @@ export const MAX_METADATA_DEPTH = 64;
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-const EARLIEST_TIMESTAMP_MS = Date.UTC(1970, 0, 1);
-const LATEST_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
-
 /**
  * Turns a schema-valid record into a row, or says why it cannot be stored. Catches what the JSON
- * schema cannot: unparseable or out-of-range instants, non-finite numbers, NUL characters
+ * schema cannot: unparseable instants or instants outside schemas/timestamps.ts's range, non-finite numbers, NUL characters
  * (PostgreSQL text and jsonb reject U+0000), lone UTF-16 surrogates (jsonb rejects their \u
  * escapes; text would silently store U+FFFD instead), and metadata nested deeper than
  * MAX_METADATA_DEPTH (the bridge's hashing, checks and JSON serialization recurse per level: a
@@ -49,9 +47,9 @@ const LATEST_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 export function telemetryRowFromRecord(deviceId: string, record: TelemetryRecord): Validation<TelemetryRow> {
   const instant = new Date(record.timestamp).getTime();
   if (!Number.isFinite(instant)) return { ok: false, reason: '/timestamp is not a valid instant' };
-  if (instant < EARLIEST_TIMESTAMP_MS || instant > LATEST_TIMESTAMP_MS) {
-    return { ok: false, reason: '/timestamp must be between 1970 and 9999' };
-  }
+  // G5: the edge's rule, from one place (schemas/timestamps.ts); out of range, the record is rejected alone
+  const range = checkReadingTimestamp(instant);
+  if (!range.ok) return { ok: false, reason: `/timestamp ${range.reason}` };
   if (!Number.isFinite(record.value)) return { ok: false, reason: '/value must be a finite number' };
   const unit = record.unit ?? null;
   const metadata = record.metadata ?? null;

@@ -26,7 +26,10 @@
  * stored outgoing packets, asynchronously, while the new connection's first PUBLISH packets can
  * already be handled — they would be tagged with the previous epoch and never acknowledged.
  *
- * Backpressure: while `maxUncommitted` deliveries wait for their database write, the callback is
+ * Backpressure (a backstop: the ingest pipeline holds at most MAX_IN_FLIGHT messages and answers
+ * the rest "retry later", G7, and the bridge sets maxUncommitted one above that, so reading does not
+ * pause in practice; a pause would hold every device behind the one that fills the gate):
+ * while `maxUncommitted` deliveries wait for their database write, the callback is
  * held, which pauses mqtt.js's packet processing (and so TCP reads) until a write finishes. The
  * gate counts only messages not yet committed: a committed message still waits for the broker's
  * PUBACK of its sync/ack, and that PUBACK arrives through the very packet loop the gate holds,
@@ -44,13 +47,13 @@ export interface Delivery {
   topic: string;
   payload: Buffer;
   /** The message needs no more database work: frees its place under maxUncommitted. Idempotent. */
-  committed(): void;
+  committed: () => void;
   /** Sends the PUBACK if the delivering connection is still the current one. Idempotent; implies committed(). */
-  ack(): void;
+  ack: () => void;
   /** True once the delivering connection has ended (the broker will redeliver the message). */
-  isStale(): boolean;
+  isStale: () => boolean;
   /** Settles the delivery without a PUBACK; implies committed(). */
-  release(): void;
+  release: () => void;
 }
 
 export interface DeferredPubackOptions {

@@ -13,24 +13,9 @@ import type { TelemetryRecord } from '../../schemas/messages.js';
 import { parseSensorTopic } from '../../schemas/topics.js';
 import { canonicalUuid, nestedDeeperThan } from '../../schemas/canonical.js';
 import { checkSensorReading, parseJson } from '../../schemas/validators.js';
+import { checkReadingTimestamp, isReadingTimestampInRange } from '../../schemas/timestamps.js';
 
 export type NormalizedReading = { ok: true; record: TelemetryRecord } | { ok: false; reason: string };
-
-export interface NormalizeOptions {
-  /** readings stamped earlier than this are refused (default 2000-01-01T00:00:00Z) */
-  earliestTimestampMs?: number;
-  /** readings stamped at or after this are refused (default 2100-01-01T00:00:00Z) */
-  latestTimestampMs?: number;
-}
-
-/**
- * The accepted range of a sensor's ts is absolute, not relative to the edge clock: a device
- * without a battery-backed clock boots in 1970 until NTP answers, and refusing every correctly
- * stamped reading until then would lose real data. The bounds still catch unit mistakes
- * (epoch seconds, microseconds) and garbage.
- */
-export const DEFAULT_EARLIEST_TIMESTAMP_MS = Date.UTC(2000, 0, 1);
-export const DEFAULT_LATEST_TIMESTAMP_MS = Date.UTC(2100, 0, 1);
 
 /**
  * Deepest nesting of objects and arrays accepted in metadata. Storing a reading serializes its
@@ -41,36 +26,24 @@ export const MAX_METADATA_DEPTH = 32;
 
 type TimestampResult = { ok: true; ms: number } | { ok: false; reason: string };
 
-function resolveTimestamp(
-  ts: number | string | undefined,
-  receivedAtMs: number,
-  options: NormalizeOptions,
-): TimestampResult {
+function resolveTimestamp(ts: number | string | undefined, receivedAtMs: number): TimestampResult {
   if (ts === undefined) return { ok: true, ms: receivedAtMs };
   const ms = typeof ts === 'number' ? ts : Date.parse(ts);
   if (!Number.isFinite(ms)) {
     return { ok: false, reason: `ts '${String(ts)}' is not a representable date-time` };
   }
-  const earliest = options.earliestTimestampMs ?? DEFAULT_EARLIEST_TIMESTAMP_MS;
-  const latest = options.latestTimestampMs ?? DEFAULT_LATEST_TIMESTAMP_MS;
-  const inRange = (candidate: number) => candidate >= earliest && candidate < latest;
-  if (ms < earliest) {
-    const looksLikeSeconds = typeof ts === 'number' && inRange(ts * 1000);
-    return {
-      ok: false,
-      reason:
-        `ts ${JSON.stringify(ts)} is before ${new Date(earliest).toISOString()}` +
-        (looksLikeSeconds ? ' (it looks like epoch seconds; send epoch milliseconds)' : ''),
-    };
-  }
-  if (ms >= latest) {
-    const looksLikeMicroseconds = typeof ts === 'number' && inRange(ts / 1000);
-    return {
-      ok: false,
-      reason:
-        `ts ${JSON.stringify(ts)} is not before ${new Date(latest).toISOString()}` +
-        (looksLikeMicroseconds ? ' (it looks like epoch microseconds; send epoch milliseconds)' : ''),
-    };
+  // G5: one timestamp rule for edge and bridge (schemas/timestamps.ts)
+  const range = checkReadingTimestamp(ms);
+  if (!range.ok) {
+    const hint =
+      typeof ts !== 'number'
+        ? ''
+        : range.tooEarly && isReadingTimestampInRange(ts * 1000)
+          ? ' (it looks like epoch seconds; send epoch milliseconds)'
+          : !range.tooEarly && isReadingTimestampInRange(ts / 1000)
+            ? ' (it looks like epoch microseconds; send epoch milliseconds)'
+            : '';
+    return { ok: false, reason: `ts ${JSON.stringify(ts)} ${range.reason}${hint}` };
   }
   return { ok: true, ms: Math.trunc(ms) };
 }
@@ -80,7 +53,6 @@ export function normalizeReading(
   topic: string,
   payload: Buffer,
   receivedAtMs: number,
-  options: NormalizeOptions = {},
 ): NormalizedReading {
   const parsedTopic = parseSensorTopic(topic);
   if (parsedTopic === null) {
@@ -105,7 +77,7 @@ export function normalizeReading(
   if (input.metadata !== undefined && nestedDeeperThan(input.metadata, MAX_METADATA_DEPTH)) {
     return { ok: false, reason: `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep` };
   }
-  const timestamp = resolveTimestamp(input.ts, receivedAtMs, options);
+  const timestamp = resolveTimestamp(input.ts, receivedAtMs);
   if (!timestamp.ok) return timestamp;
 
   let id: string;

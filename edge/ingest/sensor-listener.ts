@@ -40,7 +40,7 @@ import type { EdgeMetrics } from '../metrics.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
 import type { GroupCommitWriter } from './group-commit.js';
 import { checkListenerExposure } from './listener-exposure.js';
-import { normalizeReading, type NormalizeOptions } from './reading-normalizer.js';
+import { normalizeReading } from './reading-normalizer.js';
 import { decideSensorPublish } from './sensor-access.js';
 import { createSensorAuthHooks } from './sensor-auth-hooks.js';
 import { requiresAuthentication } from './sensor-authentication.js';
@@ -57,7 +57,6 @@ export interface SensorListenerOptions {
   store: TelemetryStore;
   logger: Logger;
   metrics?: EdgeMetrics;
-  normalizeOptions?: NormalizeOptions;
   /** clock for receive times (epoch ms) */
   now?: () => number;
   /** when given (non-empty), every client must log in as one of these users (./sensor-users.ts) */
@@ -203,7 +202,7 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     payload: Buffer,
     clientId: string | undefined,
   ): Promise<'stored' | 'rejected'> {
-    const normalized = normalizeReading(options.deviceId, topic, payload, now(), options.normalizeOptions);
+    const normalized = normalizeReading(options.deviceId, topic, payload, now());
     if (!normalized.ok) {
       await rejectReading(topic, payload, normalized.reason, clientId);
       return 'rejected';

@@ -1,6 +1,8 @@
 /**
  * What a sync/ack means for the sync log (pure): success when nothing was rejected, partial when
- * some readings were, failed when every reading of the batch was rejected.
+ * some readings were, failed when every reading of the batch was rejected. An ack that lists fewer
+ * rejections than its rejectedCount (schemas/messages.ts SyncAck) is partial: its unlisted readings
+ * went back to pending (edge/store/telemetry-store.ts applyAck), so nothing of it is a success yet.
  */
 import type { SyncAck } from '../../schemas/messages.js';
 import type { AckOutcome, SyncLogEntry } from './telemetry-store.js';
@@ -8,15 +10,26 @@ import type { AckOutcome, SyncLogEntry } from './telemetry-store.js';
 /** How many rejections are spelled out in the sync log message. */
 const LISTED_REJECTIONS = 5;
 
-export function describeRejections(rejected: SyncAck['rejected']): string {
+/** How many records the bridge rejected in all (the ack may list only the first of them). */
+export function rejectedTotal(ack: SyncAck): number {
+  return Math.max(ack.rejectedCount ?? 0, ack.rejected.length);
+}
+
+export function describeRejections(ack: SyncAck): string {
+  const { rejected } = ack;
+  const total = rejectedTotal(ack);
   const listed = rejected.slice(0, LISTED_REJECTIONS).map((rejection) => `${rejection.id}: ${rejection.reason}`);
-  const more = rejected.length > LISTED_REJECTIONS ? `; … and ${rejected.length - LISTED_REJECTIONS} more` : '';
-  return `${rejected.length} rejected by the bridge: ${listed.join('; ')}${more}`;
+  const more = total > LISTED_REJECTIONS ? `; … and ${total - LISTED_REJECTIONS} more` : '';
+  const unnamed =
+    total > rejected.length
+      ? ` (${total - rejected.length} not named by the ack: the batch's other readings are sent again)`
+      : '';
+  return `${total} rejected by the bridge${unnamed}: ${listed.join('; ')}${more}`;
 }
 
 export function syncLogStatusForAck(ack: SyncAck, outcome: AckOutcome): SyncLogEntry['status'] {
-  if (ack.rejected.length === 0) return 'success';
-  return outcome.synced === 0 ? 'failed' : 'partial';
+  if (rejectedTotal(ack) === 0) return 'success';
+  return outcome.synced === 0 && (outcome.released ?? 0) === 0 ? 'failed' : 'partial';
 }
 
 export function syncLogEntryForAck(
@@ -32,6 +45,6 @@ export function syncLogEntryForAck(
     completedAt: completedAtMs,
     recordsCount: outcome.synced + outcome.failed,
     status,
-    errorMessage: status === 'success' ? null : describeRejections(ack.rejected),
+    errorMessage: status === 'success' ? null : describeRejections(ack),
   };
 }

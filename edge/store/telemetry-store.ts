@@ -45,6 +45,11 @@ export interface AckOutcome {
   synced: number;
   /** rows of the batch now 'failed' because the bridge rejected them */
   failed: number;
+  /**
+   * rows of the batch put back to 'pending' instead of confirmed: the ack said "retry later"
+   * (retryAfterMs), or it listed fewer rejections than it counted (rejectedCount); absent when 0
+   */
+  released?: number;
 }
 
 export interface ReleaseLog {
@@ -504,12 +509,26 @@ export class SqlTelemetryStore implements TelemetryStore {
    * which become 'failed' with the bridge's reason. Rows released back to 'pending' after an ack
    * timeout still carry the batch id and are confirmed by a late ack too; an ack for a batch that
    * matches nothing changes nothing.
+   *
+   * Two acks confirm nothing (G2), whatever `deleteSynced` says:
+   *   - "retry later" (retryAfterMs): the bridge stored nothing; the batch's 'syncing' rows go back
+   *     to 'pending' under their batch id, nothing is failed and no sync_log entry is written;
+   *   - an ack listing fewer rejections than its rejectedCount: the listed ones become 'failed', and
+   *     the rest cannot be told apart (stored, or rejected without being named), so they go back to
+   *     'pending' to be sent again; the bridge answers the re-send (duplicates, G4) with the rest.
+   * Deleting or marking them instead would lose readings the bridge never stored (with storage short,
+   * ackDeleted would remove them for good).
    */
   applyAck(ack: SyncAck, syncedAtMs: number = Date.now(), options: ApplyAckOptions = {}): Promise<AckOutcome> {
     const batchId = ack.batchId;
     if (batchId === null) return Promise.resolve({ synced: 0, failed: 0 });
     return this.#db.exclusive((client) =>
       inWriteTransaction(client, async (transaction) => {
+        if (ack.retryAfterMs !== undefined) {
+          // G2 + G7: "retry later": nothing of the batch is in the control plane
+          const released = await transaction.execute({ sql: SYNC_PATH_STATEMENTS.releaseBatch, args: [batchId] });
+          return { synced: 0, failed: 0, released: released.rowsAffected };
+        }
         let failed = 0;
         for (const rejection of ack.rejected) {
           const result = await transaction.execute({
@@ -518,13 +537,23 @@ export class SqlTelemetryStore implements TelemetryStore {
           });
           failed += result.rowsAffected;
         }
-        // G2: the only statements that confirm readings: the bridge's sync/ack for their batch
-        const synced = options.deleteSynced
-          ? await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackDeleted, args: [batchId] })
-          : await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackSynced, args: [syncedAtMs, batchId] });
-        const outcome = { synced: synced.rowsAffected, failed };
+        let outcome: AckOutcome;
+        if ((ack.rejectedCount ?? 0) > ack.rejected.length) {
+          // G2: some rejected readings are not named: none of the others is confirmed blindly
+          const released = await transaction.execute({ sql: SYNC_PATH_STATEMENTS.releaseBatch, args: [batchId] });
+          outcome = { synced: 0, failed, released: released.rowsAffected };
+        } else {
+          // G2: the only statements that confirm readings: the bridge's sync/ack for their batch
+          const synced = options.deleteSynced
+            ? await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackDeleted, args: [batchId] })
+            : await transaction.execute({ sql: SYNC_PATH_STATEMENTS.ackSynced, args: [syncedAtMs, batchId] });
+          outcome = { synced: synced.rowsAffected, failed };
+        }
         const log = options.log;
-        if (log !== undefined && (log.evenIfNothingMatched || outcome.synced + outcome.failed > 0)) {
+        if (
+          log !== undefined &&
+          (log.evenIfNothingMatched || outcome.synced + outcome.failed + (outcome.released ?? 0) > 0)
+        ) {
           // in the ack's transaction: the log never lags behind (or misses) the readings it describes
           await insertSyncLog(transaction, syncLogEntryForAck(ack, outcome, log.startedAtMs, syncedAtMs));
         }

@@ -21,11 +21,13 @@ export interface SendState {
   maxInFlight: number;
   /** readings in a full batch (MAX_BATCH_RECORDS, or agent.batchMaxRecords) */
   maxBatchRecords: number;
+  /** G7: the bridge said "retry later": nothing is sent while true (see retryLaterDelayMs) */
+  holding?: boolean;
 }
 
 /**
  * A new batch may be claimed only while connected (offline, readings stay pending and nothing is
- * claimed), not stopping, and below the in-flight limit.
+ * claimed), not stopping, not holding after a "retry later" ack, and below the in-flight limit.
  *
  * The limit is a budget of readings, maxInFlight full batches' worth, not a count of batches:
  * counted in batches, a steady trickle (1,000 readings/s, a batch after each 5 ms linger) filled
@@ -39,9 +41,24 @@ export function mayClaimBatch(state: SendState): boolean {
   return (
     state.connected &&
     !state.stopping &&
+    state.holding !== true &&
     state.inFlightRecords < state.maxInFlight * state.maxBatchRecords &&
     state.inFlight < state.maxInFlight * SMALL_BATCHES_PER_SLOT
   );
+}
+
+/** The longest the uplink holds its batches after one "retry later" ack, whatever the ack says. */
+export const MAX_RETRY_LATER_MS = 60_000;
+
+/**
+ * G7: how long to hold every send after a sync/ack with retryAfterMs (the bridge is over a bound on
+ * what it holds and stored nothing of the batch): no earlier than the bridge asked, plus up to half
+ * of it again at random so that the devices it refused at the same moment do not come back
+ * together; at most MAX_RETRY_LATER_MS. `random` is in [0, 1).
+ */
+export function retryLaterDelayMs(retryAfterMs: number, random: number): number {
+  const asked = Math.min(Math.max(0, retryAfterMs), MAX_RETRY_LATER_MS);
+  return Math.min(MAX_RETRY_LATER_MS, Math.ceil(asked + (random * asked) / 2));
 }
 
 export type SendTrigger = 'now' | 'linger';

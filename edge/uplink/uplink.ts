@@ -32,6 +32,7 @@ import {
   ackTimeoutForSend,
   DEFAULT_MAX_IN_FLIGHT_BATCHES,
   mayClaimBatch,
+  retryLaterDelayMs,
   triggerForNewReadings,
 } from './in-flight-policy.js';
 import type { TlsFiles } from '../../common/tls-files.js';
@@ -126,6 +127,9 @@ export class Uplink {
   readonly #sendsWithoutAck = new Map<string, number>();
   #pumping = false;
   #pumpAgain = false;
+  /** G7: after a "retry later" ack nothing is sent before this (epoch ms) */
+  #holdUntilMs = 0;
+  #holdTimer: NodeJS.Timeout | null = null;
 
   private constructor(options: UplinkOptions) {
     this.#options = options;
@@ -216,6 +220,7 @@ export class Uplink {
     this.#stopping = true;
     clearInterval(this.#interval);
     if (this.#lingerTimer !== null) clearTimeout(this.#lingerTimer);
+    if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
     this.#reconnects.cancel();
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
     this.#inFlight.clear();
@@ -366,6 +371,10 @@ export class Uplink {
       );
       return;
     }
+    if (ack.retryAfterMs !== undefined) {
+      await this.#retryLater(ack.batchId, ack.retryAfterMs);
+      return;
+    }
     const completedAt = Date.now();
     // G8: while storage is short the confirmed readings go at once (they are in the control plane)
     const deleteSynced = this.#options.storageShort?.() ?? false;
@@ -396,7 +405,43 @@ export class Uplink {
         `the bridge rejected ${ack.rejected.length} readings of batch ${ack.batchId}; they are marked failed`,
       );
     }
+    if ((outcome.released ?? 0) > 0) {
+      this.#log.warn(
+        { batchId: ack.batchId, rejectedCount: ack.rejectedCount, listed: ack.rejected.length },
+        `the bridge rejected ${ack.rejectedCount ?? 0} readings of batch ${ack.batchId} but named only ` +
+          `${ack.rejected.length}; its other ${outcome.released ?? 0} readings are sent again`,
+      );
+    }
     this.requestSend();
+  }
+
+  /**
+   * G7: the bridge stored nothing of the batch and asks to hear from this device again no earlier
+   * than retryAfterMs. The batch goes back to pending under its id (applyAck releases it; nothing is
+   * failed, no sync_log entry), it leaves the in-flight set without counting as a re-send, and no
+   * batch is sent until the hold ends.
+   */
+  async #retryLater(batchId: string, retryAfterMs: number): Promise<void> {
+    const outcome = await this.#options.store.applyAck(
+      { batchId, accepted: 0, rejected: [], conflicts: 0, retryAfterMs },
+      Date.now(),
+    );
+    this.#inFlight.settle(batchId);
+    this.#sendsWithoutAck.delete(batchId);
+    const delayMs = retryLaterDelayMs(retryAfterMs, Math.random());
+    const until = Date.now() + delayMs;
+    if (until > this.#holdUntilMs) {
+      this.#holdUntilMs = until;
+      if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
+      this.#holdTimer = setTimeout(() => {
+        this.#holdTimer = null;
+        this.requestSend();
+      }, delayMs);
+    }
+    this.#log.info(
+      { batchId, retryAfterMs, holdMs: delayMs, released: outcome.released ?? 0 },
+      `the bridge is busy and stored nothing of batch ${batchId}; it is sent again in ${delayMs} ms`,
+    );
   }
 
   async #onAckTimeout(batch: InFlightBatch): Promise<void> {
@@ -438,6 +483,7 @@ export class Uplink {
             inFlightRecords: this.#inFlight.records,
             maxInFlight: this.#maxInFlight,
             maxBatchRecords: this.#limits.maxRecords,
+            holding: Date.now() < this.#holdUntilMs,
           })
         ) {
           if (!(await this.#sendOneBatch())) break;

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../bridge/db/connection.js';
-import { MAX_PAYLOAD_BYTES } from '../../schemas/limits.js';
+import { MAX_PAYLOAD_BYTES, MAX_SYNC_ACK_REJECTIONS } from '../../schemas/limits.js';
 import { startBridgeService } from '../helpers/bridge-service.js';
 import { createTestCertificates } from '../helpers/certs.js';
 import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
@@ -60,9 +60,32 @@ describe('bad telemetry never stops the bridge', () => {
       error: expect.stringMatching(/must NOT have more than 1000 items/),
     });
     expect(device.ackBytes[answer]).toBeLessThanOrEqual(MAX_PAYLOAD_BYTES);
+    // issue 7, item 10: the first 100 rejections and the total, a few KB instead of ~1 MB
+    expect(device.acks[answer]!.rejected).toHaveLength(MAX_SYNC_ACK_REJECTIONS);
+    expect(device.acks[answer]!.rejectedCount).toBe(20_000);
+    expect(device.ackBytes[answer]).toBeLessThan(16 * 1024);
     // the broker never had to refuse a packet of the bridge (which would have closed its connection)
     expect((await broker.metrics.oversizePackets.get()).values.reduce((sum, v) => sum + v.value, 0)).toBe(0);
     expect((await broker.metrics.deniedPublishes.get()).values.reduce((sum, v) => sum + v.value, 0)).toBe(0);
+  });
+
+  it('answers a message of 90,000 tiny records with a bounded ack: the first 100 rejections and their count', async () => {
+    // a misbehaving client's envelope (the edge never sends more than 1000 records): before the bound
+    // the ack echoed every id and was 1,048,530 bytes
+    // {"id":"7"}, 11 bytes each: 990 KB, below the broker's 1 MiB payload limit
+    const tiny = makeBatch(Array.from({ length: 90_000 }, (_, i) => ({ id: String(i % 10) })));
+    const next = makeBatch();
+
+    await device.send(tiny);
+    await device.send(next);
+
+    await expect.poll(() => device.ackFor(next.batchId), poll).toMatchObject({ accepted: 1 });
+    const answer = device.acks.findIndex((ack) => ack.batchId === tiny.batchId);
+    expect(device.acks[answer]).toMatchObject({ accepted: 0, rejectedCount: 90_000 });
+    expect(device.acks[answer]!.rejected.map((rejection) => rejection.id)).toEqual(
+      Array.from({ length: MAX_SYNC_ACK_REJECTIONS }, (_, i) => String(i % 10)),
+    );
+    expect(device.ackBytes[answer]).toBeLessThan(16 * 1024);
   });
 
   it('rejects a record whose metadata is nested too deeply for the bridge to walk, alone, and goes on', async () => {
@@ -124,6 +147,28 @@ describe('bad telemetry never stops the bridge', () => {
         conflicts: 0,
       });
     expect(await stored(good.id)).toBe(1);
+  });
+
+  it('rejects a record stamped 9999-12-31 or 1999-12-31, as the edge does (one rule, schemas/timestamps.ts), and stores its neighbours', async () => {
+    const far = makeRecord({ timestamp: '9999-12-31T00:00:00.000Z' });
+    const early = makeRecord({ timestamp: '1999-12-31T23:59:59.999Z' });
+    const last = makeRecord({ timestamp: '2099-12-31T23:59:59.999Z' });
+    const batch = makeBatch([far, early, last]);
+
+    await device.send(batch);
+
+    await expect
+      .poll(() => device.ackFor(batch.batchId), poll)
+      .toEqual({
+        batchId: batch.batchId,
+        accepted: 1,
+        rejected: [
+          { id: far.id, reason: '/timestamp is not before 2100-01-01T00:00:00.000Z' },
+          { id: early.id, reason: '/timestamp is before 2000-01-01T00:00:00.000Z' },
+        ],
+        conflicts: 0,
+      });
+    expect([await stored(far.id), await stored(early.id), await stored(last.id)]).toEqual([0, 0, 1]);
   });
 
   it('stores the readings of a batch whose informational pendingCount is beyond the database integer range', async () => {

@@ -183,24 +183,35 @@ describe('telemetry ingest over MQTT', () => {
   });
 
   it(
-    'stops reading from the broker while maxInFlight messages wait for the database',
+    'holds at most maxInFlight messages while the database waits, and answers the rest "retry later" without storing them',
     { timeout: timeoutFor(CONNECT_TIMEOUT_MS, 4 * poll.timeout) },
     async () => {
+      // G7: the bridge never stops reading (that held every device behind one, in the broker):
+      // a message over the bound is answered with retryAfterMs, acknowledged, and not stored
       const { broker, bridge, clientId } = await startSystem({ maxInFlight: 2 });
       const sensor = await device(broker);
       const batches = Array.from({ length: 5 }, () => makeBatch([makeRecord()]));
-      const inFlight = async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value;
+      const held = async () => (await bridge.metrics.messagesHeld.get()).values[0]?.value;
       const lock = await lockTable(db, 'telemetry_data');
       for (const batch of batches) await sensor.send(batch);
       await expect.poll(() => bridgeWaitsOnLock(clientId), poll).toBe(true);
-      await expect.poll(inFlight, poll).toBe(2);
-      // the broker has sent all five; the bridge holds two and has not read the rest
-      expect(await inFlight()).toBe(2);
+      await expect.poll(() => sensor.acks.length, poll).toBe(3);
+      expect(await held()).toBe(2);
+      expect(sensor.acks).toEqual(
+        batches
+          .slice(2)
+          .map(({ batchId }) => ({ batchId, accepted: 0, rejected: [], conflicts: 0, retryAfterMs: 1000 })),
+      );
       await lock.commit();
       await expect.poll(() => sensor.acks.length, poll).toBe(5);
-      expect(sensor.acks.map((ack) => ack.batchId)).toEqual(batches.map((batch) => batch.batchId));
-      expect(await rowCount(sensor.id)).toBe(5);
-      await expect.poll(inFlight, poll).toBe(0);
+      expect(sensor.acks.slice(3)).toEqual(
+        batches.slice(0, 2).map(({ batchId }) => ({ batchId, accepted: 1, rejected: [], conflicts: 0 })),
+      );
+      expect(await rowCount(sensor.id)).toBe(2);
+      await expect.poll(held, poll).toBe(0);
+      await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(0);
+      const refused = (await bridge.metrics.messagesRefused.get()).values;
+      expect(refused).toEqual([expect.objectContaining({ labels: { reason: 'bridge-messages' }, value: 3 })]);
     },
   );
 

@@ -138,6 +138,51 @@ describe('edge uplink', () => {
     expect((await syncLog())[0]).toMatchObject({ status: 'partial', records_count: 5 });
   });
 
+  it('marks only the rejections an ack names failed and sends the rest again when it counts more than it lists', async () => {
+    const agent = await startAgent();
+    const sensor = await sensorFor(agent);
+    // the first answer to each batch id counts 3 rejections but names only 1 (issue 7, item 10)
+    const answered = new Set<string>();
+    let rejectedIds: string[] = [];
+    bridge.mode = (received) => {
+      const { batch } = received;
+      if (rejectedIds.length === 0) rejectedIds = batch.records.slice(0, 3).map((record) => record.id);
+      const full = fullAck(batch, rejectedIds);
+      if (answered.has(batch.batchId)) return full;
+      answered.add(batch.batchId);
+      return { ...full, rejected: full.rejected.slice(0, 1), rejectedCount: full.rejected.length };
+    };
+    await publishWave(sensor, 10, BASE_TIME_MS);
+    await expect.poll(() => agent.stats(), poll).toMatchObject({ synced: 7, failed: 3, pending: 0, syncing: 0 });
+    // the readings not named the first time went out again under the same batch id
+    const first = bridge.received[0]!.batch;
+    const resend = bridge.received.find((r, i) => i > 0 && r.batch.batchId === first.batchId);
+    expect(resend?.batch.records.map((record) => record.id)).toEqual(first.records.slice(1).map((record) => record.id));
+    expect((await syncLog())[0]).toMatchObject({
+      status: 'partial',
+      error_message: expect.stringMatching(/2 not named/),
+    });
+  });
+
+  it('puts a batch answered "retry later" back to pending, sends nothing before retryAfterMs, then syncs it', async () => {
+    const agent = await startAgent();
+    const sensor = await sensorFor(agent);
+    const retryAfterMs = 1500;
+    let refusedAtMs = 0;
+    bridge.mode = (received) => {
+      if (refusedAtMs !== 0) return fullAck(received.batch);
+      refusedAtMs = Date.now();
+      return { batchId: received.batch.batchId, accepted: 0, rejected: [], conflicts: 0, retryAfterMs };
+    };
+    await publishWave(sensor, 5, BASE_TIME_MS);
+    await expect.poll(() => agent.stats(), poll).toMatchObject({ synced: 5, failed: 0, pending: 0 });
+    const [refused, again] = bridge.received;
+    expect(again?.batch.batchId).toBe(refused?.batch.batchId);
+    expect(again!.receivedAtMs - refusedAtMs).toBeGreaterThanOrEqual(retryAfterMs - 50);
+    // no failure recorded for the refusal: only the success of the re-send
+    expect(await syncLog()).toEqual([expect.objectContaining({ status: 'success', records_count: 5 })]);
+  });
+
   it(
     'keeps accepting readings while the broker is down and drains them oldest first when it is back',
     { timeout: timeoutFor(CONNECT_TIMEOUT_MS, 3 * poll.timeout, drainPoll.timeout) },

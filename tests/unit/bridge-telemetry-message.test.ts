@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_PENDING_COUNT, parseTelemetryMessage } from '../../bridge/ingest/telemetry-message.js';
 import { MAX_METADATA_DEPTH, telemetryRowFromRecord } from '../../bridge/ingest/telemetry-row.js';
+import { normalizeReading } from '../../edge/ingest/reading-normalizer.js';
 import { canonicalJson } from '../../schemas/canonical.js';
 import type { TelemetryRecord } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
@@ -160,6 +161,30 @@ describe('telemetryRowFromRecord', () => {
     if (!a.ok || !b.ok || !c.ok) throw new Error('expected valid rows');
     expect(a.value.contentHash).toBe(b.value.contentHash);
     expect(a.value.contentHash).not.toBe(c.value.contentHash);
+  });
+
+  it('takes timestamps by the same rule as the edge: [2000-01-01, 2100-01-01) UTC (schemas/timestamps.ts)', () => {
+    const at = (timestamp: string) => telemetryRowFromRecord(DEVICE, { ...base, timestamp });
+    expect(at('2000-01-01T00:00:00.000Z')).toMatchObject({ ok: true });
+    expect(at('2099-12-31T23:59:59.999Z')).toMatchObject({ ok: true });
+    expect(at('1999-12-31T23:59:59.999Z')).toEqual({
+      ok: false,
+      reason: '/timestamp is before 2000-01-01T00:00:00.000Z',
+    });
+    expect(at('2100-01-01T00:00:00.000Z')).toEqual({
+      ok: false,
+      reason: '/timestamp is not before 2100-01-01T00:00:00.000Z',
+    });
+    expect(at('9999-12-31T00:00:00.000Z')).toMatchObject({ ok: false });
+    for (const ms of [
+      Date.UTC(1999, 11, 31, 23, 59, 59, 999),
+      Date.UTC(2000, 0, 1),
+      Date.UTC(2099, 11, 31),
+      Date.UTC(2100, 0, 1),
+    ]) {
+      const edge = normalizeReading(DEVICE, 'sensors/a/b', Buffer.from(JSON.stringify({ value: 1, ts: ms })), ms);
+      expect({ ms, edge: edge.ok }).toEqual({ ms, edge: at(new Date(ms).toISOString()).ok });
+    }
   });
 
   it('rejects what PostgreSQL or CockroachDB could not store', () => {

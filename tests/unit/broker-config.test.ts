@@ -29,6 +29,9 @@ describe('loadBrokerConfig', () => {
     expect(config.brokerId).toBeUndefined();
     expect(config.heartbeatMs).toBeUndefined();
     expect(config.port).toBe(8883);
+    // the metrics endpoint has no authentication: loopback unless METRICS_HOST says otherwise
+    expect(config.metricsHost).toBe('127.0.0.1');
+    expect(loadBrokerConfig({ METRICS_HOST: '0.0.0.0' }).metricsHost).toBe('0.0.0.0');
   });
 
   it('enables cluster mode with BROKER_REDIS_URL, with a 15 s heartbeat by default', () => {
@@ -209,6 +212,11 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
 ];
 
 const BAD_VALUES: BadValue[] = [
+  ...['http://0.0.0.0', '0.0.0.0:9465', 'my host'].map((value) => ({
+    name: 'METRICS_HOST',
+    value,
+    message: `METRICS_HOST must be an IP address or a host name (no scheme, port or brackets), got '${value}'`,
+  })),
   ...['http://0.0.0.0', '0.0.0.0:8883', '[::1]', 'my host', '-leading.dash'].map((value) => ({
     name: 'BROKER_HOST',
     value,

@@ -54,6 +54,7 @@ describe('loadEdgeConfig', () => {
       dbUrl: `file:.data/edge-${TEST_DEVICE_ID}.db`,
       sensorHost: '127.0.0.1',
       sensorPort: 1883,
+      metricsHost: '127.0.0.1',
       brokerUrl: 'mqtt://localhost:1884',
       ackTimeoutMs: 30_000,
       maxInFlightBatches: 4,
@@ -242,6 +243,11 @@ const BAD_VALUES: BadValue[] = [
     name: 'EDGE_DB_URL',
     value,
     message: `EDGE_DB_URL must be a file: URL, got '${value}'`,
+  })),
+  ...['http://0.0.0.0', '0.0.0.0:9464', 'two words'].map((value) => ({
+    name: 'METRICS_HOST',
+    value,
+    message: `METRICS_HOST must be an IP address or a host name (no scheme, port or brackets), got '${value}'`,
   })),
   ...['mqtt://0.0.0.0', '127.0.0.1:1883', 'two words'].map((value) => ({
     name: 'SENSOR_HOST',

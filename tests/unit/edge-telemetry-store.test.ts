@@ -246,6 +246,66 @@ describe('applyAck, releaseBatch, releaseAllSyncing', () => {
     expect(await row(c.id)).toMatchObject({ sync_status: 'synced' });
   });
 
+  it('confirms nothing for a "retry later" ack, also while storage is short: the batch is pending again under its id', async () => {
+    const records = [makeRecord({ atMs: BASE_TIME_MS }), makeRecord({ atMs: BASE_TIME_MS + 1 })];
+    await store.insertReadings(records);
+    await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
+    const outcome = await store.applyAck(
+      { batchId: 'batch-1', accepted: 0, rejected: [], conflicts: 0, retryAfterMs: 1000 },
+      777,
+      { deleteSynced: true, log: { startedAtMs: 1, evenIfNothingMatched: true } },
+    );
+    expect(outcome).toEqual({ synced: 0, failed: 0, released: 2 });
+    expect(await store.countByStatus()).toEqual({ pending: 2, syncing: 0, synced: 0, failed: 0 });
+    expect((await reader.execute('SELECT count(*) AS n FROM sync_log')).rows[0]?.['n']).toBe(0);
+    const again = await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-2');
+    expect(again.batchId).toBe('batch-1');
+    expect(again.records.map((r) => r.id)).toEqual(records.map((r) => r.id));
+  });
+
+  it('marks the listed rejections failed and sends the rest again when the ack counts more rejections than it lists', async () => {
+    const records = Array.from({ length: 5 }, (_, i) => makeRecord({ atMs: BASE_TIME_MS + i }));
+    const [a, b] = records as [TelemetryRecord, TelemetryRecord];
+    await store.insertReadings(records);
+    await store.claimPendingBatch(10, MAX_BATCH_BYTES, 'batch-1');
+    // 3 of 5 rejected, only a and b named: which of the other three was the third is unknown
+    const outcome = await store.applyAck(
+      {
+        batchId: 'batch-1',
+        accepted: 2,
+        rejected: [
+          { id: a.id, reason: 'bad a' },
+          { id: b.id, reason: 'bad b' },
+        ],
+        rejectedCount: 3,
+        conflicts: 0,
+      },
+      777,
+      { deleteSynced: true, log: { startedAtMs: 1, evenIfNothingMatched: true } },
+    );
+    expect(outcome).toEqual({ synced: 0, failed: 2, released: 3 });
+    expect(await statusOf(records.map((r) => r.id))).toEqual(['failed', 'failed', 'pending', 'pending', 'pending']);
+    const log = await reader.execute('SELECT status, error_message FROM sync_log');
+    expect(log.rows[0]).toMatchObject({
+      status: 'partial',
+      error_message: expect.stringMatching(/^3 rejected .*1 not named/),
+    });
+    const again = await store.claimNextBatch(10, MAX_BATCH_BYTES, 'batch-2');
+    expect(again.batchId).toBe('batch-1');
+    expect(again.records.map((r) => r.id)).toEqual(records.slice(2).map((r) => r.id));
+    // the next ack names the last one: the rest is confirmed
+    const c = records[2] as TelemetryRecord;
+    expect(
+      await store.applyAck({
+        batchId: 'batch-1',
+        accepted: 2,
+        rejected: [{ id: c.id, reason: 'bad c' }],
+        conflicts: 0,
+      }),
+    ).toEqual({ synced: 2, failed: 1 });
+    expect(await statusOf(records.map((r) => r.id))).toEqual(['failed', 'failed', 'failed', 'synced', 'synced']);
+  });
+
   it('does not mark a reading corrected after it was sent: its new content has not been acknowledged', async () => {
     const kept = makeRecord({ atMs: BASE_TIME_MS });
     const corrected = makeRecord({ atMs: BASE_TIME_MS + 1 });

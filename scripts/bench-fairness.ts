@@ -1,0 +1,174 @@
+/**
+ * bench:fairness — one device floods full batches at 10× its broker rate limit while a probe
+ * device publishes a 10-reading batch every 100 ms (issue 7, item 2; G7).
+ *
+ * Broker and bridge run as their own processes (broker/main.ts, bridge/main.ts) over mutual TLS,
+ * with an embedded PostgreSQL at SERIALIZABLE. The limits are the defaults, printed below: at the
+ * broker 200 msg/s and 4 MiB/s per device (burst 400 / 8 MiB; disconnected after 10 s over), at
+ * the bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32,
+ * DEVICE_MAX_IN_FLIGHT_BYTES 8 MiB, BATCH_WRITERS 2 (or --writers). Prints, side by side from one
+ * run, the probe's publish → sync/ack p50/p99 without and with the flood, their ratio, and the
+ * bridge's peak RSS, peak held messages and peak in-flight messages during the flood.
+ *
+ *   npm run bench:fairness [-- --samples 100] [--writers 2] [--offered-mib 40]
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readTlsFiles } from '../common/tls-files.js';
+import { ensureDevCertificates } from '../certs/dev-bundle.js';
+import { spawnEntryPoint, stopProcess, waitHealthy, type Spawned } from '../devtools/control-plane-processes.js';
+import { SERIALIZABLE_POSTGRES_FLAGS, startEmbeddedPostgres } from '../devtools/embedded-postgres.js';
+import { percentile, startFlood, startProbe, type ProbeSample } from '../devtools/fairness-load.js';
+import { freePort } from '../devtools/free-port.js';
+
+const { values: args } = parseArgs({
+  options: {
+    samples: { type: 'string', default: '100' },
+    writers: { type: 'string', default: '2' },
+    'offered-mib': { type: 'string', default: '40' },
+  },
+});
+const SAMPLES = Number(args.samples);
+const INTERVAL_MS = 100;
+const FLOODER = '7b2e1d3f-4c5a-4b6c-9d7e-8f9a0b1c2d01';
+const PROBE = '7b2e1d3f-4c5a-4b6c-9d7e-8f9a0b1c2d02';
+const dataDir = join('.data', 'bench-fairness');
+
+async function main(): Promise<void> {
+  rmSync(dataDir, { recursive: true, force: true });
+  mkdirSync(dataDir, { recursive: true });
+  const certificates = await ensureDevCertificates({
+    dir: join(dataDir, 'certs'),
+    deviceIds: [FLOODER, PROBE],
+    serviceNames: ['bridge'],
+  });
+  const postgres = await startEmbeddedPostgres({
+    port: await freePort(),
+    persistent: false,
+    postgresFlags: [...SERIALIZABLE_POSTGRES_FLAGS, '-c', 'fsync=off'],
+  });
+  const [brokerPort, brokerMetrics, bridgeHttp] = [await freePort(), await freePort(), await freePort()];
+  const processes: Spawned[] = [];
+  try {
+    const broker = spawnEntryPoint(
+      'broker',
+      'broker/main.ts',
+      {
+        LOG_LEVEL: 'warn',
+        BROKER_HOST: '127.0.0.1',
+        BROKER_PORT: String(brokerPort),
+        METRICS_PORT: String(brokerMetrics),
+        BROKER_TLS_CERT: certificates.broker.certPath,
+        BROKER_TLS_KEY: certificates.broker.keyPath,
+        BROKER_TLS_CA: certificates.ca.certPath,
+      },
+      dataDir,
+    );
+    processes.push(broker);
+    await waitHealthy(broker, `http://127.0.0.1:${brokerMetrics}/healthz`);
+    const bridgeFiles = certificates.services['bridge']!;
+    const bridge = spawnEntryPoint(
+      'bridge',
+      'bridge/main.ts',
+      {
+        LOG_LEVEL: 'warn',
+        DATABASE_URL: postgres.connectionString,
+        BROKER_URL: `mqtts://127.0.0.1:${brokerPort}`,
+        TLS_CA: certificates.ca.certPath,
+        TLS_CERT: bridgeFiles.certPath,
+        TLS_KEY: bridgeFiles.keyPath,
+        HTTP_PORT: String(bridgeHttp),
+        BATCH_WRITERS: String(args.writers),
+      },
+      dataDir,
+    );
+    processes.push(bridge);
+    await waitHealthy(bridge, `http://127.0.0.1:${bridgeHttp}/healthz`);
+    const metricsUrl = `http://127.0.0.1:${bridgeHttp}/metrics`;
+
+    const url = `mqtts://127.0.0.1:${brokerPort}`;
+    const tlsOf = (id: string) => {
+      const files = readTlsFiles({
+        caPath: certificates.ca.certPath,
+        certPath: certificates.devices[id]!.certPath,
+        keyPath: certificates.devices[id]!.keyPath,
+      });
+      return { ca: files.ca, cert: files.cert, key: files.key };
+    };
+    const probe = await startProbe({ url, deviceId: PROBE, clientOptions: tlsOf(PROBE) });
+    console.log(
+      `bench:fairness — ${cpus().length} cores, Node ${process.version}; broker limits 200 msg/s, 4 MiB/s per device; ` +
+        `bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS ${args.writers}`,
+    );
+    await probe.measure(10, INTERVAL_MS);
+    const unloaded = await probe.measure(SAMPLES, INTERVAL_MS);
+
+    const flood = await startFlood({
+      url,
+      deviceId: FLOODER,
+      clientOptions: tlsOf(FLOODER),
+      offeredBytesPerS: Number(args['offered-mib']) * 1024 * 1024,
+    });
+    const peaks = { rss: 0, held: 0, inFlight: 0 };
+    const sampler = setInterval(() => {
+      void scrape(metricsUrl).then(
+        (m) => {
+          peaks.rss = Math.max(peaks.rss, m['process_resident_memory_bytes'] ?? 0);
+          peaks.held = Math.max(peaks.held, m['bridge_messages_held'] ?? 0);
+          peaks.inFlight = Math.max(peaks.inFlight, m['bridge_messages_in_flight'] ?? 0);
+        },
+        () => undefined,
+      );
+    }, 100);
+    const loaded = await probe.measure(SAMPLES, INTERVAL_MS);
+    clearInterval(sampler);
+    const floodStats = await flood.stop();
+    await probe.close();
+    const final = await scrape(metricsUrl);
+
+    const row = (name: string, samples: ProbeSample[]) => {
+      const ms = samples.map((s) => s.latencyMs);
+      return `  ${name.padEnd(10)} p50 ${percentile(ms, 50).toFixed(1).padStart(8)} ms   p99 ${percentile(ms, 99).toFixed(1).padStart(8)} ms   (${ms.length} samples, ${samples.filter((s) => s.retryLater).length} retry-later)`;
+    };
+    const p99 = (samples: ProbeSample[]) =>
+      percentile(
+        samples.map((s) => s.latencyMs),
+        99,
+      );
+    console.log('probe publish → sync/ack:');
+    console.log(row('unloaded', unloaded));
+    console.log(row('flood', loaded));
+    console.log(`  ratio      p99 ×${(p99(loaded) / p99(unloaded)).toFixed(2)}`);
+    console.log(
+      `flooder: offered ${(floodStats.offeredBytesPerS / 1048576).toFixed(1)} MiB/s, ${floodStats.published} published, ` +
+        `${floodStats.stored} stored, ${floodStats.retryLater} answered retry-later`,
+    );
+    console.log(
+      `bridge during the flood: peak RSS ${(peaks.rss / 1048576).toFixed(0)} MiB, peak held ${peaks.held} messages, ` +
+        `peak in flight ${peaks.inFlight}; transaction retries ${final['bridge_transaction_retries_total'] ?? 0}`,
+    );
+  } finally {
+    for (const spawned of processes.reverse()) await stopProcess(spawned);
+    await postgres.close();
+  }
+}
+
+async function scrape(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(url)).text();
+  const values: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (match?.[1] !== undefined) values[match[1]] = (values[match[1]] ?? 0) + Number(match[3]);
+  }
+  return values;
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
