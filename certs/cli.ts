@@ -35,8 +35,10 @@ commands:
   device [--id UUID]            issue a device certificate (a new UUID is generated when --id is omitted)
   service --name NAME           issue a service certificate (e.g. bridge)
   observer --name NAME          issue a read-only observer certificate (e.g. explorer)
+  operator --name NAME          issue an operator certificate for the REST API and ctl (e.g. alice)
   dev [--devices N]             everything for a local demo: CA, broker, service 'bridge',
-                                observer 'explorer' and at least N device certificates (default 1)
+                                observer 'explorer', operator 'admin' and at least N device
+                                certificates (default 1)
   inspect FILE                  print subject, issuer, validity and usages of a certificate
 
 revocation (on the control plane's database, DATABASE_URL):
@@ -112,6 +114,7 @@ export async function runCertificateCli(
       }
       case 'service':
       case 'observer':
+      case 'operator':
         return await issueClient(out, dir, command, requireOption('--name', values.name), validDays);
       case 'dev':
         return await issueDevelopmentSet(out, dir, values.devices, values.host, validDays);
@@ -186,6 +189,7 @@ async function issueDevelopmentSet(
     deviceIds,
     serviceNames: ['bridge'],
     observerNames: ['explorer'],
+    operatorNames: ['admin'],
     ...(hosts === undefined ? {} : { brokerHosts: hosts }),
     ...(validDays === undefined ? {} : { validDays }),
   });
@@ -193,6 +197,7 @@ async function issueDevelopmentSet(
   out.log(`broker                 ${bundle.broker.certPath}`);
   for (const [name, files] of Object.entries(bundle.services)) out.log(`service ${name.padEnd(15)}${files.certPath}`);
   for (const [name, files] of Object.entries(bundle.observers)) out.log(`observer ${name.padEnd(14)}${files.certPath}`);
+  for (const [name, files] of Object.entries(bundle.operators)) out.log(`operator ${name.padEnd(14)}${files.certPath}`);
   for (const [id, files] of Object.entries(bundle.devices)) out.log(`device ${id}  ${files.certPath}`);
   return 0;
 }

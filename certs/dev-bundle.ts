@@ -32,6 +32,8 @@ export interface DevCertificateRequest {
   deviceIds?: string[];
   serviceNames?: string[];
   observerNames?: string[];
+  /** operator certificates (REST API and ctl) */
+  operatorNames?: string[];
   /**
    * DNS names and IP addresses the broker certificate must cover. When omitted, an existing broker
    * certificate is reused as it is and a new one covers localhost, 127.0.0.1 and ::1.
@@ -48,6 +50,7 @@ export interface CertificateBundle {
   services: Record<string, CertificateFiles>;
   devices: Record<string, CertificateFiles>;
   observers: Record<string, CertificateFiles>;
+  operators: Record<string, CertificateFiles>;
 }
 
 export interface EnsuredCertificate extends CertificateFiles {
@@ -66,11 +69,12 @@ export async function ensureDevCertificates(request: DevCertificateRequest): Pro
   const issueClients = (role: CertificateRole, ids: string[] = []) =>
     Promise.all(ids.map(async (id) => [id, await ensureClientCertificate(opened, role, id, validDays)] as const));
 
-  const [broker, services, devices, observers] = await Promise.all([
+  const [broker, services, devices, observers, operators] = await Promise.all([
     ensureBrokerCertificate(opened, request.brokerHosts, validDays),
     issueClients('service', request.serviceNames),
     issueClients('device', request.deviceIds),
     issueClients('observer', request.observerNames),
+    issueClients('operator', request.operatorNames),
   ]);
   return {
     dir: request.dir,
@@ -79,6 +83,7 @@ export async function ensureDevCertificates(request: DevCertificateRequest): Pro
     services: recordOf(services),
     devices: recordOf(devices),
     observers: recordOf(observers),
+    operators: recordOf(operators),
   };
 }
 

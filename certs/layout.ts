@@ -6,6 +6,7 @@
  *   {dir}/services/{name}.crt, .key            e.g. bridge
  *   {dir}/devices/{uuid}.crt, .key             one per device
  *   {dir}/observers/{name}.crt, .key           read-only tools (mosquitto_sub, MQTT Explorer)
+ *   {dir}/operators/{name}.crt, .key           people and scripts on the REST API (ctl/)
  */
 import { join } from 'node:path';
 import { isDeviceId } from '../schemas/topics.js';
@@ -25,6 +26,7 @@ const ROLE_FOLDERS: Record<CertificateRole, string> = {
   device: 'devices',
   service: 'services',
   observer: 'observers',
+  operator: 'operators',
 };
 
 export function authorityFiles(dir: string): CertificateFiles {
