@@ -21,6 +21,11 @@
  *   REVOCATION_POLL_MS    how often revoked_certificates is polled for the revocation list the
  *                         broker nodes enforce (bridge/revocation-publisher.ts)  default 1000
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
+ *   API_HOST, API_PORT    the REST API over mutual TLS (bridge/api/); no API unless API_PORT is set
+ *                         (0: any free port)                                      default 127.0.0.1
+ *   API_TLS_CA, API_TLS_CERT, API_TLS_KEY   the CA its clients' certificates must chain to, and
+ *                         the API's server certificate and key (serverAuth, with the API's host
+ *                         names); default: TLS_CA, TLS_CERT, TLS_KEY (the bridge's own identity)
  *   SHUTDOWN_GRACE_MS     how long SIGTERM waits for a clean close before exiting 1  default 10000
  *                         (common/process-lifecycle.ts)
  */
@@ -30,6 +35,7 @@ import {
   envHost,
   envInt,
   envMqttUrl,
+  envOptional,
   envString,
   MAX_TIMER_MS,
   redactUrlCredentials,
@@ -60,11 +66,22 @@ export interface BridgeConfig {
   revocationPollMs: number;
   /** null: no HTTP server */
   http: { host: string; port: number } | null;
+  // ---- REST API (bridge/api/) ----
+  /** null: no REST API (API_PORT unset) */
+  api?: ApiConfig | null;
   /** how long bridge/main.ts waits for close() after SIGTERM; not used by startBridge (in-process callers leave it out) */
   shutdownGraceMs?: number;
 }
 
+export interface ApiConfig {
+  host: string;
+  port: number;
+  /** the API's server certificate and key, and the CA client certificates must chain to */
+  tls: TlsFiles;
+}
+
 const MIB = 1024 * 1024;
+const API_TLS_VARIABLES = { ca: 'API_TLS_CA', cert: 'API_TLS_CERT', key: 'API_TLS_KEY' };
 const TLS_VARIABLES = { ca: 'TLS_CA', cert: 'TLS_CERT', key: 'TLS_KEY' };
 
 /** Everything of a BridgeConfig that has a default (the environment loader's fallbacks). */
@@ -83,14 +100,15 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
   const defaults = BRIDGE_DEFAULTS;
   const databaseUrl = databaseUrlFrom(env);
   const brokerUrl = envMqttUrl(env, 'BROKER_URL');
+  const tls =
+    tlsFilesFromEnv(env, TLS_VARIABLES, {
+      required: brokerUrl.startsWith('mqtts:'),
+      requiredBecause: 'for an mqtts:// BROKER_URL (mutual TLS)',
+    }) ?? null;
   return {
     databaseUrl,
     brokerUrl,
-    tls:
-      tlsFilesFromEnv(env, TLS_VARIABLES, {
-        required: brokerUrl.startsWith('mqtts:'),
-        requiredBecause: 'for an mqtts:// BROKER_URL (mutual TLS)',
-      }) ?? null,
+    tls,
     clientId: clientIdFrom(env),
     batch: {
       maxRecords: envInt(env, 'BATCH_MAX_RECORDS', defaults.batch.maxRecords, { min: 1, max: 50_000 }),
@@ -112,8 +130,24 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
       host: envHost(env, 'HTTP_HOST', '0.0.0.0'),
       port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),
     },
+    api: apiConfigFrom(env, tls),
     shutdownGraceMs: shutdownGraceFromEnv(env),
   };
+}
+
+// ---- REST API (bridge/api/) ----
+function apiConfigFrom(env: Env, bridgeTls: TlsFiles | null): ApiConfig | null {
+  const host = envHost(env, 'API_HOST', '127.0.0.1');
+  const apiTls = tlsFilesFromEnv(env, API_TLS_VARIABLES, { required: false });
+  if (envOptional(env, 'API_PORT') === undefined) return null;
+  const port = envInt(env, 'API_PORT', 0, { min: 0, max: 65_535 });
+  const tls = apiTls ?? bridgeTls;
+  if (tls === null) {
+    throw new ConfigError(
+      'API_PORT needs API_TLS_CA, API_TLS_CERT and API_TLS_KEY (or TLS_CA, TLS_CERT and TLS_KEY): the REST API is served over mutual TLS only',
+    );
+  }
+  return { host, port, tls };
 }
 
 /** postgres:// or postgresql:// (what node-postgres takes); the password never appears in the error. */

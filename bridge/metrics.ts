@@ -12,6 +12,9 @@ export interface BridgeMetrics {
   messagesInFlight: Gauge;
   revocationListsPublished: Counter;
   revokedCertificates: Gauge;
+  // ---- REST API (bridge/api/) ----
+  httpRequests: Counter<'route' | 'method' | 'status'>;
+  httpRequestSeconds: Histogram<'route' | 'method'>;
 }
 
 export function createBridgeMetrics(options: { defaultMetrics?: boolean } = {}): BridgeMetrics {
@@ -65,6 +68,20 @@ export function createBridgeMetrics(options: { defaultMetrics?: boolean } = {}):
     revokedCertificates: new Gauge({
       name: 'bridge_revoked_certificates',
       help: 'Certificates in the revocation list the bridge last published',
+      registers,
+    }),
+    // ---- REST API (bridge/api/server.ts): every request, refused ones included ----
+    httpRequests: new Counter({
+      name: 'http_requests_total',
+      help: "REST API requests by route pattern (or 'unmatched'), method and status",
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    }),
+    httpRequestSeconds: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'REST API request latency by route pattern and method, from the request to the end of the response',
+      labelNames: ['route', 'method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
   };

@@ -1,7 +1,8 @@
 /**
  * The bridge service: migrate the database, ingest devices/+/telemetry into it, confirm with
  * sync/ack, run the PostgreSQL retention job, publish the revocation list to the broker nodes
- * (./revocation-publisher.ts), serve /metrics and /healthz.
+ * (./revocation-publisher.ts), serve /metrics and /healthz, and the REST API over mutual TLS
+ * (./api/, when API_PORT is set).
  */
 import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
@@ -13,6 +14,7 @@ import { startRetentionScheduler } from './db/retention.js';
 import type { TransactionRetryOptions } from './db/transaction-retry.js';
 import { IngestPipeline } from './ingest/ingest-pipeline.js';
 import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
+import { startApiServer, type ApiServer } from './api/server.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
 import { createBridgeMqttClient } from './mqtt/bridge-mqtt-client.js';
 import { startRevocationPublisher, type RevocationPublisher } from './revocation-publisher.js';
@@ -24,6 +26,8 @@ export interface RunningBridge {
   metrics: BridgeMetrics;
   /** the /metrics and /healthz port, null without an HTTP server */
   httpPort: number | null;
+  /** the REST API (./api/), null unless config.api is set */
+  api: { url: string; port: number; refreshRevocations(): Promise<void> } | null;
   /** the same checks as /healthz */
   health(): Promise<{ database: boolean; broker: boolean }>;
   /**
@@ -89,6 +93,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
 
   let http: HttpEndpoint | null = null;
   let revocations: RevocationPublisher | undefined;
+  let api: ApiServer | null = null;
   try {
     await mqtt.start();
     // G9: after start(), so that the first list goes out on the first connection
@@ -118,7 +123,21 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
         },
       });
     }
+    // ---- REST API (./api/) ----
+    if (config.api) {
+      api = await startApiServer({
+        ...config.api,
+        db,
+        logger,
+        metrics,
+        ingest: (message) => pipeline.accept(message),
+        downstream: null,
+        revocationPollMs: config.revocationPollMs,
+      });
+    }
   } catch (error) {
+    await api?.close();
+    await http?.close();
     await revocations?.close();
     await retention.close();
     await pipeline.close();
@@ -126,9 +145,10 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     await closeDatabase(db);
     throw error;
   }
-  logger.info({ dialect, httpPort: http?.port ?? null, batch: config.batch }, 'bridge started');
+  logger.info({ dialect, httpPort: http?.port ?? null, apiPort: api?.port ?? null, batch: config.batch }, 'bridge started');
 
   const close = async (): Promise<void> => {
+    await api?.close(); // first: no new HTTP telemetry while the pipeline drains
     await revocations?.close();
     await retention.close();
     await pipeline.close();
@@ -142,6 +162,10 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     dialect,
     metrics,
     httpPort: http?.port ?? null,
+    api:
+      api === null
+        ? null
+        : { url: api.url, port: api.port, refreshRevocations: () => (api as ApiServer).revocations.refresh() },
     health,
     close: () => (closing ??= close()),
   };

@@ -25,8 +25,12 @@ import { isTransientFailure, judgeSingleWrites, shouldIsolate, type SingleWriteO
 import { parseTelemetryMessage } from './telemetry-message.js';
 import type { TelemetryWriteMessage, TelemetryWriteResult } from './telemetry-writer.js';
 
-/** A telemetry message as the MQTT layer hands it over, with its deferred PUBACK. */
-export type InboundMessage = Delivery;
+/**
+ * A telemetry message as the MQTT layer hands it over, with its deferred PUBACK. A message from
+ * the REST API's HTTP fallback (bridge/api/http-ingest.ts) also has `respond`: its ack is the HTTP
+ * response instead of a sync/ack publish (that device keeps no MQTT session).
+ */
+export type InboundMessage = Delivery & { respond?(ack: SyncAck): void };
 
 export interface IngestPipelineOptions {
   write(messages: TelemetryWriteMessage[]): Promise<TelemetryWriteResult>;
@@ -213,6 +217,11 @@ export class IngestPipeline {
 
   /** Publishes the sync/ack, then acknowledges the message to the broker. */
   private confirm(inbound: InboundMessage, deviceId: string, ack: SyncAck): void {
+    if (inbound.respond !== undefined) {
+      inbound.respond(ack); // G2 holds as for MQTT: confirm runs only after the commit
+      inbound.ack();
+      return;
+    }
     const confirmation = this.options
       .publishAck(deviceId, ack)
       .then(

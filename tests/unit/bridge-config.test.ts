@@ -31,8 +31,27 @@ describe('loadBridgeConfig', () => {
       retentionChunkSize: 1000,
       revocationPollMs: 1000,
       http: { host: '0.0.0.0', port: 9464 },
+      api: null,
       shutdownGraceMs: 10_000,
     });
+  });
+
+  it('serves the REST API only when API_PORT is set, over the API_TLS_* files or else the bridge own TLS files', () => {
+    const dir = tempDirectory('bridge-config-api');
+    for (const name of ['ca', 'cert', 'key', 'api-ca', 'api-cert', 'api-key']) writeFileSync(join(dir, `${name}.pem`), name);
+    const bridgeTls = { TLS_CA: join(dir, 'ca.pem'), TLS_CERT: join(dir, 'cert.pem'), TLS_KEY: join(dir, 'key.pem') };
+    const apiTls = {
+      API_TLS_CA: join(dir, 'api-ca.pem'),
+      API_TLS_CERT: join(dir, 'api-cert.pem'),
+      API_TLS_KEY: join(dir, 'api-key.pem'),
+    };
+    expect(loadBridgeConfig({ ...required, ...bridgeTls }).api).toBeNull();
+    const reused = loadBridgeConfig({ ...required, ...bridgeTls, API_PORT: '8443' }).api;
+    expect(reused).toMatchObject({ host: '127.0.0.1', port: 8443 });
+    expect(reused?.tls.cert.toString()).toBe('cert');
+    const own = loadBridgeConfig({ ...required, ...bridgeTls, ...apiTls, API_PORT: '0', API_HOST: '0.0.0.0' }).api;
+    expect(own).toMatchObject({ host: '0.0.0.0', port: 0 });
+    expect(own?.tls.cert.toString()).toBe('api-cert');
   });
 
   it('requires the database and broker URLs', () => {
@@ -161,6 +180,35 @@ const BAD_VALUES: BadValue[] = [
     name: 'TLS_KEY',
     value: readable['TLS_KEY'] ?? '',
     message: 'TLS_CA, TLS_CERT and TLS_KEY must be given together',
+  },
+  // ---- REST API ----
+  ...['https', '-1', '65536', '84 43'].map((value) => ({
+    name: 'API_PORT',
+    value,
+    with: { ...readable },
+    message: /^API_PORT must be/,
+  })),
+  {
+    name: 'API_PORT',
+    value: '8443',
+    message:
+      'API_PORT needs API_TLS_CA, API_TLS_CERT and API_TLS_KEY (or TLS_CA, TLS_CERT and TLS_KEY): the REST API is served over mutual TLS only',
+  },
+  ...['0.0.0.0:8443', 'https://api'].map((value) => ({
+    name: 'API_HOST',
+    value,
+    message: `API_HOST must be an IP address or a host name (no scheme, port or brackets), got '${value}'`,
+  })),
+  ...(['API_TLS_CA', 'API_TLS_CERT', 'API_TLS_KEY'] as const).map((name) => ({
+    name,
+    value: missing,
+    with: { API_TLS_CA: readable['TLS_CA'], API_TLS_CERT: readable['TLS_CERT'], API_TLS_KEY: readable['TLS_KEY'] },
+    message: `${name}: cannot read '${missing}': ENOENT`,
+  })),
+  {
+    name: 'API_TLS_CERT',
+    value: readable['TLS_CERT'] ?? '',
+    message: 'API_TLS_CA, API_TLS_CERT and API_TLS_KEY must be given together',
   },
 ];
 
