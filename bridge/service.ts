@@ -145,7 +145,10 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     await closeDatabase(db);
     throw error;
   }
-  logger.info({ dialect, httpPort: http?.port ?? null, apiPort: api?.port ?? null, batch: config.batch }, 'bridge started');
+  logger.info(
+    { dialect, httpPort: http?.port ?? null, apiPort: api?.port ?? null, batch: config.batch },
+    'bridge started',
+  );
 
   const close = async (): Promise<void> => {
     await api?.close(); // first: no new HTTP telemetry while the pipeline drains
@@ -162,11 +165,13 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     dialect,
     metrics,
     httpPort: http?.port ?? null,
-    api:
-      api === null
-        ? null
-        : { url: api.url, port: api.port, refreshRevocations: () => (api as ApiServer).revocations.refresh() },
+    api: apiHandle(api),
     health,
     close: () => (closing ??= close()),
   };
+}
+
+function apiHandle(api: ApiServer | null): RunningBridge['api'] {
+  if (api === null) return null;
+  return { url: api.url, port: api.port, refreshRevocations: () => api.revocations.refresh() };
 }

@@ -8,12 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import { COMMAND_STATUSES } from './command-lifecycle.js';
-import {
-  COMMAND_TYPE_PATTERN,
-  CONFIG_KEY_PATTERN,
-  DEVICE_ID_PATTERN,
-  TOPIC_ID_PATTERN,
-} from './limits.js';
+import { COMMAND_TYPE_PATTERN, CONFIG_KEY_PATTERN, DEVICE_ID_PATTERN, TOPIC_ID_PATTERN } from './limits.js';
 
 const require = createRequire(import.meta.url);
 
@@ -268,7 +263,11 @@ export const SET_CONFIG_BODY = {
   required: ['value'],
   properties: {
     value: { description: 'any JSON; agent.* keys must match schemas/agent-settings.schema.json' },
-    expectedVersion: { type: 'integer', minimum: 0, description: 'the version the write replaces (0: the key must not exist); else 409' },
+    expectedVersion: {
+      type: 'integer',
+      minimum: 0,
+      description: 'the version the write replaces (0: the key must not exist); else 409',
+    },
   },
 } as const;
 

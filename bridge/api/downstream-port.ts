@@ -22,12 +22,27 @@ export interface Page<T> {
 }
 
 export interface CommandsPort {
-  create(input: { deviceId: string; type: string; payload: Record<string, unknown>; expiresAt?: Date }): Promise<CommandView>;
+  create(input: {
+    deviceId: string;
+    type: string;
+    payload: Record<string, unknown>;
+    expiresAt?: Date;
+  }): Promise<CommandView>;
   get(commandId: string): Promise<CommandView | null>;
-  list(query: { deviceId?: string; status?: string; type?: string; limit: number; after?: string }): Promise<Page<CommandView>>;
+  list(query: {
+    deviceId?: string;
+    status?: string;
+    type?: string;
+    limit: number;
+    after?: string;
+  }): Promise<Page<CommandView>>;
   liveForDevice(deviceId: string): Promise<CommandView[]>;
   cancel(commandId: string): Promise<CommandView>;
-  report(deviceId: string, commandId: string, report: CommandReport): Promise<{ applied: boolean; command: CommandView }>;
+  report(
+    deviceId: string,
+    commandId: string,
+    report: CommandReport,
+  ): Promise<{ applied: boolean; command: CommandView }>;
 }
 
 export interface ConfigView {

@@ -61,7 +61,10 @@ export function errorReply(error: unknown, bodyLimit: number): ErrorReply {
   if (error instanceof CursorError) return reply(400, 'invalid-cursor', error.message);
   const e = (typeof error === 'object' && error !== null ? error : {}) as FastifyLikeError;
   const message = typeof e.message === 'string' ? e.message : String(error);
-  if (e.name === 'DownstreamError' || (typeof e.code === 'string' && DOWNSTREAM_CODES.has(e.code) && typeof e.httpStatus === 'number')) {
+  if (
+    e.name === 'DownstreamError' ||
+    (typeof e.code === 'string' && DOWNSTREAM_CODES.has(e.code) && typeof e.httpStatus === 'number')
+  ) {
     const status = typeof e.httpStatus === 'number' ? e.httpStatus : 400;
     return reply(status, String(e.code), message, e.details);
   }

@@ -47,7 +47,13 @@ export function ingestOverHttp(
     );
     const release = () =>
       settle(() =>
-        reject(new ApiError(503, 'unavailable', 'the bridge is shutting down; send the batch again (a re-send adds no rows)')),
+        reject(
+          new ApiError(
+            503,
+            'unavailable',
+            'the bridge is shutting down; send the batch again (a re-send adds no rows)',
+          ),
+        ),
       );
     accept({
       topic: topics.telemetry(deviceId),

@@ -46,10 +46,20 @@ export function identifyRequest(input: ApiIdentityInput): ApiIdentityDecision {
   const { role, id, serial } = decision.identity;
   // G9: revocation names the serial, not the CN (a device keeps its id with a new certificate)
   if (serial === undefined) {
-    return { ok: false, status: 401, code: 'no-serial', reason: 'the client certificate has no readable serial number' };
+    return {
+      ok: false,
+      status: 401,
+      code: 'no-serial',
+      reason: 'the client certificate has no readable serial number',
+    };
   }
   if (input.isRevoked(serial)) {
-    return { ok: false, status: 401, code: 'revoked-certificate', reason: `the certificate of '${id}' (serial ${serial}) is revoked` };
+    return {
+      ok: false,
+      status: 401,
+      code: 'revoked-certificate',
+      reason: `the certificate of '${id}' (serial ${serial}) is revoked`,
+    };
   }
   return { ok: true, identity: { kind: role, id, serial } };
 }

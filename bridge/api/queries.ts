@@ -244,7 +244,12 @@ export async function listConflicts(db: Database, query: PageRequest & { deviceI
         AND ($2::timestamptz IS NULL OR detected_at < $2::timestamptz OR conflict_id < $3::uuid)
       ORDER BY detected_at DESC, conflict_id DESC
       LIMIT $4`,
-    [query.deviceId ?? null, cursor === null ? null : String(cursor[0]), cursor === null ? null : String(cursor[1]), query.limit + 1],
+    [
+      query.deviceId ?? null,
+      cursor === null ? null : String(cursor[0]),
+      cursor === null ? null : String(cursor[1]),
+      query.limit + 1,
+    ],
   );
   return pageFrom(
     rows,

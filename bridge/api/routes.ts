@@ -50,14 +50,7 @@ import type { DownstreamPort } from './downstream-port.js';
 import { ApiError } from './errors.js';
 import { ingestOverHttp, type TelemetryIngest } from './http-ingest.js';
 import type { ApiIdentity } from './identity.js';
-import {
-  deviceSyncStatus,
-  getDevice,
-  listConflicts,
-  listDevices,
-  queryTelemetry,
-  registerDevice,
-} from './queries.js';
+import { deviceSyncStatus, getDevice, listConflicts, listDevices, queryTelemetry, registerDevice } from './queries.js';
 import { rawBodyOf } from './raw-body.js';
 
 export interface RouteDependencies {
@@ -88,7 +81,11 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
   const { db } = deps;
   const downstream = (): DownstreamPort => {
     if (deps.downstream === null) {
-      throw new ApiError(503, 'unavailable', 'commands and config are not served by this bridge (no downstream service)');
+      throw new ApiError(
+        503,
+        'unavailable',
+        'commands and config are not served by this bridge (no downstream service)',
+      );
     }
     return deps.downstream;
   };
@@ -121,7 +118,11 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
         tags: ['device'],
         params: DEVICE_ID_PARAMS,
         response: responses({
-          200: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: COMMAND_VIEW_SCHEMA } } },
+          200: {
+            type: 'object',
+            required: ['items'],
+            properties: { items: { type: 'array', items: COMMAND_VIEW_SCHEMA } },
+          },
         }),
       },
     },
@@ -153,7 +154,11 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
       enforce(deviceOnly(identity, 'reporting a command result'));
       const bytes = rawBodyOf(request).length;
       if (bytes > MAX_COMMAND_RESULT_BYTES) {
-        throw new ApiError(413, 'body-too-large', `a command report is at most ${MAX_COMMAND_RESULT_BYTES} bytes, got ${bytes}`);
+        throw new ApiError(
+          413,
+          'body-too-large',
+          `a command report is at most ${MAX_COMMAND_RESULT_BYTES} bytes, got ${bytes}`,
+        );
       }
       // the service answers not-found for a command of another device too (ids do not leak)
       return downstream().commands.report(identity.id, request.params.commandId, request.body);
@@ -173,12 +178,15 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
     async (request) => {
       enforce(mayAccessDevice(identityOf(request), request.params.deviceId));
       const status = await deviceSyncStatus(db, request.params.deviceId);
-      if (status === null) throw new ApiError(404, 'device-not-found', `device '${request.params.deviceId}' is not registered`);
+      if (status === null)
+        throw new ApiError(404, 'device-not-found', `device '${request.params.deviceId}' is not registered`);
       return status;
     },
   );
 
-  app.post<{ Body: { deviceId?: string; name: string; type: string; location?: string; metadata?: Record<string, unknown> } }>(
+  app.post<{
+    Body: { deviceId?: string; name: string; type: string; location?: string; metadata?: Record<string, unknown> };
+  }>(
     '/api/v1/devices/register',
     {
       schema: {
@@ -196,7 +204,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
         if (given !== undefined) enforce(mayAccessDevice(identity, given));
         deviceId = identity.id;
       } else {
-        if (given === undefined) throw new ApiError(400, 'invalid-request', 'an operator must name the deviceId to register');
+        if (given === undefined)
+          throw new ApiError(400, 'invalid-request', 'an operator must name the deviceId to register');
         deviceId = given;
       }
       const { created, device } = await registerDevice(db, { deviceId, ...rest });
@@ -235,7 +244,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
     async (request) => {
       enforce(mayAccessDevice(identityOf(request), request.params.deviceId));
       const device = await getDevice(db, request.params.deviceId);
-      if (device === null) throw new ApiError(404, 'device-not-found', `device '${request.params.deviceId}' is not registered`);
+      if (device === null)
+        throw new ApiError(404, 'device-not-found', `device '${request.params.deviceId}' is not registered`);
       return device;
     },
   );
@@ -336,7 +346,9 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
     },
     async (request) => {
       const command = await downstream().commands.get(request.params.commandId);
-      enforce(mayAccessOwnedResource(identityOf(request), command?.deviceId ?? null, `command '${request.params.commandId}'`));
+      enforce(
+        mayAccessOwnedResource(identityOf(request), command?.deviceId ?? null, `command '${request.params.commandId}'`),
+      );
       return command;
     },
   );
@@ -365,7 +377,11 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
         tags: ['operator'],
         params: DEVICE_ID_PARAMS,
         response: responses({
-          200: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: CONFIG_VIEW_SCHEMA } } },
+          200: {
+            type: 'object',
+            required: ['items'],
+            properties: { items: { type: 'array', items: CONFIG_VIEW_SCHEMA } },
+          },
         }),
       },
     },
@@ -411,7 +427,11 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
       const { value, expectedVersion } = request.body;
       const bytes = Buffer.byteLength(JSON.stringify(value));
       if (bytes > MAX_CONFIG_VALUE_BYTES) {
-        throw new ApiError(422, 'invalid-config', `a config value is at most ${MAX_CONFIG_VALUE_BYTES} bytes of JSON, got ${bytes}`);
+        throw new ApiError(
+          422,
+          'invalid-config',
+          `a config value is at most ${MAX_CONFIG_VALUE_BYTES} bytes of JSON, got ${bytes}`,
+        );
       }
       if (key.startsWith('agent.') || isAgentSettingKey(key)) {
         const setting = checkAgentSetting(key, value);
@@ -425,7 +445,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
     '/api/v1/devices/:deviceId/config/:key',
     {
       schema: {
-        summary: 'Deletes a config key (clears its retained topic); ?expectedVersion= makes a stale delete fail with 409',
+        summary:
+          'Deletes a config key (clears its retained topic); ?expectedVersion= makes a stale delete fail with 409',
         tags: ['operator'],
         params: CONFIG_KEY_PARAMS,
         querystring: EXPECTED_VERSION_QUERY,
@@ -436,7 +457,11 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
       enforce(operatorOnly(identityOf(request), 'deleting config'));
       const { deviceId, key } = request.params;
       const { expectedVersion } = request.query;
-      const deleted = await downstream().config.delete(deviceId, key, expectedVersion === undefined ? {} : { expectedVersion });
+      const deleted = await downstream().config.delete(
+        deviceId,
+        key,
+        expectedVersion === undefined ? {} : { expectedVersion },
+      );
       return { deleted: true, deviceId, key, result: deleted ?? null };
     },
   );

@@ -123,15 +123,19 @@ export async function buildApi(options: ApiServerOptions & { revocations: Revoca
 
   app.decorateRequest('identity', null);
   // G9: the one auth hook; a token scheme (a later issue) is a second branch here
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', (request, _reply, done) => {
     const socket = request.raw.socket as TLSSocket;
     const decision = identifyRequest({
       certificate: socket.getPeerCertificate(),
       authorized: socket.authorized,
       isRevoked: (serial) => options.revocations.isRevoked(serial),
     });
-    if (!decision.ok) throw new ApiError(decision.status, decision.code, decision.reason);
+    if (!decision.ok) {
+      done(new ApiError(decision.status, decision.code, decision.reason));
+      return;
+    }
     request.identity = decision.identity;
+    done();
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -156,7 +160,10 @@ export async function buildApi(options: ApiServerOptions & { revocations: Revoca
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({
-      error: { code: 'not-found', message: `no route ${request.method} ${request.url.split('?')[0] ?? ''}; see /api/v1/openapi.json` },
+      error: {
+        code: 'not-found',
+        message: `no route ${request.method} ${request.url.split('?')[0] ?? ''}; see /api/v1/openapi.json`,
+      },
     }),
   );
 

@@ -54,12 +54,18 @@ describe('GET /api/v1/devices', () => {
   it('pages by device id: every device once, in order, also when devices are added between pages', async () => {
     const ids = Array.from({ length: 7 }, (_, i) => `3c4d5e6f-0000-4000-8000-0000000001${String(i).padStart(2, '0')}`);
     for (const id of ids) {
-      expect((await operator.post('/api/v1/devices/register', { deviceId: id, name: id, type: 'edge' })).status).toBe(201);
+      expect((await operator.post('/api/v1/devices/register', { deviceId: id, name: id, type: 'edge' })).status).toBe(
+        201,
+      );
     }
     const first = (await operator.get('/api/v1/devices?limit=3')).body as Page<{ deviceId: string }>;
     expect(first.items).toHaveLength(3);
     // a device sorting before the cursor appears meanwhile: it must not shift the next pages
-    await operator.post('/api/v1/devices/register', { deviceId: '00000000-0000-4000-8000-000000000001', name: 'early', type: 'edge' });
+    await operator.post('/api/v1/devices/register', {
+      deviceId: '00000000-0000-4000-8000-000000000001',
+      name: 'early',
+      type: 'edge',
+    });
     const rest: { deviceId: string }[] = [];
     let after = first.next;
     while (after !== null) {
@@ -87,7 +93,8 @@ describe('GET /api/v1/devices', () => {
     const bad = await operator.get('/api/v1/devices?after=bm9wZQ');
     expect(bad.status).toBe(400);
     expect(errorOf(bad).code).toBe('invalid-cursor');
-    const telemetryCursor = ((await operator.get(`/api/v1/devices/${DEVICE}/telemetry?limit=1`)).body as Page<unknown>).next;
+    const telemetryCursor = ((await operator.get(`/api/v1/devices/${DEVICE}/telemetry?limit=1`)).body as Page<unknown>)
+      .next;
     expect((await operator.get(`/api/v1/devices?after=${telemetryCursor}`)).status).toBe(400);
     expect((await operator.get('/api/v1/devices?limit=0')).status).toBe(400);
     expect((await operator.get('/api/v1/devices?limit=100000')).status).toBe(400);
@@ -142,17 +149,21 @@ describe('GET /api/v1/devices/:deviceId/telemetry', () => {
 
 describe('GET /api/v1/conflicts', () => {
   it('lists conflict_log entries newest first, of one device, paged', async () => {
-    const records = Array.from({ length: 5 }, (_, i) => makeRecord({ sensorId: 'c', atMs: T0 + i, version: 2, value: 1 }));
+    const records = Array.from({ length: 5 }, (_, i) =>
+      makeRecord({ sensorId: 'c', atMs: T0 + i, version: 2, value: 1 }),
+    );
     await system.device(DEVICE).post('/api/v1/sync/telemetry', makeBatch(records));
     // older versions of the same readings: stale, each logged once
     const stale = records.map((record) => ({ ...record, version: 1, value: 0 }));
     const ack = await system.device(DEVICE).post('/api/v1/sync/telemetry', makeBatch(stale));
     expect(ack.body).toMatchObject({ accepted: 5, conflicts: 5 });
 
-    const { items, pages } = await allPages<{ recordId: string; conflictType: string; deviceId: string; detectedAt: string }>(
-      `/api/v1/conflicts?deviceId=${DEVICE}`,
-      2,
-    );
+    const { items, pages } = await allPages<{
+      recordId: string;
+      conflictType: string;
+      deviceId: string;
+      detectedAt: string;
+    }>(`/api/v1/conflicts?deviceId=${DEVICE}`, 2);
     expect(pages).toBe(3);
     expect(items.map((item) => item.recordId).sort()).toEqual(records.map((record) => record.id).sort());
     expect(items.every((item) => item.conflictType === 'stale-version' && item.deviceId === DEVICE)).toBe(true);

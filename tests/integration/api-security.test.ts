@@ -29,13 +29,19 @@ beforeAll(async () => {
 
 describe('the TLS handshake (G9)', () => {
   it('refuses a client without a certificate', async () => {
-    await expect(apiRequest(system.url, { ca: system.certificates.ca }, { path: `/api/v1/sync/status/${A}` })).rejects.toThrow();
+    await expect(
+      apiRequest(system.url, { ca: system.certificates.ca }, { path: `/api/v1/sync/status/${A}` }),
+    ).rejects.toThrow();
   });
 
   it('refuses a certificate of another CA, even with a device subject', async () => {
     const rogue = await createRogueClientCertificate({ commonName: A, role: 'device' });
     await expect(
-      apiRequest(system.url, { ca: system.certificates.ca, cert: rogue.cert, key: rogue.key }, { path: `/api/v1/sync/status/${A}` }),
+      apiRequest(
+        system.url,
+        { ca: system.certificates.ca, cert: rogue.cert, key: rogue.key },
+        { path: `/api/v1/sync/status/${A}` },
+      ),
     ).rejects.toThrow();
   });
 });
@@ -115,8 +121,12 @@ describe('authorization', () => {
 
   it('counts every request, refused ones included, by route, method and status', async () => {
     const metrics = await system.bridge.metrics.registry.getSingleMetricAsString('http_requests_total');
-    expect(metrics).toMatch(/http_requests_total\{route="\/api\/v1\/sync\/status\/:deviceId",method="GET",status="403"\} [1-9]/);
-    expect(metrics).toMatch(/http_requests_total\{route="\/api\/v1\/sync\/status\/:deviceId",method="GET",status="200"\} [1-9]/);
+    expect(metrics).toMatch(
+      /http_requests_total\{route="\/api\/v1\/sync\/status\/:deviceId",method="GET",status="403"\} [1-9]/,
+    );
+    expect(metrics).toMatch(
+      /http_requests_total\{route="\/api\/v1\/sync\/status\/:deviceId",method="GET",status="200"\} [1-9]/,
+    );
     const latency = await system.bridge.metrics.registry.getSingleMetricAsString('http_request_duration_seconds');
     expect(latency).toContain('route="/api/v1/sync/status/:deviceId"');
   });

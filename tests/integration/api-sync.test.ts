@@ -145,18 +145,31 @@ describe('POST /api/v1/devices/register', () => {
     const device = system.device(NEW_DEVICE);
     const created = await device.post('/api/v1/devices/register', { name: 'pump 7', type: 'pump', location: 'hall 2' });
     expect(created.status).toBe(201);
-    expect(created.body).toMatchObject({ deviceId: NEW_DEVICE, name: 'pump 7', type: 'pump', location: 'hall 2', sync: null });
+    expect(created.body).toMatchObject({
+      deviceId: NEW_DEVICE,
+      name: 'pump 7',
+      type: 'pump',
+      location: 'hall 2',
+      sync: null,
+    });
     const updated = await device.post('/api/v1/devices/register', { name: 'pump 7b', type: 'pump' });
     expect(updated.status).toBe(200);
     expect(updated.body).toMatchObject({ name: 'pump 7b' });
     const status = await device.get(`/api/v1/sync/status/${NEW_DEVICE}`);
-    expect(status.body).toMatchObject({ deviceId: NEW_DEVICE, lastSyncAt: null, totalSyncedRecords: 0, pendingCommands: 0 });
+    expect(status.body).toMatchObject({
+      deviceId: NEW_DEVICE,
+      lastSyncAt: null,
+      totalSyncedRecords: 0,
+      pendingCommands: 0,
+    });
   });
 
   it('lets an operator register any device, naming it, and refuses a registration without a name', async () => {
     const operator = system.operator();
     const id = '2b3c4d5e-0000-4000-8000-0000000000d0';
-    expect((await operator.post('/api/v1/devices/register', { deviceId: id, name: 'x', type: 'edge' })).status).toBe(201);
+    expect((await operator.post('/api/v1/devices/register', { deviceId: id, name: 'x', type: 'edge' })).status).toBe(
+      201,
+    );
     const unnamed = await operator.post('/api/v1/devices/register', { name: 'x', type: 'edge' });
     expect(unnamed.status).toBe(400);
     expect(errorOf(unnamed).message).toContain('deviceId');

@@ -38,7 +38,8 @@ describe('loadBridgeConfig', () => {
 
   it('serves the REST API only when API_PORT is set, over the API_TLS_* files or else the bridge own TLS files', () => {
     const dir = tempDirectory('bridge-config-api');
-    for (const name of ['ca', 'cert', 'key', 'api-ca', 'api-cert', 'api-key']) writeFileSync(join(dir, `${name}.pem`), name);
+    for (const name of ['ca', 'cert', 'key', 'api-ca', 'api-cert', 'api-key'])
+      writeFileSync(join(dir, `${name}.pem`), name);
     const bridgeTls = { TLS_CA: join(dir, 'ca.pem'), TLS_CERT: join(dir, 'cert.pem'), TLS_KEY: join(dir, 'key.pem') };
     const apiTls = {
       API_TLS_CA: join(dir, 'api-ca.pem'),
