@@ -102,7 +102,9 @@ describe('dependency direction', () => {
     const outside = edges.filter(
       (edge) => edge.relative && isUnder(edge.from, ['ctl']) && !isUnder(edge.to, ['ctl', 'schemas', 'common']),
     );
-    const into = edges.filter((edge) => edge.relative && !isUnder(edge.from, ['ctl', 'tests']) && isUnder(edge.to, ['ctl']));
+    const into = edges.filter(
+      (edge) => edge.relative && !isUnder(edge.from, ['ctl', 'tests']) && isUnder(edge.to, ['ctl']),
+    );
     expect([...outside, ...into].map(describeEdge)).toEqual([]);
   });
 
