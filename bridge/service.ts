@@ -1,7 +1,8 @@
 /**
  * The bridge service: migrate the database, ingest devices/+/telemetry into it, confirm with
  * sync/ack, run the PostgreSQL retention job, publish the revocation list to the broker nodes
- * (./revocation-publisher.ts), serve /metrics and /healthz.
+ * (./revocation-publisher.ts), run the downstream side (G6, ./downstream/: commands and config,
+ * the services the REST API calls, the devices' reports, presence), serve /metrics and /healthz.
  */
 import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
@@ -15,6 +16,7 @@ import { IngestPipeline } from './ingest/ingest-pipeline.js';
 import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
 import { createBridgeMqttClient } from './mqtt/bridge-mqtt-client.js';
+import { isDownstreamTopic, startDownstream, type Downstream } from './downstream/downstream.js';
 import { startRevocationPublisher, type RevocationPublisher } from './revocation-publisher.js';
 
 export type { BridgeConfig } from './config.js';
@@ -24,6 +26,8 @@ export interface RunningBridge {
   metrics: BridgeMetrics;
   /** the /metrics and /healthz port, null without an HTTP server */
   httpPort: number | null;
+  /** G6: commands and config (bridge/downstream/): the services the REST API calls */
+  downstream: Downstream;
   /** the same checks as /healthz */
   health(): Promise<{ database: boolean; broker: boolean }>;
   /**
@@ -62,8 +66,22 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     logger,
     maxUncommitted: config.maxInFlight,
     onInFlightChange: (count) => metrics.messagesInFlight.set(count),
-    onMessage: (delivery) => pipeline.accept(delivery),
+    // G6: reports, config reports and presence go to the downstream side, never into telemetry batches
+    onMessage: (delivery) =>
+      isDownstreamTopic(delivery.topic) ? downstream.accept(delivery) : pipeline.accept(delivery),
   });
+  // --- G6 downstream (bridge/downstream/) ---
+  const downstream = startDownstream({
+    db,
+    logger,
+    metrics,
+    settings: config.downstream,
+    publish: (topic, payload) => mqtt.publishRetained(topic, payload),
+    subscriber: { subscribe: (filter) => mqtt.subscribe(filter), unsubscribe: (filter) => mqtt.unsubscribe(filter) },
+    retry,
+  });
+  mqtt.onSessionLost(() => downstream.reconcileSoon());
+  // --- end G6 ---
   const pipeline = new IngestPipeline({
     write: (messages) => writeTelemetryBatch(db, messages, { retry }),
     publishAck: (deviceId, ack) => mqtt.publishAck(deviceId, ack),
@@ -104,6 +122,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
       },
     }));
     mqtt.onConnect(() => publisher.republish());
+    downstream.startJobs(); // G6: after start(), so the first reconciliation subscribes at once
     if (config.http) {
       http = await startHttpEndpoint({
         name: 'bridge metrics endpoint',
@@ -121,6 +140,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
   } catch (error) {
     await revocations?.close();
     await retention.close();
+    await downstream.close();
     await pipeline.close();
     await mqtt.close();
     await closeDatabase(db);
@@ -131,6 +151,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
   const close = async (): Promise<void> => {
     await revocations?.close();
     await retention.close();
+    await downstream.close();
     await pipeline.close();
     await mqtt.close();
     await http?.close();
@@ -141,6 +162,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
   return {
     dialect,
     metrics,
+    downstream,
     httpPort: http?.port ?? null,
     health,
     close: () => (closing ??= close()),

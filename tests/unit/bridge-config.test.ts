@@ -30,6 +30,13 @@ describe('loadBridgeConfig', () => {
       retentionIntervalMs: 3_600_000,
       retentionChunkSize: 1000,
       revocationPollMs: 1000,
+      downstream: {
+        commandDefaultTtlMs: 7 * 24 * 3_600_000,
+        pollMs: 500,
+        expirySweepMs: 1000,
+        reconcileIntervalMs: 300_000,
+        reconcilePublishRate: 500,
+      },
       http: { host: '0.0.0.0', port: 9464 },
       shutdownGraceMs: 10_000,
     });
@@ -121,6 +128,29 @@ const INTEGER_VARIABLES: IntegerVariable<BridgeConfig>[] = [
   },
   { name: 'RETENTION_CHUNK_SIZE', min: 1, max: 100_000, fallback: 1000, read: (c) => c.retentionChunkSize },
   { name: 'REVOCATION_POLL_MS', min: 100, max: 60_000, fallback: 1000, read: (c) => c.revocationPollMs },
+  {
+    name: 'COMMAND_DEFAULT_TTL_MS',
+    min: 1000,
+    max: 365 * 24 * 3_600_000,
+    fallback: 7 * 24 * 3_600_000,
+    read: (c) => c.downstream.commandDefaultTtlMs,
+  },
+  { name: 'DOWNSTREAM_POLL_MS', min: 50, max: 60_000, fallback: 500, read: (c) => c.downstream.pollMs },
+  { name: 'EXPIRY_SWEEP_MS', min: 100, max: 3_600_000, fallback: 1000, read: (c) => c.downstream.expirySweepMs },
+  {
+    name: 'RECONCILE_INTERVAL_MS',
+    min: 1000,
+    max: MAX_TIMER_MS,
+    fallback: 300_000,
+    read: (c) => c.downstream.reconcileIntervalMs,
+  },
+  {
+    name: 'RECONCILE_PUBLISH_RATE',
+    min: 1,
+    max: 100_000,
+    fallback: 500,
+    read: (c) => c.downstream.reconcilePublishRate,
+  },
   { name: 'HTTP_PORT', min: 0, max: 65_535, fallback: 9464, read: (c) => c.http?.port },
   { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
 ];
