@@ -20,6 +20,14 @@
  *   RETENTION_CHUNK_SIZE  rows per DELETE of the retention job                    default 1000
  *   REVOCATION_POLL_MS    how often revoked_certificates is polled for the revocation list the
  *                         broker nodes enforce (bridge/revocation-publisher.ts)  default 1000
+ *   COMMAND_DEFAULT_TTL_MS  lifetime of a command created without expiresAt (G6)  default 604800000 (7 days)
+ *   DOWNSTREAM_POLL_MS    how often commands/device_configs are polled for rows another bridge or
+ *                         API instance wrote (their retained topics are published)  default 500
+ *   EXPIRY_SWEEP_MS       how often overdue commands are expired and their topics cleared  default 1000
+ *   RECONCILE_INTERVAL_MS how often the retained command/config topics are compared with the
+ *                         database and repaired (also at start and after a broker lost its session)
+ *                                                                             default 300000
+ *   RECONCILE_PUBLISH_RATE  retained publishes per second a reconciliation may send  default 500
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 0.0.0.0:9464
  *   API_HOST, API_PORT    the REST API over mutual TLS (bridge/api/); no API unless API_PORT is set
  *                         (0: any free port)                                      default 127.0.0.1
@@ -41,6 +49,7 @@ import {
   redactUrlCredentials,
   type Env,
 } from '../common/env.js';
+import { DEFAULT_COMMAND_TTL_MS } from '../schemas/limits.js';
 import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import { tlsFilesFromEnv, type TlsFiles } from '../common/tls-files.js';
 
@@ -64,6 +73,8 @@ export interface BridgeConfig {
   retentionChunkSize: number;
   /** how often the revocation list is polled (G9) */
   revocationPollMs: number;
+  /** G6: commands and config (bridge/downstream/) */
+  downstream: DownstreamSettings;
   /** null: no HTTP server */
   http: { host: string; port: number } | null;
   // ---- REST API (bridge/api/) ----
@@ -80,6 +91,15 @@ export interface ApiConfig {
   tls: TlsFiles;
 }
 
+/** G6: timings of the downstream side (bridge/downstream/). */
+export interface DownstreamSettings {
+  commandDefaultTtlMs: number;
+  pollMs: number;
+  expirySweepMs: number;
+  reconcileIntervalMs: number;
+  reconcilePublishRate: number;
+}
+
 const MIB = 1024 * 1024;
 const API_TLS_VARIABLES = { ca: 'API_TLS_CA', cert: 'API_TLS_CERT', key: 'API_TLS_KEY' };
 const TLS_VARIABLES = { ca: 'TLS_CA', cert: 'TLS_CERT', key: 'TLS_KEY' };
@@ -94,6 +114,13 @@ export const BRIDGE_DEFAULTS = {
   retentionIntervalMs: 3_600_000,
   retentionChunkSize: 1000,
   revocationPollMs: 1000,
+  downstream: {
+    commandDefaultTtlMs: DEFAULT_COMMAND_TTL_MS,
+    pollMs: 500,
+    expirySweepMs: 1000,
+    reconcileIntervalMs: 300_000,
+    reconcilePublishRate: 500,
+  },
 } as const satisfies Omit<BridgeConfig, 'databaseUrl' | 'brokerUrl' | 'tls' | 'clientId' | 'http'>;
 
 export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
@@ -126,6 +153,22 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     }),
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
     revocationPollMs: envInt(env, 'REVOCATION_POLL_MS', defaults.revocationPollMs, { min: 100, max: 60_000 }),
+    downstream: {
+      commandDefaultTtlMs: envInt(env, 'COMMAND_DEFAULT_TTL_MS', defaults.downstream.commandDefaultTtlMs, {
+        min: 1000,
+        max: 365 * 24 * 3_600_000,
+      }),
+      pollMs: envInt(env, 'DOWNSTREAM_POLL_MS', defaults.downstream.pollMs, { min: 50, max: 60_000 }),
+      expirySweepMs: envInt(env, 'EXPIRY_SWEEP_MS', defaults.downstream.expirySweepMs, { min: 100, max: 3_600_000 }),
+      reconcileIntervalMs: envInt(env, 'RECONCILE_INTERVAL_MS', defaults.downstream.reconcileIntervalMs, {
+        min: 1000,
+        max: MAX_TIMER_MS,
+      }),
+      reconcilePublishRate: envInt(env, 'RECONCILE_PUBLISH_RATE', defaults.downstream.reconcilePublishRate, {
+        min: 1,
+        max: 100_000,
+      }),
+    },
     http: {
       host: envHost(env, 'HTTP_HOST', '0.0.0.0'),
       port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),

@@ -1,8 +1,9 @@
 /**
  * The bridge service: migrate the database, ingest devices/+/telemetry into it, confirm with
  * sync/ack, run the PostgreSQL retention job, publish the revocation list to the broker nodes
- * (./revocation-publisher.ts), serve /metrics and /healthz, and the REST API over mutual TLS
- * (./api/, when API_PORT is set).
+ * (./revocation-publisher.ts), run the downstream side (G6, ./downstream/: commands and config,
+ * the services the REST API calls, the devices' reports, presence), serve /metrics and /healthz,
+ * and the REST API over mutual TLS (./api/, when API_PORT is set).
  */
 import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
@@ -17,6 +18,7 @@ import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
 import { startApiServer, type ApiServer } from './api/server.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
 import { createBridgeMqttClient } from './mqtt/bridge-mqtt-client.js';
+import { isDownstreamTopic, startDownstream, type Downstream } from './downstream/downstream.js';
 import { startRevocationPublisher, type RevocationPublisher } from './revocation-publisher.js';
 
 export type { BridgeConfig } from './config.js';
@@ -26,6 +28,8 @@ export interface RunningBridge {
   metrics: BridgeMetrics;
   /** the /metrics and /healthz port, null without an HTTP server */
   httpPort: number | null;
+  /** G6: commands and config (bridge/downstream/): the services the REST API calls */
+  downstream: Downstream;
   /** the REST API (./api/), null unless config.api is set */
   api: { url: string; port: number; refreshRevocations(): Promise<void> } | null;
   /** the same checks as /healthz */
@@ -66,8 +70,22 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     logger,
     maxUncommitted: config.maxInFlight,
     onInFlightChange: (count) => metrics.messagesInFlight.set(count),
-    onMessage: (delivery) => pipeline.accept(delivery),
+    // G6: reports, config reports and presence go to the downstream side, never into telemetry batches
+    onMessage: (delivery) =>
+      isDownstreamTopic(delivery.topic) ? downstream.accept(delivery) : pipeline.accept(delivery),
   });
+  // --- G6 downstream (bridge/downstream/) ---
+  const downstream = startDownstream({
+    db,
+    logger,
+    metrics,
+    settings: config.downstream,
+    publish: (topic, payload) => mqtt.publishRetained(topic, payload),
+    subscriber: { subscribe: (filter) => mqtt.subscribe(filter), unsubscribe: (filter) => mqtt.unsubscribe(filter) },
+    retry,
+  });
+  mqtt.onSessionLost(() => downstream.reconcileSoon());
+  // --- end G6 ---
   const pipeline = new IngestPipeline({
     write: (messages) => writeTelemetryBatch(db, messages, { retry }),
     publishAck: (deviceId, ack) => mqtt.publishAck(deviceId, ack),
@@ -109,6 +127,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
       },
     }));
     mqtt.onConnect(() => publisher.republish());
+    downstream.startJobs(); // G6: after start(), so the first reconciliation subscribes at once
     if (config.http) {
       http = await startHttpEndpoint({
         name: 'bridge metrics endpoint',
@@ -131,7 +150,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
         logger,
         metrics,
         ingest: (message) => pipeline.accept(message),
-        downstream: null,
+        downstream,
         revocationPollMs: config.revocationPollMs,
       });
     }
@@ -140,6 +159,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     await http?.close();
     await revocations?.close();
     await retention.close();
+    await downstream.close();
     await pipeline.close();
     await mqtt.close();
     await closeDatabase(db);
@@ -154,6 +174,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     await api?.close(); // first: no new HTTP telemetry while the pipeline drains
     await revocations?.close();
     await retention.close();
+    await downstream.close();
     await pipeline.close();
     await mqtt.close();
     await http?.close();
@@ -164,6 +185,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
   return {
     dialect,
     metrics,
+    downstream,
     httpPort: http?.port ?? null,
     api: apiHandle(api),
     health,

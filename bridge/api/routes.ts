@@ -9,6 +9,7 @@
  * Operator endpoints: devices, commands, config, telemetry queries, conflicts.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { CommandStatus } from '../../schemas/command-lifecycle.js';
 import { checkCommand } from '../../schemas/command-types.js';
 import {
   COMMAND_ID_PARAMS,
@@ -312,13 +313,13 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
         deviceId,
         type,
         payload: checked.value,
-        ...(expiresAt === undefined ? {} : { expiresAt: new Date(expiresAt) }),
+        ...(expiresAt === undefined ? {} : { expiresAt }),
       });
       return reply.status(201).send(command);
     },
   );
 
-  app.get<{ Querystring: { deviceId?: string; status?: string; type?: string; limit: number; after?: string } }>(
+  app.get<{ Querystring: { deviceId?: string; status?: CommandStatus; type?: string; limit: number; after?: string } }>(
     '/api/v1/commands',
     {
       schema: {
@@ -457,12 +458,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: RouteDependencies)
       enforce(operatorOnly(identityOf(request), 'deleting config'));
       const { deviceId, key } = request.params;
       const { expectedVersion } = request.query;
-      const deleted = await downstream().config.delete(
-        deviceId,
-        key,
-        expectedVersion === undefined ? {} : { expectedVersion },
-      );
-      return { deleted: true, deviceId, key, result: deleted ?? null };
+      await downstream().config.delete(deviceId, key, expectedVersion === undefined ? {} : { expectedVersion });
+      return { deleted: true, deviceId, key };
     },
   );
 
