@@ -17,7 +17,7 @@ import {
   type IssuedCertificate,
 } from './authority.js';
 import { isIssuedBy, summarizeCertificate } from './inspect.js';
-import { authorityFiles, brokerFiles, clientFiles, type CertificateFiles } from './layout.js';
+import { apiFiles, authorityFiles, brokerFiles, clientFiles, type CertificateFiles } from './layout.js';
 
 export type { CertificateFiles } from './layout.js';
 
@@ -26,6 +26,7 @@ const AUTHORITY_VALID_DAYS = 3650;
 const DEFAULT_LEAF_VALID_DAYS = 365;
 const AUTHORITY_COMMON_NAME = 'mqtt-edge-sync development CA';
 const BROKER_COMMON_NAME = 'mqtt-edge-sync broker';
+const API_COMMON_NAME = 'mqtt-edge-sync api';
 
 export interface DevCertificateRequest {
   dir: string;
@@ -112,15 +113,44 @@ export async function openCertificateAuthority(
 }
 
 /** `hosts` undefined: reuse any existing broker certificate, or issue one for DEFAULT_BROKER_HOSTS. */
-export async function ensureBrokerCertificate(
+export function ensureBrokerCertificate(
   opened: OpenedAuthority,
   requestedHosts: string[] | undefined,
   validDays: number = DEFAULT_LEAF_VALID_DAYS,
 ): Promise<EnsuredCertificate> {
+  return ensureServerCertificate(
+    opened,
+    brokerFiles(opened.dir),
+    BROKER_COMMON_NAME,
+    'broker',
+    requestedHosts,
+    validDays,
+  );
+}
+
+/**
+ * The REST API's server certificate ({dir}/api.crt, served by the bridge with API_TLS_CERT);
+ * `hosts` undefined: reuse an existing one, or issue one for DEFAULT_BROKER_HOSTS (localhost).
+ */
+export function ensureApiCertificate(
+  opened: OpenedAuthority,
+  requestedHosts: string[] | undefined,
+  validDays: number = DEFAULT_LEAF_VALID_DAYS,
+): Promise<EnsuredCertificate> {
+  return ensureServerCertificate(opened, apiFiles(opened.dir), API_COMMON_NAME, 'API', requestedHosts, validDays);
+}
+
+async function ensureServerCertificate(
+  opened: OpenedAuthority,
+  files: CertificateFiles,
+  commonName: string,
+  label: string,
+  requestedHosts: string[] | undefined,
+  validDays: number,
+): Promise<EnsuredCertificate> {
   const hosts = requestedHosts ?? [...DEFAULT_BROKER_HOSTS];
   if (hosts.length === 0)
-    throw new CertificateError('the broker certificate needs at least one host name or IP address');
-  const files = brokerFiles(opened.dir);
+    throw new CertificateError(`the ${label} certificate needs at least one host name or IP address`);
   const existing = await readPair(files);
   if (existing) {
     assertIssuedBy(files, existing, opened);
@@ -135,7 +165,7 @@ export async function ensureBrokerCertificate(
     return { ...files, created: false };
   }
   const issued = await issueServerCertificate(opened.authority, {
-    commonName: BROKER_COMMON_NAME,
+    commonName,
     dnsNames: hosts.filter((host) => isIP(host) === 0),
     ipAddresses: hosts.filter((host) => isIP(host) !== 0),
     validDays,
