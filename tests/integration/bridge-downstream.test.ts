@@ -14,7 +14,8 @@ import { startBridgeService } from '../helpers/bridge-service.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { connectDownstreamDevice, type DownstreamDevice } from '../helpers/downstream-device.js';
 import { closed, connectClient } from '../helpers/mqtt-client.js';
-import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
+import { lockTable, openTestDatabase, startTestPostgres, storedRowCount } from '../helpers/postgres.js';
+import { makeBatch } from '../helpers/records.js';
 import { startTlsBroker, type TestTlsBroker } from '../helpers/tls-broker.js';
 
 const DEVICE = '3b0f6c1e-8a2d-4e7f-9b1c-2d3e4f5a6b7c';
@@ -204,6 +205,24 @@ describe('reports only move a command forward', () => {
     );
     await closed(intruder, 10_000);
     expect((await row(others.commandId)).status).toBe('pending');
+  });
+});
+
+describe('reports and telemetry', () => {
+  it('applies a command report while a telemetry batch of the same device waits on a locked table', async () => {
+    const created = await bridge.downstream.commands.create({ deviceId: DEVICE, type: 'ping', payload: {} });
+    const lock = await lockTable(db, 'telemetry_data');
+    const batch = makeBatch();
+    await device.client.publishAsync(topics.telemetry(DEVICE), JSON.stringify(batch), { qos: 1 });
+    await expect.poll(async () => (await bridge.metrics.messagesInFlight.get()).values[0]?.value, poll).toBe(1);
+
+    await device.reportCommand(created.commandId, { status: 'executed', at: new Date().toISOString(), result: {} });
+    await expect.poll(async () => (await row(created.commandId)).status, poll).toBe('executed');
+    await expect.poll(() => device.commands().has(created.commandId), poll).toBe(false);
+    expect(await storedRowCount(db, DEVICE)).toBe(0); // the telemetry batch is still waiting
+
+    await lock.commit();
+    await expect.poll(() => storedRowCount(db, DEVICE), poll).toBe(1);
   });
 });
 
