@@ -170,11 +170,12 @@ export function startDownstream(options: DownstreamOptions): Downstream {
     close: () =>
       (closing ??= (async () => {
         closed = true;
+        // first: queued publishes are dropped (the reconciler of the next start publishes the
+        // truth) and nobody waits any longer for a PUBACK a disconnected broker will not send
+        publisher.close();
+        reconciler.close();
         await Promise.all(jobs.map((job) => job.close()));
         await receiver.close();
-        // queued publishes are dropped (the next bridge's reconciler publishes the truth); the
-        // one in flight fails when the MQTT client closes
-        publisher.close();
         await reconciling?.catch(() => undefined);
       })()),
   };

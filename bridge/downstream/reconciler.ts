@@ -14,6 +14,9 @@
  *     state over a newer one; paced at RECONCILE_PUBLISH_RATE publishes per second, so healing
  *     10,000 devices does not flood the broker. In steady state the diff is empty.
  * Bounded: reads are paged (1,000 rows a query); memory is one entry per retained topic.
+ * A snapshot that ends early (the broker's stream of retained messages paused longer than
+ * `quietMs`, e.g. a slow Redis) errs on the safe side: a topic it missed is published again
+ * (the same payload), and a stale one it missed is cleared by the next run.
  */
 import type { Logger } from '../../common/logger.js';
 import { COMMAND_STATUS_RANK, LIVE_COMMAND_STATUSES } from '../../schemas/command-lifecycle.js';
@@ -59,6 +62,11 @@ export class Reconciler {
   readonly #options: ReconcilerOptions;
   #collecting: Map<string, string> | null = null;
   #lastSeenMs = 0;
+  #closed = false;
+  #signalClosed: () => void = () => undefined;
+  readonly #whenClosed = new Promise<void>((resolve) => {
+    this.#signalClosed = resolve;
+  });
 
   constructor(options: ReconcilerOptions) {
     this.#options = options;
@@ -69,6 +77,12 @@ export class Reconciler {
     if (this.#collecting === null) return;
     this.#collecting.set(topic, payload);
     this.#lastSeenMs = Date.now();
+  }
+
+  /** Ends a run in progress early (a SUBACK or PUBACK a disconnected broker will not send). */
+  close(): void {
+    this.#closed = true;
+    this.#signalClosed();
   }
 
   async run(): Promise<ReconcileResult> {
@@ -85,6 +99,7 @@ export class Reconciler {
     let cleared = 0;
     const window: Array<Promise<void>> = [];
     for (const [index, action] of actions.entries()) {
+      if (this.#closed) break;
       // pacing, not synchronisation: publish number i no earlier than i / rate seconds after the first
       const dueMs = startedMs + (index * 1000) / publishRate - Date.now();
       if (dueMs > 0) await new Promise((resolve) => setTimeout(resolve, dueMs));
@@ -109,24 +124,31 @@ export class Reconciler {
     const startedMs = Date.now();
     this.#lastSeenMs = startedMs;
     try {
-      await subscriber.subscribe(RETAINED_COMMANDS_FILTER);
-      await subscriber.subscribe(RETAINED_CONFIG_FILTER);
+      await this.#unlessClosed(subscriber.subscribe(RETAINED_COMMANDS_FILTER));
+      await this.#unlessClosed(subscriber.subscribe(RETAINED_CONFIG_FILTER));
       this.#lastSeenMs = Math.max(this.#lastSeenMs, Date.now());
       // the broker streams retained messages after the SUBACK; the end is a quiet period
       for (;;) {
         const nowMs = Date.now();
         const quietFor = nowMs - this.#lastSeenMs;
-        if (quietFor >= quietMs || nowMs - startedMs >= maxMs) break;
+        if (this.#closed || quietFor >= quietMs || nowMs - startedMs >= maxMs) break;
         await new Promise((resolve) => setTimeout(resolve, Math.min(quietMs - quietFor, 250)));
       }
     } finally {
       this.#collecting = null;
-      await Promise.allSettled([
-        subscriber.unsubscribe(RETAINED_COMMANDS_FILTER),
-        subscriber.unsubscribe(RETAINED_CONFIG_FILTER),
-      ]);
+      await this.#unlessClosed(
+        Promise.allSettled([
+          subscriber.unsubscribe(RETAINED_COMMANDS_FILTER),
+          subscriber.unsubscribe(RETAINED_CONFIG_FILTER),
+        ]),
+      );
     }
+    if (this.#closed) throw new Error('reconciliation stopped: the bridge is closing');
     return collected;
+  }
+
+  async #unlessClosed(operation: Promise<unknown>): Promise<void> {
+    await Promise.race([operation, this.#whenClosed]);
   }
 
   async #truth(): Promise<Map<string, DesiredTopic>> {

@@ -46,6 +46,11 @@ export class RetainedPublisher {
   readonly #memoryMs: number;
   #lastPrunedMs = 0;
   #closed = false;
+  #signalClosed: () => void = () => undefined;
+  /** resolves at close(): a publish waiting for a PUBACK (broker unreachable) stops waiting */
+  readonly #whenClosed = new Promise<void>((resolve) => {
+    this.#signalClosed = resolve;
+  });
 
   constructor(options: RetainedPublisherOptions) {
     this.#options = options;
@@ -78,8 +83,10 @@ export class RetainedPublisher {
     while (this.#chains.size > 0) await Promise.all([...this.#chains.values()]);
   }
 
+  /** Stops publishing: queued publishes are dropped, and callers stop waiting for one in flight. */
   close(): void {
     this.#closed = true;
+    this.#signalClosed();
   }
 
   async #publishNow(topic: string, payload: string, order: number[]): Promise<void> {
@@ -89,7 +96,9 @@ export class RetainedPublisher {
     const last = this.#memory.get(topic);
     if (last !== undefined && compareOrder(order, last.order) < 0) return;
     try {
-      await this.#options.publish(topic, payload);
+      let published = false;
+      await Promise.race([this.#options.publish(topic, payload).then(() => void (published = true)), this.#whenClosed]);
+      if (!published) return;
       this.#memory.set(topic, { order, payload, atMs: nowMs });
       this.#options.onPublished?.(topic, payload === '');
     } catch (error) {
