@@ -18,6 +18,7 @@ COPY certs ./certs
 COPY broker ./broker
 COPY edge ./edge
 COPY bridge ./bridge
+COPY ctl ./ctl
 # the simulated sensors of docker-compose.yml
 COPY devtools/sensor-simulator.ts ./devtools/sensor-simulator.ts
 COPY scripts/simulate-sensors.ts ./scripts/simulate-sensors.ts

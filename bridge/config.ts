@@ -26,8 +26,21 @@
  *   RETENTION_CHUNK_SIZE  rows per DELETE of the retention job                    default 1000
  *   REVOCATION_POLL_MS    how often revoked_certificates is polled for the revocation list the
  *                         broker nodes enforce (bridge/revocation-publisher.ts)  default 1000
+ *   COMMAND_DEFAULT_TTL_MS  lifetime of a command created without expiresAt (G6)  default 604800000 (7 days)
+ *   DOWNSTREAM_POLL_MS    how often commands/device_configs are polled for rows another bridge or
+ *                         API instance wrote (their retained topics are published)  default 500
+ *   EXPIRY_SWEEP_MS       how often overdue commands are expired and their topics cleared  default 1000
+ *   RECONCILE_INTERVAL_MS how often the retained command/config topics are compared with the
+ *                         database and repaired (also at start and after a broker lost its session)
+ *                                                                             default 300000
+ *   RECONCILE_PUBLISH_RATE  retained publishes per second a reconciliation may send  default 500
  *   HTTP_HOST, HTTP_PORT  /metrics and /healthz (HTTP_PORT=0: any free port)  default 127.0.0.1:9464
  *                         (loopback: the endpoint has no authentication; docker-compose sets 0.0.0.0)
+ *   API_HOST, API_PORT    the REST API over mutual TLS (bridge/api/); no API unless API_PORT is set
+ *                         (0: any free port)                                      default 127.0.0.1
+ *   API_TLS_CA, API_TLS_CERT, API_TLS_KEY   the CA its clients' certificates must chain to, and
+ *                         the API's server certificate and key (serverAuth, with the API's host
+ *                         names); default: TLS_CA, TLS_CERT, TLS_KEY (the bridge's own identity)
  *   SHUTDOWN_GRACE_MS     how long SIGTERM waits for a clean close before exiting 1  default 10000
  *                         (common/process-lifecycle.ts)
  */
@@ -37,11 +50,13 @@ import {
   envHost,
   envInt,
   envMqttUrl,
+  envOptional,
   envString,
   MAX_TIMER_MS,
   redactUrlCredentials,
   type Env,
 } from '../common/env.js';
+import { DEFAULT_COMMAND_TTL_MS } from '../schemas/limits.js';
 import { shutdownGraceFromEnv } from '../common/process-lifecycle.js';
 import { tlsFilesFromEnv, type TlsFiles } from '../common/tls-files.js';
 
@@ -71,13 +86,35 @@ export interface BridgeConfig {
   retentionChunkSize: number;
   /** how often the revocation list is polled (G9) */
   revocationPollMs: number;
+  /** G6: commands and config (bridge/downstream/) */
+  downstream: DownstreamSettings;
   /** null: no HTTP server */
   http: { host: string; port: number } | null;
+  // ---- REST API (bridge/api/) ----
+  /** null: no REST API (API_PORT unset) */
+  api?: ApiConfig | null;
   /** how long bridge/main.ts waits for close() after SIGTERM; not used by startBridge (in-process callers leave it out) */
   shutdownGraceMs?: number;
 }
 
+export interface ApiConfig {
+  host: string;
+  port: number;
+  /** the API's server certificate and key, and the CA client certificates must chain to */
+  tls: TlsFiles;
+}
+
+/** G6: timings of the downstream side (bridge/downstream/). */
+export interface DownstreamSettings {
+  commandDefaultTtlMs: number;
+  pollMs: number;
+  expirySweepMs: number;
+  reconcileIntervalMs: number;
+  reconcilePublishRate: number;
+}
+
 const MIB = 1024 * 1024;
+const API_TLS_VARIABLES = { ca: 'API_TLS_CA', cert: 'API_TLS_CERT', key: 'API_TLS_KEY' };
 const TLS_VARIABLES = { ca: 'TLS_CA', cert: 'TLS_CERT', key: 'TLS_KEY' };
 
 /** Everything of a BridgeConfig that has a default (the environment loader's fallbacks). */
@@ -95,20 +132,28 @@ export const BRIDGE_DEFAULTS = {
   retentionIntervalMs: 3_600_000,
   retentionChunkSize: 1000,
   revocationPollMs: 1000,
+  downstream: {
+    commandDefaultTtlMs: DEFAULT_COMMAND_TTL_MS,
+    pollMs: 500,
+    expirySweepMs: 1000,
+    reconcileIntervalMs: 300_000,
+    reconcilePublishRate: 500,
+  },
 } as const satisfies Omit<BridgeConfig, 'databaseUrl' | 'brokerUrl' | 'tls' | 'clientId' | 'http'>;
 
 export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
   const defaults = BRIDGE_DEFAULTS;
   const databaseUrl = databaseUrlFrom(env);
   const brokerUrl = envMqttUrl(env, 'BROKER_URL');
+  const tls =
+    tlsFilesFromEnv(env, TLS_VARIABLES, {
+      required: brokerUrl.startsWith('mqtts:'),
+      requiredBecause: 'for an mqtts:// BROKER_URL (mutual TLS)',
+    }) ?? null;
   return {
     databaseUrl,
     brokerUrl,
-    tls:
-      tlsFilesFromEnv(env, TLS_VARIABLES, {
-        required: brokerUrl.startsWith('mqtts:'),
-        requiredBecause: 'for an mqtts:// BROKER_URL (mutual TLS)',
-      }) ?? null,
+    tls,
     clientId: clientIdFrom(env),
     batch: {
       maxRecords: envInt(env, 'BATCH_MAX_RECORDS', defaults.batch.maxRecords, { min: 1, max: 50_000 }),
@@ -134,12 +179,44 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
     }),
     retentionChunkSize: envInt(env, 'RETENTION_CHUNK_SIZE', defaults.retentionChunkSize, { min: 1, max: 100_000 }),
     revocationPollMs: envInt(env, 'REVOCATION_POLL_MS', defaults.revocationPollMs, { min: 100, max: 60_000 }),
+    downstream: {
+      commandDefaultTtlMs: envInt(env, 'COMMAND_DEFAULT_TTL_MS', defaults.downstream.commandDefaultTtlMs, {
+        min: 1000,
+        max: 365 * 24 * 3_600_000,
+      }),
+      pollMs: envInt(env, 'DOWNSTREAM_POLL_MS', defaults.downstream.pollMs, { min: 50, max: 60_000 }),
+      expirySweepMs: envInt(env, 'EXPIRY_SWEEP_MS', defaults.downstream.expirySweepMs, { min: 100, max: 3_600_000 }),
+      reconcileIntervalMs: envInt(env, 'RECONCILE_INTERVAL_MS', defaults.downstream.reconcileIntervalMs, {
+        min: 1000,
+        max: MAX_TIMER_MS,
+      }),
+      reconcilePublishRate: envInt(env, 'RECONCILE_PUBLISH_RATE', defaults.downstream.reconcilePublishRate, {
+        min: 1,
+        max: 100_000,
+      }),
+    },
     http: {
       host: envHost(env, 'HTTP_HOST', '127.0.0.1'),
       port: envInt(env, 'HTTP_PORT', 9464, { min: 0, max: 65_535 }),
     },
+    api: apiConfigFrom(env, tls),
     shutdownGraceMs: shutdownGraceFromEnv(env),
   };
+}
+
+// ---- REST API (bridge/api/) ----
+function apiConfigFrom(env: Env, bridgeTls: TlsFiles | null): ApiConfig | null {
+  const host = envHost(env, 'API_HOST', '127.0.0.1');
+  const apiTls = tlsFilesFromEnv(env, API_TLS_VARIABLES, { required: false });
+  if (envOptional(env, 'API_PORT') === undefined) return null;
+  const port = envInt(env, 'API_PORT', 0, { min: 0, max: 65_535 });
+  const tls = apiTls ?? bridgeTls;
+  if (tls === null) {
+    throw new ConfigError(
+      'API_PORT needs API_TLS_CA, API_TLS_CERT and API_TLS_KEY (or TLS_CA, TLS_CERT and TLS_KEY): the REST API is served over mutual TLS only',
+    );
+  }
+  return { host, port, tls };
 }
 
 /** postgres:// or postgresql:// (what node-postgres takes); the password never appears in the error. */

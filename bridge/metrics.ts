@@ -17,6 +17,19 @@ export interface BridgeMetrics {
   messageBytesHeld: Gauge;
   queueDepth: Gauge;
   messagesRefused: Counter<'reason'>;
+  // G6: commands and config (bridge/downstream/)
+  commands: Gauge<'status' | 'type'>;
+  oldestLiveCommandSeconds: Gauge;
+  configKeysLagging: Gauge;
+  downstreamReports: Counter<'kind' | 'outcome'>;
+  downstreamReportsRejected: Counter<'kind' | 'reason'>;
+  retainedPublished: Counter<'kind' | 'action'>;
+  commandsExpired: Counter;
+  reconciliations: Counter<'outcome'>;
+  reconcileRepairs: Counter<'kind' | 'action'>;
+  // ---- REST API (bridge/api/) ----
+  httpRequests: Counter<'route' | 'method' | 'status'>;
+  httpRequestSeconds: Histogram<'route' | 'method'>;
 }
 
 export function createBridgeMetrics(options: { defaultMetrics?: boolean } = {}): BridgeMetrics {
@@ -92,6 +105,72 @@ export function createBridgeMetrics(options: { defaultMetrics?: boolean } = {}):
       name: 'bridge_messages_refused_total',
       help: 'Telemetry messages answered "retry later" (retryAfterMs) and not stored, by the bound they were over',
       labelNames: ['reason'],
+      registers,
+    }),
+    // G6: commands and config (bridge/downstream/)
+    commands: new Gauge({
+      name: 'bridge_commands',
+      help: 'Commands in the database by status and type (refreshed every 15 s)',
+      labelNames: ['status', 'type'],
+      registers,
+    }),
+    oldestLiveCommandSeconds: new Gauge({
+      name: 'bridge_command_oldest_live_age_seconds',
+      help: 'Age of the oldest non-terminal (pending, delivered, executing) command, 0 when there is none',
+      registers,
+    }),
+    configKeysLagging: new Gauge({
+      name: 'bridge_config_keys_lagging',
+      help: 'Config keys whose current version the device has not applied (not reported, older, or rejected)',
+      registers,
+    }),
+    downstreamReports: new Counter({
+      name: 'bridge_downstream_reports_total',
+      help: 'Command results, config reports and device statuses recorded (applied) or already known (duplicate, late, older)',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    }),
+    downstreamReportsRejected: new Counter({
+      name: 'bridge_downstream_reports_rejected_total',
+      help: 'Command results, config reports and device statuses refused (invalid payload, unknown command or key, version ahead of the desired one)',
+      labelNames: ['kind', 'reason'],
+      registers,
+    }),
+    retainedPublished: new Counter({
+      name: 'bridge_downstream_retained_published_total',
+      help: 'Retained command and config messages published (publish) or cleared (clear)',
+      labelNames: ['kind', 'action'],
+      registers,
+    }),
+    commandsExpired: new Counter({
+      name: 'bridge_commands_expired_total',
+      help: 'Commands the expiry sweep expired (not started by expires_at)',
+      registers,
+    }),
+    reconciliations: new Counter({
+      name: 'bridge_downstream_reconciliations_total',
+      help: 'Reconciliations of the retained command/config topics with the database, by outcome (ok, failed)',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    reconcileRepairs: new Counter({
+      name: 'bridge_downstream_reconcile_repairs_total',
+      help: 'Retained topics a reconciliation published (missing or different) or cleared (no longer live in the database)',
+      labelNames: ['kind', 'action'],
+      registers,
+    }),
+    // ---- REST API (bridge/api/server.ts): every request, refused ones included ----
+    httpRequests: new Counter({
+      name: 'http_requests_total',
+      help: "REST API requests by route pattern (or 'unmatched'), method and status",
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    }),
+    httpRequestSeconds: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'REST API request latency by route pattern and method, from the request to the end of the response',
+      labelNames: ['route', 'method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
   };

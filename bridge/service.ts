@@ -1,7 +1,9 @@
 /**
  * The bridge service: migrate the database, ingest devices/+/telemetry into it, confirm with
  * sync/ack, run the PostgreSQL retention job, publish the revocation list to the broker nodes
- * (./revocation-publisher.ts), serve /metrics and /healthz.
+ * (./revocation-publisher.ts), run the downstream side (G6, ./downstream/: commands and config,
+ * the services the REST API calls, the devices' reports, presence), serve /metrics and /healthz,
+ * and the REST API over mutual TLS (./api/, when API_PORT is set).
  */
 import { healthRoute, metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger, type Logger } from '../common/logger.js';
@@ -13,8 +15,10 @@ import { startRetentionScheduler } from './db/retention.js';
 import type { TransactionRetryOptions } from './db/transaction-retry.js';
 import { IngestPipeline } from './ingest/ingest-pipeline.js';
 import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
+import { startApiServer, type ApiServer } from './api/server.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
 import { createBridgeMqttClient } from './mqtt/bridge-mqtt-client.js';
+import { isDownstreamTopic, startDownstream, type Downstream } from './downstream/downstream.js';
 import { startRevocationPublisher, type RevocationPublisher } from './revocation-publisher.js';
 
 export type { BridgeConfig } from './config.js';
@@ -24,6 +28,10 @@ export interface RunningBridge {
   metrics: BridgeMetrics;
   /** the /metrics and /healthz port, null without an HTTP server */
   httpPort: number | null;
+  /** G6: commands and config (bridge/downstream/): the services the REST API calls */
+  downstream: Downstream;
+  /** the REST API (./api/), null unless config.api is set */
+  api: { url: string; port: number; refreshRevocations(): Promise<void> } | null;
   /** the same checks as /healthz */
   health(): Promise<{ database: boolean; broker: boolean }>;
   /**
@@ -64,8 +72,22 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     // this pause of reading (which would hold every device behind a flood) is only a backstop
     maxUncommitted: config.maxInFlight + 1,
     onInFlightChange: (count) => metrics.messagesInFlight.set(count),
-    onMessage: (delivery) => pipeline.accept(delivery),
+    // G6: reports, config reports and presence go to the downstream side, never into telemetry batches
+    onMessage: (delivery) =>
+      isDownstreamTopic(delivery.topic) ? downstream.accept(delivery) : pipeline.accept(delivery),
   });
+  // --- G6 downstream (bridge/downstream/) ---
+  const downstream = startDownstream({
+    db,
+    logger,
+    metrics,
+    settings: config.downstream,
+    publish: (topic, payload) => mqtt.publishRetained(topic, payload),
+    subscriber: { subscribe: (filter) => mqtt.subscribe(filter), unsubscribe: (filter) => mqtt.unsubscribe(filter) },
+    retry,
+  });
+  mqtt.onSessionLost(() => downstream.reconcileSoon());
+  // --- end G6 ---
   const pipeline = new IngestPipeline({
     write: (messages) => writeTelemetryBatch(db, messages, { retry }),
     publishAck: (deviceId, ack) => mqtt.publishAck(deviceId, ack),
@@ -100,6 +122,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
 
   let http: HttpEndpoint | null = null;
   let revocations: RevocationPublisher | undefined;
+  let api: ApiServer | null = null;
   try {
     await mqtt.start();
     // G9: after start(), so that the first list goes out on the first connection
@@ -115,6 +138,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
       },
     }));
     mqtt.onConnect(() => publisher.republish());
+    downstream.startJobs(); // G6: after start(), so the first reconciliation subscribes at once
     if (config.http) {
       http = await startHttpEndpoint({
         name: 'bridge metrics endpoint',
@@ -129,19 +153,39 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
         },
       });
     }
+    // ---- REST API (./api/) ----
+    if (config.api) {
+      api = await startApiServer({
+        ...config.api,
+        db,
+        logger,
+        metrics,
+        ingest: (message) => pipeline.accept(message),
+        downstream,
+        revocationPollMs: config.revocationPollMs,
+      });
+    }
   } catch (error) {
+    await api?.close();
+    await http?.close();
     await revocations?.close();
     await retention.close();
+    await downstream.close();
     await pipeline.close();
     await mqtt.close();
     await closeDatabase(db);
     throw error;
   }
-  logger.info({ dialect, httpPort: http?.port ?? null, batch: config.batch }, 'bridge started');
+  logger.info(
+    { dialect, httpPort: http?.port ?? null, apiPort: api?.port ?? null, batch: config.batch },
+    'bridge started',
+  );
 
   const close = async (): Promise<void> => {
+    await api?.close(); // first: no new HTTP telemetry while the pipeline drains
     await revocations?.close();
     await retention.close();
+    await downstream.close();
     await pipeline.close();
     await mqtt.close();
     await http?.close();
@@ -152,8 +196,15 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
   return {
     dialect,
     metrics,
+    downstream,
     httpPort: http?.port ?? null,
+    api: apiHandle(api),
     health,
     close: () => (closing ??= close()),
   };
+}
+
+function apiHandle(api: ApiServer | null): RunningBridge['api'] {
+  if (api === null) return null;
+  return { url: api.url, port: api.port, refreshRevocations: () => api.revocations.refresh() };
 }

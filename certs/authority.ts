@@ -3,15 +3,17 @@
  * function takes and returns PEM text. Keys are RSA 2048, signatures SHA-256, serials random.
  *
  * Client certificates carry the identity in the subject: CN = client id (a device UUID, a service
- * name such as 'bridge', an observer name such as 'mqtt-explorer') and OU = role. The broker reads
- * both (broker/identity.ts) and requires the MQTT clientId to equal the CN.
+ * name such as 'bridge', an observer name such as 'mqtt-explorer', an operator name such as 'alice')
+ * and OU = role. The broker (broker/identity.ts) and the REST API (bridge/api/auth.ts) read both
+ * through common/certificate-identity.ts; the broker requires the MQTT clientId to equal the CN.
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
 
-export type CertificateRole = 'device' | 'service' | 'observer';
-export const CERTIFICATE_ROLES: readonly CertificateRole[] = ['device', 'service', 'observer'];
+export type CertificateRole = 'device' | 'service' | 'observer' | 'operator';
+/** operator: a person or script using the REST API (bridge/api/) and the ctl CLI; no MQTT rights */
+export const CERTIFICATE_ROLES: readonly CertificateRole[] = ['device', 'service', 'observer', 'operator'];
 
 /** PEM-encoded certificate and its private key. */
 export interface IssuedCertificate {

@@ -12,6 +12,7 @@ import { isDeviceId } from '../schemas/topics.js';
 import { CertificateError, type CertificateRole } from './authority.js';
 import {
   DEFAULT_BROKER_HOSTS,
+  ensureApiCertificate,
   ensureBrokerCertificate,
   ensureClientCertificate,
   ensureDevCertificates,
@@ -32,11 +33,14 @@ const USAGE = `usage: npx tsx certs/cli.ts <command> [options]
 commands:
   init                          create the certificate authority (ca.crt, ca.key)
   broker --host H [--host H]    issue the broker's server certificate (default hosts: ${DEFAULT_BROKER_HOSTS.join(', ')})
+  api --host H [--host H]       issue the REST API's server certificate, api.crt (same default hosts)
   device [--id UUID]            issue a device certificate (a new UUID is generated when --id is omitted)
   service --name NAME           issue a service certificate (e.g. bridge)
   observer --name NAME          issue a read-only observer certificate (e.g. explorer)
+  operator --name NAME          issue an operator certificate for the REST API and ctl (e.g. alice)
   dev [--devices N]             everything for a local demo: CA, broker, service 'bridge',
-                                observer 'explorer' and at least N device certificates (default 1)
+                                observer 'explorer', operator 'admin', the REST API's server
+                                certificate and at least N device certificates (default 1)
   inspect FILE                  print subject, issuer, validity and usages of a certificate
 
 revocation (on the control plane's database, DATABASE_URL):
@@ -104,6 +108,12 @@ export async function runCertificateCli(
         report(out, label, await ensureBrokerCertificate(opened, values.host, validDays));
         return 0;
       }
+      case 'api': {
+        const opened = await openCertificateAuthority(dir, { createIfMissing: false });
+        const label = values.host === undefined ? 'api' : `api (${values.host.join(', ')})`;
+        report(out, label, await ensureApiCertificate(opened, values.host, validDays));
+        return 0;
+      }
       case 'device': {
         const id = values.id ?? randomUUID();
         assertClientId('device', id);
@@ -112,6 +122,7 @@ export async function runCertificateCli(
       }
       case 'service':
       case 'observer':
+      case 'operator':
         return await issueClient(out, dir, command, requireOption('--name', values.name), validDays);
       case 'dev':
         return await issueDevelopmentSet(out, dir, values.devices, values.host, validDays);
@@ -186,13 +197,21 @@ async function issueDevelopmentSet(
     deviceIds,
     serviceNames: ['bridge'],
     observerNames: ['explorer'],
+    operatorNames: ['admin'],
     ...(hosts === undefined ? {} : { brokerHosts: hosts }),
     ...(validDays === undefined ? {} : { validDays }),
   });
   out.log(`certificate authority  ${bundle.ca.certPath}`);
   out.log(`broker                 ${bundle.broker.certPath}`);
+  const api = await ensureApiCertificate(
+    await openCertificateAuthority(dir, { createIfMissing: false }),
+    hosts,
+    validDays,
+  );
+  out.log(`api                    ${api.certPath}`);
   for (const [name, files] of Object.entries(bundle.services)) out.log(`service ${name.padEnd(15)}${files.certPath}`);
   for (const [name, files] of Object.entries(bundle.observers)) out.log(`observer ${name.padEnd(14)}${files.certPath}`);
+  for (const [name, files] of Object.entries(bundle.operators)) out.log(`operator ${name.padEnd(14)}${files.certPath}`);
   for (const [id, files] of Object.entries(bundle.devices)) out.log(`device ${id}  ${files.certPath}`);
   return 0;
 }

@@ -17,7 +17,7 @@ import {
   type IssuedCertificate,
 } from './authority.js';
 import { isIssuedBy, summarizeCertificate } from './inspect.js';
-import { authorityFiles, brokerFiles, clientFiles, type CertificateFiles } from './layout.js';
+import { apiFiles, authorityFiles, brokerFiles, clientFiles, type CertificateFiles } from './layout.js';
 
 export type { CertificateFiles } from './layout.js';
 
@@ -26,12 +26,15 @@ const AUTHORITY_VALID_DAYS = 3650;
 const DEFAULT_LEAF_VALID_DAYS = 365;
 const AUTHORITY_COMMON_NAME = 'mqtt-edge-sync development CA';
 const BROKER_COMMON_NAME = 'mqtt-edge-sync broker';
+const API_COMMON_NAME = 'mqtt-edge-sync api';
 
 export interface DevCertificateRequest {
   dir: string;
   deviceIds?: string[];
   serviceNames?: string[];
   observerNames?: string[];
+  /** operator certificates (REST API and ctl) */
+  operatorNames?: string[];
   /**
    * DNS names and IP addresses the broker certificate must cover. When omitted, an existing broker
    * certificate is reused as it is and a new one covers localhost, 127.0.0.1 and ::1.
@@ -48,6 +51,7 @@ export interface CertificateBundle {
   services: Record<string, CertificateFiles>;
   devices: Record<string, CertificateFiles>;
   observers: Record<string, CertificateFiles>;
+  operators: Record<string, CertificateFiles>;
 }
 
 export interface EnsuredCertificate extends CertificateFiles {
@@ -66,11 +70,12 @@ export async function ensureDevCertificates(request: DevCertificateRequest): Pro
   const issueClients = (role: CertificateRole, ids: string[] = []) =>
     Promise.all(ids.map(async (id) => [id, await ensureClientCertificate(opened, role, id, validDays)] as const));
 
-  const [broker, services, devices, observers] = await Promise.all([
+  const [broker, services, devices, observers, operators] = await Promise.all([
     ensureBrokerCertificate(opened, request.brokerHosts, validDays),
     issueClients('service', request.serviceNames),
     issueClients('device', request.deviceIds),
     issueClients('observer', request.observerNames),
+    issueClients('operator', request.operatorNames),
   ]);
   return {
     dir: request.dir,
@@ -79,6 +84,7 @@ export async function ensureDevCertificates(request: DevCertificateRequest): Pro
     services: recordOf(services),
     devices: recordOf(devices),
     observers: recordOf(observers),
+    operators: recordOf(operators),
   };
 }
 
@@ -107,15 +113,44 @@ export async function openCertificateAuthority(
 }
 
 /** `hosts` undefined: reuse any existing broker certificate, or issue one for DEFAULT_BROKER_HOSTS. */
-export async function ensureBrokerCertificate(
+export function ensureBrokerCertificate(
   opened: OpenedAuthority,
   requestedHosts: string[] | undefined,
   validDays: number = DEFAULT_LEAF_VALID_DAYS,
 ): Promise<EnsuredCertificate> {
+  return ensureServerCertificate(
+    opened,
+    brokerFiles(opened.dir),
+    BROKER_COMMON_NAME,
+    'broker',
+    requestedHosts,
+    validDays,
+  );
+}
+
+/**
+ * The REST API's server certificate ({dir}/api.crt, served by the bridge with API_TLS_CERT);
+ * `hosts` undefined: reuse an existing one, or issue one for DEFAULT_BROKER_HOSTS (localhost).
+ */
+export function ensureApiCertificate(
+  opened: OpenedAuthority,
+  requestedHosts: string[] | undefined,
+  validDays: number = DEFAULT_LEAF_VALID_DAYS,
+): Promise<EnsuredCertificate> {
+  return ensureServerCertificate(opened, apiFiles(opened.dir), API_COMMON_NAME, 'API', requestedHosts, validDays);
+}
+
+async function ensureServerCertificate(
+  opened: OpenedAuthority,
+  files: CertificateFiles,
+  commonName: string,
+  label: string,
+  requestedHosts: string[] | undefined,
+  validDays: number,
+): Promise<EnsuredCertificate> {
   const hosts = requestedHosts ?? [...DEFAULT_BROKER_HOSTS];
   if (hosts.length === 0)
-    throw new CertificateError('the broker certificate needs at least one host name or IP address');
-  const files = brokerFiles(opened.dir);
+    throw new CertificateError(`the ${label} certificate needs at least one host name or IP address`);
   const existing = await readPair(files);
   if (existing) {
     assertIssuedBy(files, existing, opened);
@@ -130,7 +165,7 @@ export async function ensureBrokerCertificate(
     return { ...files, created: false };
   }
   const issued = await issueServerCertificate(opened.authority, {
-    commonName: BROKER_COMMON_NAME,
+    commonName,
     dnsNames: hosts.filter((host) => isIP(host) === 0),
     ipAddresses: hosts.filter((host) => isIP(host) !== 0),
     validDays,

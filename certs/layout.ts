@@ -3,9 +3,11 @@
  *
  *   {dir}/ca.crt, ca.key                       the certificate authority
  *   {dir}/broker.crt, broker.key               the broker's server certificate
+ *   {dir}/api.crt, api.key                     the REST API's server certificate (the bridge serves it)
  *   {dir}/services/{name}.crt, .key            e.g. bridge
  *   {dir}/devices/{uuid}.crt, .key             one per device
  *   {dir}/observers/{name}.crt, .key           read-only tools (mosquitto_sub, MQTT Explorer)
+ *   {dir}/operators/{name}.crt, .key           people and scripts on the REST API (ctl/)
  */
 import { join } from 'node:path';
 import { isDeviceId } from '../schemas/topics.js';
@@ -25,6 +27,7 @@ const ROLE_FOLDERS: Record<CertificateRole, string> = {
   device: 'devices',
   service: 'services',
   observer: 'observers',
+  operator: 'operators',
 };
 
 export function authorityFiles(dir: string): CertificateFiles {
@@ -33,6 +36,10 @@ export function authorityFiles(dir: string): CertificateFiles {
 
 export function brokerFiles(dir: string): CertificateFiles {
   return { certPath: join(dir, 'broker.crt'), keyPath: join(dir, 'broker.key') };
+}
+
+export function apiFiles(dir: string): CertificateFiles {
+  return { certPath: join(dir, 'api.crt'), keyPath: join(dir, 'api.key') };
 }
 
 export function roleFolder(dir: string, role: CertificateRole): string {

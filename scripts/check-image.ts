@@ -50,6 +50,7 @@ const ENTRY_POINTS: EntryCheck[] = [
   },
   { entry: 'bridge/main.ts', env: {}, exitCode: 1, expect: 'bridge failed to start: DATABASE_URL is required' },
   { entry: 'certs/cli.ts', args: ['help'], env: {}, exitCode: 0, expect: 'usage: npx tsx certs/cli.ts' },
+  { entry: 'ctl/main.ts', args: ['help'], env: {}, exitCode: 0, expect: 'usage: npm run ctl' },
   { entry: 'edge/sensor-user.ts', args: ['--help'], env: {}, exitCode: 0, expect: 'usage: npm run -s sensor-user' },
   { entry: 'scripts/simulate-sensors.ts', env: { SENSOR_COUNT: '0' }, exitCode: 1, expect: 'SENSOR_COUNT must be ≥ 1' },
 ];

@@ -40,8 +40,12 @@ import { isTransientFailure, judgeSingleWrites, shouldIsolate, type SingleWriteO
 import { parseTelemetryMessage } from './telemetry-message.js';
 import type { TelemetryWriteMessage, TelemetryWriteResult } from './telemetry-writer.js';
 
-/** A telemetry message as the MQTT layer hands it over, with its deferred PUBACK. */
-export type InboundMessage = Delivery;
+/**
+ * A telemetry message as the MQTT layer hands it over, with its deferred PUBACK. A message from
+ * the REST API's HTTP fallback (bridge/api/http-ingest.ts) also has `respond`: its ack is the HTTP
+ * response instead of a sync/ack publish (that device keeps no MQTT session).
+ */
+export type InboundMessage = Delivery & { respond?(ack: SyncAck): void };
 
 export interface IngestPipelineOptions {
   write(messages: TelemetryWriteMessage[]): Promise<TelemetryWriteResult>;
@@ -316,6 +320,11 @@ export class IngestPipeline {
 
   /** Publishes the sync/ack, then acknowledges the message to the broker. */
   private confirm(inbound: InboundMessage, deviceId: string, ack: SyncAck): void {
+    if (inbound.respond !== undefined) {
+      inbound.respond(ack); // G2 holds as for MQTT: confirm runs only after the commit
+      inbound.ack();
+      return;
+    }
     // only the settling functions are kept while the ack is published, not the payload
     const { ack: sendPuback, release } = inbound;
     const confirmation = this.options

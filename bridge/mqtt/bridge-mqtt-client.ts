@@ -1,14 +1,33 @@
 /**
  * The bridge's MQTT connection: a persistent session (clean:false, clientId = the CN of the
- * bridge's service certificate) subscribed to devices/+/telemetry with QoS 1, PUBACKs deferred
- * until commit (deferred-puback.ts), the publisher of devices/{id}/sync/ack, and of the revocation
- * list on control/revocations (bridge/revocation-publisher.ts).
+ * bridge's service certificate) subscribed to devices/+/telemetry and the downstream report
+ * topics (BRIDGE_SUBSCRIPTIONS) with QoS 1, PUBACKs deferred until commit (deferred-puback.ts),
+ * the publisher of devices/{id}/sync/ack, of the retained command and config topics (G6,
+ * bridge/downstream/), and of the revocation list on control/revocations
+ * (bridge/revocation-publisher.ts).
+ *
+ * One filter per SUBSCRIBE packet, at start, on every resubscription and for the reconciler's
+ * snapshot. Upstream hazard (aedes 1.2.0 with aedes-persistence-redis 11.2.2, cluster mode): on a
+ * clean:false session, a SUBSCRIBE carrying several filters never gets its SUBACK (one filter
+ * does; clean:true does; cf. aedes issue #602), so a bridge that subscribed to its topics in one
+ * packet hung at start-up against a Redis-backed broker. mqtt.js 5.16's own resubscription
+ * (`resubscribe: true`, client.js _resubscribe) sends every remembered filter in ONE packet, so it
+ * is turned off: after a CONNACK without a session the bridge subscribes again itself, one filter
+ * at a time (pinned by tests/integration/bridge-redis-subscribe.test.ts).
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../../common/logger.js';
 import type { TlsFiles } from '../../common/tls-files.js';
 import type { SyncAck } from '../../schemas/messages.js';
 import { ALL_TELEMETRY_FILTER, CONTROL_REVOCATIONS_TOPIC, topics } from '../../schemas/topics.js';
+
+/** Everything the bridge subscribes to: telemetry, and (G6) command results, config reports and presence. */
+export const BRIDGE_SUBSCRIPTIONS: readonly string[] = [
+  ALL_TELEMETRY_FILTER,
+  'devices/+/commands/+/result',
+  'devices/+/config/reported',
+  'devices/+/status',
+];
 import { deferPubacks, type Delivery } from './deferred-puback.js';
 import { syncAckPayload } from './sync-ack-payload.js';
 
@@ -24,6 +43,8 @@ export interface BridgeMqttOptions {
   onInFlightChange?: (inFlight: number) => void;
   /** start() fails when the first connection takes longer; default 30 s */
   firstConnectTimeoutMs?: number;
+  /** the filters to subscribe to, one per SUBSCRIBE packet; default BRIDGE_SUBSCRIPTIONS */
+  subscriptions?: readonly string[];
 }
 
 export interface BridgeMqttClient {
@@ -32,8 +53,15 @@ export interface BridgeMqttClient {
   publishAck(deviceId: string, ack: SyncAck): Promise<void>;
   /** publishes the revocation list, retained, QoS 1, on control/revocations (G9); resolves on the PUBACK */
   publishRevocationList(payload: string): Promise<void>;
+  /** G6: publishes a retained QoS 1 message ('' clears the topic); resolves on the PUBACK */
+  publishRetained(topic: string, payload: string): Promise<void>;
+  /** subscribes to one filter (one SUBSCRIBE packet) at QoS 1; resolves on the SUBACK */
+  subscribe(filter: string): Promise<void>;
+  unsubscribe(filter: string): Promise<void>;
   /** called after every CONNACK, the first one included */
   onConnect(listener: () => void): void;
+  /** called after a CONNACK without a session (not the first): the broker lost the bridge's state */
+  onSessionLost(listener: () => void): void;
   isConnected(): boolean;
   inFlight(): number;
   /** Disconnects cleanly (unacknowledged messages stay in the broker's session). */
@@ -52,6 +80,8 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
     // reconnectSuppressed) unless this is set: a broker that briefly refuses (restarting, its
     // persistence not ready: "Server unavailable") would leave the bridge disconnected forever.
     reconnectOnConnackError: true,
+    // one filter per SUBSCRIBE (see the header): the bridge resubscribes itself
+    resubscribe: false,
     connectTimeout: 10_000,
     manualConnect: true,
     ...(options.tls
@@ -71,14 +101,33 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
   client.on('offline', () => options.logger.warn('mqtt offline; reconnecting'));
   client.on('connect', (connack) => options.logger.info({ sessionPresent: connack.sessionPresent }, 'mqtt connected'));
 
+  const subscriptions = options.subscriptions ?? BRIDGE_SUBSCRIPTIONS;
+  const subscribeOne = async (filter: string): Promise<void> => {
+    const granted = await client.subscribeAsync(filter, { qos: 1 });
+    if (granted.some((grant) => grant.qos !== 1)) {
+      throw new Error(`the broker did not grant QoS 1 on ${filter}: ${JSON.stringify(granted)}`);
+    }
+  };
+  const subscribeAll = async (): Promise<void> => {
+    for (const filter of subscriptions) await subscribeOne(filter);
+  };
+  let started = false;
+  const sessionLostListeners: Array<() => void> = [];
+  client.on('connect', (connack) => {
+    if (!started || connack.sessionPresent) return;
+    subscribeAll().then(
+      () => options.logger.info({ filters: subscriptions }, 'resubscribed after the broker lost the session'),
+      (error: unknown) => options.logger.warn({ err: error }, 'resubscription failed; retried on the next connection'),
+    );
+    for (const listener of sessionLostListeners) listener();
+  });
+
   return {
     start: async () => {
       client.connect();
       await firstConnect(client, options.firstConnectTimeoutMs ?? 30_000, () => lastError);
-      const granted = await client.subscribeAsync(ALL_TELEMETRY_FILTER, { qos: 1 });
-      if (granted.some((grant) => grant.qos !== 1)) {
-        throw new Error(`the broker did not grant QoS 1 on ${ALL_TELEMETRY_FILTER}: ${JSON.stringify(granted)}`);
-      }
+      await subscribeAll();
+      started = true;
     },
     publishAck: async (deviceId, ack) => {
       const { payload, shortened } = syncAckPayload(ack);
@@ -93,7 +142,15 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
     publishRevocationList: async (payload) => {
       await client.publishAsync(CONTROL_REVOCATIONS_TOPIC, payload, { qos: 1, retain: true });
     },
+    publishRetained: async (topic, payload) => {
+      await client.publishAsync(topic, payload, { qos: 1, retain: true });
+    },
+    subscribe: subscribeOne,
+    unsubscribe: async (filter) => {
+      await client.unsubscribeAsync(filter);
+    },
     onConnect: (listener) => void client.on('connect', () => listener()),
+    onSessionLost: (listener) => void sessionLostListeners.push(listener),
     isConnected: () => client.connected,
     inFlight: () => pubacks.inFlight(),
     close: async () => {

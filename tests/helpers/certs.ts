@@ -15,6 +15,7 @@ export interface TestCertificateRequest {
   deviceIds: string[];
   serviceNames?: string[];
   observerNames?: string[];
+  operatorNames?: string[];
 }
 
 export interface TestCertificates {
@@ -26,6 +27,7 @@ export interface TestCertificates {
   devices: Record<string, TlsFiles>;
   services: Record<string, TlsFiles>;
   observers: Record<string, TlsFiles>;
+  operators: Record<string, TlsFiles>;
 }
 
 export async function createTestCertificates(request: TestCertificateRequest): Promise<TestCertificates> {
@@ -35,19 +37,21 @@ export async function createTestCertificates(request: TestCertificateRequest): P
     deviceIds: request.deviceIds,
     serviceNames: request.serviceNames ?? [],
     observerNames: request.observerNames ?? [],
+    operatorNames: request.operatorNames ?? [],
     brokerHosts: ['localhost', '127.0.0.1'],
     validDays: 2,
   });
   const load = (files: CertificateFiles) => readTlsFiles({ caPath: bundle.ca.certPath, ...files });
   const loadAll = (entries: Record<string, CertificateFiles>) =>
     Object.fromEntries(Object.entries(entries).map(([id, files]) => [id, load(files)] as const));
-  const [broker, devices, services, observers] = [
+  const [broker, devices, services, observers, operators] = [
     load(bundle.broker),
     loadAll(bundle.devices),
     loadAll(bundle.services),
     loadAll(bundle.observers),
+    loadAll(bundle.operators),
   ];
-  return { dir, bundle, ca: broker.ca, broker, devices, services, observers };
+  return { dir, bundle, ca: broker.ca, broker, devices, services, observers, operators };
 }
 
 /**

@@ -55,6 +55,7 @@ describe('migrations', () => {
       '001_initial_schema',
       '002_dropped_records_count',
       '002_revoked_certificates',
+      '003_commands_and_config',
     ]);
   });
 
@@ -62,7 +63,12 @@ describe('migrations', () => {
     await db.none('DELETE FROM schema_migrations');
     expect(await migrate(db)).toEqual({
       dialect: 'postgresql',
-      applied: ['001_initial_schema', '002_dropped_records_count', '002_revoked_certificates'],
+      applied: [
+        '001_initial_schema',
+        '002_dropped_records_count',
+        '002_revoked_certificates',
+        '003_commands_and_config',
+      ],
     });
   });
 });

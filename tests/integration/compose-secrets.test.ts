@@ -10,6 +10,9 @@
  *   for (checked by CN and role in the certificate, and by the key matching it), keys mode 0600,
  *   and no CA key anywhere outside the authority folder;
  * - the TLS variables of every service point at files that exist in its own folder;
+ * - the bridge's folder also holds the REST API's server certificate (api.crt, api.key: serverAuth
+ *   for the host name `bridge`), and the operator's folder the `admin` operator pair, which no
+ *   container mounts (it is for ctl on the host);
  * - the simulated sensors' password folder is mounted into the sensor containers only, and each
  *   edge agent gets the users file (scrypt hashes) in its own folder.
  */
@@ -45,7 +48,11 @@ const EXPECTED_IDENTITY: Record<string, { commonName: string; role: string | nul
   explorer: { commonName: 'explorer', role: 'observer' },
   'edge-1': { commonName: '0b6f3a52-7c1e-4d0a-9f5b-2e8c4a1d7e31', role: 'device' },
   'edge-2': { commonName: '5d2e9c84-3b7a-4f61-8a0e-c41f6b9d2a75', role: 'device' },
+  operator: { commonName: 'admin', role: 'operator' },
 };
+
+/** Extra pairs a folder holds besides ca.crt and tls.crt/tls.key. */
+const EXTRA_PAIRS: Record<string, string[]> = { bridge: ['api'] };
 
 function bindMounts(service: ComposeService): { source: string; target: string; readOnly: boolean }[] {
   return (service.volumes ?? [])
@@ -126,10 +133,11 @@ describe("the certs job's script", () => {
     const caPem = readFileSync(join(work, 'authority', 'ca.crt'));
     for (const [folder, identity] of Object.entries(EXPECTED_IDENTITY)) {
       const dir = join(issued, folder);
+      const extra = (EXTRA_PAIRS[folder] ?? []).flatMap((name) => [`${name}.crt`, `${name}.key`]);
       const expectedFiles = folder.startsWith('edge-')
         ? ['ca.crt', 'sensor-users', 'tls.crt', 'tls.key']
-        : ['ca.crt', 'tls.crt', 'tls.key'];
-      expect(readdirSync(dir).sort(), folder).toEqual(expectedFiles);
+        : ['ca.crt', 'tls.crt', 'tls.key', ...extra];
+      expect(readdirSync(dir).sort(), folder).toEqual(expectedFiles.sort());
       expect(readFileSync(join(dir, 'ca.crt')).equals(caPem), folder).toBe(true);
       const certPem = readFileSync(join(dir, 'tls.crt'));
       const summary = summarizeCertificate(certPem);
@@ -148,6 +156,20 @@ describe("the certs job's script", () => {
     }
   });
 
+  it("gives the bridge the REST API's server certificate for the host name bridge, with its key", () => {
+    const dir = join(work, 'issued', 'bridge');
+    const certificate = new X509Certificate(readFileSync(join(dir, 'api.crt')));
+    expect(certificate.checkHost('bridge')).toBe('bridge');
+    expect(summarizeCertificate(readFileSync(join(dir, 'api.crt'))).commonName).toBe('mqtt-edge-sync api');
+    const key = createPrivateKey(readFileSync(join(dir, 'api.key')));
+    expect(
+      createPublicKey(key)
+        .export({ format: 'der', type: 'spki' })
+        .equals(certificate.publicKey.export({ format: 'der', type: 'spki' })),
+    ).toBe(true);
+    expect(statSync(join(dir, 'api.key')).mode & 0o077, 'bridge/api.key is private').toBe(0);
+  });
+
   it('leaves no CA key and no other identity’s key in any issued folder', () => {
     const caKey = readFileSync(join(work, 'authority', 'ca.key'), 'utf8');
     const issued = join(work, 'issued');
@@ -155,7 +177,11 @@ describe("the certs job's script", () => {
       for (const file of readdirSync(join(issued, folder))) {
         const content = readFileSync(join(issued, folder, file), 'utf8');
         expect(content, `${folder}/${file}`).not.toBe(caKey);
-        if (content.includes('PRIVATE KEY')) expect(file, `${folder}/${file} holds a key`).toBe('tls.key');
+        if (content.includes('PRIVATE KEY'))
+          expect(
+            ['tls.key', ...(EXTRA_PAIRS[folder] ?? []).map((name) => `${name}.key`)],
+            `${folder}/${file} holds a key`,
+          ).toContain(file);
         if (file === 'sensor-users')
           expect(content, `${folder}/sensor-users holds hashes only`).toMatch(
             /^sim:\$scrypt\$[^\n]*:publisher(:[^\n]*)?\n?$/,
@@ -175,7 +201,11 @@ describe("the certs job's script", () => {
         expect(tlsVariables, `${name} names TLS files but mounts none`).toEqual([]);
         continue;
       }
-      expect(tlsVariables.length, name).toBe(3);
+      // three per TLS identity: TLS_* for MQTT, and API_TLS_* for the bridge's REST API
+      expect(
+        tlsVariables.length % 3 === 0 && tlsVariables.length > 0,
+        `${name}: ${tlsVariables.length} TLS variables`,
+      ).toBe(true);
       for (const [variable, path] of tlsVariables) {
         expect(path.startsWith(`${mount.target}/`), `${name} ${variable}=${path}`).toBe(true);
         const local = join(work, 'issued', posix.basename(mount.source), posix.relative(mount.target, path));

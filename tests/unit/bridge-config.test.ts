@@ -35,9 +35,36 @@ describe('loadBridgeConfig', () => {
       retentionIntervalMs: 3_600_000,
       retentionChunkSize: 1000,
       revocationPollMs: 1000,
+      downstream: {
+        commandDefaultTtlMs: 7 * 24 * 3_600_000,
+        pollMs: 500,
+        expirySweepMs: 1000,
+        reconcileIntervalMs: 300_000,
+        reconcilePublishRate: 500,
+      },
       http: { host: '127.0.0.1', port: 9464 },
+      api: null,
       shutdownGraceMs: 10_000,
     });
+  });
+
+  it('serves the REST API only when API_PORT is set, over the API_TLS_* files or else the bridge own TLS files', () => {
+    const dir = tempDirectory('bridge-config-api');
+    for (const name of ['ca', 'cert', 'key', 'api-ca', 'api-cert', 'api-key'])
+      writeFileSync(join(dir, `${name}.pem`), name);
+    const bridgeTls = { TLS_CA: join(dir, 'ca.pem'), TLS_CERT: join(dir, 'cert.pem'), TLS_KEY: join(dir, 'key.pem') };
+    const apiTls = {
+      API_TLS_CA: join(dir, 'api-ca.pem'),
+      API_TLS_CERT: join(dir, 'api-cert.pem'),
+      API_TLS_KEY: join(dir, 'api-key.pem'),
+    };
+    expect(loadBridgeConfig({ ...required, ...bridgeTls }).api).toBeNull();
+    const reused = loadBridgeConfig({ ...required, ...bridgeTls, API_PORT: '8443' }).api;
+    expect(reused).toMatchObject({ host: '127.0.0.1', port: 8443 });
+    expect(reused?.tls.cert.toString()).toBe('cert');
+    const own = loadBridgeConfig({ ...required, ...bridgeTls, ...apiTls, API_PORT: '0', API_HOST: '0.0.0.0' }).api;
+    expect(own).toMatchObject({ host: '0.0.0.0', port: 0 });
+    expect(own?.tls.cert.toString()).toBe('api-cert');
   });
 
   it('requires the database and broker URLs', () => {
@@ -138,6 +165,29 @@ const INTEGER_VARIABLES: IntegerVariable<BridgeConfig>[] = [
   },
   { name: 'RETENTION_CHUNK_SIZE', min: 1, max: 100_000, fallback: 1000, read: (c) => c.retentionChunkSize },
   { name: 'REVOCATION_POLL_MS', min: 100, max: 60_000, fallback: 1000, read: (c) => c.revocationPollMs },
+  {
+    name: 'COMMAND_DEFAULT_TTL_MS',
+    min: 1000,
+    max: 365 * 24 * 3_600_000,
+    fallback: 7 * 24 * 3_600_000,
+    read: (c) => c.downstream.commandDefaultTtlMs,
+  },
+  { name: 'DOWNSTREAM_POLL_MS', min: 50, max: 60_000, fallback: 500, read: (c) => c.downstream.pollMs },
+  { name: 'EXPIRY_SWEEP_MS', min: 100, max: 3_600_000, fallback: 1000, read: (c) => c.downstream.expirySweepMs },
+  {
+    name: 'RECONCILE_INTERVAL_MS',
+    min: 1000,
+    max: MAX_TIMER_MS,
+    fallback: 300_000,
+    read: (c) => c.downstream.reconcileIntervalMs,
+  },
+  {
+    name: 'RECONCILE_PUBLISH_RATE',
+    min: 1,
+    max: 100_000,
+    fallback: 500,
+    read: (c) => c.downstream.reconcilePublishRate,
+  },
   { name: 'HTTP_PORT', min: 0, max: 65_535, fallback: 9464, read: (c) => c.http?.port },
   { name: 'SHUTDOWN_GRACE_MS', min: 1, max: MAX_TIMER_MS, fallback: 10_000, read: (c) => c.shutdownGraceMs },
 ];
@@ -178,6 +228,35 @@ const BAD_VALUES: BadValue[] = [
     name: 'TLS_KEY',
     value: readable['TLS_KEY'] ?? '',
     message: 'TLS_CA, TLS_CERT and TLS_KEY must be given together',
+  },
+  // ---- REST API ----
+  ...['https', '-1', '65536', '84 43'].map((value) => ({
+    name: 'API_PORT',
+    value,
+    with: { ...readable },
+    message: /^API_PORT must be/,
+  })),
+  {
+    name: 'API_PORT',
+    value: '8443',
+    message:
+      'API_PORT needs API_TLS_CA, API_TLS_CERT and API_TLS_KEY (or TLS_CA, TLS_CERT and TLS_KEY): the REST API is served over mutual TLS only',
+  },
+  ...['0.0.0.0:8443', 'https://api'].map((value) => ({
+    name: 'API_HOST',
+    value,
+    message: `API_HOST must be an IP address or a host name (no scheme, port or brackets), got '${value}'`,
+  })),
+  ...(['API_TLS_CA', 'API_TLS_CERT', 'API_TLS_KEY'] as const).map((name) => ({
+    name,
+    value: missing,
+    with: { API_TLS_CA: readable['TLS_CA'], API_TLS_CERT: readable['TLS_CERT'], API_TLS_KEY: readable['TLS_KEY'] },
+    message: `${name}: cannot read '${missing}': ENOENT`,
+  })),
+  {
+    name: 'API_TLS_CERT',
+    value: readable['TLS_CERT'] ?? '',
+    message: 'API_TLS_CA, API_TLS_CERT and API_TLS_KEY must be given together',
   },
 ];
 

@@ -131,7 +131,7 @@ describe('issueClientCertificate', () => {
 
   it('refuses bad input with a clear error', async () => {
     await expect(issueClientCertificate(ca, { commonName: 'x', role: 'admin' as never, validDays: 1 })).rejects.toThrow(
-      "unknown role 'admin' (expected device, service, observer)",
+      "unknown role 'admin' (expected device, service, observer, operator)",
     );
     await expect(issueClientCertificate(ca, { commonName: ' ', role: 'device', validDays: 1 })).rejects.toBeInstanceOf(
       CertificateError,

@@ -57,6 +57,28 @@ describe('certs/cli.ts', () => {
     expect(inspected.out).toContain('usage:      clientAuth');
   });
 
+  it('issues an operator certificate (OU operator) under operators/', async () => {
+    const dir = join(root, 'operators');
+    expect((await run('init', '--dir', dir)).code).toBe(0);
+    const issued = await run('operator', '--name', 'alice', '--dir', dir);
+    expect(issued.code).toBe(0);
+    const inspected = await run('inspect', join(dir, 'operators', 'alice.crt'));
+    expect(inspected.out).toContain('CN:         alice');
+    expect(inspected.out).toContain('OU (role):  operator');
+    expect(await run('operator', '--dir', dir)).toMatchObject({ code: 1, err: 'error: --name is required' });
+  });
+
+  it("issues the REST API's server certificate (serverAuth) for the given hosts", async () => {
+    const dir = join(root, 'api');
+    expect((await run('init', '--dir', dir)).code).toBe(0);
+    expect((await run('api', '--host', 'bridge', '--host', '127.0.0.1', '--dir', dir)).code).toBe(0);
+    const inspected = await run('inspect', join(dir, 'api.crt'));
+    expect(inspected.out).toContain('CN:         mqtt-edge-sync api');
+    expect(inspected.out).toContain('usage:      serverAuth');
+    expect(inspected.out).toMatch(/bridge/);
+    expect((await run('api', '--host', 'other', '--dir', dir)).code).toBe(1);
+  });
+
   it('reports usage errors with exit code 2', async () => {
     expect((await run('frobnicate')).code).toBe(2);
     expect((await run('init', '--bogus')).code).toBe(2);

@@ -38,6 +38,7 @@ describe('ensureDevCertificates', () => {
       observers: {
         explorer: { certPath: join(dir, 'observers/explorer.crt'), keyPath: join(dir, 'observers/explorer.key') },
       },
+      operators: {},
     });
   });
 

@@ -4,7 +4,9 @@
  *
  * - the processes (broker/, edge/, bridge/) never import each other: each ships and runs alone;
  * - schemas/ and common/ import no process, no dev tooling and no test code;
- * - production code (the processes, schemas/, common/, certs/) never imports dev tooling
+ * - the operator CLI (ctl/) is a program of its own that talks HTTP to the bridge's REST API: it
+ *   imports schemas/ and common/ only, never a process (nor a process it);
+ * - production code (the processes, schemas/, common/, certs/, ctl/) never imports dev tooling
  *   (devtools/, scripts/, tests/) nor a package that is only a devDependency, so a production
  *   image installs `npm ci --omit=dev` and still runs;
  * - inside a process, storage layers do not reach up into the layers that use them
@@ -68,7 +70,7 @@ const isUnder = (path: string, folders: readonly string[]): boolean =>
   folders.some((folder) => path.startsWith(`${folder}/`));
 
 const PROCESSES = ['broker', 'edge', 'bridge'] as const;
-const PRODUCTION = [...PROCESSES, 'schemas', 'common', 'certs'];
+const PRODUCTION = [...PROCESSES, 'schemas', 'common', 'certs', 'ctl'];
 const DEV_TOOLING = ['devtools', 'scripts', 'tests'];
 const LAYERS: { layer: string; mustNotImport: string[] }[] = [
   { layer: 'edge/store', mustNotImport: ['edge/uplink', 'edge/ingest'] },
@@ -94,6 +96,16 @@ describe('dependency direction', () => {
         topFolder(edge.from) !== topFolder(edge.to),
     );
     expect(crossing.map(describeEdge)).toEqual([]);
+  });
+
+  it('ctl/ imports only schemas/ and common/ (it talks HTTP to the API), and no process imports ctl/', () => {
+    const outside = edges.filter(
+      (edge) => edge.relative && isUnder(edge.from, ['ctl']) && !isUnder(edge.to, ['ctl', 'schemas', 'common']),
+    );
+    const into = edges.filter(
+      (edge) => edge.relative && !isUnder(edge.from, ['ctl', 'tests']) && isUnder(edge.to, ['ctl']),
+    );
+    expect([...outside, ...into].map(describeEdge)).toEqual([]);
   });
 
   it('schemas/ and common/ import no process, no dev tooling and no certificate tooling', () => {
