@@ -115,6 +115,8 @@ export class Downstream {
   readonly #waits = new LocalCommandWaits();
   readonly #schedule: ResendSchedule;
   readonly #tasks = new Set<Promise<unknown>>();
+  /** commands being started or run by this run (a second start is a no-op; the UPDATE guards it too) */
+  readonly #starting = new Set<string>();
   readonly #rejections;
   readonly #localTimeoutMs: number;
   #uplink: DownstreamUplink | null = null;
@@ -164,8 +166,10 @@ export class Downstream {
 
   /**
    * Connects the uplink and the local listener, re-applies stored config (agent settings live,
-   * other keys re-published to local applications), starts delivered commands a restart
-   * interrupted before they started, and starts the re-sender. Messages wait until this is done.
+   * other keys re-published to local applications) and starts the re-sender. Messages wait until
+   * this is done. A command a previous run persisted as delivered but never started is started
+   * only when its retained message arrives again (still live): if the control plane canceled or
+   * expired it meanwhile, its topic is cleared and it never starts.
    */
   async attach(uplink: DownstreamUplink, local: DownstreamLocal): Promise<void> {
     this.#uplink = uplink;
@@ -174,7 +178,6 @@ export class Downstream {
       if (config.value === null || config.appliedVersion === null) continue;
       await this.#applyStored(config);
     }
-    for (const command of await this.#store.listCommands('delivered')) this.#track(this.#execute(command.commandId));
     const base = (this.#options.resend ?? DEFAULT_RESEND_POLICY).baseMs;
     this.#timer = setInterval(() => this.#track(this.#resendDue()), Math.max(50, Math.min(base, 1_000)));
     this.#timer.unref();
@@ -289,6 +292,8 @@ export class Downstream {
     if (stored !== null) {
       // G6: a redelivered or re-published command is never executed again
       await this.#confirmIf(stored, message.status);
+      // persisted by an earlier run and never started: still live, so it starts now (once)
+      if (stored.status === 'delivered') this.#track(this.#execute(commandId));
       return;
     }
     const nowMs = this.#now();
@@ -353,6 +358,8 @@ export class Downstream {
   }
 
   async #execute(commandId: string): Promise<void> {
+    if (this.#starting.has(commandId)) return;
+    this.#starting.add(commandId);
     try {
       const stored = await this.#store.getCommand(commandId);
       if (stored === null || this.#closing) return;
@@ -401,6 +408,8 @@ export class Downstream {
       await this.#sendCommandReport(commandId);
     } catch (error) {
       this.#log.error({ err: error, commandId }, `command ${commandId} could not be handled`);
+    } finally {
+      this.#starting.delete(commandId);
     }
   }
 
@@ -456,21 +465,26 @@ export class Downstream {
     await this.#publishCommandReport(stored);
   }
 
-  async #publishCommandReport(stored: StoredCommand): Promise<void> {
+  #publishCommandReport(stored: StoredCommand): Promise<void> {
     const status = stored.reportStatus;
     const uplink = this.#uplink;
-    if (status === null || uplink === null || !uplink.connected) return;
+    if (status === null || uplink === null || !uplink.connected) return Promise.resolve();
     const report: CommandReport = { status, at: new Date(stored.reportAtMs ?? this.#now()).toISOString() };
     if (status === 'executed' && stored.result !== null) report.result = JSON.parse(stored.result) as unknown;
     if ((status === 'failed' || status === 'rejected' || status === 'expired') && stored.error !== null) {
       report.error = boundedError(stored.error);
     }
     this.#schedule.noteSent(`command:${stored.commandId}`);
-    await uplink
-      .publish(topics.commandResult(this.#options.deviceId, stored.commandId), JSON.stringify(report))
-      .catch((error: unknown) =>
-        this.#log.debug({ err: error, commandId: stored.commandId }, 'a command report was not sent; it goes again'),
-      );
+    // not awaited: its PUBACK comes through the same client, whose incoming packets wait while a
+    // downstream message is handled (mqtt.js 5.16 handleMessage); and a PUBACK proves nothing
+    this.#track(
+      uplink
+        .publish(topics.commandResult(this.#options.deviceId, stored.commandId), JSON.stringify(report))
+        .catch((error: unknown) =>
+          this.#log.debug({ err: error, commandId: stored.commandId }, 'a command report was not sent; it goes again'),
+        ),
+    );
+    return Promise.resolve();
   }
 
   // ---- config ---------------------------------------------------------------------------------
@@ -537,7 +551,7 @@ export class Downstream {
     } else this.#log.info({ key, version: desired.version }, `config ${key} v${desired.version} applied`);
     this.#schedule.forget(`config:${key}`);
     const updated = await this.#store.getConfig(key);
-    if (updated !== null) await this.#publishConfigReport(updated);
+    if (updated !== null) this.#publishConfigReport(updated);
   }
 
   async #onConfigDeleted(key: string): Promise<void> {
@@ -565,7 +579,7 @@ export class Downstream {
     await this.#local?.publish(topics.localConfig(config.key), JSON.stringify(config), true);
   }
 
-  async #publishConfigReport(config: StoredConfig): Promise<void> {
+  #publishConfigReport(config: StoredConfig): void {
     const uplink = this.#uplink;
     if (config.reportConfirmed || config.reportStatus === null || uplink === null || !uplink.connected) return;
     const report: ConfigReported = {
@@ -576,11 +590,14 @@ export class Downstream {
       at: new Date(config.reportAtMs ?? this.#now()).toISOString(),
     };
     this.#schedule.noteSent(`config:${config.key}`);
-    await uplink
-      .publish(topics.configReported(this.#options.deviceId), JSON.stringify(report))
-      .catch((error: unknown) =>
-        this.#log.debug({ err: error, key: config.key }, 'a config report was not sent; it goes again'),
-      );
+    // not awaited, like a command report (#publishCommandReport)
+    this.#track(
+      uplink
+        .publish(topics.configReported(this.#options.deviceId), JSON.stringify(report))
+        .catch((error: unknown) =>
+          this.#log.debug({ err: error, key: config.key }, 'a config report was not sent; it goes again'),
+        ),
+    );
   }
 
   // ---- re-sending -----------------------------------------------------------------------------
@@ -593,7 +610,7 @@ export class Downstream {
         if (this.#schedule.due(`command:${command.commandId}`)) await this.#publishCommandReport(command);
       }
       for (const config of await this.#store.unconfirmedConfigReports()) {
-        if (this.#schedule.due(`config:${config.key}`)) await this.#publishConfigReport(config);
+        if (this.#schedule.due(`config:${config.key}`)) this.#publishConfigReport(config);
       }
     } catch (error) {
       this.#log.warn({ err: error }, 'could not re-send unconfirmed reports; trying again later');
