@@ -142,7 +142,8 @@ const CONFIG_COLUMNS = `config_key, config_value, version, applied_version, repo
   report_confirmed`;
 
 const num = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
-const text = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
+const text = (value: unknown): string | null =>
+  value === null || value === undefined ? null : typeof value === 'string' ? value : JSON.stringify(value);
 
 function commandFromRow(row: Record<string, unknown>): StoredCommand {
   return {
@@ -277,7 +278,7 @@ export class SqlDownstreamStore implements DownstreamStore {
             WHERE status = 'executing' RETURNING id`,
           args: [atMs, reason, atMs],
         });
-        return result.rows.map((row) => String(row['id']));
+        return result.rows.map((row) => text(row['id']) ?? '');
       }),
     );
   }
