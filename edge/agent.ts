@@ -213,16 +213,26 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     throw error;
   }
   // G6: stored config re-applied, interrupted deliveries started, reports re-sent from now on
-  await downstream.attach(
-    {
-      get connected() {
-        return uplink.connected;
+  try {
+    await downstream.attach(
+      {
+        get connected() {
+          return uplink.connected;
+        },
+        publish: (topic, payload) => uplink.publish(topic, payload),
+        sendNow: () => uplink.sendNow(),
       },
-      publish: (topic, payload) => uplink.publish(topic, payload),
-      sendNow: () => uplink.sendNow(),
-    },
-    { publish: (topic, payload, retain) => listener.publishLocal(topic, payload, retain) },
-  );
+      { publish: (topic, payload, retain) => listener.publishLocal(topic, payload, retain) },
+    );
+  } catch (error) {
+    await downstream.close();
+    await listener.close();
+    await writer.close();
+    await uplink.close();
+    await guard.close();
+    await store.close();
+    throw error;
+  }
   let endpoint: HttpEndpoint | undefined;
   if (config.metricsPort !== undefined) {
     try {

@@ -447,6 +447,8 @@ export class Downstream {
       ...(stored.expiresAtMs === null ? {} : { expiresAt: new Date(stored.expiresAtMs).toISOString() }),
       status: 'executing',
     };
+    // the agent is stopping: not handed over (the command fails at the next start, never runs twice)
+    if (this.#closing) return null;
     // waiting before publishing: an answer can come back before the publish's callback
     const answer = this.#waits.wait(stored.commandId, localCommandTimeoutMs(payload, this.#localTimeoutMs));
     await local.publish(topics.localCommand(stored.type), JSON.stringify(message), false);
