@@ -11,7 +11,7 @@ import type { MqttClient } from 'mqtt';
 import { startTcpProxy } from '../../devtools/tcp-proxy.js';
 import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
 import type { BackoffPolicy } from '../../common/retry-policy.js';
-import type { CommandMessage, LocalConfig } from '../../schemas/messages.js';
+import type { CommandMessage, LocalConfig, TelemetryBatch } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { startControlPlaneStandIn, type ControlPlaneStandIn } from '../helpers/control-plane-stand-in.js';
@@ -476,7 +476,7 @@ describe('edge config', () => {
       .toBe(0);
   });
 
-  it('changes the sending behaviour when agent.syncIntervalMs arrives as config', async () => {
+  it('changes the sending behaviour when agent.syncIntervalMs arrives as config, also after a restart', async () => {
     const agent = await startAgent({ sendLingerMs: 3_600_000, syncIntervalMs: 3_600_000 });
     const telemetry = collectMessages(controlPlane.client);
     await controlPlane.client.subscribeAsync(topics.telemetry(DEVICE), { qos: 1 });
@@ -493,5 +493,24 @@ describe('edge config', () => {
       .poll(() => telemetry.filter((message) => message.topic === topics.telemetry(DEVICE)).length, poll)
       .toBeGreaterThan(0);
     expect((await agent.stats()).pending).toBe(0);
+
+    // after a restart the stored setting is in force again before any config message is handled anew
+    await sensor.endAsync();
+    await agent.close();
+    const restarted = await startAgent({ sendLingerMs: 3_600_000, syncIntervalMs: 3_600_000 });
+    await expect.poll(() => restarted.stats(), poll).toMatchObject({ connected: true });
+    // the first agent's unacknowledged batch (value 1) goes again at the connect: wait for it first
+    const batchesWith = (value: number) =>
+      telemetry.filter(
+        (message) =>
+          message.topic === topics.telemetry(DEVICE) &&
+          (JSON.parse(message.payload) as TelemetryBatch).records.some((record) => record.value === value),
+      ).length;
+    await expect.poll(() => batchesWith(1), poll).toBeGreaterThanOrEqual(2);
+    const again = await connectClient(`mqtt://127.0.0.1:${restarted.sensorPort}`, { clientId: 'sensor-interval-2' });
+    registerCleanup(() => again.endAsync(true));
+    await publishReading(again, 'sensors/s1/temperature', { value: 2 });
+    // with an hour of linger and interval configured, only the re-applied 150 ms interval sends it
+    await expect.poll(() => batchesWith(2), poll).toBe(1);
   });
 });
