@@ -66,6 +66,10 @@ export interface EdgeAgentConfig {
   storeThread?: 'worker' | 'event-loop';
   /** the released-batch lookup without its pinned index: scripts/bench-drain.ts's "before" only */
   legacyClaimPlan?: boolean;
+  /** G6: how long a local application has to answer a command (unless payload.timeoutMs says otherwise); default 30 000 */
+  localCommandTimeoutMs?: number;
+  /** G6: first wait before an unconfirmed command or config report is sent again (doubling up to 5 min); default 10 000 */
+  reportResendMs?: number;
   /** default: a pino logger named edge-agent */
   logger?: Logger;
 }

@@ -4,6 +4,11 @@
  *
  *   sensor --QoS 1--> listener --group commit--> libSQL --claim--> uplink --batch--> broker/bridge
  *                          ^ PUBACK after commit                     ^ synced only on sync/ack
+ *
+ * G6, the other direction: commands and config arrive on the uplink's session and go to
+ * edge/downstream/downstream.ts (command_queue, device_config in the same libSQL file); built-in
+ * commands and agent settings act on the uplink and the logger, other commands and config keys
+ * go to local applications through the listener (local/commands/…, local/config/…).
  */
 import { metricsRoute, startHttpEndpoint, type HttpEndpoint } from '../common/http-endpoint.js';
 import { createLogger } from '../common/logger.js';
@@ -16,8 +21,12 @@ import { DEFAULT_HISTORY_RETENTION, startHistoryPruner } from './history-pruner.
 import { EdgeMetrics } from './metrics.js';
 import { isStorageFullError, StorageGuard } from './storage-guard.js';
 import { DEFAULT_MAX_DB_BYTES } from './store/storage-budget.js';
-import { openTelemetryStore } from './store/telemetry-store.js';
-import { openWorkerTelemetryStore } from './store/worker-store.js';
+import { openEdgeStores } from './store/edge-stores.js';
+import { openWorkerEdgeStores } from './store/worker-store.js';
+import { MAX_BATCH_RECORDS } from '../schemas/limits.js';
+import { LiveAgentSettings, type AgentSettingValues } from './downstream/agent-settings.js';
+import { Downstream } from './downstream/downstream.js';
+import { liveLogLevel } from './log-level.js';
 import { Uplink } from './uplink/uplink.js';
 
 export type { EdgeAgentConfig } from './agent-config.js';
@@ -63,6 +72,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     throw new Error(`deviceId must be a lower-case UUID (the device certificate's CN), got '${config.deviceId}'`);
   }
   const logger = (config.logger ?? createLogger('edge-agent')).child({ deviceId: config.deviceId });
+  const setLogLevel = liveLogLevel(logger);
   const maxDbBytes = config.maxDbBytes ?? DEFAULT_MAX_DB_BYTES;
   const storeOptions = {
     url: config.dbUrl,
@@ -72,10 +82,9 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     ...(config.rejectedReadings ? { rejectedReadings: config.rejectedReadings } : {}),
   };
   // SQLite off the event loop that answers the sensors (edge/store/worker-store.ts)
-  const store =
-    config.storeThread === 'event-loop'
-      ? await openTelemetryStore(storeOptions)
-      : await openWorkerTelemetryStore(storeOptions);
+  const stores =
+    config.storeThread === 'event-loop' ? await openEdgeStores(storeOptions) : await openWorkerEdgeStores(storeOptions);
+  const store = stores.telemetry;
   const metrics = new EdgeMetrics(
     () => store.countPending(),
     () => store.readCounters(),
@@ -100,9 +109,49 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
     throw error;
   }
 
+  // G6: the live agent settings drive the uplink (bound once it exists) and the loggers
+  const lever: { uplink: Uplink | null } = { uplink: null };
+  const settings = new LiveAgentSettings(
+    {
+      'agent.syncIntervalMs': config.syncIntervalMs ?? 30_000,
+      'agent.batchMaxRecords': MAX_BATCH_RECORDS,
+      'agent.logLevel': (logger.level as AgentSettingValues['agent.logLevel'] | undefined) ?? 'info',
+    },
+    {
+      setSyncIntervalMs: (ms) => lever.uplink?.setSyncIntervalMs(ms),
+      setBatchMaxRecords: (records) => lever.uplink?.setBatchMaxRecords(records),
+      setLogLevel: (level) => setLogLevel(level),
+    },
+  );
+  let downstream: Downstream;
+  try {
+    // G6: a command left executing by a crash is failed before anything can arrive
+    downstream = await Downstream.open({
+      deviceId: config.deviceId,
+      store: stores.downstream,
+      logger,
+      metrics,
+      settings,
+      localCommandTimeoutMs: config.localCommandTimeoutMs,
+      ...(config.reportResendMs !== undefined
+        ? { resend: { baseMs: config.reportResendMs, maxMs: Math.max(config.reportResendMs, 300_000) } }
+        : {}),
+    });
+  } catch (error) {
+    await guard.close();
+    await store.close();
+    throw error;
+  }
+  metrics.setReportsAwaiting(() => stores.downstream.countUnconfirmedReports());
+
   let uplink: Uplink;
   try {
     uplink = await Uplink.start({
+      downstream: {
+        filters: () => downstream.filters(),
+        onConnect: () => downstream.onConnect(),
+        handleMessage: (topic, payload) => downstream.handleMessage(topic, payload),
+      },
       deviceId: config.deviceId,
       brokerUrl: config.brokerUrl,
       tls: config.tls,
@@ -119,10 +168,12 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       reconnectRandom: config.reconnectRandom,
     });
   } catch (error) {
+    await downstream.close();
     await guard.close();
     await store.close();
     throw error;
   }
+  lever.uplink = uplink;
 
   const writer = new GroupCommitWriter<TelemetryRecord>({
     commit: (records) => store.insertReadings(records),
@@ -147,12 +198,36 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       users: config.sensorUsers,
       tls: config.sensorTls,
       allowAnonymous: config.sensorAllowAnonymous,
+      onLocalCommandResult: (commandId, payload, clientId) =>
+        downstream.handleLocalResult(commandId, payload, clientId),
       writer,
       store,
       logger,
       metrics,
     });
   } catch (error) {
+    await downstream.close();
+    await uplink.close();
+    await guard.close();
+    await store.close();
+    throw error;
+  }
+  // G6: stored config re-applied, interrupted deliveries started, reports re-sent from now on
+  try {
+    await downstream.attach(
+      {
+        get connected() {
+          return uplink.connected;
+        },
+        publish: (topic, payload) => uplink.publish(topic, payload),
+        sendNow: () => uplink.sendNow(),
+      },
+      { publish: (topic, payload, retain) => listener.publishLocal(topic, payload, retain) },
+    );
+  } catch (error) {
+    await downstream.close();
+    await listener.close();
+    await writer.close();
     await uplink.close();
     await guard.close();
     await store.close();
@@ -169,6 +244,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
         routes: { '/metrics': metricsRoute(metrics.registry) },
       });
     } catch (error) {
+      await downstream.close();
       await listener.close();
       await writer.close();
       await uplink.close();
@@ -186,6 +262,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
   let closing: Promise<void> | null = null;
   async function close(): Promise<void> {
     await pruner.close();
+    await downstream.close();
     // readings waiting for space are refused first, or the listener would wait for them forever
     if (writer.waitingForSpace) void writer.close();
     await listener.close();

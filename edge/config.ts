@@ -29,6 +29,11 @@
  *   EDGE_OVERFLOW_POLICY when full, after pruning synced readings: reject-new (default: PUBACKs
  *                        withheld until there is room) or drop-oldest (oldest pending readings
  *                        dropped, counted and reported upstream)
+ *   EDGE_LOCAL_COMMAND_TIMEOUT_MS  how long a local application has to answer a command handed to it on
+ *                        local/commands/{type} before the command is failed (default 30000; a
+ *                        command's payload.timeoutMs overrides it)
+ *   EDGE_REPORT_RESEND_MS first wait before an unconfirmed command or config report is sent again,
+ *                        doubling up to 5 minutes (default 10000); always at once on reconnect
  *   SHUTDOWN_GRACE_MS    how long SIGTERM waits for a clean close before exiting 1 (default 10000;
  *                        common/process-lifecycle.ts)
  */
@@ -118,6 +123,8 @@ export function loadEdgeConfig(env: Env = process.env): EdgeProcessConfig {
       syncIntervalMs: envInt(env, 'SYNC_INTERVAL_MS', 30_000, { min: 100, max: MAX_TIMER_MS }),
       maxDbBytes: envInt(env, 'EDGE_MAX_DB_BYTES', DEFAULT_MAX_DB_BYTES, { min: MIN_MAX_DB_BYTES, max: 2 ** 50 }),
       overflowPolicy: overflowPolicy as OverflowPolicy,
+      localCommandTimeoutMs: envInt(env, 'EDGE_LOCAL_COMMAND_TIMEOUT_MS', 30_000, { min: 100, max: MAX_TIMER_MS }),
+      reportResendMs: envInt(env, 'EDGE_REPORT_RESEND_MS', 10_000, { min: 100, max: 300_000 }),
       historyRetention: {
         syncedRetentionMs: envInt(env, 'SYNCED_RETENTION_HOURS', 72, { min: 1, max: 87_600 }) * 3_600_000,
         diagnosticsRetentionMs: envInt(env, 'DIAGNOSTICS_RETENTION_DAYS', 30, { min: 1, max: 3650 }) * 86_400_000,

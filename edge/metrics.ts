@@ -80,6 +80,38 @@ export class EdgeMetrics {
   readonly droppedPendingReadings: Gauge;
   readonly droppedRejectedReadings: Gauge;
 
+  /** G6: commands by the outcome the edge reached (terminal states, canceled included) */
+  readonly commands = new Counter({
+    name: 'edge_commands_total',
+    help: 'Commands by outcome: executed, failed, rejected, expired, canceled (G6)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly downstreamRejected = new Counter({
+    name: 'edge_downstream_rejected_total',
+    help: 'Downstream or local messages refused, by reason: malformed-command, invalid-command, oversize-command, malformed-config, oversize-config, unexpected-local-result, malformed-local-result',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly configVersions = new Counter({
+    name: 'edge_config_versions_total',
+    help: 'Config versions handled, by status: applied or rejected',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
+
+  /** read at scrape time from the store, once the downstream side exists (setReportsAwaiting) */
+  readonly reportsAwaiting: Gauge<'kind'>;
+  #countReportsAwaiting: () => Promise<{ commands: number; config: number }> = () =>
+    Promise.resolve({ commands: 0, config: 0 });
+
+  /** G6: where the reports waiting for the control plane's confirmation are counted. */
+  setReportsAwaiting(count: () => Promise<{ commands: number; config: number }>): void {
+    this.#countReportsAwaiting = count;
+  }
+
   /** `countPending` and `readCounters` are read at scrape time. */
   constructor(
     countPending: () => Promise<number>,
@@ -100,6 +132,18 @@ export class EdgeMetrics {
       registers: [this.registry],
       async collect() {
         this.set((await readCounters()).droppedRejectedReadings);
+      },
+    });
+    const reportsAwaiting = () => this.#countReportsAwaiting();
+    this.reportsAwaiting = new Gauge({
+      name: 'edge_reports_awaiting_confirmation',
+      help: 'Command and config reports sent (or to send) and not yet confirmed by the control plane (G6), by kind',
+      labelNames: ['kind'] as const,
+      registers: [this.registry],
+      async collect() {
+        const counts = await reportsAwaiting();
+        this.set({ kind: 'command' }, counts.commands);
+        this.set({ kind: 'config' }, counts.config);
       },
     });
     this.pendingReadings = new Gauge({

@@ -132,6 +132,20 @@ export interface CommandReport {
   error?: string;
 }
 
+/** Payload of local/commands/{commandId}/result (local application -> edge agent, on the edge's local listener). */
+export interface LocalCommandResult {
+  status: 'executed' | 'failed';
+  result?: unknown;
+  error?: string;
+}
+
+/** Payload of local/config/{key} (edge agent -> local applications, retained). */
+export interface LocalConfig {
+  key: string;
+  value: unknown;
+  version: number;
+}
+
 /** Payload of devices/{id}/config/{key} (retained; bridge -> edge). Empty payload: key deleted. */
 export interface ConfigDesired {
   key: string;

@@ -108,6 +108,14 @@ export function parseSensorTopic(topic: string): ParsedSensorTopic | null {
   return { sensorId, dataType };
 }
 
+/** local/commands/{commandId}/result on the edge's local listener: the command id, else null. */
+export function parseLocalCommandResultTopic(topic: string): string | null {
+  const levels = topic.split('/');
+  if (levels.length !== 4 || levels[0] !== 'local' || levels[1] !== 'commands' || levels[3] !== 'result') return null;
+  const commandId = levels[2] ?? '';
+  return TOPIC_ID_PATTERN.test(commandId) ? commandId : null;
+}
+
 export function isDeviceId(value: string): boolean {
   return DEVICE_ID_PATTERN.test(value);
 }

@@ -13,6 +13,7 @@ import type {
   ConfigDesired,
   ConfigReported,
   DeviceStatus,
+  LocalCommandResult,
   RevocationList,
   SensorReadingInput,
   SyncAck,
@@ -41,6 +42,7 @@ const validateCommandReport = compile<CommandReport>('command-result.schema.json
 const validateConfigDesired = compile<ConfigDesired>('config-desired.schema.json');
 const validateConfigReported = compile<ConfigReported>('config-reported.schema.json');
 const validateAgentSettings = compile<AgentSettings>('agent-settings.schema.json');
+const validateLocalCommandResult = compile<LocalCommandResult>('local-command-result.schema.json');
 ajv.addSchema(require('./command-payloads.schema.json') as object);
 const commandPayloadValidators = new Map<string, ValidateFunction>(
   ['ping', 'sync-now', 'set-setting'].map((type) => [
@@ -160,6 +162,11 @@ export function checkConfigDesiredPayload(payload: Buffer | string): Validation<
 /** A devices/{id}/config/reported payload. */
 export function checkConfigReportedPayload(payload: Buffer | string): Validation<ConfigReported> {
   return parseAndCheck(payload, (value) => run(validateConfigReported, value));
+}
+
+/** A local/commands/{commandId}/result payload from a local application (edge's local listener). */
+export function checkLocalCommandResultPayload(payload: Buffer | string): Validation<LocalCommandResult> {
+  return parseAndCheck(payload, (value) => run(validateLocalCommandResult, value));
 }
 
 /** Whether `key` is an agent setting (agent.*) known to schemas/agent-settings.schema.json. */

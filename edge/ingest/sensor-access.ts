@@ -10,12 +10,20 @@
  *   publisher  may publish; may not subscribe
  *   reader     may subscribe under sensors/; may not publish
  *   both       both
+ *   app        a local application (G6): may subscribe under sensors/ and local/, and publish
+ *              only its answers on local/commands/{commandId}/result
+ *
+ * Local applications (local/…): the app role, and a principal with role both for any sensor
+ * (a verified client certificate, or anonymous on loopback: the machine's own processes). Which
+ * answer is expected is decided later: an answer for a command that is not waiting is ignored
+ * with a log (edge/downstream/downstream.ts), so a client cannot invent results.
  *
  * With a list of sensor ids, publishing is allowed only on sensors/{id}/… and subscribing only to
  * filters sensors/{id}/… for an id of the list (a wildcard in that level is refused). Every
  * principal may subscribe only under sensors/. Whether a permitted publish is a valid reading is
  * decided after this, by the topic shape and ./reading-normalizer.ts.
  */
+import { parseLocalCommandResultTopic } from '../../schemas/topics.js';
 import type { SensorRole, SensorScope } from './sensor-users.js';
 
 export interface SensorPrincipal {
@@ -46,7 +54,23 @@ function sensorLevel(topicOrFilter: string): string | undefined {
   return levels[0] === 'sensors' && levels.length >= 2 ? levels[1] : undefined;
 }
 
+/** Whether the principal is a local application (may use local/…). */
+export function isLocalApplication(principal: SensorPrincipal): boolean {
+  return principal.role === 'app' || (principal.role === 'both' && principal.sensors === 'any');
+}
+
 export function decideSensorPublish(principal: SensorPrincipal, topic: string): AccessDecision {
+  if (parseLocalCommandResultTopic(topic) !== null) {
+    return isLocalApplication(principal)
+      ? ALLOWED
+      : { allowed: false, reason: `${who(principal)} is not a local application and may not publish on '${topic}'` };
+  }
+  if (principal.role === 'app') {
+    return {
+      allowed: false,
+      reason: `${who(principal)} has the app role and may publish only on local/commands/{commandId}/result, not on '${topic}'`,
+    };
+  }
   if (principal.role === 'reader') {
     return { allowed: false, reason: `${who(principal)} has the reader role and may not publish` };
   }
@@ -66,8 +90,16 @@ export function decideSensorSubscribe(principal: SensorPrincipal, filter: string
   if (principal.role === 'publisher') {
     return { allowed: false, reason: `${who(principal)} has the publisher role and may not subscribe` };
   }
+  if (filter.startsWith('local/')) {
+    return isLocalApplication(principal)
+      ? ALLOWED
+      : { allowed: false, reason: `${who(principal)} is not a local application and may not subscribe to '${filter}'` };
+  }
   if (!filter.startsWith('sensors/')) {
-    return { allowed: false, reason: `sensor clients may subscribe only under sensors/, not to '${filter}'` };
+    return {
+      allowed: false,
+      reason: `sensor clients may subscribe only under sensors/ (local applications also under local/), not to '${filter}'`,
+    };
   }
   if (principal.sensors !== 'any') {
     const sensorId = sensorLevel(filter);

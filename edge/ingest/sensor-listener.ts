@@ -35,7 +35,7 @@ import { rateLimitedLog } from '../../common/rate-limited-log.js';
 import { limitIncomingPacketSize, maxPacketBytesFor } from '../../common/packet-size-guard.js';
 import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import type { SensorReadingError, TelemetryRecord } from '../../schemas/messages.js';
-import { topics } from '../../schemas/topics.js';
+import { parseLocalCommandResultTopic, topics } from '../../schemas/topics.js';
 import type { EdgeMetrics } from '../metrics.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
 import type { GroupCommitWriter } from './group-commit.js';
@@ -65,6 +65,11 @@ export interface SensorListenerOptions {
   tls?: SensorTlsFiles;
   /** accept anonymous clients on a non-loopback host; without authentication the listener refuses to start there */
   allowAnonymous?: boolean;
+  /**
+   * G6: a local application's answer on local/commands/{commandId}/result (its publish is
+   * acknowledged and never routed to other clients); without it such a publish is dropped
+   */
+  onLocalCommandResult?: (commandId: string, payload: Buffer, clientId: string | undefined) => void;
 }
 
 /** PEM buffers of the sensor listener's TLS: its certificate and key, and the CA of client certificates. */
@@ -79,6 +84,8 @@ export interface SensorListener {
   readonly host: string;
   /** the port actually listened on */
   readonly port: number;
+  /** G6: publishes to local applications (local/commands/{type}, local/config/{key}) at QoS 1 */
+  publishLocal(topic: string, payload: string, retain: boolean): Promise<void>;
   /**
    * Graceful stop: refuses new connections and new readings, waits until every reading already
    * being handled is committed and acknowledged, then disconnects the sensors.
@@ -213,6 +220,17 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
     return 'stored';
   }
 
+  /** G6: handed to the downstream side, acknowledged, never routed ('rejected' here means only that) */
+  function handleLocalResult(commandId: string, payload: Buffer, clientId: string | undefined): 'rejected' {
+    if (options.onLocalCommandResult) options.onLocalCommandResult(commandId, payload, clientId);
+    else
+      log.warn(
+        { commandId, clientId },
+        'a local command result arrived, but no command is handed to local applications',
+      );
+    return 'rejected';
+  }
+
   const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (client, packet, callback) => {
     const clientId = client?.id;
     const topic = packet.topic;
@@ -227,12 +245,15 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
       : { allowed: false as const, reason: 'the client is not authenticated' };
     // A wrong topic is bad input like a bad payload: recorded, logged and acknowledged. Closing the
     // connection instead would make the sensor re-send the same publish after every reconnect.
+    const localResultOf = parseLocalCommandResultTopic(topic);
     const handling = (
       !permission.allowed
         ? rejectForbiddenPublish(topic, payload, clientId, permission.reason)
-        : isReadingTopic(topic)
-          ? handleReading(topic, payload, clientId)
-          : rejectMisplacedPublish(topic, payload, clientId)
+        : localResultOf !== null
+          ? Promise.resolve(handleLocalResult(localResultOf, payload, clientId))
+          : isReadingTopic(topic)
+            ? handleReading(topic, payload, clientId)
+            : rejectMisplacedPublish(topic, payload, clientId)
     ).then(
       (outcome) => {
         // G5: acknowledged either way; only a stored reading reaches subscribers or the retained store
@@ -334,6 +355,13 @@ export async function startSensorListener(options: SensorListenerOptions): Promi
   return {
     host,
     port,
+    publishLocal: (topic, payload, retain) =>
+      new Promise<void>((resolve, reject) => {
+        // QoS 1 like every other local publish (aedes#994)
+        broker.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) =>
+          error ? reject(error) : resolve(),
+        );
+      }),
     close: () => {
       closed ??= close();
       return closed;

@@ -9,6 +9,9 @@
  *   ROLE     publisher (default): publishes readings, subscribes to nothing
  *            reader: subscribes under sensors/, publishes nothing
  *            both: both
+ *            app: a local application (G6): subscribes under sensors/ and local/ (commands handed
+ *            to it on local/commands/{type}, config on local/config/{key}), publishes only its
+ *            answers on local/commands/{commandId}/result
  *   SENSORS  + (default): any sensor id; or a comma-separated list of sensor ids: the user may
  *            publish only on sensors/{one of them}/… and subscribe only to filters
  *            sensors/{one of them}/…; the rest of the line, since sensor ids may contain ':'
@@ -18,7 +21,7 @@
 import { TOPIC_ID_PATTERN } from '../../schemas/limits.js';
 import { formatPasswordHash, parsePasswordHash, type PasswordHash } from './sensor-passwords.js';
 
-export const SENSOR_ROLES = ['publisher', 'reader', 'both'] as const;
+export const SENSOR_ROLES = ['publisher', 'reader', 'both', 'app'] as const;
 export type SensorRole = (typeof SENSOR_ROLES)[number];
 
 /** 'any', or the sensor ids the user is limited to */

@@ -8,7 +8,8 @@
  * - telemetry_data.sync_error: why a row is 'failed' (the bridge's rejection reason);
  * - rejected_readings: sensor payloads refused at the local listener, for diagnosis, bounded in
  *   rows and bytes (payload_bytes per row; the store drops the oldest first);
- * - edge_counters: what was dropped to keep the stores bounded (G8), reported upstream.
+ * - edge_counters: what was dropped to keep the stores bounded (G8), reported upstream;
+ * - command_queue / device_config lifecycle columns (migration 6, G6): see ./downstream-store.ts.
  *
  * Timestamps (timestamp, sync_timestamp, received_at, started_at, completed_at) are epoch
  * milliseconds; created_at keeps its original default (epoch seconds).
@@ -118,6 +119,32 @@ export const MIGRATIONS: readonly Migration[] = [
       `UPDATE rejected_readings SET payload_bytes = length(CAST(payload AS BLOB))`,
       // name -> value; e.g. dropped_pending_readings (EDGE_OVERFLOW_POLICY=drop-oldest), dropped_rejected_readings
       `CREATE TABLE IF NOT EXISTS edge_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+    ],
+  },
+  {
+    // G6: the downstream half (commands and config). Kept in its own migration so the telemetry
+    // migrations stay as they are (edge/store/downstream-store.ts owns these columns).
+    version: 6,
+    description: 'command_queue and device_config carry the G6 lifecycle: state, expiry, pending reports',
+    statements: [
+      // command_queue.status: delivered | executing | executed | failed | rejected | expired | canceled
+      `ALTER TABLE command_queue ADD COLUMN created_at TEXT`,
+      `ALTER TABLE command_queue ADD COLUMN expires_at INTEGER`,
+      `ALTER TABLE command_queue ADD COLUMN started_at INTEGER`,
+      `ALTER TABLE command_queue ADD COLUMN error TEXT`,
+      // the latest report (a ReportedCommandStatus) and whether the control plane confirmed it
+      `ALTER TABLE command_queue ADD COLUMN report_status TEXT`,
+      `ALTER TABLE command_queue ADD COLUMN report_at INTEGER`,
+      `ALTER TABLE command_queue ADD COLUMN report_confirmed INTEGER NOT NULL DEFAULT 1`,
+      `CREATE INDEX IF NOT EXISTS idx_command_reports ON command_queue(report_at) WHERE report_confirmed = 0`,
+      `CREATE INDEX IF NOT EXISTS idx_command_status ON command_queue(status)`,
+      // device_config: config_value is the value in effect (applied_version), version the newest
+      // version handled (applied or rejected): an older one never downgrades
+      `ALTER TABLE device_config ADD COLUMN applied_version INTEGER`,
+      `ALTER TABLE device_config ADD COLUMN report_status TEXT`,
+      `ALTER TABLE device_config ADD COLUMN report_error TEXT`,
+      `ALTER TABLE device_config ADD COLUMN report_at INTEGER`,
+      `ALTER TABLE device_config ADD COLUMN report_confirmed INTEGER NOT NULL DEFAULT 1`,
     ],
   },
 ];

@@ -5,11 +5,12 @@
  * 'SQLITE_BUSY' from @libsql/client 0.18's LibsqlError), because a structured clone of an Error
  * keeps only its name, message and stack, and the callers decide by the code.
  */
+import type { DownstreamOperation } from './downstream-store.js';
 import type { StoreOperation } from './telemetry-store.js';
 
 export interface StoreRequest {
   id: number;
-  operation: StoreOperation | 'close';
+  operation: StoreOperation | DownstreamOperation | 'close';
   args: unknown[];
 }
 

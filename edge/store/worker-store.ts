@@ -22,6 +22,8 @@
  * fails with that reason; close() is idempotent and safe after such a death.
  */
 import { Worker } from 'node:worker_threads';
+import { DOWNSTREAM_OPERATIONS, type DownstreamOperation, type DownstreamStore } from './downstream-store.js';
+import type { EdgeStores } from './edge-stores.js';
 import { deserializeError, type StoreRequest, type StoreResponse } from './store-protocol.js';
 import {
   STORE_OPERATIONS,
@@ -39,6 +41,14 @@ const BOOT = new URL('./store-worker-boot.js', import.meta.url);
 const ENTRY = new URL('./store-worker.ts', import.meta.url).href;
 
 export async function openWorkerTelemetryStore(options: OpenTelemetryStoreOptions): Promise<TelemetryStore> {
+  return (await openWorkerEdgeStores(options)).telemetry;
+}
+
+/**
+ * Both stores of ./edge-stores.ts, served by one worker (one connection): the downstream store's
+ * calls (G6) queue with the telemetry store's in the worker's SerialQueue.
+ */
+export async function openWorkerEdgeStores(options: OpenTelemetryStoreOptions): Promise<EdgeStores> {
   const worker = new Worker(BOOT, { workerData: { entry: ENTRY, options }, name: 'edge-store' });
   const waiting = new Map<number, Waiting>();
   let nextId = 1;
@@ -76,7 +86,7 @@ export async function openWorkerTelemetryStore(options: OpenTelemetryStoreOption
   });
 
   let closing: Promise<void> | null = null;
-  const call = (operation: StoreOperation | 'close', args: unknown[]): Promise<unknown> => {
+  const call = (operation: StoreOperation | DownstreamOperation | 'close', args: unknown[]): Promise<unknown> => {
     if (dead !== null) return Promise.reject(dead);
     if (closing !== null && operation !== 'close') return Promise.reject(new Error('the edge store is closed'));
     const id = nextId++;
@@ -99,5 +109,9 @@ export async function openWorkerTelemetryStore(options: OpenTelemetryStoreOption
   for (const operation of STORE_OPERATIONS) {
     store[operation] = (...args: unknown[]) => call(operation, args);
   }
-  return store as unknown as TelemetryStore;
+  const downstream: Record<string, unknown> = {};
+  for (const operation of DOWNSTREAM_OPERATIONS) {
+    downstream[operation] = (...args: unknown[]) => call(operation, args);
+  }
+  return { telemetry: store as unknown as TelemetryStore, downstream: downstream as unknown as DownstreamStore };
 }

@@ -16,6 +16,12 @@
  *     claim sends it again first and under that id, so that an ack for any copy of it, however
  *     late, confirms it (with a new id per re-send, an ack slower than the timeout would never match).
  *     A disconnect does not release batches early: the session is persistent, the ack may still come.
+ *   - G6 hook: with `downstream`, its filters (devices/{id}/commands/+ and devices/{id}/config/+)
+ *     are subscribed on every connect, one filter per SUBSCRIBE (aedes-persistence-redis 11.2.2
+ *     never SUBACKs a multi-filter SUBSCRIBE on a clean:false session in cluster mode), and their
+ *     messages are handed to it off the telemetry path: the PUBACK waits only for its decision to
+ *     be stored (edge/downstream/downstream.ts), never for a batch or a drain. sendNow (sync-now),
+ *     setSyncIntervalMs and setBatchMaxRecords (live agent settings) are its levers.
  */
 import mqtt, { Store, type IPublishPacket, type MqttClient } from 'mqtt';
 import { newId } from '../../common/ids.js';
@@ -38,6 +44,14 @@ import {
 import type { TlsFiles } from '../../common/tls-files.js';
 import { buildUplinkClientOptions, statusPayload, uplinkSecureContext } from './mqtt-options.js';
 import { DEFAULT_RECONNECT_POLICY, ReconnectScheduler } from './reconnect-scheduler.js';
+
+/** G6: the downstream side (edge/downstream/downstream.ts), seen from the uplink. */
+export interface UplinkDownstreamHook {
+  filters(): string[];
+  onConnect(): void;
+  /** resolves once the message's decision is stored; the PUBACK goes after it */
+  handleMessage(topic: string, payload: Buffer): Promise<void>;
+}
 
 export interface UplinkOptions {
   deviceId: string;
@@ -68,6 +82,8 @@ export interface UplinkOptions {
   droppedCount?: (() => number) | undefined;
   /** G8: while true (storage short), acknowledged readings are deleted instead of kept as synced */
   storageShort?: (() => boolean) | undefined;
+  /** G6: commands and config (subscriptions and their messages) */
+  downstream?: UplinkDownstreamHook | undefined;
 }
 
 /** How long a graceful stop waits for the broker to take the offline status and the DISCONNECT. */
@@ -93,7 +109,7 @@ export class Uplink {
   readonly #ackTimeoutMs: number;
   readonly #maxInFlight: number;
   readonly #lingerMs: number;
-  readonly #limits: BatchLimits;
+  #limits: BatchLimits;
   readonly #telemetryTopic: string;
   readonly #ackTopic: string;
   readonly #statusTopic: string;
@@ -103,7 +119,10 @@ export class Uplink {
   readonly #reconnects: ReconnectScheduler;
   readonly #tasks = new Set<Promise<unknown>>();
   readonly #client: MqttClient;
-  readonly #interval: NodeJS.Timeout;
+  #interval: NodeJS.Timeout;
+  /** readings claimed into batches so far (sendNow reports the difference) */
+  #recordsSent = 0;
+  #currentPump: Promise<void> = Promise.resolve();
   #connected = false;
   /**
    * When the current connection was attempted: the `at` of both its will (online:false) and its
@@ -203,7 +222,38 @@ export class Uplink {
       this.#pumpAgain = true;
       return;
     }
-    this.#track(this.#pump());
+    this.#currentPump = this.#pump();
+    this.#track(this.#currentPump);
+  }
+
+  /** G6 (sync-now): sends pending readings at once, as far as the in-flight limit allows; how many went. */
+  async sendNow(): Promise<number> {
+    const before = this.#recordsSent;
+    this.requestSend();
+    await this.#currentPump;
+    return this.#recordsSent - before;
+  }
+
+  /** G6 (agent.syncIntervalMs): the periodic send attempt, live. */
+  setSyncIntervalMs(ms: number): void {
+    if (this.#stopping) return;
+    clearInterval(this.#interval);
+    this.#interval = setInterval(() => this.requestSend(), ms);
+    this.#log.info({ syncIntervalMs: ms }, `sync interval set to ${ms} ms`);
+  }
+
+  /** G6 (agent.batchMaxRecords): most readings per batch from the next claim on (≤ MAX_BATCH_RECORDS). */
+  setBatchMaxRecords(records: number): void {
+    this.#limits = { ...this.#limits, maxRecords: Math.max(1, Math.min(records, DEFAULT_BATCH_LIMITS.maxRecords)) };
+    this.#log.info(
+      { batchMaxRecords: this.#limits.maxRecords },
+      `batch size set to ${this.#limits.maxRecords} readings`,
+    );
+  }
+
+  /** G6: a report (command result, config report) at QoS 1; resolves on the PUBACK, which proves nothing more. */
+  publish(topic: string, payload: string): Promise<void> {
+    return this.#client.publishAsync(topic, payload, { qos: 1 }).then(() => undefined);
   }
 
   /**
@@ -290,7 +340,22 @@ export class Uplink {
         );
       }
     });
+    for (const filter of this.#options.downstream?.filters() ?? []) this.#subscribeDownstream(filter);
+    this.#options.downstream?.onConnect();
     this.requestSend();
+  }
+
+  /** G6: one filter per SUBSCRIBE (see the header). */
+  #subscribeDownstream(filter: string): void {
+    this.#client.subscribe(filter, { qos: 1 }, (error, granted) => {
+      if (error) {
+        if (this.#connected) this.#log.error({ err: error }, `could not subscribe to ${filter}`);
+        return;
+      }
+      if (granted?.some((grant) => grant.qos === 128)) {
+        this.#log.error(`the broker refused the subscription to ${filter}; commands or config cannot arrive`);
+      }
+    });
   }
 
   /** Logs nothing: the attempt's one line is written when its connection closes (#onClose). */
@@ -339,7 +404,21 @@ export class Uplink {
 
   #handleMessage(packet: IPublishPacket, done: (error?: Error) => void): void {
     if (packet.topic !== this.#ackTopic) {
-      done();
+      const downstream = this.#options.downstream;
+      if (downstream === undefined) {
+        done();
+        return;
+      }
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      this.#track(
+        downstream.handleMessage(packet.topic, payload).then(
+          () => done(),
+          (error: unknown) => {
+            this.#log.error({ err: error, topic: packet.topic }, 'could not handle a downstream message');
+            done();
+          },
+        ),
+      );
       return;
     }
     // G2: only the bridge's sync/ack confirms a batch; a broker PUBACK proves nothing
@@ -504,6 +583,7 @@ export class Uplink {
       newId(),
     );
     if (records.length === 0) return false;
+    this.#recordsSent += records.length;
     if (this.#pendingCountCache !== null) this.#pendingCountCache.claimedSince += records.length;
     // tracked (with its timeout) before anything else can fail, so a claimed batch never strands 'syncing'
     const sentAtMs = Date.now();

@@ -58,6 +58,8 @@ describe('loadEdgeConfig', () => {
       brokerUrl: 'mqtt://localhost:1884',
       ackTimeoutMs: 30_000,
       maxInFlightBatches: 4,
+      localCommandTimeoutMs: 30_000,
+      reportResendMs: 10_000,
       syncIntervalMs: 30_000,
       maxDbBytes: 1024 * 1024 * 1024,
       overflowPolicy: 'reject-new',
@@ -210,6 +212,14 @@ const INTEGER_VARIABLES: IntegerVariable<EdgeProcessConfig>[] = [
   { name: 'SYNC_INTERVAL_MS', min: 100, max: MAX_TIMER_MS, fallback: 30_000, read: (c) => c.agent.syncIntervalMs },
   { name: 'METRICS_PORT', min: 0, max: 65_535, fallback: undefined, read: (c) => c.metricsPort },
   {
+    name: 'EDGE_LOCAL_COMMAND_TIMEOUT_MS',
+    min: 100,
+    max: MAX_TIMER_MS,
+    fallback: 30_000,
+    read: (c) => c.agent.localCommandTimeoutMs,
+  },
+  { name: 'EDGE_REPORT_RESEND_MS', min: 100, max: 300_000, fallback: 10_000, read: (c) => c.agent.reportResendMs },
+  {
     name: 'SYNCED_RETENTION_HOURS',
     min: 1,
     max: 87_600,
@@ -296,7 +306,7 @@ const BAD_VALUES: BadValue[] = [
   {
     name: 'SENSOR_USERS_FILE',
     value: sensorFiles.badUsers,
-    message: `SENSOR_USERS_FILE '${sensorFiles.badUsers}': line 1 (user 'boiler'): the role must be one of publisher, reader, both`,
+    message: `SENSOR_USERS_FILE '${sensorFiles.badUsers}': line 1 (user 'boiler'): the role must be one of publisher, reader, both, app`,
   },
   {
     name: 'SENSOR_USERS_FILE',

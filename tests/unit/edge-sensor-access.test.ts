@@ -60,17 +60,39 @@ describe('decideSensorSubscribe', () => {
     });
   });
 
-  it('lets readers, both and anonymous clients subscribe under sensors/ only', () => {
-    for (const who of [principal('reader'), principal('both'), ANONYMOUS_SENSOR]) {
+  it('lets readers, both, apps and anonymous clients subscribe under sensors/ only (local/ aside)', () => {
+    for (const who of [principal('reader'), principal('both'), principal('app'), ANONYMOUS_SENSOR]) {
       expect(decideSensorSubscribe(who, 'sensors/#')).toEqual({ allowed: true });
       expect(decideSensorSubscribe(who, 'sensors/+/temperature')).toEqual({ allowed: true });
       for (const filter of ['#', '+/#', '$SYS/#', '$edge/unrouted', 'devices/#']) {
         expect(decideSensorSubscribe(who, filter)).toEqual({
           allowed: false,
-          reason: `sensor clients may subscribe only under sensors/, not to '${filter}'`,
+          reason: `sensor clients may subscribe only under sensors/ (local applications also under local/), not to '${filter}'`,
         });
       }
     }
+  });
+
+  it('lets only local applications (app role, both for any sensor, anonymous on loopback) subscribe under local/', () => {
+    for (const who of [principal('app'), principal('both'), ANONYMOUS_SENSOR]) {
+      expect(decideSensorSubscribe(who, 'local/#')).toEqual({ allowed: true });
+      expect(decideSensorSubscribe(who, 'local/commands/reboot')).toEqual({ allowed: true });
+    }
+    for (const who of [principal('reader'), principal('both', ['b1'])]) {
+      expect(decideSensorSubscribe(who, 'local/#')).toMatchObject({ allowed: false });
+    }
+  });
+
+  it('lets only local applications publish command results, and an app nothing else', () => {
+    const result = 'local/commands/0b6f2f4e-1c1a-4c39-9d8e-1f2a3b4c5d6e/result';
+    for (const who of [principal('app'), principal('both'), ANONYMOUS_SENSOR]) {
+      expect(decideSensorPublish(who, result)).toEqual({ allowed: true });
+    }
+    for (const who of [principal('publisher'), principal('reader'), principal('both', ['b1'])]) {
+      expect(decideSensorPublish(who, result)).toMatchObject({ allowed: false });
+    }
+    expect(decideSensorPublish(principal('app'), 'sensors/b1/temperature')).toMatchObject({ allowed: false });
+    expect(decideSensorPublish(principal('app'), 'local/commands/reboot')).toMatchObject({ allowed: false });
   });
 
   it('limits a reader with sensor ids to filters naming one of them', () => {

@@ -106,7 +106,7 @@ describe('sensor users file', () => {
     const cases: [string, string][] = [
       [`boiler:${hash}\nbad name:${hash}`, 'line 2: the user name must be 1-64 characters of A-Z a-z 0-9 _ . @ -'],
       [`boiler:${hash}\nboiler:${hash}`, "line 2: user 'boiler' appears twice"],
-      [`boiler:${hash}:admin`, "line 1 (user 'boiler'): the role must be one of publisher, reader, both"],
+      [`boiler:${hash}:admin`, "line 1 (user 'boiler'): the role must be one of publisher, reader, both, app"],
       [`boiler:${hash}:both:b/1`, "line 1 (user 'boiler'): sensor ids must be '+' or a comma-separated list"],
       [`boiler:${hash}:both:+:extra`, "line 1 (user 'boiler'): sensor ids must be '+' or a comma-separated list"],
       ['boiler:secret', "line 1 (user 'boiler'): the password hash is not of the form"],
@@ -175,7 +175,7 @@ describe('npm run sensor-user', () => {
     expect(await run(['a:b'], 'x')).toMatchObject({ code: 2, err: expect.stringContaining("got 'a:b'") });
     expect(await run(['u', '--role', 'admin'], 'x')).toMatchObject({
       code: 2,
-      err: expect.stringContaining("--role must be one of publisher, reader, both, got 'admin'"),
+      err: expect.stringContaining("--role must be one of publisher, reader, both, app, got 'admin'"),
     });
     expect(await run(['u', '--sensors', 'a/b'], 'x')).toMatchObject({
       code: 2,

@@ -42,6 +42,8 @@ describe('schema', () => {
       "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name",
     );
     expect(indexes.rows.map((r) => r['name'])).toEqual([
+      'idx_command_reports',
+      'idx_command_status',
       'idx_device_sensor',
       'idx_failed_at',
       'idx_rejected_received',
