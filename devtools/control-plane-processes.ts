@@ -13,6 +13,8 @@ import { freePort } from './free-port.js';
 export interface ControlPlaneProcesses {
   brokerPort: number;
   bridgeHttpPort: number;
+  /** the bridge's REST API (mutual TLS; its server certificate is the dev bundle's broker certificate, for 127.0.0.1) */
+  apiPort: number;
   /** The pid of the running process (e.g. to freeze it with SIGSTOP before a crash). */
   pid(name: 'broker' | 'bridge'): number;
   /** Kills one process with `signal` (a crash with SIGKILL), starts it again and waits until it is healthy. */
@@ -73,11 +75,18 @@ export async function startControlPlaneProcesses(options: {
   databaseUrl: string;
   logDir: string;
   logLevel?: string;
+  /** more bridge environment (e.g. DOWNSTREAM_POLL_MS) */
+  bridgeEnv?: Record<string, string>;
 }): Promise<ControlPlaneProcesses> {
   const { certificates } = options;
   const bridgeFiles = certificates.services['bridge'];
   if (!bridgeFiles) throw new Error('no bridge certificate in the bundle');
-  const [brokerPort, brokerMetricsPort, bridgeHttpPort] = [await freePort(), await freePort(), await freePort()];
+  const [brokerPort, brokerMetricsPort, bridgeHttpPort, apiPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const logLevel = options.logLevel ?? 'warn';
   const definitions = {
     broker: {
@@ -106,6 +115,12 @@ export async function startControlPlaneProcesses(options: {
         BRIDGE_CLIENT_ID: 'bridge',
         HTTP_HOST: '127.0.0.1',
         HTTP_PORT: String(bridgeHttpPort),
+        API_HOST: '127.0.0.1',
+        API_PORT: String(apiPort),
+        API_TLS_CA: certificates.ca.certPath,
+        API_TLS_CERT: certificates.broker.certPath,
+        API_TLS_KEY: certificates.broker.keyPath,
+        ...options.bridgeEnv,
       },
     },
   } as const;
@@ -133,6 +148,7 @@ export async function startControlPlaneProcesses(options: {
   return {
     brokerPort,
     bridgeHttpPort,
+    apiPort,
     pid(name) {
       const pid = running.get(name)?.child.pid;
       if (pid === undefined) throw new Error(`${name} is not running`);

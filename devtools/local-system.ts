@@ -5,7 +5,7 @@
  * Used by `npm run demo`, `npm run bench` and the end-to-end tests. Every component is the real
  * one; only their placement (one process) differs from a deployment.
  */
-import { readTlsFiles } from '../common/tls-files.js';
+import { readTlsFiles, type TlsFiles } from '../common/tls-files.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
@@ -19,7 +19,7 @@ import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../edge/ag
 import type { BackoffPolicy } from '../common/retry-policy.js';
 import { freePort } from './free-port.js';
 import { startControlPlaneProcesses } from './control-plane-processes.js';
-import { BRIDGE_DEFAULTS } from '../bridge/config.js';
+import { BRIDGE_DEFAULTS, type BridgeConfig } from '../bridge/config.js';
 
 export interface LocalSystemOptions {
   /** one edge agent each */
@@ -38,6 +38,8 @@ export interface LocalSystemOptions {
     reconnectPolicy?: BackoffPolicy;
   };
   bridge?: { maxRecords?: number; maxMessages?: number; lingerMs?: number };
+  /** overrides of the bridge's command/config settings (in-process control plane only) */
+  downstream?: Partial<BridgeConfig['downstream']>;
   /**
    * 'in-process' (default): broker and bridge run in this process.
    * 'child-processes': they run as their own processes through broker/main.ts and bridge/main.ts.
@@ -59,6 +61,11 @@ export interface LocalSystem {
   bridge: { httpPort: number | null };
   devices: LocalDevice[];
   certificates: CertificateBundle;
+  /**
+   * The bridge's REST API over mutual TLS, and the files of the dev bundle's operator certificate
+   * ('operator') that may use it for every device.
+   */
+  api: { url: string; operator: TlsFiles };
   /** a connection of our own to the control-plane database, for checking results */
   db: Database;
   /** stops everything in reverse order of start; idempotent */
@@ -83,6 +90,7 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
       deviceIds: [...options.deviceIds, ...(options.certificateOnlyDeviceIds ?? [])],
       serviceNames: ['bridge'],
       observerNames: ['explorer'],
+      operatorNames: ['operator'],
     });
 
     // its own fresh directory under os.tmpdir(): the postgres OS user must be able to reach it
@@ -100,6 +108,12 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
     cleanup.push(() => controlPlane.close());
     const broker = { port: controlPlane.brokerPort };
     const bridge = { httpPort: controlPlane.bridgeHttpPort };
+    const operatorFiles = certificates.operators['operator'];
+    if (!operatorFiles) throw new Error('no operator certificate in the bundle');
+    const api = {
+      url: `https://127.0.0.1:${controlPlane.apiPort}`,
+      operator: readTlsFiles({ caPath: certificates.ca.certPath, ...operatorFiles }),
+    };
     const brokerUrl = (port: number) => `mqtts://127.0.0.1:${port}`;
 
     const devices: LocalDevice[] = [];
@@ -132,7 +146,7 @@ export async function startLocalSystem(options: LocalSystemOptions): Promise<Loc
     });
     cleanup.push(() => closeDatabase(db));
 
-    return { postgres, broker, bridge, devices, certificates, db, close };
+    return { postgres, broker, bridge, devices, certificates, api, db, close };
   } catch (error) {
     await close();
     throw error;
@@ -143,7 +157,7 @@ async function startInProcessControlPlane(
   certificates: CertificateBundle,
   databaseUrl: string,
   options: LocalSystemOptions,
-): Promise<{ brokerPort: number; bridgeHttpPort: number | null; close(): Promise<void> }> {
+): Promise<{ brokerPort: number; bridgeHttpPort: number | null; apiPort: number; close(): Promise<void> }> {
   const brokerTls = readTlsFiles({
     caPath: certificates.ca.certPath,
     certPath: certificates.broker.certPath,
@@ -169,6 +183,9 @@ async function startInProcessControlPlane(
         batch: { ...BRIDGE_DEFAULTS.batch, ...options.bridge },
         maxInFlight: 10_000,
         http: { host: '127.0.0.1', port: 0 },
+        // the REST API; its server certificate is the broker's (issued for 127.0.0.1)
+        api: { host: '127.0.0.1', port: 0, tls: brokerTls },
+        downstream: { ...BRIDGE_DEFAULTS.downstream, ...options.downstream },
       },
       { logger: options.logger.child({ component: 'bridge' }) },
     );
@@ -177,9 +194,11 @@ async function startInProcessControlPlane(
     throw error;
   }
   let closing: Promise<void> | undefined;
+  if (bridge.api === null) throw new Error('the bridge started without its REST API');
   return {
     brokerPort: broker.port,
     bridgeHttpPort: bridge.httpPort,
+    apiPort: bridge.api.port,
     close: () =>
       (closing ??= (async () => {
         await bridge.close();

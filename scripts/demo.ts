@@ -6,6 +6,12 @@
  * At the end every reading a sensor got a PUBACK for must be in the control-plane database
  * exactly once; the demo exits non-zero if not.
  *
+ * Commands and config (./demo-downstream.ts) go through the REST API as an operator would: a ping
+ * to every device and a config key while all are online, then a set-setting, a sync-now and a new
+ * config version while device 2 is cut off (they stay `pending` until its uplink returns). The demo
+ * prints every transition and each command's journey, and exits non-zero unless every command was
+ * executed and every config key reported applied at its current version.
+ *
  *   npm run demo                 run the scenario and exit
  *   npm run demo -- --keep       keep everything running afterwards for inspection (Ctrl-C stops)
  *
@@ -18,6 +24,7 @@ import mqtt from 'mqtt';
 import { SENSOR_READINGS_FILTER } from '../schemas/topics.js';
 import { rowCountsByDevice, startLocalSystem, type LocalDevice } from '../devtools/local-system.js';
 import { connectSensor, standardSensors, type SimulatedSensor } from '../devtools/sensor-simulator.js';
+import { DemoDownstream } from './demo-downstream.js';
 
 const DEMO_DEVICE_IDS = [
   '1d7c3f0a-5b2e-4c8d-9a61-0e4f2b7c8d01',
@@ -29,6 +36,8 @@ const READINGS_PER_SECOND_PER_SENSOR = 10;
 const OUTAGE_DEVICE_INDEX = 1;
 const OUTAGE_START_S = 6;
 const OUTAGE_END_S = 18;
+const COMMANDS_ONLINE_S = 3;
+const COMMANDS_DURING_OUTAGE_S = 9;
 const SENSORS_STOP_S = 24;
 const DRAIN_TIMEOUT_S = 60;
 
@@ -44,10 +53,18 @@ const short = (deviceId: string) => deviceId.slice(0, 8);
 const pad = (value: string | number, width: number) => String(value).padStart(width);
 
 say('Starting: embedded PostgreSQL (SERIALIZABLE), dev certificates, mTLS Aedes broker, bridge, 3 edge agents…');
-const system = await startLocalSystem({ deviceIds: DEMO_DEVICE_IDS, dataDir, certDir: join('certs', 'dev'), logger });
+const system = await startLocalSystem({
+  deviceIds: DEMO_DEVICE_IDS,
+  dataDir,
+  certDir: join('certs', 'dev'),
+  logger,
+  // the demo's timeline is seconds long: look for writes of other instances and re-send unconfirmed reports often
+  downstream: { pollMs: 250 },
+});
 say(`  PostgreSQL  ${system.postgres.connectionString.replace(/:[^:@]*@/, ':***@')}`);
 say(`  broker      mqtts://127.0.0.1:${system.broker.port}  (TLS 1.3, client certificates required)`);
 say(`  bridge      metrics http://127.0.0.1:${system.bridge.httpPort ?? '-'}/metrics`);
+say(`  REST API    ${system.api.url}/api/v1/openapi.json  (mutual TLS, operator certificate)`);
 for (const device of system.devices) say(`  edge agent  ${device.deviceId}  sensors on ${device.sensorUrl}`);
 say(`  logs        ${logFile}`);
 
@@ -70,6 +87,8 @@ watcher.on('message', (topic, payload) =>
 const startedAt = Date.now();
 const elapsedSeconds = () => (Date.now() - startedAt) / 1000;
 let outage: 'before' | 'cut' | 'restored' = 'before';
+const downstream = new DemoDownstream(system.api, say);
+let commandsPhase: 'none' | 'online' | 'outage' = 'none';
 
 const publishTimers = [...sensorsByDevice.values()].flat().map((sensor) =>
   setInterval(() => {
@@ -110,7 +129,24 @@ async function scenarioTick(): Promise<void> {
     say(
       `\n>>> cutting the uplink of ${short(outageDevice.deviceId)}: its sensors keep publishing, readings stay pending in libSQL\n`,
     );
-  } else if (outage === 'cut' && t >= OUTAGE_END_S) {
+  }
+  if (commandsPhase === 'none' && t >= COMMANDS_ONLINE_S) {
+    commandsPhase = 'online';
+    say('\n>>> commands and config through the REST API, every device online\n');
+    for (const device of system.devices) {
+      await downstream.sendCommand(device.deviceId, 'ping', {});
+      await downstream.setConfig(device.deviceId, 'agent.syncIntervalMs', 2000);
+    }
+    await downstream.setConfig(firstDevice.deviceId, 'display.brightness', 80);
+  } else if (commandsPhase === 'online' && t >= COMMANDS_DURING_OUTAGE_S) {
+    commandsPhase = 'outage';
+    say(`\n>>> commands and config while ${short(outageDevice.deviceId)} is cut off: they stay pending for it\n`);
+    await downstream.sendCommand(outageDevice.deviceId, 'set-setting', { key: 'agent.logLevel', value: 'debug' });
+    await downstream.sendCommand(outageDevice.deviceId, 'sync-now', {});
+    for (const device of system.devices) await downstream.setConfig(device.deviceId, 'agent.syncIntervalMs', 1000);
+  }
+  await downstream.poll();
+  if (outage === 'cut' && t >= OUTAGE_END_S) {
     outage = 'restored';
     outageDevice.uplink.restore();
     say(`\n>>> restoring the uplink of ${short(outageDevice.deviceId)}: pending readings drain, oldest first\n`);
@@ -172,6 +208,14 @@ say(
 );
 say(allMatch ? '\nOK: the row counts match.' : '\nFAILED: the row counts do not match (see .data/demo/system.log).');
 
+await downstream.settle(Date.now() + DRAIN_TIMEOUT_S * 1000);
+const downstreamOk = await downstream.report();
+say(
+  downstreamOk
+    ? '\nOK: every command executed, every config key applied at its current version.'
+    : '\nFAILED: a command did not execute or a config key is not applied (see .data/demo/system.log).',
+);
+
 if (keepRunning) {
   const observer = system.certificates.observers['explorer'];
   // keep some live traffic to look at: one reading per sensor every 2 s
@@ -191,4 +235,4 @@ await watcher.endAsync();
 await Promise.all([...sensorsByDevice.values()].flat().map((sensor) => sensor.close()));
 await system.close();
 logger.flush();
-process.exit(allMatch ? 0 : 1);
+process.exit(allMatch && downstreamOk ? 0 : 1);
