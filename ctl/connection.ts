@@ -5,7 +5,7 @@
  * that client certificate. A failure to connect (refused, TLS refused, timeout) is a
  * ConnectionFailure, which ctl maps to its exit code 2.
  */
-import { request as httpsRequest } from 'node:https';
+import { request as httpsRequest, type Agent } from 'node:https';
 import { ConfigError, envOptional, type Env } from '../common/env.js';
 import { readTlsFiles, type TlsFiles } from '../common/tls-files.js';
 
@@ -15,6 +15,8 @@ export interface CtlConnection {
   url: string;
   tls: TlsFiles;
   timeoutMs: number;
+  /** keep-alive connections for a client sending many requests (benchmarks); default: one per request */
+  agent?: Agent;
 }
 
 export interface ConnectionFlags {
@@ -70,7 +72,7 @@ export function send(connection: CtlConnection, method: string, path: string, bo
         ca: connection.tls.ca,
         cert: connection.tls.cert,
         key: connection.tls.key,
-        agent: false,
+        agent: connection.agent ?? false,
         timeout: connection.timeoutMs,
         headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': payload.length },
       },

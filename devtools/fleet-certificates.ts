@@ -41,7 +41,7 @@ function nativeSigner(caKeyPem: string) {
 export async function fleetCertificates(
   dir: string,
   count: number,
-  options: { serviceNames?: string[]; observerNames?: string[] } = {},
+  options: { serviceNames?: string[]; observerNames?: string[]; operatorNames?: string[] } = {},
 ): Promise<FleetCertificates> {
   const bundle = await ensureDevCertificates({
     dir,

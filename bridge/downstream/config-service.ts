@@ -17,7 +17,6 @@ import type { ConfigReported } from '../../schemas/messages.js';
 import { topics } from '../../schemas/topics.js';
 import type { Database, Task } from '../db/connection.js';
 import { runSerializable, type TransactionRetryOptions } from '../db/transaction-retry.js';
-import { requireDevice } from './command-service.js';
 import { reportTime } from './command-rules.js';
 import {
   checkConfigKey,
@@ -78,35 +77,53 @@ export class ConfigService {
     const checked = checkConfigWrite(key, value);
     if (!checked.ok) throw new DownstreamError('invalid', checked.reason);
     checkExpectedVersion(opts.expectedVersion);
+    const expected = opts.expectedVersion;
     const row = await runSerializable(
       this.#db,
       'config-set',
       async (t) => {
-        await requireDevice(t, deviceId);
+        // One statement, no read first: under SERIALIZABLE a SELECT before the write took
+        // predicate locks on the (device_id, config_key) index page and on the device row, so
+        // concurrent sets of other devices' keys (and presence updates of the device) failed
+        // with 40001 until the retries ran out: 2 of 100 PUTs answered 500 at 16 at a time
+        // (scripts/bench-downstream.ts). A deleted key (tombstone) counts as version 0 and
+        // continues above its old version. The device must exist: the foreign key says so.
+        const written =
+          expected === undefined || expected === 0
+            ? await t.oneOrNone<ConfigRow>(
+                `INSERT INTO device_configs (config_id, device_id, config_key, config_value, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4:json, 1, now(), now())
+                 ON CONFLICT (device_id, config_key) DO UPDATE
+                   SET config_value = EXCLUDED.config_value, version = device_configs.version + 1,
+                       deleted_at = NULL, updated_at = now()
+                   WHERE $5 OR device_configs.deleted_at IS NOT NULL
+                 RETURNING ${CONFIG_COLUMNS}`,
+                [randomUUID(), deviceId, key, value, expected === undefined],
+              )
+            : await t.oneOrNone<ConfigRow>(
+                `UPDATE device_configs
+                    SET config_value = $3:json, version = version + 1, updated_at = now()
+                  WHERE device_id = $1 AND config_key = $2 AND deleted_at IS NULL AND version = $4
+                 RETURNING ${CONFIG_COLUMNS}`,
+                [deviceId, key, value, expected],
+              );
+        if (written !== null) return written;
+        // only a stale expected version gets here: read what it is, for the 409's details
         const current = await selectConfig(t, deviceId, key);
         const currentVersion = current === null || current.deleted_at !== null ? 0 : Number(current.version);
-        if (opts.expectedVersion !== undefined && opts.expectedVersion !== currentVersion) {
-          throw new DownstreamError(
-            'conflict',
-            `config '${key}' is at version ${currentVersion}, not the expected ${opts.expectedVersion}`,
-            { version: currentVersion },
-          );
-        }
-        if (current === null) {
-          return t.one<ConfigRow>(
-            `INSERT INTO device_configs (config_id, device_id, config_key, config_value, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4:json, 1, now(), now()) RETURNING ${CONFIG_COLUMNS}`,
-            [randomUUID(), deviceId, key, value],
-          );
-        }
-        return t.one<ConfigRow>(
-          `UPDATE device_configs SET config_value = $3:json, version = version + 1, deleted_at = NULL, updated_at = now()
-           WHERE device_id = $1 AND config_key = $2 RETURNING ${CONFIG_COLUMNS}`,
-          [deviceId, key, value],
+        throw new DownstreamError(
+          'conflict',
+          `config '${key}' is at version ${currentVersion}, not the expected ${String(expected)}`,
+          { version: currentVersion },
         );
       },
       this.#retry,
-    );
+    ).catch((error: unknown) => {
+      if ((error as { code?: unknown } | null)?.code === '23503') {
+        throw new DownstreamError('device-not-found', `no device ${deviceId}`);
+      }
+      throw error;
+    });
     const state = configState(row);
     void publishConfigTruth(this.#publisher, state);
     return configView(state);
