@@ -159,6 +159,14 @@ export class FairScheduler<M> {
     }
   }
 
+  /** Every device may be batched again (shutdown: nothing is being written any more). */
+  releaseAll(): void {
+    for (const [device, state] of this.devices) {
+      state.busy = false;
+      this.forgetIfIdle(device, state);
+    }
+  }
+
   /** 0 when a batch is due now, the wait until the linger expires, or null when nothing can be taken. */
   msUntilDue(nowMs: number): number | null {
     let oldest = Number.POSITIVE_INFINITY;
