@@ -73,7 +73,7 @@ async function main(): Promise<void> {
       'bridge',
       'bridge/main.ts',
       {
-        LOG_LEVEL: 'warn',
+        LOG_LEVEL: process.env['BRIDGE_LOG_LEVEL'] ?? 'warn',
         DATABASE_URL: postgres.connectionString,
         BROKER_URL: `mqtts://127.0.0.1:${brokerPort}`,
         TLS_CA: certificates.ca.certPath,
@@ -111,13 +111,14 @@ async function main(): Promise<void> {
       clientOptions: tlsOf(FLOODER),
       offeredBytesPerS: Number(args['offered-mib']) * 1024 * 1024,
     });
-    const peaks = { rss: 0, held: 0, inFlight: 0 };
+    const peaks = { rss: 0, held: 0, inFlight: 0, lagMs: 0 };
     const sampler = setInterval(() => {
       void scrape(metricsUrl).then(
         (m) => {
           peaks.rss = Math.max(peaks.rss, m['process_resident_memory_bytes'] ?? 0);
           peaks.held = Math.max(peaks.held, m['bridge_messages_held'] ?? 0);
           peaks.inFlight = Math.max(peaks.inFlight, m['bridge_messages_in_flight'] ?? 0);
+          peaks.lagMs = Math.max(peaks.lagMs, 1000 * (m['nodejs_eventloop_lag_max_seconds'] ?? 0));
         },
         () => undefined,
       );
@@ -147,7 +148,7 @@ async function main(): Promise<void> {
     );
     console.log(
       `bridge during the flood: peak RSS ${(peaks.rss / 1048576).toFixed(0)} MiB, peak held ${peaks.held} messages, ` +
-        `peak in flight ${peaks.inFlight}; transaction retries ${final['bridge_transaction_retries_total'] ?? 0}`,
+        `peak in flight ${peaks.inFlight}, event-loop lag up to ${peaks.lagMs.toFixed(0)} ms; transaction retries ${final['bridge_transaction_retries_total'] ?? 0}`,
     );
   } finally {
     for (const spawned of processes.reverse()) await stopProcess(spawned);
