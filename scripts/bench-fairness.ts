@@ -10,7 +10,7 @@
  * run, the probe's publish → sync/ack p50/p99 without and with the flood, their ratio, and the
  * bridge's peak RSS, peak held messages and peak in-flight messages during the flood.
  *
- *   npm run bench:fairness [-- --samples 100] [--writers 2] [--offered-mib 40]
+ *   npm run bench:fairness [-- --samples 100] [--writers 2] [--batch-records 2000] [--offered-mib 40]
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -27,6 +27,7 @@ const { values: args } = parseArgs({
   options: {
     samples: { type: 'string', default: '100' },
     writers: { type: 'string', default: '2' },
+    'batch-records': { type: 'string', default: '2000' },
     'offered-mib': { type: 'string', default: '40' },
   },
 });
@@ -81,6 +82,7 @@ async function main(): Promise<void> {
         TLS_KEY: bridgeFiles.keyPath,
         HTTP_PORT: String(bridgeHttp),
         BATCH_WRITERS: String(args.writers),
+        BATCH_MAX_RECORDS: String(args['batch-records']),
       },
       dataDir,
     );
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
     const probe = await startProbe({ url, deviceId: PROBE, clientOptions: tlsOf(PROBE) });
     console.log(
       `bench:fairness — ${cpus().length} cores, Node ${process.version}; broker limits 200 msg/s, 4 MiB/s per device; ` +
-        `bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS ${args.writers}`,
+        `bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS ${args.writers}, BATCH_MAX_RECORDS ${args['batch-records']}`,
     );
     await probe.measure(10, INTERVAL_MS);
     const unloaded = await probe.measure(SAMPLES, INTERVAL_MS);
