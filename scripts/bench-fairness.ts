@@ -10,7 +10,7 @@
  * run, the probe's publish → sync/ack p50/p99 without and with the flood, their ratio, and the
  * bridge's peak RSS, peak held messages and peak in-flight messages during the flood.
  *
- *   npm run bench:fairness [-- --samples 100] [--writers 2] [--offered-mib 40]
+ *   npm run bench:fairness [-- --samples 100] [--writers 2] [--batch-records 2000] [--offered-mib 40]
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -27,6 +27,7 @@ const { values: args } = parseArgs({
   options: {
     samples: { type: 'string', default: '100' },
     writers: { type: 'string', default: '2' },
+    'batch-records': { type: 'string', default: '2000' },
     'offered-mib': { type: 'string', default: '40' },
   },
 });
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
       'bridge',
       'bridge/main.ts',
       {
-        LOG_LEVEL: 'warn',
+        LOG_LEVEL: process.env['BRIDGE_LOG_LEVEL'] ?? 'warn',
         DATABASE_URL: postgres.connectionString,
         BROKER_URL: `mqtts://127.0.0.1:${brokerPort}`,
         TLS_CA: certificates.ca.certPath,
@@ -81,6 +82,7 @@ async function main(): Promise<void> {
         TLS_KEY: bridgeFiles.keyPath,
         HTTP_PORT: String(bridgeHttp),
         BATCH_WRITERS: String(args.writers),
+        BATCH_MAX_RECORDS: String(args['batch-records']),
       },
       dataDir,
     );
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
     const probe = await startProbe({ url, deviceId: PROBE, clientOptions: tlsOf(PROBE) });
     console.log(
       `bench:fairness — ${cpus().length} cores, Node ${process.version}; broker limits 200 msg/s, 4 MiB/s per device; ` +
-        `bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS ${args.writers}`,
+        `bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS ${args.writers}, BATCH_MAX_RECORDS ${args['batch-records']}`,
     );
     await probe.measure(10, INTERVAL_MS);
     const unloaded = await probe.measure(SAMPLES, INTERVAL_MS);
@@ -111,13 +113,14 @@ async function main(): Promise<void> {
       clientOptions: tlsOf(FLOODER),
       offeredBytesPerS: Number(args['offered-mib']) * 1024 * 1024,
     });
-    const peaks = { rss: 0, held: 0, inFlight: 0 };
+    const peaks = { rss: 0, held: 0, inFlight: 0, lagMs: 0 };
     const sampler = setInterval(() => {
       void scrape(metricsUrl).then(
         (m) => {
           peaks.rss = Math.max(peaks.rss, m['process_resident_memory_bytes'] ?? 0);
           peaks.held = Math.max(peaks.held, m['bridge_messages_held'] ?? 0);
           peaks.inFlight = Math.max(peaks.inFlight, m['bridge_messages_in_flight'] ?? 0);
+          peaks.lagMs = Math.max(peaks.lagMs, 1000 * (m['nodejs_eventloop_lag_max_seconds'] ?? 0));
         },
         () => undefined,
       );
@@ -147,7 +150,7 @@ async function main(): Promise<void> {
     );
     console.log(
       `bridge during the flood: peak RSS ${(peaks.rss / 1048576).toFixed(0)} MiB, peak held ${peaks.held} messages, ` +
-        `peak in flight ${peaks.inFlight}; transaction retries ${final['bridge_transaction_retries_total'] ?? 0}`,
+        `peak in flight ${peaks.inFlight}, event-loop lag up to ${peaks.lagMs.toFixed(0)} ms; transaction retries ${final['bridge_transaction_retries_total'] ?? 0}`,
     );
   } finally {
     for (const spawned of processes.reverse()) await stopProcess(spawned);

@@ -10,6 +10,9 @@
  *     messages, one message per device per round, starting after the device served last, so every
  *     waiting device gets a message into the next batch (as long as the batch limits hold that
  *     many devices);
+ *   - a batch holds either small messages or large ones (a quarter of maxRecords or maxBytes or
+ *     more), never both: a device's few readings never share a transaction with another device's
+ *     thousand, so they never wait for those rows to be written;
  *   - a device whose messages are in a batch being written is "busy": its further messages wait
  *     for that batch, so a flooding device occupies at most one of the pipeline's writers and the
  *     next free writer takes everyone else's messages. One device's backlog therefore delays
@@ -159,6 +162,14 @@ export class FairScheduler<M> {
     }
   }
 
+  /** Every device may be batched again (shutdown: nothing is being written any more). */
+  releaseAll(): void {
+    for (const [device, state] of this.devices) {
+      state.busy = false;
+      this.forgetIfIdle(device, state);
+    }
+  }
+
   /** 0 when a batch is due now, the wait until the linger expires, or null when nothing can be taken. */
   msUntilDue(nowMs: number): number | null {
     let oldest = Number.POSITIVE_INFINITY;
@@ -193,6 +204,7 @@ export class FairScheduler<M> {
     let records = 0;
     let bytes = 0;
     let full = false;
+    let large: boolean | undefined;
     for (let addedThisRound = true; addedThisRound && !full; ) {
       addedThisRound = false;
       for (const device of [...this.rotation]) {
@@ -201,6 +213,10 @@ export class FairScheduler<M> {
         if (state.busy && !alreadyServed) continue;
         const head = state.queue[0];
         if (head === undefined) continue;
+        // a small message never shares a transaction with another device's large one: it would
+        // wait for the large one's rows (a 1000-reading batch took seconds under load)
+        const headIsLarge = this.isLarge(head);
+        if (large !== undefined && headIsLarge !== large && !alreadyServed) continue;
         if (batch.length >= maxMessages) {
           full = true;
           break;
@@ -209,6 +225,7 @@ export class FairScheduler<M> {
           full = true;
           break;
         }
+        large ??= headIsLarge;
         state.queue.shift();
         this.queuedMessageTotal -= 1;
         records += head.records;
@@ -225,6 +242,11 @@ export class FairScheduler<M> {
       }
     }
     return batch;
+  }
+
+  /** A quarter of a batch's records or bytes or more. */
+  private isLarge(entry: Entry<M>): boolean {
+    return entry.records * 4 >= this.batchLimits.maxRecords || entry.bytes * 4 >= this.batchLimits.maxBytes;
   }
 
   private stateOf(device: string): DeviceState<M> {

@@ -27,7 +27,7 @@
  * (down, a table missing, …) and nothing is rejected.
  */
 import type { Logger } from '../../common/logger.js';
-import { backoffDelay, type BackoffPolicy } from '../../common/retry-policy.js';
+import { backoffDelay, classifyError, type BackoffPolicy } from '../../common/retry-policy.js';
 import { MAX_SYNC_ACK_REJECTIONS } from '../../schemas/limits.js';
 import type { SyncAck } from '../../schemas/messages.js';
 import type { BridgeMetrics } from '../metrics.js';
@@ -90,6 +90,8 @@ export class IngestPipeline {
   private readonly confirmations = new Set<Promise<void>>();
   private readonly writers: number;
   private readonly writing = new Set<Promise<void>>();
+  /** timers that keep the devices of a batch that lost a serialization conflict out of the next batches */
+  private readonly deviceHolds = new Set<NodeJS.Timeout>();
   private lingerTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
   private consecutiveFailures = 0;
@@ -202,6 +204,9 @@ export class IngestPipeline {
     while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
     clearTimeout(this.lingerTimer);
     clearTimeout(this.backoffTimer);
+    for (const timer of this.deviceHolds) clearTimeout(timer);
+    this.deviceHolds.clear();
+    this.scheduler.releaseAll();
     for (let batch = this.scheduler.take(); batch.length > 0; batch = this.scheduler.take()) {
       for (const message of batch) {
         message.inbound.release();
@@ -235,10 +240,13 @@ export class IngestPipeline {
       const batch = this.scheduler.take();
       if (batch.length === 0) return;
       const writing: Promise<void> = this.flush(batch)
-        .catch((error: unknown) => this.options.logger.error({ err: error }, 'telemetry pipeline error'))
-        .finally(() => {
-          this.scheduler.done(batch);
+        .catch((error: unknown) => {
+          this.options.logger.error({ err: error }, 'telemetry pipeline error');
+          return 0;
+        })
+        .then((holdMs) => {
           this.writing.delete(writing);
+          this.releaseDevices(batch, holdMs);
           this.updateHeldMetrics();
           this.schedule();
         });
@@ -246,15 +254,32 @@ export class IngestPipeline {
     }
   }
 
-  private async flush(batch: QueuedMessage[]): Promise<void> {
+  /**
+   * The batch's devices may be batched again, after `holdMs` (a batch that lost a serialization
+   * conflict waits alone: the other devices' batches go on, G7).
+   */
+  private releaseDevices(batch: QueuedMessage[], holdMs: number): void {
+    if (holdMs <= 0 || this.stopped) {
+      this.scheduler.done(batch);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.deviceHolds.delete(timer);
+      this.scheduler.done(batch);
+      this.schedule();
+    }, holdMs);
+    this.deviceHolds.add(timer);
+  }
+
+  /** Writes a batch; resolves with how long its devices must wait before their next batch (0: at once). */
+  private async flush(batch: QueuedMessage[]): Promise<number> {
     const failure = await this.writeAndConfirm(batch);
     if (failure === null) {
       this.consecutiveFailures = 0;
-      return;
+      return 0;
     }
-    if (!shouldIsolate(batch.length, failure)) {
-      this.backOff(batch, failure);
-      return;
+    if (!shouldIsolate(batch.length, failure) || classifyError(failure) === 'conflict') {
+      return this.backOff(batch, failure);
     }
     // Find what the database refuses: write the messages one at a time (each confirmed on commit).
     const outcomes: SingleWriteOutcome[] = [];
@@ -267,13 +292,13 @@ export class IngestPipeline {
     for (const index of verdict.poison) this.rejectPoison(batch[index] as QueuedMessage, failureOf(outcomes[index]));
     if (verdict.retry.length === 0) {
       this.consecutiveFailures = 0;
-      return;
+      return 0;
     }
     const retried = verdict.retry.map((index) => ({
       message: batch[index] as QueuedMessage,
       error: failureOf(outcomes[index]),
     }));
-    this.backOff(
+    return this.backOff(
       retried.map(({ message }) => message),
       retried.find(({ error }) => error !== undefined)?.error ?? failure,
     );
@@ -367,8 +392,14 @@ export class IngestPipeline {
     });
   }
 
-  /** Keeps the messages unacknowledged, queued first, and waits before the next attempt. */
-  private backOff(batch: QueuedMessage[], error: unknown): void {
+  /**
+   * Keeps the messages unacknowledged, queued first, and waits before the next attempt. After a
+   * serialization conflict that outlasted the transaction's own retries only the batch's devices
+   * wait (returned as their hold): the database is up and the other devices' batches commit, so
+   * one device's large batches losing conflicts must not stop everyone (G7). Any other failure
+   * (the database down, a table missing) stops every writer for the backoff.
+   */
+  private backOff(batch: QueuedMessage[], error: unknown): number {
     this.consecutiveFailures += 1;
     const delayMs = backoffDelay(this.options.failureBackoff ?? DEFAULT_FAILURE_BACKOFF, this.consecutiveFailures);
     const live = batch.filter((message) => {
@@ -382,10 +413,12 @@ export class IngestPipeline {
       { err: error, messages: live.length, consecutiveFailures: this.consecutiveFailures, retryInMs: delayMs },
       'telemetry batch failed; its messages stay unacknowledged and are retried',
     );
+    if (classifyError(error) === 'conflict') return delayMs;
     this.backoffTimer = setTimeout(() => {
       this.backoffTimer = undefined;
       this.schedule();
     }, delayMs);
+    return 0;
   }
 }
 

@@ -160,18 +160,37 @@ describe('bridge while the database is down', () => {
         expect(waited).toBeGreaterThanOrEqual(failures[k - 1]!.retryInMs - 2); // timer and log clocks: 1 ms each
       }
 
+      // G7: while the database was away the bridge held at most DEVICE_MAX_IN_FLIGHT of this device's
+      // messages and answered the rest "retry later" without storing them; like an edge agent, the
+      // device sends those again after retryAfterMs until each one is confirmed
+      const storedAck = (batchId: string) =>
+        device.acks.find((ack) => ack.batchId === batchId && ack.retryAfterMs === undefined);
+      const retriedLater = (batchId: string) =>
+        device.acks.some((ack) => ack.batchId === batchId && ack.retryAfterMs !== undefined);
+      const unconfirmed = () => sent.filter((batch) => storedAck(batch.batchId) === undefined);
+      let resending = true;
+      const resender = (async () => {
+        while (resending) {
+          for (const batch of unconfirmed()) if (retriedLater(batch.batchId)) await device.send(batch);
+          await new Promise((resolve) => setTimeout(resolve, 1000)); // retryAfterMs
+        }
+      })();
       // every batch confirmed, nothing rejected, and every reading stored exactly once
-      const sentIds = new Set(sent.map((batch) => batch.batchId));
-      await expect
-        .poll(() => [...sentIds].filter((id) => device.ackFor(id) === undefined), {
-          ...catchUpPoll,
-          message: 'a sync/ack for every batch sent',
-        })
-        .toEqual([]);
+      try {
+        await expect
+          .poll(() => unconfirmed().map((batch) => batch.batchId), {
+            ...catchUpPoll,
+            message: 'a sync/ack for every batch sent',
+          })
+          .toEqual([]);
+      } finally {
+        resending = false;
+        await resender;
+      }
       const recordsPerBatch = new Map<string | null, number>(
         sent.map((batch) => [batch.batchId, batch.records.length]),
       );
-      for (const ack of device.acks) {
+      for (const ack of device.acks.filter((candidate) => candidate.retryAfterMs === undefined)) {
         expect(ack).toMatchObject({ rejected: [], conflicts: 0, accepted: recordsPerBatch.get(ack.batchId) });
         expect(ack.error).toBeUndefined();
       }

@@ -23,9 +23,21 @@ describe('FairScheduler', () => {
     const s = scheduler();
     for (let n = 1; n <= 8; n += 1) s.add(msg('F', n), 0);
     s.add(msg('P', 1, 5, 1000), 5);
-    const batch = s.take();
-    expect(names(batch)).toContain('P1');
-    expect(batch.reduce((sum, m) => sum + m.records, 0)).toBeLessThanOrEqual(2000);
+    const flood = s.take();
+    expect(names(flood)).toEqual(['F1', 'F2']);
+    // the flooder is busy: the next writer takes the small message at once, alone
+    expect(s.msUntilDue(15)).toBe(0);
+    expect(names(s.take())).toEqual(['P1']);
+  });
+
+  it("never puts a device's small message into a transaction with another device's large one", () => {
+    const s = scheduler();
+    s.add(msg('F', 1, 1000, 600_000), 0);
+    s.add(msg('P', 1, 10, 2000), 0);
+    s.add(msg('Q', 1, 10, 2000), 0);
+    const large = s.take();
+    expect(names(large)).toEqual(['F1']);
+    expect(names(s.take())).toEqual(['P1', 'Q1']);
   });
 
   it('serves devices round-robin, one message each per round, starting after the device served last', () => {
