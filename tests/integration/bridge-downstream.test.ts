@@ -457,6 +457,10 @@ describe('the database is the truth, the retained store a cache', () => {
     const liveIds = (await bridge.downstream.commands.liveForDevice(OTHER)).map((c) => c.commandId).sort();
     await expect.poll(() => [...other.commands().keys()].sort(), poll).toEqual(liveIds);
 
+    // the bridge subscribed again after the lost session (one filter per SUBSCRIBE): reports work
+    await other.reportCommand(live.commandId, { status: 'delivered', at: new Date().toISOString() });
+    await expect.poll(async () => (await row(live.commandId)).status, poll).toBe('delivered');
+
     // a retained command the database no longer has live (changed behind the poller's back) is
     // cleared by the next reconciliation
     const stale = await bridge.downstream.commands.create({ deviceId: OTHER, type: 'ping', payload: {} });

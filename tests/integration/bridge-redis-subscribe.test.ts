@@ -9,7 +9,9 @@
  */
 import type { MqttClient } from 'mqtt';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { createRedisBackends } from '../../broker/cluster-backends.js';
+import { BRIDGE_DEFAULTS } from '../../bridge/config.js';
 import { BRIDGE_SUBSCRIPTIONS } from '../../bridge/mqtt/bridge-mqtt-client.js';
 import type { Database } from '../../bridge/db/connection.js';
 import { topics } from '../../schemas/topics.js';
@@ -65,13 +67,14 @@ describe('aedes-persistence-redis 11.2.2 and multi-filter SUBSCRIBE on a persist
 });
 
 describe('the bridge on a Redis-backed broker', () => {
-  it('starts (one filter per SUBSCRIBE), restarts on its stored session, and handles reports', async () => {
+  it('starts (one filter per SUBSCRIBE), restarts on its stored session, handles reports, and heals a flushed Redis', async () => {
     const config = {
       databaseUrl: postgres.connectionString,
       brokerUrl: broker.url,
       tls: certs.services.bridge!,
       clientId: 'bridge',
       dbPoolSize: 4,
+      downstream: { ...BRIDGE_DEFAULTS.downstream, reconcileIntervalMs: 2000 },
     };
     const first = await startBridgeService(config);
     await first.close();
@@ -86,5 +89,19 @@ describe('the bridge on a Redis-backed broker', () => {
     await device.reportCommand(command.commandId, { status: 'executed', at: new Date().toISOString(), result: {} });
     await expect.poll(() => device.on(topics.command(DEVICE, command.commandId)).at(-1), poll).toBe('');
     expect((await bridge.downstream.commands.get(command.commandId))?.status).toBe('executed');
+
+    // Redis flushed: the retained store is gone; the periodic reconciliation restores it
+    const live = await bridge.downstream.commands.create({ deviceId: DEVICE, type: 'sync-now', payload: {} });
+    await expect.poll(() => device.commands().has(live.commandId), poll).toBe(true);
+    const client = new Redis(redis.url);
+    await client.flushall();
+    client.disconnect();
+    const fresh = await connectDownstreamDevice(broker.url, DEVICE, certs.devices[DEVICE]!);
+    await expect.poll(() => fresh.commands().get(live.commandId)?.status, poll).toBe('pending');
+    // …put back by a reconciliation, not left over in the broker
+    const repairs = await bridge.metrics.reconcileRepairs.get();
+    expect(
+      repairs.values.find((v) => v.labels.kind === 'command' && v.labels.action === 'publish')?.value,
+    ).toBeGreaterThan(0);
   });
 });
