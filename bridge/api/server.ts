@@ -158,14 +158,18 @@ export async function buildApi(options: ApiServerOptions & { revocations: Revoca
     else log.warn(context, `REST API refused a request: ${body.error.message}`);
     return reply.status(status).send(body);
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({
+  app.setNotFoundHandler((request, reply) => {
+    log.warn(
+      { method: request.method, url: request.url.split('?')[0], status: 404, code: 'not-found' },
+      'REST API refused a request: no such route',
+    );
+    return reply.status(404).send({
       error: {
         code: 'not-found',
         message: `no route ${request.method} ${request.url.split('?')[0] ?? ''}; see /api/v1/openapi.json`,
       },
-    }),
-  );
+    });
+  });
 
   await app.register(swagger, {
     openapi: {

@@ -5,7 +5,7 @@
  * over HTTP; another device learns nothing of them (404, not 403); every bad input is a clear 4xx.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { MAX_COMMAND_PAYLOAD_BYTES } from '../../schemas/limits.js';
+import { MAX_COMMAND_PAYLOAD_BYTES, MAX_COMMAND_RESULT_BYTES } from '../../schemas/limits.js';
 import { errorOf, type ApiClient } from '../helpers/api-client.js';
 import { startApiSystem, type ApiSystem } from '../helpers/api-system.js';
 
@@ -96,6 +96,12 @@ describe('commands', () => {
     const noTime = await system.device(A).post(`/api/v1/sync/ack/${command.commandId}`, { status: 'delivered' });
     expect(noTime.status).toBe(400);
     expect(errorOf(noTime).message).toContain("must have required property 'at'");
+    const huge = await report(A, command.commandId, 'executed', {
+      result: { blob: 'x'.repeat(MAX_COMMAND_RESULT_BYTES) },
+    });
+    expect(huge.status).toBe(413);
+    expect(errorOf(huge).message).toContain(String(MAX_COMMAND_RESULT_BYTES));
+    expect((await operator.get(`/api/v1/commands/${command.commandId}`)).body).toMatchObject({ status: 'pending' });
   });
 
   it('cancels a pending command, and answers 409 with its status when it is too late', async () => {

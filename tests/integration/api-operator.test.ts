@@ -179,7 +179,17 @@ describe('GET /api/v1/openapi.json', () => {
     expect(response.status).toBe(200);
     const doc = response.body as {
       openapi: string;
-      paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: unknown }>>;
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            responses: Record<string, unknown>;
+            requestBody?: unknown;
+            parameters?: { name: string; in: string; required?: boolean }[];
+          }
+        >
+      >;
     };
     expect(doc.openapi).toMatch(/^3\./);
     const operations = Object.entries(doc.paths).flatMap(([path, methods]) =>
@@ -207,9 +217,29 @@ describe('GET /api/v1/openapi.json', () => {
         'GET /api/v1/config/lagging',
       ].sort(),
     );
-    for (const methods of Object.values(doc.paths)) {
-      for (const operation of Object.values(methods)) {
-        expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining(['4XX', '5XX']));
+    for (const [path, methods] of Object.entries(doc.paths)) {
+      const pathParameters = [...path.matchAll(/\{(\w+)\}/g)].map((match) => match[1]);
+      for (const [method, operation] of Object.entries(methods)) {
+        const where = `${method} ${path}`;
+        expect(Object.keys(operation.responses), where).toEqual(expect.arrayContaining(['4XX', '5XX']));
+        expect(
+          Object.keys(operation.responses).some((code) => /^2\d\d$/.test(code)),
+          where,
+        ).toBe(true);
+        // every {parameter} of the path is declared, in: path, required (what an OpenAPI 3 validator checks)
+        const declared = (operation.parameters ?? []).filter((parameter) => parameter.in === 'path');
+        expect(declared.map((parameter) => parameter.name).sort(), where).toEqual([...pathParameters].sort());
+        expect(
+          declared.every((parameter) => parameter.required === true),
+          where,
+        ).toBe(true);
+        if (method === 'post' || method === 'put') {
+          if (operation.requestBody !== undefined) {
+            expect(Object.keys((operation.requestBody as { content: object }).content), where).toEqual([
+              'application/json',
+            ]);
+          }
+        }
       }
     }
     expect(JSON.stringify(doc.paths['/api/v1/sync/telemetry'])).toContain('"maxItems":1000');

@@ -80,6 +80,36 @@ describe('ctl', () => {
     expect(again.stderr).toContain('409 conflict');
   });
 
+  it('command send --wait: exit 0 with the result once the device reports it executed', async () => {
+    const running = ctl(['command', 'send', DEVICE, 'ping', '{}', '--wait', '--timeout', '50s', '--json']);
+    // the device (over the HTTP fallback) finds the command among its live ones and runs it
+    const device = system.device(DEVICE);
+    await expect
+      .poll(
+        async () =>
+          (
+            (await device.get(`/api/v1/sync/commands/${DEVICE}`)).body as {
+              items: { commandId: string; type: string }[];
+            }
+          ).items,
+        { timeout: 30_000, interval: 100 },
+      )
+      .toEqual(expect.arrayContaining([expect.objectContaining({ type: 'ping' })]));
+    const items = ((await device.get(`/api/v1/sync/commands/${DEVICE}`)).body as { items: { commandId: string }[] })
+      .items;
+    for (const { commandId } of items) {
+      await device.post(`/api/v1/sync/ack/${commandId}`, { status: 'executing', at: new Date().toISOString() });
+      await device.post(`/api/v1/sync/ack/${commandId}`, {
+        status: 'executed',
+        at: new Date().toISOString(),
+        result: { pong: true },
+      });
+    }
+    const run = await running;
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ type: 'ping', status: 'executed', result: { pong: true } });
+  });
+
   it('command send --wait: exit 8 when the command does not succeed in time', async () => {
     const run = await ctl(['command', 'send', DEVICE, 'ping', '--wait', '--timeout', '1s']);
     expect(run.code).toBe(8);
