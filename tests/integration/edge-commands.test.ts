@@ -243,6 +243,24 @@ describe('edge commands: local applications', () => {
     expect(controlPlane.reportsOf(command.commandId).at(-1)?.error).toContain('malformed result');
   });
 
+  it('fails a command whose local result is too large for a report, with the reason', async () => {
+    const agent = await startAgent();
+    const app = await localApp(agent);
+    const command = newCommand('dump');
+    await controlPlane.createCommand(command);
+    await expect
+      .poll(() => app.received.some((message) => message.payload.includes(command.commandId)), poll)
+      .toBe(true);
+    const result = { blob: 'x'.repeat(70 * 1024) };
+    await app.client.publishAsync(
+      topics.localCommandResult(command.commandId),
+      JSON.stringify({ status: 'executed', result }),
+      { qos: 1 },
+    );
+    await untilTerminalAndCleared(command.commandId, 'failed');
+    expect(controlPlane.reportsOf(command.commandId).at(-1)?.error).toContain('MAX_COMMAND_RESULT_BYTES');
+  });
+
   it('delivers a result produced while the uplink is down once it returns', async () => {
     const proxy = await startTcpProxy({ host: '127.0.0.1', port: broker.port });
     registerCleanup(() => proxy.close());
