@@ -95,6 +95,9 @@ export const DEFAULT_LOCAL_COMMAND_TIMEOUT_MS = 30_000;
 export const DEFAULT_RESEND_POLICY: ResendPolicy = { baseMs: 10_000, maxMs: 300_000 };
 export const INTERRUPTED_REASON = 'agent restarted while the command was executing; it was not run again';
 
+/** A command id (command.schema.json: format uuid). */
+const COMMAND_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** Oversize beyond any valid message: refused before parsing. */
 const MAX_DOWNSTREAM_MESSAGE_BYTES = MAX_COMMAND_PAYLOAD_BYTES + 16 * 1024;
 
@@ -269,8 +272,9 @@ export class Downstream {
     if (problem !== null || message === null) {
       const { reason, detail } = problem ?? { reason: 'malformed-command' as const, detail: 'invalid' };
       this.#reject(reason, topic, detail);
-      // a known command is never touched by garbage; an unknown one is refused by a report
-      if (stored !== null) return;
+      // a known command is never touched by garbage; an unknown one is refused by a report (only
+      // under a command id the control plane could have made: a UUID, as command.schema.json says)
+      if (stored !== null || !COMMAND_ID_PATTERN.test(commandId)) return;
       const nowMs = this.#now();
       const inserted = await this.#store.insertCommand({
         commandId,

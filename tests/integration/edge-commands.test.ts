@@ -398,6 +398,7 @@ describe('edge commands: bad input', () => {
     );
     await controlPlane.createCommand(unknownPayload);
     await controlPlane.publishRaw(topics.config(DEVICE, 'site'), '{"garbage"');
+    await controlPlane.publishRaw(topics.command(DEVICE, 'not-a-command-id'), 'garbage');
 
     for (const commandId of [garbageId, oversizeId, unknownPayload.commandId]) {
       await expect.poll(() => statuses(commandId), poll).toContain('rejected');
@@ -408,6 +409,12 @@ describe('edge commands: bad input', () => {
     await expect
       .poll(() => metric(agent, /^edge_downstream_rejected_total\{reason="malformed-config"\} 1$/m), poll)
       .toBe(true);
+    // garbage under something that cannot be a command id: ignored with a log, counted, never reported
+    await expect
+      .poll(() => metric(agent, /^edge_downstream_rejected_total\{reason="malformed-command"\} 2$/m), poll)
+      .toBe(true);
+    expect(statuses('not-a-command-id')).toEqual([]);
+    expect(await commandRow('not-a-command-id')).toBeUndefined();
 
     const ping = newCommand('ping');
     await controlPlane.createCommand(ping);
