@@ -128,6 +128,8 @@ export class Downstream {
   readonly #ready = new Promise<void>((resolve) => (this.#attached = resolve));
   #timer: NodeJS.Timeout | null = null;
   #resending = false;
+  /** false once a re-send round found nothing unconfirmed; any new report sets it (saves the store two queries a second) */
+  #maybeUnconfirmed = true;
   #closing = false;
   #closed: Promise<void> | null = null;
 
@@ -191,6 +193,7 @@ export class Downstream {
   onConnect(): void {
     if (this.#closing) return;
     this.#schedule.reset();
+    this.#maybeUnconfirmed = true;
     this.#track(this.#ready.then(() => this.#resendDue()));
   }
 
@@ -472,6 +475,7 @@ export class Downstream {
   }
 
   #publishCommandReport(stored: StoredCommand): Promise<void> {
+    this.#maybeUnconfirmed = true;
     const status = stored.reportStatus;
     const uplink = this.#uplink;
     if (status === null || uplink === null || !uplink.connected) return Promise.resolve();
@@ -586,6 +590,7 @@ export class Downstream {
   }
 
   #publishConfigReport(config: StoredConfig): void {
+    this.#maybeUnconfirmed = true;
     const uplink = this.#uplink;
     if (config.reportConfirmed || config.reportStatus === null || uplink === null || !uplink.connected) return;
     const report: ConfigReported = {
@@ -609,16 +614,21 @@ export class Downstream {
   // ---- re-sending -----------------------------------------------------------------------------
 
   async #resendDue(): Promise<void> {
-    if (this.#resending || this.#closing || this.#uplink?.connected !== true) return;
+    if (this.#resending || this.#closing || !this.#maybeUnconfirmed || this.#uplink?.connected !== true) return;
     this.#resending = true;
+    this.#maybeUnconfirmed = false;
     try {
-      for (const command of await this.#store.unconfirmedCommandReports()) {
+      const commands = await this.#store.unconfirmedCommandReports();
+      const configs = await this.#store.unconfirmedConfigReports();
+      if (commands.length > 0 || configs.length > 0) this.#maybeUnconfirmed = true;
+      for (const command of commands) {
         if (this.#schedule.due(`command:${command.commandId}`)) await this.#publishCommandReport(command);
       }
-      for (const config of await this.#store.unconfirmedConfigReports()) {
+      for (const config of configs) {
         if (this.#schedule.due(`config:${config.key}`)) this.#publishConfigReport(config);
       }
     } catch (error) {
+      this.#maybeUnconfirmed = true;
       this.#log.warn({ err: error }, 'could not re-send unconfirmed reports; trying again later');
     } finally {
       this.#resending = false;
