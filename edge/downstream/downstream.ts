@@ -166,7 +166,7 @@ export class Downstream {
 
   /** The subscriptions the uplink makes, one filter per SUBSCRIBE (see edge/uplink/uplink.ts). */
   filters(): string[] {
-    return [topics.commandMessagesFilter(this.#options.deviceId), `devices/${this.#options.deviceId}/config/+`];
+    return [topics.commandMessagesFilter(this.#options.deviceId), topics.configMessagesFilter(this.#options.deviceId)];
   }
 
   /**
