@@ -45,6 +45,8 @@ export const topics = {
   syncAck: (deviceId: string) => `devices/${deviceId}/sync/ack`,
   config: (deviceId: string, key: string) => `devices/${deviceId}/config/${key}`,
   configFilter: (deviceId: string) => `devices/${deviceId}/config/#`,
+  /** the desired config keys (config/reported, the device's own report, also matches: skipped by key) */
+  configMessagesFilter: (deviceId: string) => `devices/${deviceId}/config/+`,
   configReported: (deviceId: string) => `devices/${deviceId}/config/reported`,
   command: (deviceId: string, commandId: string) => `devices/${deviceId}/commands/${commandId}`,
   commandsFilter: (deviceId: string) => `devices/${deviceId}/commands/#`,

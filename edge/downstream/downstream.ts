@@ -95,6 +95,9 @@ export const DEFAULT_LOCAL_COMMAND_TIMEOUT_MS = 30_000;
 export const DEFAULT_RESEND_POLICY: ResendPolicy = { baseMs: 10_000, maxMs: 300_000 };
 export const INTERRUPTED_REASON = 'agent restarted while the command was executing; it was not run again';
 
+/** A command id (command.schema.json: format uuid). */
+const COMMAND_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** Oversize beyond any valid message: refused before parsing. */
 const MAX_DOWNSTREAM_MESSAGE_BYTES = MAX_COMMAND_PAYLOAD_BYTES + 16 * 1024;
 
@@ -125,6 +128,8 @@ export class Downstream {
   readonly #ready = new Promise<void>((resolve) => (this.#attached = resolve));
   #timer: NodeJS.Timeout | null = null;
   #resending = false;
+  /** false once a re-send round found nothing unconfirmed; any new report sets it (saves the store two queries a second) */
+  #maybeUnconfirmed = true;
   #closing = false;
   #closed: Promise<void> | null = null;
 
@@ -161,7 +166,7 @@ export class Downstream {
 
   /** The subscriptions the uplink makes, one filter per SUBSCRIBE (see edge/uplink/uplink.ts). */
   filters(): string[] {
-    return [topics.commandMessagesFilter(this.#options.deviceId), `devices/${this.#options.deviceId}/config/+`];
+    return [topics.commandMessagesFilter(this.#options.deviceId), topics.configMessagesFilter(this.#options.deviceId)];
   }
 
   /**
@@ -188,6 +193,7 @@ export class Downstream {
   onConnect(): void {
     if (this.#closing) return;
     this.#schedule.reset();
+    this.#maybeUnconfirmed = true;
     this.#track(this.#ready.then(() => this.#resendDue()));
   }
 
@@ -269,8 +275,9 @@ export class Downstream {
     if (problem !== null || message === null) {
       const { reason, detail } = problem ?? { reason: 'malformed-command' as const, detail: 'invalid' };
       this.#reject(reason, topic, detail);
-      // a known command is never touched by garbage; an unknown one is refused by a report
-      if (stored !== null) return;
+      // a known command is never touched by garbage; an unknown one is refused by a report (only
+      // under a command id the control plane could have made: a UUID, as command.schema.json says)
+      if (stored !== null || !COMMAND_ID_PATTERN.test(commandId)) return;
       const nowMs = this.#now();
       const inserted = await this.#store.insertCommand({
         commandId,
@@ -468,6 +475,7 @@ export class Downstream {
   }
 
   #publishCommandReport(stored: StoredCommand): Promise<void> {
+    this.#maybeUnconfirmed = true;
     const status = stored.reportStatus;
     const uplink = this.#uplink;
     if (status === null || uplink === null || !uplink.connected) return Promise.resolve();
@@ -582,6 +590,7 @@ export class Downstream {
   }
 
   #publishConfigReport(config: StoredConfig): void {
+    this.#maybeUnconfirmed = true;
     const uplink = this.#uplink;
     if (config.reportConfirmed || config.reportStatus === null || uplink === null || !uplink.connected) return;
     const report: ConfigReported = {
@@ -605,16 +614,21 @@ export class Downstream {
   // ---- re-sending -----------------------------------------------------------------------------
 
   async #resendDue(): Promise<void> {
-    if (this.#resending || this.#closing || this.#uplink?.connected !== true) return;
+    if (this.#resending || this.#closing || !this.#maybeUnconfirmed || this.#uplink?.connected !== true) return;
     this.#resending = true;
+    this.#maybeUnconfirmed = false;
     try {
-      for (const command of await this.#store.unconfirmedCommandReports()) {
+      const commands = await this.#store.unconfirmedCommandReports();
+      const configs = await this.#store.unconfirmedConfigReports();
+      if (commands.length > 0 || configs.length > 0) this.#maybeUnconfirmed = true;
+      for (const command of commands) {
         if (this.#schedule.due(`command:${command.commandId}`)) await this.#publishCommandReport(command);
       }
-      for (const config of await this.#store.unconfirmedConfigReports()) {
+      for (const config of configs) {
         if (this.#schedule.due(`config:${config.key}`)) this.#publishConfigReport(config);
       }
     } catch (error) {
+      this.#maybeUnconfirmed = true;
       this.#log.warn({ err: error }, 'could not re-send unconfirmed reports; trying again later');
     } finally {
       this.#resending = false;

@@ -243,6 +243,24 @@ describe('edge commands: local applications', () => {
     expect(controlPlane.reportsOf(command.commandId).at(-1)?.error).toContain('malformed result');
   });
 
+  it('fails a command whose local result is too large for a report, with the reason', async () => {
+    const agent = await startAgent();
+    const app = await localApp(agent);
+    const command = newCommand('dump');
+    await controlPlane.createCommand(command);
+    await expect
+      .poll(() => app.received.some((message) => message.payload.includes(command.commandId)), poll)
+      .toBe(true);
+    const result = { blob: 'x'.repeat(70 * 1024) };
+    await app.client.publishAsync(
+      topics.localCommandResult(command.commandId),
+      JSON.stringify({ status: 'executed', result }),
+      { qos: 1 },
+    );
+    await untilTerminalAndCleared(command.commandId, 'failed');
+    expect(controlPlane.reportsOf(command.commandId).at(-1)?.error).toContain('MAX_COMMAND_RESULT_BYTES');
+  });
+
   it('delivers a result produced while the uplink is down once it returns', async () => {
     const proxy = await startTcpProxy({ host: '127.0.0.1', port: broker.port });
     registerCleanup(() => proxy.close());
@@ -380,6 +398,7 @@ describe('edge commands: bad input', () => {
     );
     await controlPlane.createCommand(unknownPayload);
     await controlPlane.publishRaw(topics.config(DEVICE, 'site'), '{"garbage"');
+    await controlPlane.publishRaw(topics.command(DEVICE, 'not-a-command-id'), 'garbage');
 
     for (const commandId of [garbageId, oversizeId, unknownPayload.commandId]) {
       await expect.poll(() => statuses(commandId), poll).toContain('rejected');
@@ -390,6 +409,12 @@ describe('edge commands: bad input', () => {
     await expect
       .poll(() => metric(agent, /^edge_downstream_rejected_total\{reason="malformed-config"\} 1$/m), poll)
       .toBe(true);
+    // garbage under something that cannot be a command id: ignored with a log, counted, never reported
+    await expect
+      .poll(() => metric(agent, /^edge_downstream_rejected_total\{reason="malformed-command"\} 2$/m), poll)
+      .toBe(true);
+    expect(statuses('not-a-command-id')).toEqual([]);
+    expect(await commandRow('not-a-command-id')).toBeUndefined();
 
     const ping = newCommand('ping');
     await controlPlane.createCommand(ping);
