@@ -221,7 +221,7 @@ try {
   const rolloutStart = Date.now();
   const queue = fleet.certs.map((device) => device.id);
   let putErrors = 0;
-  let firstPutError: string | null = null;
+  let firstPutError = null as string | null;
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       for (let deviceId = queue.shift(); deviceId !== undefined; deviceId = queue.shift()) {
