@@ -23,7 +23,7 @@ import autocannon, { type Result } from 'autocannon';
 import { closeDatabase, openDatabase } from '../bridge/db/connection.js';
 import { ensureDevCertificates } from '../certs/dev-bundle.js';
 import { readTlsFiles } from '../common/tls-files.js';
-import { spawnEntryPoint, stopProcess, waitHealthy, type Spawned } from '../devtools/control-plane-processes.js';
+import { startControlPlaneProcesses, type ControlPlaneProcesses } from '../devtools/control-plane-processes.js';
 import { startEmbeddedPostgres } from '../devtools/embedded-postgres.js';
 import { freePort } from '../devtools/free-port.js';
 
@@ -66,56 +66,18 @@ const bridgeFiles = certificates.services['bridge'];
 if (!operatorFiles || !deviceFiles || !bridgeFiles) throw new Error('certificates missing');
 
 const postgres = await startEmbeddedPostgres({ port: await freePort(), persistent: false });
-const spawned: Spawned[] = [];
+let controlPlane: ControlPlaneProcesses | undefined;
 let exitCode = 0;
 try {
-  const [brokerPort, brokerMetricsPort, bridgeHttpPort, apiPort] = [
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-  ];
-  const logDir = join(dataDir, 'logs');
-  const broker = spawnEntryPoint(
-    'broker',
-    'broker/main.ts',
-    {
-      LOG_LEVEL: 'warn',
-      BROKER_HOST: '127.0.0.1',
-      BROKER_PORT: String(brokerPort),
-      METRICS_PORT: String(brokerMetricsPort),
-      BROKER_TLS_CERT: certificates.broker.certPath,
-      BROKER_TLS_KEY: certificates.broker.keyPath,
-      BROKER_TLS_CA: certificates.ca.certPath,
-    },
-    logDir,
-  );
-  spawned.push(broker);
-  await waitHealthy(broker, `http://127.0.0.1:${brokerMetricsPort}/healthz`);
-  const bridge = spawnEntryPoint(
-    'bridge',
-    'bridge/main.ts',
-    {
-      LOG_LEVEL: 'warn',
-      DATABASE_URL: postgres.connectionString,
-      BROKER_URL: `mqtts://127.0.0.1:${brokerPort}`,
-      TLS_CA: certificates.ca.certPath,
-      TLS_CERT: bridgeFiles.certPath,
-      TLS_KEY: bridgeFiles.keyPath,
-      BRIDGE_CLIENT_ID: 'bridge',
-      HTTP_HOST: '127.0.0.1',
-      HTTP_PORT: String(bridgeHttpPort),
-      API_HOST: '127.0.0.1',
-      API_PORT: String(apiPort),
-      // the API's server certificate: the dev bundle's server certificate for 127.0.0.1
-      API_TLS_CA: certificates.ca.certPath,
-      API_TLS_CERT: certificates.broker.certPath,
-      API_TLS_KEY: certificates.broker.keyPath,
-    },
-    logDir,
-  );
-  spawned.push(bridge);
-  await waitHealthy(bridge, `http://127.0.0.1:${bridgeHttpPort}/healthz`);
+  // broker/main.ts and bridge/main.ts (with API_PORT) as their own processes, as deployed; the
+  // API's server certificate is the dev bundle's server certificate for 127.0.0.1
+  controlPlane = await startControlPlaneProcesses({
+    certificates,
+    databaseUrl: postgres.connectionString,
+    logDir: join(dataDir, 'logs'),
+  });
+  const { apiPort } = controlPlane;
+  const bridgePid = controlPlane.pid('bridge');
 
   const db = openDatabase({ connectionString: postgres.connectionString, applicationName: 'bench-rest' });
   try {
@@ -158,7 +120,7 @@ try {
   say('load       req/s   p50 ms  p90 ms  p99 ms  max ms   2xx      non-2xx  errors  bridge CPU ms/1k req');
   for (const load of loads) {
     await autocannon({ url, connections, duration: 2, tlsOptions: load.tlsOptions, requests: load.requests });
-    const cpuBefore = processCpuMs(bridge);
+    const cpuBefore = processCpuMs(bridgePid);
     const result: Result = await autocannon({
       url,
       connections,
@@ -166,7 +128,7 @@ try {
       tlsOptions: load.tlsOptions,
       requests: load.requests,
     });
-    const cpuMs = processCpuMs(bridge) - cpuBefore;
+    const cpuMs = processCpuMs(bridgePid) - cpuBefore;
     const total = result['2xx'] + result.non2xx;
     const cpuPerThousand = total === 0 ? 0 : (cpuMs / total) * 1000;
     say(
@@ -196,7 +158,7 @@ try {
   process.stderr.write(`bench:rest failed: ${error instanceof Error ? error.stack : String(error)}\n`);
   exitCode = 1;
 } finally {
-  for (const process of spawned.reverse()) await stopProcess(process);
+  await controlPlane?.close();
   await postgres.close();
 }
 process.exit(exitCode);
@@ -206,9 +168,9 @@ function fmt(ms: number): string {
 }
 
 /** user + system CPU of a process from /proc/{pid}/stat, in ms (0 where /proc does not exist). */
-function processCpuMs(spawned: Spawned): number {
+function processCpuMs(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${spawned.child.pid}/stat`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
     return (ticks * 1000) / 100;
