@@ -628,7 +628,7 @@ describe('the HTTP fallback', () => {
     ];
     const mqttBatch = makeBatch(records(), { pendingCount: 3 });
     const httpBatch = makeBatch(records(), { pendingCount: 3 });
-    const mqttDevice = await connectTelemetryDevice(broker.url, DEVICE_MQTT, certs.devices[DEVICE_MQTT]!);
+    const mqttDevice = await connectTelemetryDevice(broker.url, DEVICE_MQTT, certs.devices[DEVICE_MQTT]);
     registerCleanup(() => mqttDevice.client.endAsync(true));
     await mqttDevice.send(mqttBatch);
     await expect.poll(() => mqttDevice.ackFor(mqttBatch.batchId), poll).toBeDefined();
