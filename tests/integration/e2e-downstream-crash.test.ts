@@ -3,9 +3,12 @@
  * and restarted on the same libSQL file; the real mutual-TLS broker, the real bridge service with
  * its downstream side and PostgreSQL run in the test process; the edge reaches the broker through
  * a cuttable TCP proxy; local applications are mqtt.js clients on the edge's local listener.
+ * The broker keeps its sessions and retained messages in a throwaway redis-server (cluster mode), so it
+ * can be restarted with its store kept.
  * Proves: a command executing when the agent is killed is reported `failed` with the crash reason
  * after the restart and never handed out again; a result produced while the uplink is down survives
- * the SIGKILL and reaches PostgreSQL after the restart.
+ * the SIGKILL and reaches PostgreSQL after the restart; a broker restarted with its retained store
+ * and sessions kept redelivers a running command, which still runs once.
  */
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
@@ -13,6 +16,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import type { Database } from '../../bridge/db/connection.js';
 import type { RunningBridge } from '../../bridge/service.js';
+import { createRedisBackends } from '../../broker/cluster-backends.js';
+import { startBroker, type RunningBroker } from '../../broker/server.js';
 import { freePort } from '../../devtools/free-port.js';
 import { startTcpProxy, type TcpProxy } from '../../devtools/tcp-proxy.js';
 import { INTERRUPTED_REASON } from '../../edge/downstream/downstream.js';
@@ -25,7 +30,8 @@ import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
 import { PROCESS_START_MS, startEdgeProcess, type EdgeProcessOptions } from '../helpers/system-processes.js';
 import { registerCleanup } from '../helpers/teardown.js';
 import { tempDirectory } from '../helpers/temp-dir.js';
-import { startTlsBroker, type TestTlsBroker } from '../helpers/tls-broker.js';
+import { testLogger } from '../helpers/logger.js';
+import { startTestRedis, type TestRedis } from '../helpers/redis.js';
 import { timeoutFor } from '../helpers/wait.js';
 
 const DEVICE = '4e5f6a7b-8c9d-4e0f-8a1b-3c4d5e6f7a8b';
@@ -34,23 +40,28 @@ const poll = { timeout: 30_000, interval: 50 };
 
 let certs: TestCertificates;
 let db: Database;
-let broker: TestTlsBroker;
+let redis: TestRedis;
+let broker: RunningBroker;
 let bridge: RunningBridge;
 let uplink: TcpProxy;
 let workDir: string;
 
 beforeAll(async () => {
   workDir = tempDirectory('e2e-downstream-crash');
-  const [generated, postgres] = await Promise.all([
+  const [generated, postgres, startedRedis] = await Promise.all([
     createTestCertificates({ deviceIds: [DEVICE], serviceNames: ['bridge'] }),
     startTestPostgres(),
+    startTestRedis(),
   ]);
   certs = generated;
+  redis = startedRedis;
+  registerCleanup(() => redis.close());
   db = await openTestDatabase(postgres, 'e2e-downstream-crash-test', { poolSize: 2 });
-  broker = await startTlsBroker({ tls: certs.broker });
+  broker = await startRedisBroker(0);
+  registerCleanup(() => broker.close());
   bridge = await startBridgeService({
     databaseUrl: postgres.connectionString,
-    brokerUrl: broker.url,
+    brokerUrl: `mqtts://127.0.0.1:${broker.port}`,
     tls: certs.services.bridge!,
     clientId: 'bridge',
     dbPoolSize: 4,
@@ -66,6 +77,17 @@ beforeAll(async () => {
   uplink = await startTcpProxy({ host: '127.0.0.1', port: broker.port });
   registerCleanup(() => uplink.close());
 }, 90_000);
+
+async function startRedisBroker(port: number): Promise<RunningBroker> {
+  const logger = testLogger('broker');
+  return startBroker({
+    tls: certs.broker,
+    host: '127.0.0.1',
+    port,
+    logger,
+    backends: await createRedisBackends(redis.url, logger),
+  });
+}
 
 async function edgeOptions(name: string): Promise<EdgeProcessOptions> {
   return {
@@ -166,5 +188,35 @@ describe('commands across an edge crash, end to end', () => {
       expect(await commandRow(command.commandId)).toMatchObject({ result: { value: 7 }, error: null });
     },
     timeoutFor(PROCESS_START_MS * 2, poll.timeout * 3),
+  );
+
+  it(
+    'runs a command once when the broker restarts with its retained store and sessions kept and redelivers it',
+    async () => {
+      const options = await edgeOptions('broker-restart');
+      const edge = await startEdgeProcess(options);
+      const app = await localApp(edge.sensorUrl);
+      const command = await bridge.downstream.commands.create({ deviceId: DEVICE, type: 'count.job', payload: {} });
+      await expect.poll(async () => (await commandRow(command.commandId)).status, poll).toBe('executing');
+      expect(handedOut(app, command.commandId)).toBe(1);
+
+      // the same port, the same Redis: retained messages and persistent sessions survive
+      const port = broker.port;
+      await broker.close();
+      // closed at the end of the file by the cleanup registered in beforeAll (it reads `broker`)
+      broker = await startRedisBroker(port);
+      // a later command through the restarted broker: the redelivered copy reached the edge before it
+      const later = await bridge.downstream.commands.create({ deviceId: DEVICE, type: 'ping', payload: {} });
+      await expect.poll(async () => (await commandRow(later.commandId)).status, poll).toBe('executed');
+      await app.client.publishAsync(
+        topics.localCommandResult(command.commandId),
+        JSON.stringify({ status: 'executed', result: { runs: 1 } }),
+        { qos: 1 },
+      );
+      await expect.poll(async () => (await commandRow(command.commandId)).status, poll).toBe('executed');
+      expect(await commandRow(command.commandId)).toMatchObject({ result: { runs: 1 } });
+      expect(handedOut(app, command.commandId)).toBe(1);
+    },
+    timeoutFor(PROCESS_START_MS, poll.timeout * 3),
   );
 });
