@@ -309,7 +309,8 @@ describe('config end to end', () => {
   it(
     'applies the newest of v1, v2, v3 set through the API and records it applied; agent.syncIntervalMs is in force live',
     async () => {
-      const edge = await startEdge(DEVICE_B);
+      // no linger and a long interval: only the interval that arrives as config can send a reading
+      const edge = await startEdge(DEVICE_B, { sendLingerMs: 3_600_000, syncIntervalMs: 3_600_000 });
       await expect.poll(() => edge.agent.stats(), poll).toMatchObject({ connected: true });
       const path = `/api/v1/devices/${DEVICE_B}/config/agent.syncIntervalMs`;
       for (const value of [3_600_000, 1_800_000, 200]) {
