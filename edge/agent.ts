@@ -150,6 +150,7 @@ export async function startEdgeAgent(config: EdgeAgentConfig): Promise<EdgeAgent
       downstream: {
         filters: () => downstream.filters(),
         onConnect: () => downstream.onConnect(),
+        onSubscribed: (filter) => downstream.onSubscribed(filter),
         handleMessage: (topic, payload) => downstream.handleMessage(topic, payload),
       },
       deviceId: config.deviceId,

@@ -131,6 +131,15 @@ export class Downstream {
   /** false once a re-send round found nothing unconfirmed; any new report sets it (saves the store two queries a second) */
   #maybeUnconfirmed = true;
   #closing = false;
+  /**
+   * G6: whether the current connection's SUBACK for the command filter has arrived. The session is
+   * persistent (clean:false), so right after a reconnect the broker first hands over the copies it
+   * queued while the device was offline: a `pending` copy of a command that was canceled meanwhile
+   * comes before the clear that cancels it. A command arriving before this SUBACK is persisted and
+   * reported `delivered` but not started; the retained copy the broker re-sends after the SUBACK
+   * (only for a command that is still live) starts it.
+   */
+  #commandsSubscribed = false;
   #closed: Promise<void> | null = null;
 
   private constructor(options: DownstreamOptions) {
@@ -191,19 +200,27 @@ export class Downstream {
 
   /** After every (re)connect: every unconfirmed report goes again at once. */
   onConnect(): void {
+    this.#commandsSubscribed = false;
     if (this.#closing) return;
     this.#schedule.reset();
     this.#maybeUnconfirmed = true;
     this.#track(this.#ready.then(() => this.#resendDue()));
   }
 
+  /** The broker acknowledged the SUBSCRIBE of `filter` on the current connection. */
+  onSubscribed(filter: string): void {
+    if (filter === topics.commandMessagesFilter(this.#options.deviceId)) this.#commandsSubscribed = true;
+  }
+
   /** A message on devices/{id}/commands/+ or devices/{id}/config/+; resolves once its decision is stored. */
   async handleMessage(topic: string, payload: Buffer): Promise<void> {
+    // read on arrival: the uplink hands messages and SUBACKs over in the order they came
+    const mayStart = this.#commandsSubscribed;
     await this.#ready;
     if (this.#closing) return;
     const parsed = parseDeviceTopic(topic);
     if (parsed === null || parsed.deviceId !== this.#options.deviceId || parsed.subject === undefined) return;
-    if (parsed.kind === 'command') await this.#onCommand(topic, parsed.subject, payload);
+    if (parsed.kind === 'command') await this.#onCommand(topic, parsed.subject, payload, mayStart);
     else if (parsed.kind === 'config') await this.#onConfig(topic, parsed.subject, payload);
     // config/reported is this device's own report coming back through config/+: nothing to do
   }
@@ -251,7 +268,7 @@ export class Downstream {
 
   // ---- commands -------------------------------------------------------------------------------
 
-  async #onCommand(topic: string, commandId: string, payload: Buffer): Promise<void> {
+  async #onCommand(topic: string, commandId: string, payload: Buffer, mayStart: boolean): Promise<void> {
     if (payload.length === 0) {
       await this.#onCleared(commandId);
       return;
@@ -299,8 +316,9 @@ export class Downstream {
     if (stored !== null) {
       // G6: a redelivered or re-published command is never executed again
       await this.#confirmIf(stored, message.status);
-      // persisted by an earlier run and never started: still live, so it starts now (once)
-      if (stored.status === 'delivered') this.#track(this.#execute(commandId));
+      // persisted earlier and never started: still live, so it starts now (once); not from a copy
+      // the broker queued while the device was offline (mayStart: see #commandsSubscribed)
+      if (stored.status === 'delivered' && mayStart) this.#track(this.#execute(commandId));
       return;
     }
     const nowMs = this.#now();
@@ -326,7 +344,7 @@ export class Downstream {
     if (decision.status === 'rejected')
       this.#reject('invalid-command', topic, `command ${commandId} rejected: ${decision.error ?? ''}`);
     this.#track(this.#sendCommandReport(commandId));
-    if (decision.status === 'delivered') this.#track(this.#execute(commandId));
+    if (decision.status === 'delivered' && mayStart) this.#track(this.#execute(commandId));
   }
 
   async #confirmIf(stored: StoredCommand, retained: LiveCommandStatus | null): Promise<void> {

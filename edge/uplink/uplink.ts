@@ -49,6 +49,8 @@ import { DEFAULT_RECONNECT_POLICY, ReconnectScheduler } from './reconnect-schedu
 export interface UplinkDownstreamHook {
   filters(): string[];
   onConnect(): void;
+  /** the broker acknowledged the SUBSCRIBE of `filter` on the current connection */
+  onSubscribed?(filter: string): void;
   /** resolves once the message's decision is stored; the PUBACK goes after it */
   handleMessage(topic: string, payload: Buffer): Promise<void>;
 }
@@ -354,7 +356,9 @@ export class Uplink {
       }
       if (granted?.some((grant) => grant.qos === 128)) {
         this.#log.error(`the broker refused the subscription to ${filter}; commands or config cannot arrive`);
+        return;
       }
+      this.#options.downstream?.onSubscribed?.(filter);
     });
   }
 
