@@ -15,7 +15,11 @@
  * ~100 pages (table, idx_sync_status, idx_sync_batch, idx_synced_at: ~0.4 MB of WAL), and acks are
  * what frees space (synced rows can be pruned). Before, a full disk failed every claim and ack
  * with SQLITE_FULL and nothing could ever drain. The reserve is 1/16 of the capacity, at least
- * 1 MiB, at most 64 MiB; the WAL is kept within a quarter of it (wal_autocheckpoint,
+ * 2 MiB, at most 64 MiB. What runs while short needs WAL space on the filesystem, which the
+ * database's free pages cannot give: a claim or an ack of 1000 readings, a prune of 2000 synced
+ * ones (~1 MB of WAL). With at least 1 MiB, an 8 MiB filesystem deadlocked in about half the runs
+ * of tests/integration/edge-storage-full.test.ts: the WAL outgrew the reserve, every ack, claim
+ * and release failed with SQLITE_FULL, and 4,000-12,000 PUBACKed readings never drained; the WAL is kept within a quarter of it (wal_autocheckpoint,
  * journal_size_limit). Once full, readings are accepted again only below a low-water mark half a
  * reserve lower, so the gate does not flap with every commit and ack.
  *
@@ -32,7 +36,7 @@ const MiB = 1024 * 1024;
 export const DEFAULT_MAX_DB_BYTES = 1024 * MiB;
 /** below this a reserve of 1 MiB would leave almost nothing for readings */
 export const MIN_MAX_DB_BYTES = 4 * MiB;
-const MIN_RESERVE_BYTES = MiB;
+const MIN_RESERVE_BYTES = 2 * MiB;
 const MAX_RESERVE_BYTES = 64 * MiB;
 /** SQLite's default wal_autocheckpoint */
 const DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 1000;
