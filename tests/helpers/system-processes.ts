@@ -2,14 +2,20 @@
  * Broker, bridge and edge agent as separate processes (their real entry points, configured only by
  * environment), for tests that crash them: each handle knows its pid, can be frozen (SIGSTOP) so a
  * test can look at the state a crash would interrupt, and killed with SIGKILL. Also: reading one
- * value from a process's Prometheus endpoint. Each process is stopped at teardown if still running
- * (a frozen one is killed).
+ * value from a process's Prometheus endpoint; for a crashed and restarted edge agent: its options on
+ * a libSQL file of its own, a local application on its listener, a command_queue row read from its
+ * file. Each process is stopped at teardown if still running (a frozen one is killed).
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createClient } from '@libsql/client';
+import type { MqttClient } from 'mqtt';
 import { expect } from 'vitest';
 import type { CertificateBundle } from '../../certs/dev-bundle.js';
 import { spawnEntryPoint, stopProcess, waitHealthy, type Spawned } from '../../devtools/control-plane-processes.js';
 import { freePort } from '../../devtools/free-port.js';
+import { connectClient } from './mqtt-client.js';
+import { collectMessages, type ReceivedMessage } from './mqtt-observe.js';
 import { registerCleanup } from './teardown.js';
 
 /** how long freezeProcess waits for the kernel to report every thread of the process stopped */
@@ -183,6 +189,42 @@ export async function startEdgeProcess(
   const metricsUrl = `http://127.0.0.1:${options.metricsPort}/metrics`;
   await startedOrKilled(running, metricsUrl);
   return { ...running, metricsUrl, sensorUrl: `mqtt://127.0.0.1:${options.sensorPort}` };
+}
+
+/**
+ * Options for an edge process on the libSQL file `<logDir>/<dbName>.db` and fresh sensor and
+ * metrics ports; a restart passes the same options (with another `name`) to keep the file.
+ */
+export async function edgeProcessOptions(
+  options: Omit<EdgeProcessOptions, 'dbPath' | 'sensorPort' | 'metricsPort'> & { dbName: string },
+): Promise<EdgeProcessOptions> {
+  const { dbName, ...rest } = options;
+  return {
+    ...rest,
+    dbPath: join(options.logDir, `${dbName}.db`),
+    sensorPort: await freePort(),
+    metricsPort: await freePort(),
+  };
+}
+
+/** A local application on an edge's listener (mqtt://…), subscribed to local/# at QoS 1; ended at teardown. */
+export async function connectLocalApp(sensorUrl: string): Promise<{ client: MqttClient; received: ReceivedMessage[] }> {
+  const client = await connectClient(sensorUrl, { clientId: `app-${crypto.randomUUID()}` });
+  registerCleanup(() => client.endAsync(true));
+  const received = collectMessages(client);
+  await client.subscribeAsync('local/#', { qos: 1 });
+  return { client, received };
+}
+
+/** The edge's command_queue row of `commandId`, read from its libSQL file (also while the edge is down). */
+export async function readEdgeCommand(dbPath: string, commandId: string): Promise<Record<string, unknown> | undefined> {
+  const reader = createClient({ url: `file:${dbPath}`, concurrency: 1 });
+  try {
+    const result = await reader.execute({ sql: 'SELECT * FROM command_queue WHERE id = ?', args: [commandId] });
+    return result.rows[0] as unknown as Record<string, unknown> | undefined;
+  } finally {
+    reader.close();
+  }
 }
 
 async function startedOrKilled(running: RunningProcess, healthUrl: string): Promise<void> {

@@ -10,24 +10,25 @@
  * the SIGKILL and reaches PostgreSQL after the restart; a broker restarted with its retained store
  * and sessions kept redelivers a running command, which still runs once.
  */
-import { join } from 'node:path';
-import { createClient } from '@libsql/client';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { MqttClient } from 'mqtt';
 import type { Database } from '../../bridge/db/connection.js';
 import type { RunningBridge } from '../../bridge/service.js';
 import { createRedisBackends } from '../../broker/cluster-backends.js';
 import { startBroker, type RunningBroker } from '../../broker/server.js';
-import { freePort } from '../../devtools/free-port.js';
 import { startTcpProxy, type TcpProxy } from '../../devtools/tcp-proxy.js';
 import { INTERRUPTED_REASON } from '../../edge/downstream/downstream.js';
 import { topics } from '../../schemas/topics.js';
 import { startBridgeService } from '../helpers/bridge-service.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
-import { connectClient } from '../helpers/mqtt-client.js';
-import { collectMessages, type ReceivedMessage } from '../helpers/mqtt-observe.js';
+import type { ReceivedMessage } from '../helpers/mqtt-observe.js';
 import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
-import { PROCESS_START_MS, startEdgeProcess, type EdgeProcessOptions } from '../helpers/system-processes.js';
+import {
+  connectLocalApp,
+  edgeProcessOptions,
+  PROCESS_START_MS,
+  readEdgeCommand,
+  startEdgeProcess,
+} from '../helpers/system-processes.js';
 import { registerCleanup } from '../helpers/teardown.js';
 import { tempDirectory } from '../helpers/temp-dir.js';
 import { testLogger } from '../helpers/logger.js';
@@ -89,26 +90,15 @@ async function startRedisBroker(port: number): Promise<RunningBroker> {
   });
 }
 
-async function edgeOptions(name: string): Promise<EdgeProcessOptions> {
-  return {
+const edgeOptions = (dbName: string) =>
+  edgeProcessOptions({
     certificates: certs.bundle,
     deviceId: DEVICE,
     brokerUrl: `mqtts://127.0.0.1:${uplink.port}`,
-    dbPath: join(workDir, `${name}.db`),
-    sensorPort: await freePort(),
-    metricsPort: await freePort(),
+    dbName,
     logDir: workDir,
     env: { EDGE_REPORT_RESEND_MS: '200', EDGE_LOCAL_COMMAND_TIMEOUT_MS: '600000' },
-  };
-}
-
-async function localApp(sensorUrl: string): Promise<{ client: MqttClient; received: ReceivedMessage[] }> {
-  const client = await connectClient(sensorUrl, { clientId: `app-${crypto.randomUUID()}` });
-  registerCleanup(() => client.endAsync(true));
-  const received = collectMessages(client);
-  await client.subscribeAsync('local/#', { qos: 1 });
-  return { client, received };
-}
+  });
 
 const handedOut = (app: { received: ReceivedMessage[] }, commandId: string) =>
   app.received.filter((m) => m.topic.startsWith('local/commands/') && m.payload.includes(commandId)).length;
@@ -119,30 +109,20 @@ const commandRow = (commandId: string) =>
     [commandId],
   );
 
-async function edgeCommand(dbPath: string, commandId: string): Promise<Record<string, unknown> | undefined> {
-  const reader = createClient({ url: `file:${dbPath}`, concurrency: 1 });
-  try {
-    const result = await reader.execute({ sql: 'SELECT * FROM command_queue WHERE id = ?', args: [commandId] });
-    return result.rows[0] as unknown as Record<string, unknown> | undefined;
-  } finally {
-    reader.close();
-  }
-}
-
 describe('commands across an edge crash, end to end', () => {
   it(
     'reports a command that was executing when the edge was SIGKILLed as failed with the crash reason after the restart, and never runs it again',
     async () => {
       const options = await edgeOptions('executing');
       const edge = await startEdgeProcess(options);
-      const app = await localApp(edge.sensorUrl);
+      const app = await connectLocalApp(edge.sensorUrl);
       const command = await bridge.downstream.commands.create({ deviceId: DEVICE, type: 'long.job', payload: {} });
       await expect.poll(async () => (await commandRow(command.commandId)).status, poll).toBe('executing');
       expect(handedOut(app, command.commandId)).toBe(1);
 
       await edge.kill();
       const restarted = await startEdgeProcess({ ...options, name: 'edge-restarted' });
-      const appAfter = await localApp(restarted.sensorUrl);
+      const appAfter = await connectLocalApp(restarted.sensorUrl);
       await expect.poll(async () => (await commandRow(command.commandId)).status, poll).toBe('failed');
       expect(await commandRow(command.commandId)).toMatchObject({ error: INTERRUPTED_REASON });
 
@@ -164,7 +144,7 @@ describe('commands across an edge crash, end to end', () => {
     async () => {
       const options = await edgeOptions('offline-result');
       const edge = await startEdgeProcess(options);
-      const app = await localApp(edge.sensorUrl);
+      const app = await connectLocalApp(edge.sensorUrl);
       const command = await bridge.downstream.commands.create({ deviceId: DEVICE, type: 'measure', payload: {} });
       await expect.poll(async () => (await commandRow(command.commandId)).status, poll).toBe('executing');
 
@@ -176,14 +156,14 @@ describe('commands across an edge crash, end to end', () => {
       );
       // stored in libSQL, not confirmed by the control plane (the uplink is down); then the crash
       await expect
-        .poll(() => edgeCommand(options.dbPath, command.commandId), poll)
+        .poll(() => readEdgeCommand(options.dbPath, command.commandId), poll)
         .toMatchObject({ status: 'executed', report_confirmed: 0 });
       await edge.kill();
       expect((await commandRow(command.commandId)).status).toBe('executing');
 
       uplink.restore();
       const restarted = await startEdgeProcess({ ...options, name: 'edge-restarted-2' });
-      await localApp(restarted.sensorUrl);
+      await connectLocalApp(restarted.sensorUrl);
       await expect.poll(async () => (await commandRow(command.commandId)).status, poll).toBe('executed');
       expect(await commandRow(command.commandId)).toMatchObject({ result: { value: 7 }, error: null });
     },
@@ -195,7 +175,7 @@ describe('commands across an edge crash, end to end', () => {
     async () => {
       const options = await edgeOptions('broker-restart');
       const edge = await startEdgeProcess(options);
-      const app = await localApp(edge.sensorUrl);
+      const app = await connectLocalApp(edge.sensorUrl);
       const command = await bridge.downstream.commands.create({ deviceId: DEVICE, type: 'count.job', payload: {} });
       await expect.poll(async () => (await commandRow(command.commandId)).status, poll).toBe('executing');
       expect(handedOut(app, command.commandId)).toBe(1);

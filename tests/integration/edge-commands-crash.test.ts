@@ -5,24 +5,19 @@
  * (tests/helpers/control-plane-stand-in.ts); the local application is an mqtt.js client on the
  * edge's local listener that never answers the first command.
  */
-import { join } from 'node:path';
-import { createClient } from '@libsql/client';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { MqttClient } from 'mqtt';
-import { freePort } from '../../devtools/free-port.js';
 import { INTERRUPTED_REASON } from '../../edge/downstream/downstream.js';
 import { topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { startControlPlaneStandIn, type ControlPlaneStandIn } from '../helpers/control-plane-stand-in.js';
-import { connectClient } from '../helpers/mqtt-client.js';
-import { collectMessages, type ReceivedMessage } from '../helpers/mqtt-observe.js';
 import {
+  connectLocalApp,
+  edgeProcessOptions,
   PROCESS_START_MS,
+  readEdgeCommand,
   scrapeMetric,
   startEdgeProcess,
-  type EdgeProcessOptions,
 } from '../helpers/system-processes.js';
-import { registerCleanup } from '../helpers/teardown.js';
 import { tempDirectory } from '../helpers/temp-dir.js';
 import { startTlsBroker, type TestTlsBroker } from '../helpers/tls-broker.js';
 import { timeoutFor } from '../helpers/wait.js';
@@ -43,36 +38,15 @@ beforeAll(async () => {
   controlPlane = await startControlPlaneStandIn(broker.url, DEVICE, certs.services.bridge!, 'bridge');
 }, 60_000);
 
-async function edgeOptions(name: string): Promise<EdgeProcessOptions> {
-  return {
+const edgeOptions = (dbName: string) =>
+  edgeProcessOptions({
     certificates: certs.bundle,
     deviceId: DEVICE,
     brokerUrl: broker.url,
-    dbPath: join(workDir, `${name}.db`),
-    sensorPort: await freePort(),
-    metricsPort: await freePort(),
+    dbName,
     logDir: workDir,
     env: { EDGE_REPORT_RESEND_MS: '200', EDGE_LOCAL_COMMAND_TIMEOUT_MS: '600000' },
-  };
-}
-
-async function localApp(sensorUrl: string): Promise<{ client: MqttClient; received: ReceivedMessage[] }> {
-  const client = await connectClient(sensorUrl, { clientId: `app-${Date.now()}` });
-  registerCleanup(() => client.endAsync(true));
-  const received = collectMessages(client);
-  await client.subscribeAsync('local/#', { qos: 1 });
-  return { client, received };
-}
-
-async function commandRow(dbPath: string, commandId: string): Promise<Record<string, unknown> | undefined> {
-  const reader = createClient({ url: `file:${dbPath}`, concurrency: 1 });
-  try {
-    const result = await reader.execute({ sql: 'SELECT * FROM command_queue WHERE id = ?', args: [commandId] });
-    return result.rows[0] as unknown as Record<string, unknown> | undefined;
-  } finally {
-    reader.close();
-  }
-}
+  });
 
 describe('edge commands across a crash', () => {
   it(
@@ -80,17 +54,17 @@ describe('edge commands across a crash', () => {
     async () => {
       const options = await edgeOptions('executing');
       const edge = await startEdgeProcess(options);
-      const app = await localApp(edge.sensorUrl);
+      const app = await connectLocalApp(edge.sensorUrl);
       const command = { commandId: crypto.randomUUID(), type: 'long-job', payload: {} };
       await controlPlane.createCommand(command);
       await expect.poll(() => controlPlane.status(command.commandId), poll).toBe('executing');
       await expect.poll(() => app.received.filter((m) => m.payload.includes(command.commandId)).length, poll).toBe(1);
-      const before = await commandRow(options.dbPath, command.commandId);
+      const before = await readEdgeCommand(options.dbPath, command.commandId);
       expect(before).toMatchObject({ status: 'executing' });
 
       await edge.kill();
       const restarted = await startEdgeProcess({ ...options, name: 'edge-restarted' });
-      const appAfter = await localApp(restarted.sensorUrl);
+      const appAfter = await connectLocalApp(restarted.sensorUrl);
 
       await expect.poll(() => controlPlane.status(command.commandId), poll).toBe('failed');
       expect(controlPlane.reportsOf(command.commandId).at(-1)).toMatchObject({
@@ -98,9 +72,9 @@ describe('edge commands across a crash', () => {
         error: INTERRUPTED_REASON,
       });
       await expect
-        .poll(async () => (await commandRow(options.dbPath, command.commandId))?.['report_confirmed'], poll)
+        .poll(async () => (await readEdgeCommand(options.dbPath, command.commandId))?.['report_confirmed'], poll)
         .toBe(1);
-      expect(await commandRow(options.dbPath, command.commandId)).toMatchObject({
+      expect(await readEdgeCommand(options.dbPath, command.commandId)).toMatchObject({
         status: 'failed',
         started_at: before?.['started_at'],
       });
@@ -124,7 +98,7 @@ describe('edge commands across a crash', () => {
     async () => {
       const options = await edgeOptions('unconfirmed');
       const edge = await startEdgeProcess(options);
-      const app = await localApp(edge.sensorUrl);
+      const app = await connectLocalApp(edge.sensorUrl);
       const command = { commandId: crypto.randomUUID(), type: 'measure', payload: {} };
       await controlPlane.createCommand(command);
       await expect.poll(() => app.received.some((m) => m.payload.includes(command.commandId)), poll).toBe(true);
@@ -136,7 +110,7 @@ describe('edge commands across a crash', () => {
         { qos: 1 },
       );
       await expect
-        .poll(async () => await commandRow(options.dbPath, command.commandId), poll)
+        .poll(async () => await readEdgeCommand(options.dbPath, command.commandId), poll)
         .toMatchObject({ status: 'executed', report_confirmed: 0 });
 
       await edge.kill();
@@ -147,7 +121,7 @@ describe('edge commands across a crash', () => {
       const resent = controlPlane.reportsOf(command.commandId).slice(countBefore);
       expect(resent.at(-1)).toMatchObject({ status: 'executed', result: { value: 7 } });
       await expect
-        .poll(async () => (await commandRow(options.dbPath, command.commandId))?.['report_confirmed'], poll)
+        .poll(async () => (await readEdgeCommand(options.dbPath, command.commandId))?.['report_confirmed'], poll)
         .toBe(1);
     },
     timeoutFor(PROCESS_START_MS * 2, poll.timeout * 4),
