@@ -90,3 +90,21 @@ export async function lockTable(db: Database, table: string): Promise<TableLock>
   await connection.none(`BEGIN; LOCK TABLE ${table} IN EXCLUSIVE MODE`);
   return { commit: () => end('COMMIT'), rollback: () => end('ROLLBACK') };
 }
+
+/** A command's row in the control plane's `commands` table (the columns the downstream tests look at). */
+export interface StoredCommand {
+  status: string;
+  delivered_at: Date | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  executed_at: Date | null;
+  result: unknown;
+  error: string | null;
+}
+
+export function storedCommand(db: Database, commandId: string): Promise<StoredCommand> {
+  return db.one<StoredCommand>(
+    'SELECT status, delivered_at, started_at, finished_at, executed_at, result, error FROM commands WHERE command_id = $1',
+    [commandId],
+  );
+}

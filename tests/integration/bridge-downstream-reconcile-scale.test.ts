@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../bridge/db/connection.js';
 import type { RunningBridge } from '../../bridge/service.js';
-import { startBridgeService } from '../helpers/bridge-service.js';
+import { downstreamBridgeConfig, startBridgeService } from '../helpers/bridge-service.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { connectClient } from '../helpers/mqtt-client.js';
 import { collectMessages } from '../helpers/mqtt-observe.js';
@@ -31,20 +31,14 @@ beforeAll(async () => {
   certs = generated;
   db = await openTestDatabase(postgres, 'bridge-downstream-scale-test');
   broker = await startTlsBroker({ tls: certs.broker });
-  bridge = await startBridgeService({
-    databaseUrl: postgres.connectionString,
-    brokerUrl: broker.url,
-    tls: certs.services.bridge!,
-    clientId: 'bridge',
-    dbPoolSize: 4,
-    downstream: {
-      commandDefaultTtlMs: 3_600_000,
-      pollMs: 500,
-      expirySweepMs: 1000,
-      reconcileIntervalMs: 3_600_000,
-      reconcilePublishRate: RATE,
-    },
-  });
+  bridge = await startBridgeService(
+    downstreamBridgeConfig({
+      databaseUrl: postgres.connectionString,
+      brokerUrl: broker.url,
+      certs,
+      downstream: { pollMs: 500, expirySweepMs: 1000, reconcilePublishRate: RATE },
+    }),
+  );
   // a fleet written straight into the database (as by other instances, long before this bridge)
   await db.none(
     `INSERT INTO devices (device_id, device_name, device_type)

@@ -10,11 +10,11 @@ import type { Database } from '../../bridge/db/connection.js';
 import { DownstreamError } from '../../bridge/downstream/errors.js';
 import type { RunningBridge } from '../../bridge/service.js';
 import { topics } from '../../schemas/topics.js';
-import { startBridgeService } from '../helpers/bridge-service.js';
+import { downstreamBridgeConfig, startBridgeService } from '../helpers/bridge-service.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { connectDownstreamDevice, type DownstreamDevice } from '../helpers/downstream-device.js';
 import { closed, connectClient } from '../helpers/mqtt-client.js';
-import { lockTable, openTestDatabase, startTestPostgres, storedRowCount } from '../helpers/postgres.js';
+import { lockTable, openTestDatabase, startTestPostgres, storedCommand, storedRowCount } from '../helpers/postgres.js';
 import { makeBatch } from '../helpers/records.js';
 import { startTlsBroker, type TestTlsBroker } from '../helpers/tls-broker.js';
 
@@ -37,19 +37,7 @@ async function registerDevice(deviceId: string): Promise<void> {
   );
 }
 
-const row = (commandId: string) =>
-  db.one<{
-    status: string;
-    delivered_at: Date | null;
-    started_at: Date | null;
-    finished_at: Date | null;
-    executed_at: Date | null;
-    result: unknown;
-    error: string | null;
-  }>(
-    'SELECT status, delivered_at, started_at, finished_at, executed_at, result, error FROM commands WHERE command_id = $1',
-    [commandId],
-  );
+const row = (commandId: string) => storedCommand(db, commandId);
 
 const rejected = async (kind: string, reason: string): Promise<number> =>
   (await bridge.metrics.downstreamReportsRejected.get()).values
@@ -68,20 +56,9 @@ beforeAll(async () => {
   certs = generated;
   db = await openTestDatabase(postgres, 'bridge-downstream-test');
   broker = await startTlsBroker({ tls: certs.broker });
-  bridge = await startBridgeService({
-    databaseUrl: postgres.connectionString,
-    brokerUrl: broker.url,
-    tls: certs.services.bridge!,
-    clientId: 'bridge',
-    dbPoolSize: 4,
-    downstream: {
-      commandDefaultTtlMs: 3_600_000,
-      pollMs: 200,
-      expirySweepMs: 200,
-      reconcileIntervalMs: 3_600_000,
-      reconcilePublishRate: 500,
-    },
-  });
+  bridge = await startBridgeService(
+    downstreamBridgeConfig({ databaseUrl: postgres.connectionString, brokerUrl: broker.url, certs }),
+  );
   await Promise.all([DEVICE, OTHER, OFFLINE].map(registerDevice));
   device = await connectDownstreamDevice(broker.url, DEVICE, certs.devices[DEVICE]!);
 });

@@ -18,10 +18,10 @@ import { startBroker, type RunningBroker } from '../../broker/server.js';
 import { startTcpProxy, type TcpProxy } from '../../devtools/tcp-proxy.js';
 import { INTERRUPTED_REASON } from '../../edge/downstream/downstream.js';
 import { topics } from '../../schemas/topics.js';
-import { startBridgeService } from '../helpers/bridge-service.js';
+import { downstreamBridgeConfig, startBridgeService } from '../helpers/bridge-service.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import type { ReceivedMessage } from '../helpers/mqtt-observe.js';
-import { openTestDatabase, startTestPostgres } from '../helpers/postgres.js';
+import { openTestDatabase, startTestPostgres, storedCommand } from '../helpers/postgres.js';
 import {
   connectLocalApp,
   edgeProcessOptions,
@@ -60,20 +60,13 @@ beforeAll(async () => {
   db = await openTestDatabase(postgres, 'e2e-downstream-crash-test', { poolSize: 2 });
   broker = await startRedisBroker(0);
   registerCleanup(() => broker.close());
-  bridge = await startBridgeService({
-    databaseUrl: postgres.connectionString,
-    brokerUrl: `mqtts://127.0.0.1:${broker.port}`,
-    tls: certs.services.bridge!,
-    clientId: 'bridge',
-    dbPoolSize: 4,
-    downstream: {
-      commandDefaultTtlMs: 3_600_000,
-      pollMs: 200,
-      expirySweepMs: 200,
-      reconcileIntervalMs: 3_600_000,
-      reconcilePublishRate: 500,
-    },
-  });
+  bridge = await startBridgeService(
+    downstreamBridgeConfig({
+      databaseUrl: postgres.connectionString,
+      brokerUrl: `mqtts://127.0.0.1:${broker.port}`,
+      certs,
+    }),
+  );
   await db.none(`INSERT INTO devices (device_id, device_name, device_type) VALUES ($1, $1, 'edge')`, [DEVICE]);
   uplink = await startTcpProxy({ host: '127.0.0.1', port: broker.port });
   registerCleanup(() => uplink.close());
@@ -103,11 +96,7 @@ const edgeOptions = (dbName: string) =>
 const handedOut = (app: { received: ReceivedMessage[] }, commandId: string) =>
   app.received.filter((m) => m.topic.startsWith('local/commands/') && m.payload.includes(commandId)).length;
 
-const commandRow = (commandId: string) =>
-  db.one<{ status: string; error: string | null; result: unknown; started_at: Date | null; finished_at: Date | null }>(
-    'SELECT status, error, result, started_at, finished_at FROM commands WHERE command_id = $1',
-    [commandId],
-  );
+const commandRow = (commandId: string) => storedCommand(db, commandId);
 
 describe('commands across an edge crash, end to end', () => {
   it(

@@ -23,13 +23,19 @@ import { startTcpProxy, type TcpProxy } from '../../devtools/tcp-proxy.js';
 import { startEdgeAgent, type EdgeAgent, type EdgeAgentConfig } from '../../edge/agent.js';
 import { topics } from '../../schemas/topics.js';
 import { apiClient, errorOf, type ApiClient } from '../helpers/api-client.js';
-import { bridgeServiceConfig } from '../helpers/bridge-service.js';
+import { bridgeServiceConfig, downstreamBridgeConfig } from '../helpers/bridge-service.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { tempDatabase } from '../helpers/edge-temp-db.js';
 import { testLogger } from '../helpers/logger.js';
 import { closed, connectClient } from '../helpers/mqtt-client.js';
 import { collectMessages, subscribeGranted, type ReceivedMessage } from '../helpers/mqtt-observe.js';
-import { openTestDatabase, startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import {
+  openTestDatabase,
+  startTestPostgres,
+  storedCommand,
+  type StoredCommand,
+  type TestPostgres,
+} from '../helpers/postgres.js';
 import { registerCleanup } from '../helpers/teardown.js';
 import { makeBatch, makeRecord } from '../helpers/records.js';
 import { connectTelemetryDevice } from '../helpers/telemetry-device.js';
@@ -59,22 +65,16 @@ let operator: ApiClient;
  */
 async function startSystemBridge(): Promise<RunningBridge> {
   const started = await startBridge(
-    bridgeServiceConfig({
-      databaseUrl: postgres.connectionString,
-      brokerUrl: broker.url,
-      tls: certs.services.bridge!,
-      clientId: 'bridge',
-      dbPoolSize: 5,
-      http: { host: '127.0.0.1', port: 0 },
-      api: { host: '127.0.0.1', port: 0, tls: certs.broker },
-      downstream: {
-        commandDefaultTtlMs: 3_600_000,
-        pollMs: 200,
-        expirySweepMs: 200,
-        reconcileIntervalMs: 3_600_000,
-        reconcilePublishRate: 500,
-      },
-    }),
+    bridgeServiceConfig(
+      downstreamBridgeConfig({
+        databaseUrl: postgres.connectionString,
+        brokerUrl: broker.url,
+        certs,
+        dbPoolSize: 5,
+        http: { host: '127.0.0.1', port: 0 },
+        api: { host: '127.0.0.1', port: 0, tls: certs.broker },
+      }),
+    ),
     { logger: testLogger('bridge') },
   );
   if (started.api === null) throw new Error('the bridge did not start its API');
@@ -176,21 +176,7 @@ async function localApp(agent: EdgeAgent): Promise<{ client: MqttClient; receive
   return { client, received };
 }
 
-interface CommandRow {
-  status: string;
-  delivered_at: Date | null;
-  started_at: Date | null;
-  finished_at: Date | null;
-  executed_at: Date | null;
-  result: unknown;
-  error: string | null;
-}
-
-const commandRow = (commandId: string) =>
-  db.one<CommandRow>(
-    'SELECT status, delivered_at, started_at, finished_at, executed_at, result, error FROM commands WHERE command_id = $1',
-    [commandId],
-  );
+const commandRow = (commandId: string) => storedCommand(db, commandId);
 const commandStatus = async (commandId: string) => (await commandRow(commandId)).status;
 
 async function edgeCommand(edge: Edge, commandId: string): Promise<Record<string, unknown> | undefined> {
@@ -218,7 +204,7 @@ async function createCommand(deviceId: string, type: string, payload: Record<str
   return (response.body as { commandId: string }).commandId;
 }
 
-async function untilDone(edge: Edge, commandId: string, status: string): Promise<CommandRow> {
+async function untilDone(edge: Edge, commandId: string, status: string): Promise<StoredCommand> {
   await expect.poll(() => commandStatus(commandId), poll).toBe(status);
   await expect.poll(async () => (await edgeCommand(edge, commandId))?.['report_confirmed'], poll).toBe(1);
   return commandRow(commandId);
