@@ -17,7 +17,7 @@
  */
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { createClient, type Client } from '@libsql/client';
+import { createClient, type Client, type Transaction } from '@libsql/client';
 import { migrate } from './schema.js';
 import { walLimits } from './storage-budget.js';
 import { SerialQueue } from './serial-queue.js';
@@ -117,4 +117,22 @@ export async function openEdgeDatabase(url: string, options: EdgeDatabaseOptions
       return closing;
     },
   };
+}
+
+/**
+ * Runs `work` in one libSQL write transaction on `client`: committed when `work` resolves, rolled
+ * back (by close) when it throws. The one wrapper of the telemetry and the downstream stores.
+ */
+export async function inWriteTransaction<T>(
+  client: Pick<Client, 'transaction'>,
+  work: (transaction: Transaction) => Promise<T>,
+): Promise<T> {
+  const transaction = await client.transaction('write');
+  try {
+    const result = await work(transaction);
+    await transaction.commit();
+    return result;
+  } finally {
+    transaction.close(); // rolls back unless committed
+  }
 }

@@ -12,10 +12,9 @@
  *   - device_config.version is the newest version handled (applied or rejected), config_value the
  *     value in effect (applied_version): an older version never downgrades, also after a restart.
  */
-import type { Transaction } from '@libsql/client';
 import type { ReportedCommandStatus } from '../../schemas/command-lifecycle.js';
 import { newId } from '../../common/ids.js';
-import type { EdgeDatabase } from './database.js';
+import { inWriteTransaction, type EdgeDatabase } from './database.js';
 
 /** Local command states: the lifecycle's, without pending (a row exists only once persisted). */
 export type LocalCommandStatus =
@@ -271,7 +270,7 @@ export class SqlDownstreamStore implements DownstreamStore {
 
   failInterruptedCommands(atMs: number, reason: string): Promise<string[]> {
     return this.#db.exclusive((client) =>
-      inWriteTransaction(client.transaction.bind(client), async (transaction) => {
+      inWriteTransaction(client, async (transaction) => {
         const result = await transaction.execute({
           sql: `UPDATE command_queue SET status = 'failed', executed_at = ?, error = ?, report_status = 'failed',
               report_at = ?, report_confirmed = 0
@@ -386,19 +385,5 @@ export class SqlDownstreamStore implements DownstreamStore {
       const config = await client.execute(`SELECT count(*) AS n FROM device_config WHERE report_confirmed = 0`);
       return { commands: Number(commands.rows[0]?.['n'] ?? 0), config: Number(config.rows[0]?.['n'] ?? 0) };
     });
-  }
-}
-
-async function inWriteTransaction<T>(
-  begin: (mode: 'write') => Promise<Transaction>,
-  work: (transaction: Transaction) => Promise<T>,
-): Promise<T> {
-  const transaction = await begin('write');
-  try {
-    const result = await work(transaction);
-    await transaction.commit();
-    return result;
-  } finally {
-    transaction.close(); // rolls back unless committed
   }
 }

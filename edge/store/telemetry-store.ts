@@ -21,7 +21,7 @@ import { newId } from '../../common/ids.js';
 import { MAX_SENSOR_PAYLOAD_BYTES } from '../../schemas/limits.js';
 import type { SyncAck, TelemetryRecord } from '../../schemas/messages.js';
 import { envelopeBytes, planBatch, recordBytes } from './batch-planner.js';
-import { openEdgeDatabase, type EdgeDatabase, type EdgeDatabaseOptions } from './database.js';
+import { inWriteTransaction, openEdgeDatabase, type EdgeDatabase, type EdgeDatabaseOptions } from './database.js';
 import type { StorageSample } from './storage-budget.js';
 import { syncLogEntryForAck } from './ack-outcome.js';
 import { RECORD_COLUMNS, recordFromRow } from './telemetry-rows.js';
@@ -246,17 +246,6 @@ async function insertSyncLog(executor: Client | Transaction, entry: SyncLogEntry
 async function readRejectedTotals(transaction: Transaction): Promise<{ rows: number; bytes: number }> {
   const result = await transaction.execute(REJECTED_STATEMENTS.totals);
   return { rows: Number(result.rows[0]?.['n'] ?? 0), bytes: Number(result.rows[0]?.['bytes'] ?? 0) };
-}
-
-async function inWriteTransaction<T>(client: Client, work: (transaction: Transaction) => Promise<T>): Promise<T> {
-  const transaction = await client.transaction('write');
-  try {
-    const result = await work(transaction);
-    await transaction.commit();
-    return result;
-  } finally {
-    transaction.close(); // rolls back unless committed
-  }
 }
 
 interface ClaimLimits {
