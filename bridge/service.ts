@@ -52,7 +52,15 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     onIdleConnectionError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
   const retry: TransactionRetryOptions = {
-    onRetry: (event) => metrics.transactionRetries.inc({ transaction: event.label }),
+    onRetry: (event) => {
+      metrics.transactionRetries.inc({ transaction: event.label });
+      // PostgreSQL names the reason ("Canceled on identification as a pivot, during write.") in detail
+      const { code, message, detail } = event.error as { code?: unknown; message?: unknown; detail?: unknown };
+      logger.debug(
+        { transaction: event.label, retry: event.retry, delayMs: event.delayMs, code, message, detail },
+        'transaction retried',
+      );
+    },
   };
 
   let dialect: SqlDialect;

@@ -32,20 +32,31 @@ export function chunkRows<T>(
   fixedBytes: number,
   limits: StatementLimits = DEFAULT_STATEMENT_LIMITS,
 ): T[][] {
-  const chunks: T[][] = [];
+  return [...chunkRowsLazily(rows, sizeOf, fixedBytes, limits)];
+}
+
+/**
+ * chunkRows as a generator over any iterable: a chunk is yielded as soon as it is complete, so a
+ * caller that formats rows lazily (multi-row-insert.ts) does the work of one statement at a time.
+ */
+export function* chunkRowsLazily<T>(
+  rows: Iterable<T>,
+  sizeOf: (row: T) => number,
+  fixedBytes: number,
+  limits: StatementLimits = DEFAULT_STATEMENT_LIMITS,
+): Generator<T[]> {
   let current: T[] = [];
   let bytes = fixedBytes;
   for (const row of rows) {
     const rowBytes = sizeOf(row);
     const fits = current.length < limits.maxRows && bytes + 1 + rowBytes <= limits.maxBytes;
     if (current.length > 0 && !fits) {
-      chunks.push(current);
+      yield current;
       current = [];
       bytes = fixedBytes;
     }
     bytes += (current.length > 0 ? 1 : 0) + rowBytes;
     current.push(row);
   }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  if (current.length > 0) yield current;
 }

@@ -1,7 +1,7 @@
 /**
  * Writes one database batch of telemetry in ONE serializable transaction (retried whole on
  * 40001/40P01 by runSerializable):
- *   1. read the stored rows for the batch's ids (WHERE id = ANY($1::uuid[]), portable),
+ *   1. read the stored rows for the batch's ids, each device's through (device_id, id) (G7, below),
  *   2. resolve conflicts (pure, conflict-resolution.ts),
  *   3. upsert the devices (auto-registration: the broker proved each device's identity with its
  *      client certificate; devices go first because of the foreign keys),
@@ -13,10 +13,20 @@
  * this one transaction.
  * Portable SQL only (CockroachDB and PostgreSQL): no LISTEN/NOTIFY, advisory locks, temp tables,
  * triggers or cursors. Rows are written in key order so concurrent writers lock in one order.
+ *
+ * G7: a device's transaction touches only index pages of its own rows. Steps 1 and 4 go through the
+ * unique index (device_id, id) (migration 004), not the primary key (id): PostgreSQL 17's
+ * serializable isolation records reads as page-level predicate locks, and 1000 random UUIDs read
+ * by id cover nearly every leaf page of the primary key, so a large batch conflicted with every
+ * small batch of any other device written beside it and was cancelled (40001) again and again.
+ * The primary key still makes a record id belong to one device: when an insert meets another
+ * device's row with the same id (23505 on the primary key), the batch is written again on the
+ * id-wide path (`scope: 'record-id'`), which finds that row and rejects the reading
+ * (RECORD_OF_ANOTHER_DEVICE), as before.
  */
 import type { RejectedRecord } from '../../schemas/messages.js';
 import { pgp, type Database, type Task } from '../db/connection.js';
-import { multiRowInserts } from '../db/multi-row-insert.js';
+import { multiRowInsertStatements } from '../db/multi-row-insert.js';
 import { runSerializable, type TransactionRetryOptions } from '../db/transaction-retry.js';
 import { resolveBatch, type ConflictLogEntry, type MessageOutcome } from './conflict-resolution.js';
 import type { TelemetryRow } from './telemetry-row.js';
@@ -61,7 +71,8 @@ const deviceColumns = new ColumnSet<{ deviceId: string }>(
   { table: 'devices' },
 );
 
-const telemetryColumns = new ColumnSet<TelemetryRow>(
+/** exported for the test that telemetryTuple writes what pg-promise would */
+export const telemetryColumns = new ColumnSet<TelemetryRow>(
   [
     { name: 'id', cast: 'uuid' },
     { name: 'device_id', prop: 'deviceId', cast: 'uuid' },
@@ -122,14 +133,16 @@ const syncStatusColumns = new ColumnSet<SyncStatusRow>(
 const UPSERT_DEVICES = ' ON CONFLICT (device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at';
 
 // G4: the database repeats the rule, so a concurrent writer can never make a losing row win
-const UPSERT_TELEMETRY =
-  ' ON CONFLICT (id) DO UPDATE SET ' +
+const upsertTelemetry = (arbiter: string): string =>
+  ` ON CONFLICT (${arbiter}) DO UPDATE SET ` +
   telemetryColumns.assignColumns({ from: 'excluded', skip: ['id', 'device_id'] }) +
   ', synced_at = now()' +
   // the same rule as conflict-resolution.ts `decide`: higher version, or same version and larger hash
   ' WHERE telemetry_data.device_id = excluded.device_id AND (telemetry_data.version < excluded.version' +
   ' OR (telemetry_data.version = excluded.version AND telemetry_data.content_hash < excluded.content_hash))' +
   ' RETURNING id';
+const UPSERT_TELEMETRY_BY_DEVICE = upsertTelemetry('device_id, id');
+const UPSERT_TELEMETRY_BY_ID = upsertTelemetry('id');
 
 // G4: conflict ids are name-based, so a redelivered conflict is logged once
 const INSERT_CONFLICTS = ' ON CONFLICT (conflict_id) DO NOTHING';
@@ -143,8 +156,16 @@ const UPSERT_SYNC_STATUS =
   ' total_synced_records = COALESCE(sync_status.total_synced_records, 0) + excluded.total_synced_records,' +
   ' last_error = excluded.last_error, updated_at = excluded.updated_at';
 
-const SELECT_STORED = `SELECT id, device_id, sensor_id, data_type, "timestamp", value, unit, metadata, version, content_hash
-  FROM telemetry_data WHERE id = ANY($1::uuid[])`;
+const STORED_COLUMNS = 'id, device_id, sensor_id, data_type, "timestamp", value, unit, metadata, version, content_hash';
+const SELECT_STORED_BY_ID = `SELECT ${STORED_COLUMNS} FROM telemetry_data WHERE id = ANY($1::uuid[])`;
+const SELECT_STORED_OF_DEVICE = `SELECT ${STORED_COLUMNS} FROM telemetry_data WHERE device_id = $1::uuid AND id = ANY($2::uuid[])`;
+
+/**
+ * Which index a batch reads and upserts through: 'device' = (device_id, id), each device's rows
+ * only (the normal path); 'record-id' = the primary key (id), which also finds another device's row
+ * with the same id (the fallback after a 23505).
+ */
+export type TelemetryWriteScope = 'device' | 'record-id';
 
 interface StoredRow {
   id: string;
@@ -163,14 +184,65 @@ interface StoredRow {
 export async function writeTelemetryBatch(
   db: Database,
   messages: readonly TelemetryWriteMessage[],
-  options: { retry?: TransactionRetryOptions } = {},
+  options: { retry?: TransactionRetryOptions; scope?: TelemetryWriteScope } = {},
 ): Promise<TelemetryWriteResult> {
-  return runSerializable(db, 'telemetry-batch', (t) => writeInTransaction(t, messages), options.retry);
+  const scope = options.scope ?? 'device';
+  try {
+    return await runSerializable(
+      db,
+      'telemetry-batch',
+      (t) => writeTelemetryInTransaction(t, messages, scope),
+      options.retry,
+    );
+  } catch (error) {
+    if (scope === 'device' && isUniqueViolation(error)) {
+      // another device's row holds one of these ids: the id-wide path finds it and rejects that reading
+      return runSerializable(
+        db,
+        'telemetry-batch',
+        (t) => writeTelemetryInTransaction(t, messages, 'record-id'),
+        options.retry,
+      );
+    }
+    throw error;
+  }
 }
 
-async function writeInTransaction(t: Task, messages: readonly TelemetryWriteMessage[]): Promise<TelemetryWriteResult> {
-  const ids = [...new Set(messages.flatMap((message) => message.records.map((record) => record.id)))];
-  const stored = ids.length === 0 ? [] : await t.any<StoredRow>(SELECT_STORED, [ids]);
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+}
+
+/** The query for the stored rows of the batch's ids: per device through (device_id, id), or by id alone. */
+export function storedRowsQuery(messages: readonly TelemetryWriteMessage[], scope: TelemetryWriteScope): string | null {
+  if (scope === 'record-id') {
+    const ids = [...new Set(messages.flatMap((message) => message.records.map((record) => record.id)))];
+    return ids.length === 0 ? null : pgp.as.format(SELECT_STORED_BY_ID, [ids]);
+  }
+  const idsByDevice = new Map<string, Set<string>>();
+  for (const message of messages) {
+    if (message.records.length === 0) continue;
+    const ids = idsByDevice.get(message.deviceId) ?? new Set<string>();
+    for (const record of message.records) ids.add(record.id);
+    idsByDevice.set(message.deviceId, ids);
+  }
+  if (idsByDevice.size === 0) return null;
+  // one statement, one round trip: a branch per device, each an index range of that device only
+  return [...idsByDevice.entries()]
+    .map(([deviceId, ids]) => pgp.as.format(SELECT_STORED_OF_DEVICE, [deviceId, [...ids]]))
+    .join(' UNION ALL ');
+}
+
+/**
+ * The body of writeTelemetryBatch's transaction, for a caller that runs the transaction itself
+ * (the isolation test holds two of them open at once). No retry, no fallback on 23505.
+ */
+export async function writeTelemetryInTransaction(
+  t: Task,
+  messages: readonly TelemetryWriteMessage[],
+  scope: TelemetryWriteScope,
+): Promise<TelemetryWriteResult> {
+  const select = storedRowsQuery(messages, scope);
+  const stored = select === null ? [] : await t.any<StoredRow>(select);
   const resolution = resolveBatch(messages, new Map(stored.map((row) => [row.id, rowFromDatabase(row)])));
   const outcomes = resolution.messages.map((outcome, index) => ({
     ...outcome,
@@ -178,7 +250,7 @@ async function writeInTransaction(t: Task, messages: readonly TelemetryWriteMess
   }));
 
   const deviceIds = [...new Set(messages.map((message) => message.deviceId))].sort();
-  for (const sql of multiRowInserts(
+  for (const sql of multiRowInsertStatements(
     deviceIds.map((deviceId) => ({ deviceId })),
     deviceColumns,
     UPSERT_DEVICES,
@@ -187,7 +259,7 @@ async function writeInTransaction(t: Task, messages: readonly TelemetryWriteMess
 
   const upserts = [...resolution.upserts].sort(byId);
   const written: string[] = []; // RETURNING id of every chunk, checked once all chunks ran
-  for (const sql of telemetryUpsertStatements(upserts))
+  for (const sql of telemetryUpsertStatements(upserts, scope))
     written.push(...(await t.any<{ id: string }>(sql)).map((row) => row.id));
   if (written.length !== upserts.length) {
     throw new UpsertGuardError(
@@ -196,10 +268,10 @@ async function writeInTransaction(t: Task, messages: readonly TelemetryWriteMess
   }
 
   const conflicts = uniqueBy(resolution.conflicts, (entry) => entry.conflictId);
-  for (const sql of multiRowInserts(conflicts, conflictColumns, INSERT_CONFLICTS)) await t.none(sql);
+  for (const sql of multiRowInsertStatements(conflicts, conflictColumns, INSERT_CONFLICTS)) await t.none(sql);
 
   const statuses = syncStatusRows(messages, outcomes);
-  for (const sql of multiRowInserts(statuses, syncStatusColumns, UPSERT_SYNC_STATUS)) await t.none(sql);
+  for (const sql of multiRowInsertStatements(statuses, syncStatusColumns, UPSERT_SYNC_STATUS)) await t.none(sql);
 
   return { outcomes, upserted: upserts.length, conflictsLogged: conflicts.length };
 }
@@ -210,8 +282,34 @@ async function writeInTransaction(t: Task, messages: readonly TelemetryWriteMess
  * hash; bytea compares bytewise like the hex strings in JS). RETURNING lists the rows actually
  * written.
  */
-export function telemetryUpsertStatements(rows: readonly TelemetryRow[]): string[] {
-  return multiRowInserts(rows, telemetryColumns, UPSERT_TELEMETRY);
+export function telemetryUpsertStatements(
+  rows: readonly TelemetryRow[],
+  scope: TelemetryWriteScope = 'device',
+): Iterable<string> {
+  // lazily: each chunk of up to 500 rows is formatted only when the previous one has run (G7)
+  return multiRowInsertStatements(
+    rows,
+    telemetryColumns,
+    scope === 'device' ? UPSERT_TELEMETRY_BY_DEVICE : UPSERT_TELEMETRY_BY_ID,
+    undefined,
+    telemetryTuple,
+  );
+}
+
+const { as } = pgp;
+
+/**
+ * One reading's VALUES tuple: the same text as pgp.helpers.values(row, telemetryColumns) (a test
+ * compares them), written directly. G7: pg-promise's generic ColumnSet formatting cost 15–20 ms per
+ * 500 readings on the bridge's event loop, most of a flooding device's batch; this is several
+ * times cheaper. The hash is hex from our own SHA-256 (telemetry-row.ts), so it goes in as is.
+ */
+export function telemetryTuple(row: TelemetryRow): string {
+  return (
+    `(${as.text(row.id)}::uuid,${as.text(row.deviceId)}::uuid,${as.text(row.sensorId)},${as.text(row.timestamp)}::timestamptz,` +
+    `${as.text(row.dataType)},${as.number(row.value)}::float8,${as.text(row.unit)},${as.json(row.metadata)}::jsonb,` +
+    `${as.number(row.version)}::int8,'\\x${row.contentHash}'::bytea)`
+  );
 }
 
 /** One sync_status row per device: the batch's totals, the device's latest pendingCount. */

@@ -10,6 +10,7 @@ import { RECORD_OF_ANOTHER_DEVICE } from '../../bridge/ingest/conflict-resolutio
 import type { TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
 import {
   telemetryUpsertStatements,
+  type TelemetryWriteScope,
   writeTelemetryBatch,
   type TelemetryWriteMessage,
 } from '../../bridge/ingest/telemetry-writer.js';
@@ -56,6 +57,7 @@ describe('migrations', () => {
       '002_dropped_records_count',
       '002_revoked_certificates',
       '003_commands_and_config',
+      '004_telemetry_device_record_index',
     ]);
   });
 
@@ -68,6 +70,7 @@ describe('migrations', () => {
         '002_dropped_records_count',
         '002_revoked_certificates',
         '003_commands_and_config',
+        '004_telemetry_device_record_index',
       ],
     });
   });
@@ -361,9 +364,9 @@ describe('writeTelemetryBatch', () => {
 });
 
 describe('the upsert guard (protection against concurrent writers)', () => {
-  async function upsertDirectly(rows: TelemetryRow[]): Promise<string[]> {
+  async function upsertDirectly(rows: TelemetryRow[], scope: TelemetryWriteScope = 'device'): Promise<string[]> {
     const written: string[] = [];
-    for (const sql of telemetryUpsertStatements(rows))
+    for (const sql of telemetryUpsertStatements(rows, scope))
       written.push(...(await db.any<{ id: string }>(sql)).map((w) => w.id));
     return written;
   }
@@ -379,7 +382,10 @@ describe('the upsert guard (protection against concurrent writers)', () => {
 
     expect(await upsertDirectly([makeRow(device, { id, version: 1, value: 9 })])).toEqual([]); // stale
     expect(await upsertDirectly([tieLoser])).toEqual([]); // duplicate: nothing to change
-    expect(await upsertDirectly([makeRow(other, { id, version: 5 })])).toEqual([]); // another device
+    // another device's row with this id: the id-wide path skips it (the guard), the device path
+    // cannot insert it (the primary key), which sends the writer to the id-wide path
+    expect(await upsertDirectly([makeRow(other, { id, version: 5 })], 'record-id')).toEqual([]);
+    await expect(upsertDirectly([makeRow(other, { id, version: 5 })])).rejects.toMatchObject({ code: '23505' });
     expect(await upsertDirectly([tieWinner])).toEqual([id]);
     expect(await upsertDirectly([tieLoser])).toEqual([]);
     expect(await upsertDirectly([makeRow(device, { id, version: 3, value: 3 })])).toEqual([id]);

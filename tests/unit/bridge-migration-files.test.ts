@@ -97,7 +97,9 @@ describe('the two schema variants', () => {
     for (const dialect of ['cockroachdb', 'postgresql'] as const) {
       for (const file of await loadMigrationFiles(migrationsDirectory(dialect))) {
         for (const statement of file.statements)
-          expect(statement).toMatch(/^(CREATE (TABLE|INDEX) IF NOT EXISTS |ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS )/);
+          expect(statement).toMatch(
+            /^(CREATE (TABLE|(UNIQUE )?INDEX) IF NOT EXISTS |ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS )/,
+          );
       }
     }
     const cockroach = (await loadMigrationFiles(migrationsDirectory('cockroachdb')))

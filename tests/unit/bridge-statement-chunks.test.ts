@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pgp } from '../../bridge/db/connection.js';
-import { multiRowInserts } from '../../bridge/db/multi-row-insert.js';
+import { multiRowInsertStatements } from '../../bridge/db/multi-row-insert.js';
 import { chunkRows, DEFAULT_STATEMENT_LIMITS } from '../../bridge/db/statement-chunks.js';
 
 const sizes = (chunks: number[][]) => chunks.map((chunk) => chunk.length);
@@ -35,7 +35,10 @@ describe('chunkRows', () => {
   });
 });
 
-describe('multiRowInserts', () => {
+describe('multiRowInsertStatements', () => {
+  const multiRowInserts = <T extends object>(...args: Parameters<typeof multiRowInsertStatements<T>>) => [
+    ...multiRowInsertStatements(...args),
+  ];
   const columns = new pgp.helpers.ColumnSet<{ id: string; note: string }>(['id', 'note'], { table: 'notes' });
 
   it('writes what pgp.helpers.insert writes when one statement is enough', () => {
@@ -61,5 +64,20 @@ describe('multiRowInserts', () => {
     }
     const ids = statements.flatMap((sql) => [...sql.matchAll(/\('(\d+)',/g)].map((match) => match[1]));
     expect(ids).toEqual(rows.map((row) => row.id));
+  });
+  it('formats the rows of a statement only when that statement is taken', () => {
+    let formatted = 0;
+    const counting = new pgp.helpers.ColumnSet<{ id: string }>(
+      [{ name: 'id', init: (column) => ((formatted += 1), String(column.value)) }],
+      { table: 'notes' },
+    );
+    const rows = Array.from({ length: 1200 }, (_, i) => ({ id: String(i) }));
+    const statements = multiRowInsertStatements(rows, counting, '');
+    expect(formatted).toBe(0);
+    expect(statements.next().done).toBe(false);
+    // the first statement's 500 rows, and the one row that did not fit and starts the next
+    expect(formatted).toBe(501);
+    expect([...statements]).toHaveLength(2);
+    expect(formatted).toBe(1200);
   });
 });
