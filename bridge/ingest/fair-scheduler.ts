@@ -112,15 +112,30 @@ export class FairScheduler<M> {
     return { ok: true };
   }
 
-  /** Holds and queues an admitted message (call admit() first). */
-  add(message: M, nowMs: number): void {
+  /**
+   * Holds an admitted message that is not ready to queue yet (being parsed): it counts against
+   * every bound from now on. Then either add() it with `reserved` true, or unreserve() it.
+   */
+  reserve(device: string, bytes: number): void {
+    this.hold(device, bytes, 1);
+  }
+
+  /** Gives back a reserve() for a message that will not be added (unreadable, or shutting down). */
+  unreserve(device: string, bytes: number): void {
+    this.hold(device, bytes, -1);
+    const state = this.devices.get(device);
+    if (state !== undefined) this.forgetIfIdle(device, state);
+  }
+
+  /**
+   * Holds and queues an admitted message (call admit() first). `reserved`: it was held by
+   * reserve(device, bytes) with the same device and bytes as describe() gives.
+   */
+  add(message: M, nowMs: number, reserved = false): void {
     const { device, records, bytes } = this.describe(message);
     const entry: Entry<M> = { message, device, records, bytes, arrivedAtMs: nowMs };
+    if (!reserved) this.hold(device, bytes, 1);
     const state = this.stateOf(device);
-    state.heldMessages += 1;
-    state.heldBytes += bytes;
-    this.heldMessageTotal += 1;
-    this.heldByteTotal += bytes;
     this.entryOf.set(message, entry);
     this.enqueue(state, entry, 'back');
   }
@@ -136,6 +151,14 @@ export class FairScheduler<M> {
       entry.arrivedAtMs = nowMs - this.batchLimits.lingerMs;
       this.enqueue(this.stateOf(entry.device), entry, 'front');
     }
+  }
+
+  private hold(device: string, bytes: number, sign: 1 | -1): void {
+    const state = this.stateOf(device);
+    state.heldMessages += sign;
+    state.heldBytes += sign * bytes;
+    this.heldMessageTotal += sign;
+    this.heldByteTotal += sign * bytes;
   }
 
   /** The message needs no more database work (committed, rejected or released): no longer held. */

@@ -18,6 +18,10 @@
  * that settles the message). A refused message costs the bridge a look at its first bytes for the
  * batch id (a full parse only when that fails), never its records.
  *
+ * A message larger than INLINE_PARSE_BYTES is parsed in slices (telemetry-message.ts), giving the
+ * event loop back to other devices' transactions between them; it is held (reserve()) from the
+ * moment it is admitted, and a device's messages still reach its queue in the order they arrived.
+ *
  * A failed batch (not retryable, or serialization retries exhausted) is not acknowledged: its
  * messages go back to the front of the queue and the pipeline waits with exponential backoff
  * before trying again, so a database outage neither loses messages nor spins. A failed batch of
@@ -37,7 +41,11 @@ import { DEFAULT_BATCH_LIMITS, type BatchLimits } from './batch-accumulator.js';
 import { DEFAULT_HOLD_LIMITS, FairScheduler, type HoldLimits, type RefusalReason } from './fair-scheduler.js';
 import type { MessageOutcome } from './conflict-resolution.js';
 import { isTransientFailure, judgeSingleWrites, shouldIsolate, type SingleWriteOutcome } from './poison-isolation.js';
-import { parseTelemetryMessage } from './telemetry-message.js';
+import {
+  parseTelemetryMessage,
+  parseTelemetryMessageInSlices,
+  type ParsedTelemetryMessage,
+} from './telemetry-message.js';
 import type { TelemetryWriteMessage, TelemetryWriteResult } from './telemetry-writer.js';
 
 /**
@@ -79,6 +87,8 @@ export const DEFAULT_FAILURE_BACKOFF: BackoffPolicy = {
 };
 
 export const DEFAULT_WRITERS = 2;
+/** G7: messages up to this size are parsed at once (a few ms at most); larger ones in slices */
+export const INLINE_PARSE_BYTES = 64 * 1024;
 export const DEFAULT_RETRY_AFTER_MS = 1000;
 
 /** The batch id of an edge-built telemetry payload, from its first bytes (no parse of the records). */
@@ -97,6 +107,8 @@ export class IngestPipeline {
   private consecutiveFailures = 0;
   private stopped = false;
   private closing: Promise<void> | undefined;
+  /** per device: the last of its messages being parsed in slices (later ones wait for it) */
+  private readonly parsing = new Map<string, Promise<void>>();
 
   constructor(private readonly options: IngestPipelineOptions) {
     this.scheduler = new FairScheduler(
@@ -135,7 +147,52 @@ export class IngestPipeline {
         return;
       }
     }
-    const parsed = parseTelemetryMessage(inbound.topic, inbound.payload);
+    if (topic !== null && topic.kind === 'telemetry') {
+      const previous = this.parsing.get(topic.deviceId);
+      if (previous !== undefined || inbound.payload.length > INLINE_PARSE_BYTES) {
+        this.parseInSlices(inbound, topic.deviceId, previous);
+        return;
+      }
+    }
+    this.handleParsed(inbound, parseTelemetryMessage(inbound.topic, inbound.payload), null);
+  }
+
+  /** G7: parses a large message (or one behind it) in slices, held from now on, in its device's order. */
+  private parseInSlices(inbound: InboundMessage, deviceId: string, previous: Promise<void> | undefined): void {
+    this.scheduler.reserve(deviceId, inbound.payload.length);
+    this.updateHeldMetrics();
+    const parsed: Promise<void> = (previous ?? Promise.resolve())
+      .then(() => parseTelemetryMessageInSlices(inbound.topic, inbound.payload))
+      .then(
+        (message) => {
+          if (this.parsing.get(deviceId) === parsed) this.parsing.delete(deviceId);
+          this.handleParsed(inbound, message, deviceId);
+        },
+        (error: unknown) => {
+          // not expected (the parse returns every failure as a value): let the broker deliver it again
+          if (this.parsing.get(deviceId) === parsed) this.parsing.delete(deviceId);
+          this.options.logger.error({ err: error, deviceId }, 'telemetry message could not be parsed');
+          this.scheduler.unreserve(deviceId, inbound.payload.length);
+          this.updateHeldMetrics();
+          inbound.release();
+        },
+      );
+    this.parsing.set(deviceId, parsed);
+  }
+
+  /**
+   * `reservedFor`: the device the message is already held for (parseInSlices); null: it is held
+   * only when queued.
+   */
+  private handleParsed(inbound: InboundMessage, parsed: ParsedTelemetryMessage, reservedFor: string | null): void {
+    if (reservedFor !== null && (this.stopped || parsed.kind !== 'batch')) {
+      this.scheduler.unreserve(reservedFor, inbound.payload.length);
+      this.updateHeldMetrics();
+    }
+    if (this.stopped) {
+      inbound.release();
+      return;
+    }
     switch (parsed.kind) {
       case 'not-telemetry':
         this.options.logger.warn({ topic: inbound.topic }, `ignored: ${parsed.reason}`);
@@ -149,7 +206,7 @@ export class IngestPipeline {
         this.confirm(inbound, parsed.deviceId, parsed.ack);
         return;
       case 'batch':
-        this.scheduler.add({ inbound, batch: parsed }, this.now());
+        this.scheduler.add({ inbound, batch: parsed }, this.now(), reservedFor !== null);
         this.updateHeldMetrics();
         this.schedule();
     }
@@ -201,6 +258,8 @@ export class IngestPipeline {
 
   private async drainAndClose(): Promise<void> {
     this.stopped = true;
+    // messages being parsed are released (not acknowledged) as their parse ends
+    await Promise.allSettled([...this.parsing.values()]);
     while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
     clearTimeout(this.lingerTimer);
     clearTimeout(this.backoffTimer);

@@ -2,6 +2,11 @@
  * Reads one devices/{id}/telemetry message (pure): the device id comes ONLY from the topic (the
  * broker's ACL lets a device publish only under its own certificate's id); the envelope must be
  * valid as a whole; records are checked one by one, so a bad record is rejected alone.
+ *
+ * G7: parseTelemetryMessageInSlices does the same work in slices of records, giving the event loop
+ * back between them. A full edge batch (1000 readings, ~600 KB) takes 15–25 ms to validate, hash
+ * and convert; done in one go for every message of a flooding device, it held up the statements
+ * of other devices' transactions on the bridge's one event loop (issue 7, item 2).
  */
 import type { RejectedRecord, SyncAck } from '../../schemas/messages.js';
 import { isDeviceId, parseDeviceTopic } from '../../schemas/topics.js';
@@ -25,7 +30,30 @@ export type ParsedTelemetryMessage =
   /** not a device's telemetry topic: nobody to answer */
   | { kind: 'not-telemetry'; reason: string };
 
+/** Reads a message in one go. */
 export function parseTelemetryMessage(topic: string, payload: Buffer): ParsedTelemetryMessage {
+  const steps = parseSteps(topic, payload, Number.POSITIVE_INFINITY);
+  for (let step = steps.next(); ; step = steps.next()) if (step.done === true) return step.value;
+}
+
+/** Records checked between two yields to the event loop (about 1 ms of work for full-size readings). */
+export const RECORDS_PER_SLICE = 50;
+
+/** Reads a message like parseTelemetryMessage, yielding to the event loop (setImmediate) every `recordsPerSlice` records. */
+export async function parseTelemetryMessageInSlices(
+  topic: string,
+  payload: Buffer,
+  recordsPerSlice = RECORDS_PER_SLICE,
+): Promise<ParsedTelemetryMessage> {
+  const steps = parseSteps(topic, payload, recordsPerSlice);
+  for (let step = steps.next(); ; step = steps.next()) {
+    if (step.done === true) return step.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The parse, as a generator that yields after each `recordsPerSlice` records it checked. */
+function* parseSteps(topic: string, payload: Buffer, recordsPerSlice: number): Generator<void, ParsedTelemetryMessage> {
   const parsedTopic = parseDeviceTopic(topic);
   if (parsedTopic === null || parsedTopic.kind !== 'telemetry') {
     return { kind: 'not-telemetry', reason: `'${topic}' is not a devices/{id}/telemetry topic` };
@@ -41,12 +69,15 @@ export function parseTelemetryMessage(topic: string, payload: Buffer): ParsedTel
   const records: TelemetryRow[] = [];
   const invalid: RejectedRecord[] = [];
   // G5: each record is checked alone; a bad one is rejected with its reason, the rest go on
-  envelope.value.records.forEach((candidate: unknown, index) => {
+  const candidates: readonly unknown[] = envelope.value.records;
+  for (let index = 0; index < candidates.length; index += 1) {
+    if (index > 0 && index % recordsPerSlice === 0) yield;
+    const candidate = candidates[index];
     const record = checkTelemetryRecord(candidate);
     const row = record.ok ? telemetryRowFromRecord(deviceId, record.value) : record;
     if (row.ok) records.push(row.value);
     else invalid.push({ id: readableId(candidate) ?? `#${index}`, reason: row.reason });
-  });
+  }
   return {
     kind: 'batch',
     deviceId,

@@ -107,6 +107,28 @@ describe('FairScheduler', () => {
     expect(s.msUntilDue(100)).toBeNull();
   });
 
+  it('counts a reserved message (being parsed) against every bound until it is added or given back', () => {
+    const s = scheduler({}, { maxDeviceMessages: 2, maxDeviceBytes: 500_000, maxMessages: 3, maxBytes: 1_000_000 });
+    s.reserve('A', 300_000);
+    expect(s.admit('A', 300_000)).toEqual({ ok: false, reason: 'device-bytes' });
+    s.reserve('A', 100_000);
+    expect(s.admit('A', 1)).toEqual({ ok: false, reason: 'device-messages' });
+    s.reserve('B', 100);
+    expect(s.admit('C', 1)).toEqual({ ok: false, reason: 'bridge-messages' });
+    expect([s.heldMessages, s.heldBytes, s.queuedMessages]).toEqual([3, 400_100, 0]);
+    expect(s.take()).toEqual([]); // nothing to write while it is only reserved
+    const a1 = msg('A', 1, 1, 300_000);
+    s.add(a1, 0, true); // added: held once, not twice
+    s.unreserve('A', 100_000); // unreadable: given back
+    s.unreserve('B', 100);
+    expect([s.heldMessages, s.heldBytes, s.queuedMessages]).toEqual([1, 300_000, 1]);
+    expect(s.take()).toEqual([a1]);
+    s.settle(a1);
+    s.done([a1]);
+    expect([s.heldMessages, s.heldBytes, s.queuedMessages]).toEqual([0, 0, 0]);
+    expect(s.admit('A', 5_000_000)).toEqual({ ok: true });
+  });
+
   it('bounds every batch in records and bytes but always hands out at least one message', () => {
     const s = scheduler({ maxRecords: 1500, maxBytes: 1_000_000 });
     s.add(msg('A', 1, 5000, 50), 0);

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_PENDING_COUNT, parseTelemetryMessage } from '../../bridge/ingest/telemetry-message.js';
+import {
+  MAX_PENDING_COUNT,
+  parseTelemetryMessage,
+  parseTelemetryMessageInSlices,
+} from '../../bridge/ingest/telemetry-message.js';
 import { MAX_METADATA_DEPTH, telemetryRowFromRecord } from '../../bridge/ingest/telemetry-row.js';
 import { normalizeReading } from '../../edge/ingest/reading-normalizer.js';
 import { canonicalJson } from '../../schemas/canonical.js';
@@ -221,5 +225,43 @@ describe('telemetryRowFromRecord', () => {
 
   it('canonicalJson sorts keys at every level and keeps arrays in order', () => {
     expect(canonicalJson({ b: [2, { d: 1, c: null }], a: 'x' })).toBe('{"a":"x","b":[2,{"c":null,"d":1}]}');
+  });
+});
+
+describe('parseTelemetryMessageInSlices', () => {
+  const ids = (n: number) => `a1b2c3d4-0000-4000-8000-${String(n).padStart(12, '0')}`;
+  const mixed = payload({
+    batchId: BATCH,
+    pendingCount: 12,
+    records: Array.from({ length: 230 }, (_, n) =>
+      n % 7 === 0 ? record({ id: ids(n), value: 'not a number' }) : record({ id: ids(n), value: n }),
+    ),
+  });
+
+  it('reads a message exactly as parseTelemetryMessage does, valid, invalid and unreadable alike', async () => {
+    for (const [topic, body] of [
+      [topics.telemetry(DEVICE), mixed],
+      [topics.telemetry(DEVICE), Buffer.from('{not json')],
+      [topics.telemetry(DEVICE), payload({ records: [] })],
+      ['devices/x/status', mixed],
+    ] as const) {
+      expect(await parseTelemetryMessageInSlices(topic, body, 50)).toEqual(parseTelemetryMessage(topic, body));
+    }
+  });
+
+  it('gives the event loop back between slices of records', async () => {
+    // another piece of work that needs a turn of the event loop again and again
+    let turns = 0;
+    let running = true;
+    const tick = (): void => {
+      if (!running) return;
+      turns += 1;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    await parseTelemetryMessageInSlices(topics.telemetry(DEVICE), mixed, 10);
+    running = false;
+    // 230 records in slices of 10: 22 yields, each letting the other work take a turn
+    expect(turns).toBeGreaterThanOrEqual(20);
   });
 });
