@@ -326,6 +326,7 @@ function createMqttsServer(
       rejectUnauthorized: true,
       minVersion: 'TLSv1.3',
       handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      noDelay: true, // Nagle off (common/no-delay.ts)
     },
     (socket) => {
       const client = aedes.handle(socket);

@@ -15,6 +15,7 @@
  * is turned off: after a CONNACK without a session the bridge subscribes again itself, one filter
  * at a time (pinned by tests/integration/bridge-redis-subscribe.test.ts).
  */
+import { TCP_NO_DELAY } from '../../common/no-delay.js';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../../common/logger.js';
 import type { TlsFiles } from '../../common/tls-files.js';
@@ -84,6 +85,7 @@ export function createBridgeMqttClient(options: BridgeMqttOptions): BridgeMqttCl
     resubscribe: false,
     connectTimeout: 10_000,
     manualConnect: true,
+    ...TCP_NO_DELAY, // Nagle off (common/no-delay.ts)
     ...(options.tls
       ? { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key, rejectUnauthorized: true }
       : {}),

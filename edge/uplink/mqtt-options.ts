@@ -9,6 +9,7 @@
  * machine, more than the RSA signature of the handshake itself, and paid by attempts the broker
  * refuses before TLS too).
  */
+import { TCP_NO_DELAY } from '../../common/no-delay.js';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { IClientOptions, IStore } from 'mqtt';
 import type { TlsFiles } from '../../common/tls-files.js';
@@ -38,6 +39,7 @@ export function buildUplinkClientOptions(settings: UplinkClientSettings, now: Da
     clean: false,
     reconnectPeriod: 0,
     resubscribe: false,
+    ...TCP_NO_DELAY, // Nagle off (common/no-delay.ts)
     connectTimeout: settings.connectTimeoutMs,
     keepalive: settings.keepaliveSeconds,
     incomingStore: settings.incomingStore,

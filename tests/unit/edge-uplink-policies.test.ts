@@ -68,7 +68,7 @@ describe('ReconnectScheduler', () => {
 });
 
 describe('uplink client options', () => {
-  it('use MQTT 3.1.1, the device id, a persistent session, a retained QoS 1 will and no automatic reconnect', () => {
+  it('use MQTT 3.1.1, the device id, a persistent session, a retained QoS 1 will, no automatic reconnect and no Nagle delay', () => {
     const at = new Date('2025-01-01T00:00:00.000Z');
     const options = buildUplinkClientOptions(
       {
@@ -81,6 +81,8 @@ describe('uplink client options', () => {
       at,
     );
     expect(options).toMatchObject({ clientId: TEST_DEVICE_ID, protocolVersion: 4, clean: false, reconnectPeriod: 0 });
+    // handed by mqtt.js to tls.connect: small packets are not held for the peer's delayed ACK (common/no-delay.ts)
+    expect(options).toMatchObject({ noDelay: true });
     expect(options.will).toMatchObject({ topic: `devices/${TEST_DEVICE_ID}/status`, qos: 1, retain: true });
     expect(JSON.parse(String(options.will?.payload))).toEqual({ online: false, at: '2025-01-01T00:00:00.000Z' });
     expect(options.cert).toBeUndefined();
