@@ -5,6 +5,7 @@
  * the time from its publish to its sync/ack. Raw MQTT clients (no edge agent): the flooder ignores
  * "retry later" on purpose, as a misbehaving device would.
  */
+import { TCP_NO_DELAY } from '../common/no-delay.js';
 import { randomUUID } from 'node:crypto';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { SyncAck, TelemetryBatch, TelemetryRecord } from '../schemas/messages.js';
@@ -26,6 +27,7 @@ async function connectDevice(
     clean: true,
     reconnectPeriod,
     connectTimeout: 30_000,
+    ...TCP_NO_DELAY, // as the edge agent (common/no-delay.ts)
     ...clientOptions,
   });
   await client.subscribeAsync(topics.syncAck(deviceId), { qos: 1 });
@@ -125,7 +127,10 @@ export async function startFlood(options: FloodOptions): Promise<Flood> {
 }
 
 export interface ProbeSample {
+  /** publish → sync/ack */
   latencyMs: number;
+  /** publish → the broker's PUBACK (the broker's own share of the latency) */
+  pubackMs: number;
   retryLater: boolean;
 }
 
@@ -138,13 +143,17 @@ export interface Probe {
 export async function startProbe(options: LoadDeviceOptions & { recordsPerBatch?: number }): Promise<Probe> {
   const client = await connectDevice(options);
   const recordsPerBatch = options.recordsPerBatch ?? 10;
-  const waiting = new Map<string, { sentAt: number; resolve: (sample: ProbeSample) => void }>();
+  const waiting = new Map<string, { sentAt: number; pubackMs: number; resolve: (sample: ProbeSample) => void }>();
   client.on('message', (_topic, payload) => {
     const ack = JSON.parse(payload.toString()) as SyncAck;
     const entry = ack.batchId === null ? undefined : waiting.get(ack.batchId);
     if (entry === undefined || ack.batchId === null) return;
     waiting.delete(ack.batchId);
-    entry.resolve({ latencyMs: performance.now() - entry.sentAt, retryLater: ack.retryAfterMs !== undefined });
+    entry.resolve({
+      latencyMs: performance.now() - entry.sentAt,
+      pubackMs: entry.pubackMs,
+      retryLater: ack.retryAfterMs !== undefined,
+    });
   });
   return {
     measure: async (count, intervalMs, timeoutMs = 120_000) => {
@@ -159,6 +168,7 @@ export async function startProbe(options: LoadDeviceOptions & { recordsPerBatch?
             );
             waiting.set(batch.batchId, {
               sentAt: performance.now(),
+              pubackMs: Number.NaN,
               resolve: (sample) => {
                 clearTimeout(timer);
                 resolve(sample);
@@ -166,7 +176,10 @@ export async function startProbe(options: LoadDeviceOptions & { recordsPerBatch?
             });
           }),
         );
-        client.publish(topics.telemetry(options.deviceId), JSON.stringify(batch), { qos: 1 });
+        const entry = waiting.get(batch.batchId);
+        client.publish(topics.telemetry(options.deviceId), JSON.stringify(batch), { qos: 1 }, () => {
+          if (entry !== undefined) entry.pubackMs = performance.now() - entry.sentAt;
+        });
         await new Promise((resolve) => setTimeout(resolve, intervalMs));
       }
       return Promise.all(samples);

@@ -6,11 +6,16 @@
  * with an embedded PostgreSQL at SERIALIZABLE. The limits are the defaults, printed below: at the
  * broker 200 msg/s and 4 MiB/s per device (burst 400 / 8 MiB; disconnected after 10 s over), at
  * the bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32,
- * DEVICE_MAX_IN_FLIGHT_BYTES 8 MiB, BATCH_WRITERS 2 (or --writers). Prints, side by side from one
- * run, the probe's publish → sync/ack p50/p99 without and with the flood, their ratio, and the
- * bridge's peak RSS, peak held messages and peak in-flight messages during the flood.
+ * DEVICE_MAX_IN_FLIGHT_BYTES 8 MiB, BATCH_WRITERS 2 (or --writers). `--limit-kib N` sets the
+ * broker's per-device byte limit instead (BROKER_RATE_BYTES_PER_S, burst twice that, as the
+ * defaults), and the flood offers 10× whatever the limit is (or --offered-mib). The flooder runs in
+ * its own process (devtools/flood-process.ts), as a real flooding device is another machine.
+ * Prints, side by side from one run, the probe's publish → sync/ack p50/p99 (and publish → PUBACK)
+ * without and with the flood, their ratio, the slowest samples, and the bridge's peak RSS, peak
+ * held messages and peak in-flight messages during the flood.
  *
- *   npm run bench:fairness [-- --samples 100] [--writers 2] [--batch-records 2000] [--offered-mib 40]
+ *   npm run bench:fairness [-- --samples 100] [--writers 2] [--batch-records 2000]
+ *                          [--limit-kib 4096] [--offered-mib 10×limit]
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -20,7 +25,8 @@ import { readTlsFiles } from '../common/tls-files.js';
 import { ensureDevCertificates } from '../certs/dev-bundle.js';
 import { spawnEntryPoint, stopProcess, waitHealthy, type Spawned } from '../devtools/control-plane-processes.js';
 import { SERIALIZABLE_POSTGRES_FLAGS, startEmbeddedPostgres } from '../devtools/embedded-postgres.js';
-import { percentile, startFlood, startProbe, type ProbeSample } from '../devtools/fairness-load.js';
+import { percentile, startProbe, type ProbeSample } from '../devtools/fairness-load.js';
+import { startFloodProcess } from '../devtools/flood-process.js';
 import { freePort } from '../devtools/free-port.js';
 
 const { values: args } = parseArgs({
@@ -28,10 +34,13 @@ const { values: args } = parseArgs({
     samples: { type: 'string', default: '100' },
     writers: { type: 'string', default: '2' },
     'batch-records': { type: 'string', default: '2000' },
-    'offered-mib': { type: 'string', default: '40' },
+    'limit-kib': { type: 'string', default: '4096' },
+    'offered-mib': { type: 'string' },
   },
 });
 const SAMPLES = Number(args.samples);
+const LIMIT_BYTES = Number(args['limit-kib']) * 1024;
+const OFFERED_BYTES = args['offered-mib'] === undefined ? 10 * LIMIT_BYTES : Number(args['offered-mib']) * 1024 * 1024;
 const INTERVAL_MS = 100;
 const FLOODER = '7b2e1d3f-4c5a-4b6c-9d7e-8f9a0b1c2d01';
 const PROBE = '7b2e1d3f-4c5a-4b6c-9d7e-8f9a0b1c2d02';
@@ -64,6 +73,8 @@ async function main(): Promise<void> {
         BROKER_TLS_CERT: certificates.broker.certPath,
         BROKER_TLS_KEY: certificates.broker.keyPath,
         BROKER_TLS_CA: certificates.ca.certPath,
+        BROKER_RATE_BYTES_PER_S: String(LIMIT_BYTES),
+        BROKER_RATE_BYTES_BURST: String(2 * LIMIT_BYTES),
       },
       dataDir,
     );
@@ -101,17 +112,17 @@ async function main(): Promise<void> {
     };
     const probe = await startProbe({ url, deviceId: PROBE, clientOptions: tlsOf(PROBE) });
     console.log(
-      `bench:fairness — ${cpus().length} cores, Node ${process.version}; broker limits 200 msg/s, 4 MiB/s per device; ` +
+      `bench:fairness — ${cpus().length} cores, Node ${process.version}; broker limits 200 msg/s, ${mib(LIMIT_BYTES)} MiB/s per device (burst ${mib(2 * LIMIT_BYTES)} MiB), flood offered ${mib(OFFERED_BYTES)} MiB/s; ` +
         `bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS ${args.writers}, BATCH_MAX_RECORDS ${args['batch-records']}`,
     );
     await probe.measure(10, INTERVAL_MS);
     const unloaded = await probe.measure(SAMPLES, INTERVAL_MS);
 
-    const flood = await startFlood({
+    const flood = await startFloodProcess({
       url,
       deviceId: FLOODER,
       clientOptions: tlsOf(FLOODER),
-      offeredBytesPerS: Number(args['offered-mib']) * 1024 * 1024,
+      offeredBytesPerS: OFFERED_BYTES,
     });
     const peaks = { rss: 0, held: 0, inFlight: 0, lagMs: 0 };
     const sampler = setInterval(() => {
@@ -133,7 +144,11 @@ async function main(): Promise<void> {
 
     const row = (name: string, samples: ProbeSample[]) => {
       const ms = samples.map((s) => s.latencyMs);
-      return `  ${name.padEnd(10)} p50 ${percentile(ms, 50).toFixed(1).padStart(8)} ms   p99 ${percentile(ms, 99).toFixed(1).padStart(8)} ms   (${ms.length} samples, ${samples.filter((s) => s.retryLater).length} retry-later)`;
+      const puback = samples.map((s) => s.pubackMs).filter((v) => !Number.isNaN(v));
+      return (
+        `  ${name.padEnd(10)} p50 ${percentile(ms, 50).toFixed(1).padStart(8)} ms   p99 ${percentile(ms, 99).toFixed(1).padStart(8)} ms   ` +
+        `(${ms.length} samples, ${samples.filter((s) => s.retryLater).length} retry-later; publish → PUBACK p50 ${percentile(puback, 50).toFixed(1)} ms, p99 ${percentile(puback, 99).toFixed(1)} ms)`
+      );
     };
     const p99 = (samples: ProbeSample[]) =>
       percentile(
@@ -144,6 +159,13 @@ async function main(): Promise<void> {
     console.log(row('unloaded', unloaded));
     console.log(row('flood', loaded));
     console.log(`  ratio      p99 ×${(p99(loaded) / p99(unloaded)).toFixed(2)}`);
+    const slowest = loaded
+      .map((sample, index) => ({ ...sample, at: (index * INTERVAL_MS) / 1000 }))
+      .sort((a, b) => b.latencyMs - a.latencyMs)
+      .slice(0, 5);
+    console.log(
+      `  slowest under the flood: ${slowest.map((s) => `${s.latencyMs.toFixed(0)} ms (PUBACK ${s.pubackMs.toFixed(0)} ms) at +${s.at.toFixed(1)} s`).join(', ')}`,
+    );
     console.log(
       `flooder: offered ${(floodStats.offeredBytesPerS / 1048576).toFixed(1)} MiB/s, ${floodStats.published} published, ` +
         `${floodStats.stored} stored, ${floodStats.retryLater} answered retry-later`,
@@ -156,6 +178,10 @@ async function main(): Promise<void> {
     for (const spawned of processes.reverse()) await stopProcess(spawned);
     await postgres.close();
   }
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(bytes % 1048576 === 0 ? 0 : 2);
 }
 
 async function scrape(url: string): Promise<Record<string, number>> {

@@ -18,7 +18,8 @@
  * and hashes the flooder's 600 KB messages while it runs the probe's transaction.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { percentile, startFlood, startProbe, type Probe } from '../../devtools/fairness-load.js';
+import { percentile, startProbe, type Probe } from '../../devtools/fairness-load.js';
+import { startFloodProcess } from '../../devtools/flood-process.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { scrapeMetric, startBridgeProcess, startBrokerProcess } from '../helpers/system-processes.js';
@@ -61,7 +62,8 @@ describe('fairness under a flooding device', () => {
       await probe.measure(10, INTERVAL_MS); // warm-up: connections, statement plans, JIT
       const unloaded = await probe.measure(SAMPLES, INTERVAL_MS);
 
-      const flood = await startFlood({ url, deviceId: FLOODER, clientOptions: tlsOf(FLOODER) });
+      // in its own process, as a real flooding device is another machine (devtools/flood-process.ts)
+      const flood = await startFloodProcess({ url, deviceId: FLOODER, clientOptions: tlsOf(FLOODER) });
       registerCleanup(() => flood.stop());
       // under load once the bridge writes the flooder's batches and refuses what is over its bounds
       await expect.poll(() => flood.stats().stored, { timeout: 60_000, interval: 100 }).toBeGreaterThanOrEqual(2);
