@@ -17,6 +17,8 @@
  *   DEVICE_MAX_IN_FLIGHT  messages held for one device                             default 32
  *   DEVICE_MAX_IN_FLIGHT_BYTES  payload bytes held for one device                  default 8388608
  *   BATCH_WRITERS         database batches written at once, a device in at most one  default 2
+ *   PARSE_WORKERS         worker threads that parse telemetry messages over 64 KiB (G7,
+ *                         bridge/ingest/parse-pool.ts); 0: parse them on the event loop in slices  default 1
  *   RETRY_LATER_MS        the retryAfterMs of a "retry later" sync/ack             default 1000
  *   DB_POOL_SIZE          database connections                                     default 10
  *   DB_QUERY_TIMEOUT_MS   longest wait for one query's answer (a silently dead connection)  default 60000
@@ -77,6 +79,8 @@ export interface BridgeConfig {
   deviceMaxInFlight: number;
   deviceMaxInFlightBytes: number;
   batchWriters: number;
+  /** G7: worker threads parsing large telemetry messages; 0 = on the event loop, in slices */
+  parseWorkers: number;
   retryLaterMs: number;
   dbPoolSize: number;
   /** a query without an answer for this long fails and its connection is closed */
@@ -125,6 +129,7 @@ export const BRIDGE_DEFAULTS = {
   deviceMaxInFlight: 32,
   deviceMaxInFlightBytes: 8 * MIB,
   batchWriters: 2,
+  parseWorkers: 1,
   retryLaterMs: 1000,
   dbPoolSize: 10,
   dbQueryTimeoutMs: 60_000,
@@ -169,6 +174,7 @@ export function loadBridgeConfig(env: Env = process.env): BridgeConfig {
       max: 4096 * MIB,
     }),
     batchWriters: envInt(env, 'BATCH_WRITERS', defaults.batchWriters, { min: 1, max: 32 }),
+    parseWorkers: envInt(env, 'PARSE_WORKERS', defaults.parseWorkers, { min: 0, max: 16 }),
     retryLaterMs: envInt(env, 'RETRY_LATER_MS', defaults.retryLaterMs, { min: 1, max: 3_600_000 }),
     dbPoolSize: envInt(env, 'DB_POOL_SIZE', defaults.dbPoolSize, { min: 1, max: 200 }),
     dbQueryTimeoutMs: envInt(env, 'DB_QUERY_TIMEOUT_MS', defaults.dbQueryTimeoutMs, { min: 100, max: 3_600_000 }),

@@ -14,6 +14,7 @@ import { migrate } from './db/migrate.js';
 import { startRetentionScheduler } from './db/retention.js';
 import type { TransactionRetryOptions } from './db/transaction-retry.js';
 import { IngestPipeline } from './ingest/ingest-pipeline.js';
+import { startParsePool } from './ingest/parse-pool.js';
 import { writeTelemetryBatch } from './ingest/telemetry-writer.js';
 import { startApiServer, type ApiServer } from './api/server.js';
 import { createBridgeMetrics, type BridgeMetrics } from './metrics.js';
@@ -96,6 +97,8 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
   });
   mqtt.onSessionLost(() => downstream.reconcileSoon());
   // --- end G6 ---
+  // G7: large messages are parsed on worker threads (closed after the pipeline, which waits for them)
+  const parsePool = config.parseWorkers > 0 ? startParsePool({ workers: config.parseWorkers, logger }) : null;
   const pipeline = new IngestPipeline({
     write: (messages) => writeTelemetryBatch(db, messages, { retry }),
     publishAck: (deviceId, ack) => mqtt.publishAck(deviceId, ack),
@@ -111,6 +114,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     },
     writers: config.batchWriters,
     retryAfterMs: config.retryLaterMs,
+    ...(parsePool === null ? {} : { parseLarge: (topic: string, payload: Buffer) => parsePool.parse(topic, payload) }),
   });
   const retention = startRetentionScheduler(db, {
     dialect,
@@ -180,6 +184,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     await retention.close();
     await downstream.close();
     await pipeline.close();
+    await parsePool?.close();
     await mqtt.close();
     await closeDatabase(db);
     throw error;
@@ -195,6 +200,7 @@ export async function startBridge(config: BridgeConfig, options: { logger?: Logg
     await retention.close();
     await downstream.close();
     await pipeline.close();
+    await parsePool?.close();
     await mqtt.close();
     await http?.close();
     await closeDatabase(db);

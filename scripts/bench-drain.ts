@@ -33,8 +33,9 @@
  * the broker, the bridge, and PostgreSQL with its backends. Set BENCH_PROFILE_DIR to have the
  * broker and the bridge write V8 CPU profiles there (devtools/cpu-profile-hook.js).
  */
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { childProcesses, cpuSeconds, processTreeOf } from '../devtools/process-cpu.js';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -97,54 +98,6 @@ const system = await startLocalSystem({
 delete process.env.NODE_OPTIONS;
 delete process.env.CPU_PROFILE_DIR;
 
-/** CPU seconds (user + system) of a process and, for PostgreSQL, of its backends too, from /proc. */
-function processTree(): Map<string, number[]> {
-  const byName = new Map<string, number[]>([
-    ['broker', []],
-    ['bridge', []],
-    ['postgres', []],
-  ]);
-  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (ppid === process.pid && cmdline.includes('broker/main.ts')) byName.get('broker')?.push(Number(entry));
-      if (ppid === process.pid && cmdline.includes('bridge/main.ts')) byName.get('bridge')?.push(Number(entry));
-      if (cmdline.includes(system.postgres.databaseDir)) byName.get('postgres')?.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return byName;
-}
-function cpuSeconds(pids: number[], withChildren = false): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      ticks += Number(fields[11]) + Number(fields[12]);
-      if (withChildren) ticks += Number(fields[13]) + Number(fields[14]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return ticks / 100; // USER_HZ
-}
-function postgresPids(): number[] {
-  const postmaster = processTree().get('postgres') ?? [];
-  const all = new Set(postmaster);
-  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (all.has(ppid)) all.add(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return [...all];
-}
 interface CpuSnapshot {
   atMs: number;
   bench: number;
@@ -153,14 +106,13 @@ interface CpuSnapshot {
   postgres: number;
 }
 function cpuSnapshot(): CpuSnapshot {
-  const tree = processTree();
   const usage = process.cpuUsage();
   return {
     atMs: Date.now(),
     bench: (usage.user + usage.system) / 1e6,
-    broker: cpuSeconds(tree.get('broker') ?? []),
-    bridge: cpuSeconds(tree.get('bridge') ?? []),
-    postgres: cpuSeconds(postgresPids()),
+    broker: cpuSeconds(childProcesses(process.pid, 'broker/main.ts')),
+    bridge: cpuSeconds(childProcesses(process.pid, 'bridge/main.ts')),
+    postgres: cpuSeconds(processTreeOf(system.postgres.databaseDir)),
   };
 }
 type ProcessName = 'bench' | 'broker' | 'bridge' | 'postgres';

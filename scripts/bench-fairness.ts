@@ -7,15 +7,16 @@
  * broker 200 msg/s and 4 MiB/s per device (burst 400 / 8 MiB; disconnected after 10 s over), at
  * the bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32,
  * DEVICE_MAX_IN_FLIGHT_BYTES 8 MiB, BATCH_WRITERS 2 (or --writers). `--limit-kib N` sets the
- * broker's per-device byte limit instead (BROKER_RATE_BYTES_PER_S, burst twice that, as the
- * defaults), and the flood offers 10× whatever the limit is (or --offered-mib). The flooder runs in
+ * broker's per-device byte limit instead (BROKER_RATE_BYTES_PER_S; the burst, --burst-kib, is
+ * twice that unless given, as the defaults), and the flood offers 10× whatever the limit is (or
+ * --offered-mib). The flooder runs in
  * its own process (devtools/flood-process.ts), as a real flooding device is another machine.
  * Prints, side by side from one run, the probe's publish → sync/ack p50/p99 (and publish → PUBACK)
  * without and with the flood, their ratio, the slowest samples, and the bridge's peak RSS, peak
  * held messages and peak in-flight messages during the flood.
  *
  *   npm run bench:fairness [-- --samples 100] [--writers 2] [--batch-records 2000]
- *                          [--limit-kib 4096] [--offered-mib 10×limit]
+ *                          [--limit-kib 4096] [--burst-kib 2×limit] [--offered-mib 10×limit]
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -28,6 +29,7 @@ import { SERIALIZABLE_POSTGRES_FLAGS, startEmbeddedPostgres } from '../devtools/
 import { percentile, startProbe, type ProbeSample } from '../devtools/fairness-load.js';
 import { startFloodProcess } from '../devtools/flood-process.js';
 import { freePort } from '../devtools/free-port.js';
+import { cpuSeconds, machineTicks, processTreeOf } from '../devtools/process-cpu.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -35,11 +37,13 @@ const { values: args } = parseArgs({
     writers: { type: 'string', default: '2' },
     'batch-records': { type: 'string', default: '2000' },
     'limit-kib': { type: 'string', default: '4096' },
+    'burst-kib': { type: 'string' },
     'offered-mib': { type: 'string' },
   },
 });
 const SAMPLES = Number(args.samples);
 const LIMIT_BYTES = Number(args['limit-kib']) * 1024;
+const BURST_BYTES = args['burst-kib'] === undefined ? 2 * LIMIT_BYTES : Number(args['burst-kib']) * 1024;
 const OFFERED_BYTES = args['offered-mib'] === undefined ? 10 * LIMIT_BYTES : Number(args['offered-mib']) * 1024 * 1024;
 const INTERVAL_MS = 100;
 const FLOODER = '7b2e1d3f-4c5a-4b6c-9d7e-8f9a0b1c2d01';
@@ -74,7 +78,7 @@ async function main(): Promise<void> {
         BROKER_TLS_KEY: certificates.broker.keyPath,
         BROKER_TLS_CA: certificates.ca.certPath,
         BROKER_RATE_BYTES_PER_S: String(LIMIT_BYTES),
-        BROKER_RATE_BYTES_BURST: String(2 * LIMIT_BYTES),
+        BROKER_RATE_BYTES_BURST: String(BURST_BYTES),
       },
       dataDir,
     );
@@ -112,12 +116,22 @@ async function main(): Promise<void> {
     };
     const probe = await startProbe({ url, deviceId: PROBE, clientOptions: tlsOf(PROBE) });
     console.log(
-      `bench:fairness — ${cpus().length} cores, Node ${process.version}; broker limits 200 msg/s, ${mib(LIMIT_BYTES)} MiB/s per device (burst ${mib(2 * LIMIT_BYTES)} MiB), flood offered ${mib(OFFERED_BYTES)} MiB/s; ` +
+      `bench:fairness — ${cpus().length} cores, Node ${process.version}; broker limits 200 msg/s, ${mib(LIMIT_BYTES)} MiB/s per device (burst ${mib(BURST_BYTES)} MiB), flood offered ${mib(OFFERED_BYTES)} MiB/s; ` +
         `bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS ${args.writers}, BATCH_MAX_RECORDS ${args['batch-records']}`,
     );
     await probe.measure(10, INTERVAL_MS);
     const unloaded = await probe.measure(SAMPLES, INTERVAL_MS);
 
+    const cpuOf = () => ({
+      broker: cpuSeconds([broker.child.pid ?? 0]),
+      bridge: cpuSeconds([bridge.child.pid ?? 0]),
+      postgres: cpuSeconds(processTreeOf(postgres.databaseDir)),
+      flooder: cpuSeconds(processTreeOf('flood-process.ts')),
+      bench: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+      machine: machineTicks(),
+      atMs: Date.now(),
+    });
+    const cpuBefore = cpuOf();
     const flood = await startFloodProcess({
       url,
       deviceId: FLOODER,
@@ -137,6 +151,7 @@ async function main(): Promise<void> {
       );
     }, 100);
     const loaded = await probe.measure(SAMPLES, INTERVAL_MS);
+    const cpuAfter = cpuOf();
     clearInterval(sampler);
     const floodStats = await flood.stop();
     await probe.close();
@@ -150,15 +165,18 @@ async function main(): Promise<void> {
         `(${ms.length} samples, ${samples.filter((s) => s.retryLater).length} retry-later; publish → PUBACK p50 ${percentile(puback, 50).toFixed(1)} ms, p99 ${percentile(puback, 99).toFixed(1)} ms)`
       );
     };
-    const p99 = (samples: ProbeSample[]) =>
-      percentile(
-        samples.map((s) => s.latencyMs),
-        99,
-      );
+    const latencies = (samples: ProbeSample[]) => samples.map((s) => s.latencyMs);
+    const p99 = (samples: ProbeSample[]) => percentile(latencies(samples), 99);
     console.log('probe publish → sync/ack:');
     console.log(row('unloaded', unloaded));
     console.log(row('flood', loaded));
     console.log(`  ratio      p99 ×${(p99(loaded) / p99(unloaded)).toFixed(2)}`);
+    const settled = loaded.slice(Math.ceil(2000 / INTERVAL_MS));
+    if (settled.length > 0) {
+      console.log(
+        `  from +2 s  p50 ${percentile(latencies(settled), 50).toFixed(1).padStart(8)} ms   p99 ${p99(settled).toFixed(1).padStart(8)} ms   (${settled.length} samples; ratio ×${(p99(settled) / p99(unloaded)).toFixed(2)})`,
+      );
+    }
     const slowest = loaded
       .map((sample, index) => ({ ...sample, at: (index * INTERVAL_MS) / 1000 }))
       .sort((a, b) => b.latencyMs - a.latencyMs)
@@ -169,6 +187,16 @@ async function main(): Promise<void> {
     console.log(
       `flooder: offered ${(floodStats.offeredBytesPerS / 1048576).toFixed(1)} MiB/s, ${floodStats.published} published, ` +
         `${floodStats.stored} stored, ${floodStats.retryLater} answered retry-later`,
+    );
+    const seconds = (cpuAfter.atMs - cpuBefore.atMs) / 1000;
+    const share = (key: 'broker' | 'bridge' | 'postgres' | 'flooder' | 'bench') =>
+      `${key} ${((100 * (cpuAfter[key] - cpuBefore[key])) / seconds).toFixed(0)}%`;
+    const machineBusy =
+      (100 * (cpuAfter.machine.busy - cpuBefore.machine.busy)) /
+      Math.max(1, cpuAfter.machine.total - cpuBefore.machine.total);
+    console.log(
+      `CPU during the flood (% of one core): ${(['broker', 'bridge', 'postgres', 'flooder', 'bench'] as const).map(share).join(', ')}; ` +
+        `the machine's ${cpus().length} cores ${machineBusy.toFixed(0)}% busy`,
     );
     console.log(
       `bridge during the flood: peak RSS ${(peaks.rss / 1048576).toFixed(0)} MiB, peak held ${peaks.held} messages, ` +

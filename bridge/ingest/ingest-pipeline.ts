@@ -18,9 +18,10 @@
  * that settles the message). A refused message costs the bridge a look at its first bytes for the
  * batch id (a full parse only when that fails), never its records.
  *
- * A message larger than INLINE_PARSE_BYTES is parsed in slices (telemetry-message.ts), giving the
- * event loop back to other devices' transactions between them; it is held (reserve()) from the
- * moment it is admitted, and a device's messages still reach its queue in the order they arrived.
+ * A message larger than INLINE_PARSE_BYTES is parsed off the event loop (`parseLarge`: the bridge's
+ * worker threads, parse-pool.ts; by default in slices, telemetry-message.ts), so other devices'
+ * transactions go on meanwhile; it is held (reserve()) from the moment it is admitted, and a
+ * device's messages still reach its queue in the order they arrived.
  *
  * A failed batch (not retryable, or serialization retries exhausted) is not acknowledged: its
  * messages go back to the front of the queue and the pipeline waits with exponential backoff
@@ -69,6 +70,11 @@ export interface IngestPipelineOptions {
   retryAfterMs?: number;
   /** wait after a failed batch; default 100 ms doubling to 5 s */
   failureBackoff?: BackoffPolicy;
+  /**
+   * G7: reads a message over INLINE_PARSE_BYTES; default parseTelemetryMessageInSlices (on the
+   * event loop, in slices). The bridge passes its worker threads' parse (parse-pool.ts).
+   */
+  parseLarge?: (topic: string, payload: Buffer) => Promise<ParsedTelemetryMessage>;
   /** close() waits at most this long for sync/ack publishes in progress; default 5 s */
   drainTimeoutMs?: number;
   now?: () => number;
@@ -162,7 +168,7 @@ export class IngestPipeline {
     this.scheduler.reserve(deviceId, inbound.payload.length);
     this.updateHeldMetrics();
     const parsed: Promise<void> = (previous ?? Promise.resolve())
-      .then(() => parseTelemetryMessageInSlices(inbound.topic, inbound.payload))
+      .then(() => (this.options.parseLarge ?? parseTelemetryMessageInSlices)(inbound.topic, inbound.payload))
       .then(
         (message) => {
           if (this.parsing.get(deviceId) === parsed) this.parsing.delete(deviceId);

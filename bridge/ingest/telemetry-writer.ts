@@ -305,6 +305,24 @@ const { as } = pgp;
  * times cheaper. The hash is hex from our own SHA-256 (telemetry-row.ts), so it goes in as is.
  */
 export function telemetryTuple(row: TelemetryRow): string {
+  return preformatted.get(row) ?? formatTuple(row);
+}
+
+/** Tuples a parse worker wrote for rows (parse-pool.ts), looked up by the row object itself. */
+const preformatted = new WeakMap<TelemetryRow, string>();
+
+/**
+ * Keeps the tuples a parse worker wrote for these rows (same order), so telemetryTuple does not
+ * format them again on the event loop. A row is never changed after it is parsed.
+ */
+export function rememberTuples(rows: readonly TelemetryRow[], tuples: readonly string[]): void {
+  rows.forEach((row, index) => {
+    const tuple = tuples[index];
+    if (tuple !== undefined) preformatted.set(row, tuple);
+  });
+}
+
+function formatTuple(row: TelemetryRow): string {
   return (
     `(${as.text(row.id)}::uuid,${as.text(row.deviceId)}::uuid,${as.text(row.sensorId)},${as.text(row.timestamp)}::timestamptz,` +
     `${as.text(row.dataType)},${as.number(row.value)}::float8,${as.text(row.unit)},${as.json(row.metadata)}::jsonb,` +

@@ -37,7 +37,7 @@ interface Waiting {
   reject: (error: Error) => void;
 }
 
-const BOOT = new URL('./store-worker-boot.js', import.meta.url);
+const BOOT = new URL('../../common/ts-worker-boot.js', import.meta.url);
 const ENTRY = new URL('./store-worker.ts', import.meta.url).href;
 
 export async function openWorkerTelemetryStore(options: OpenTelemetryStoreOptions): Promise<TelemetryStore> {
