@@ -10,12 +10,15 @@
  * Before the fair scheduler, the probe's messages queued behind the flooder's backlog (in one FIFO
  * queue, then in the broker while the bridge paused reading): 44 ms → 47 s median.
  *
- * What this test asserts is weaker than the issue's target (loaded p99 within 2× of unloaded),
- * which this shared two-core machine does not meet (docs/capacity.md, "Fairness under a flooding
- * device": p99 ×12–60 in the benchmark). What remains is not queueing behind the flood: the probe's
- * small batch is taken alone by the next free writer. It is the flood's cost on the same cores:
- * the broker's and the bridge's TLS and MQTT at 4 MiB/s, and the bridge's event loop, which parses
- * and hashes the flooder's 600 KB messages while it runs the probe's transaction.
+ * What this test asserts is weaker than the issue's target (loaded p99 within 2× of unloaded): a
+ * timing ratio on a shared two-core machine running the whole system is no pass/fail criterion
+ * (speed targets are checked by benchmark scripts that print their numbers). The bench
+ * (docs/capacity.md, "Fairness under a flooding device") measures it: within 1.3–2.4× when the
+ * flood does not saturate the machine (a 512 KiB/s limit), 5–7× at the default 4 MiB/s limit,
+ * where the flood alone keeps the two cores ~70% busy. The probe's small batch is taken alone by
+ * the next free writer, its transaction touches only its own device's index pages, and the
+ * flooder's messages are parsed on a worker thread; what remains is the flood's cost on the same
+ * cores.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { percentile, startProbe, type Probe } from '../../devtools/fairness-load.js';
