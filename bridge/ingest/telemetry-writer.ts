@@ -1,34 +1,45 @@
 /**
  * Writes one database batch of telemetry in ONE serializable transaction (retried whole on
  * 40001/40P01 by runSerializable):
- *   1. read the stored rows for the batch's ids, each device's through (device_id, id) (G7, below),
- *   2. resolve conflicts (pure, conflict-resolution.ts),
- *   3. upsert the devices (auto-registration: the broker proved each device's identity with its
+ *   1. upsert the devices (auto-registration: the broker proved each device's identity with its
  *      client certificate; devices go first because of the foreign keys),
- *   4. upsert the winning readings (multi-row INSERT … ON CONFLICT DO UPDATE … WHERE guard),
- *   5. insert conflict_log entries,
- *   6. upsert sync_status per device.
+ *   2. insert the readings the batch would write if nothing were stored (the in-batch winners,
+ *      conflict-resolution.ts), each unless its (device_id, id) exists: INSERT … ON CONFLICT
+ *      (device_id, id) DO NOTHING RETURNING id,
+ *   3. only for the readings that were there already (a re-sent batch, a newer version): read their
+ *      stored rows per device through (device_id, id), resolve (pure, conflict-resolution.ts) and
+ *      upsert the winners (INSERT … ON CONFLICT DO UPDATE … WHERE guard),
+ *   4. insert conflict_log entries,
+ *   5. upsert sync_status per device.
  * Every multi-row INSERT is split into statements of at most 500 rows and 4 MiB of SQL text
  * (bridge/db/multi-row-insert.ts: CockroachDB refuses client messages over 16 MiB), all of them in
  * this one transaction.
  * Portable SQL only (CockroachDB and PostgreSQL): no LISTEN/NOTIFY, advisory locks, temp tables,
  * triggers or cursors. Rows are written in key order so concurrent writers lock in one order.
  *
- * G7: a device's transaction touches only index pages of its own rows. Steps 1 and 4 go through the
- * unique index (device_id, id) (migration 004), not the primary key (id): PostgreSQL 17's
+ * G7: a device's transaction reads only index pages of its own rows. Steps 2 and 3 go through the
+ * unique index (device_id, id) (migration 004), not through the primary key (id): PostgreSQL 17's
  * serializable isolation records reads as page-level predicate locks, and 1000 random UUIDs read
  * by id cover nearly every leaf page of the primary key, so a large batch conflicted with every
- * small batch of any other device written beside it and was cancelled (40001) again and again.
+ * small batch of any other device written beside it and was cancelled (40001) again and again
+ * (bridge-writer-isolation.test.ts holds both paths open side by side). Inserting first also spares
+ * the lookup of readings that are new, nearly all of them, and one lookup branch per device in a
+ * batch of many devices (PostgreSQL planned 500 branches in 160 ms).
  * The primary key still makes a record id belong to one device: when an insert meets another
  * device's row with the same id (23505 on the primary key), the batch is written again on the
- * id-wide path (`scope: 'record-id'`), which finds that row and rejects the reading
- * (RECORD_OF_ANOTHER_DEVICE), as before.
+ * id-wide path (`scope: 'record-id'`: read every id through the primary key, resolve, upsert),
+ * which finds that row and rejects the reading (RECORD_OF_ANOTHER_DEVICE), as before.
  */
 import type { RejectedRecord } from '../../schemas/messages.js';
 import { pgp, type Database, type Task } from '../db/connection.js';
 import { multiRowInsertStatements } from '../db/multi-row-insert.js';
 import { runSerializable, type TransactionRetryOptions } from '../db/transaction-retry.js';
-import { resolveBatch, type ConflictLogEntry, type MessageOutcome } from './conflict-resolution.js';
+import {
+  resolveBatch,
+  type BatchResolution,
+  type ConflictLogEntry,
+  type MessageOutcome,
+} from './conflict-resolution.js';
 import type { TelemetryRow } from './telemetry-row.js';
 
 export interface TelemetryWriteMessage {
@@ -142,6 +153,8 @@ const upsertTelemetry = (arbiter: string): string =>
   ' OR (telemetry_data.version = excluded.version AND telemetry_data.content_hash < excluded.content_hash))' +
   ' RETURNING id';
 const UPSERT_TELEMETRY_BY_DEVICE = upsertTelemetry('device_id, id');
+// G7: the device path's first statement: new readings only, each checked in its device's index range
+const INSERT_TELEMETRY_NEW = ' ON CONFLICT (device_id, id) DO NOTHING RETURNING id';
 const UPSERT_TELEMETRY_BY_ID = upsertTelemetry('id');
 
 // G4: conflict ids are name-based, so a redelivered conflict is logged once
@@ -241,14 +254,25 @@ export async function writeTelemetryInTransaction(
   messages: readonly TelemetryWriteMessage[],
   scope: TelemetryWriteScope,
 ): Promise<TelemetryWriteResult> {
-  const select = storedRowsQuery(messages, scope);
-  const stored = select === null ? [] : await t.any<StoredRow>(select);
-  const resolution = resolveBatch(messages, new Map(stored.map((row) => [row.id, rowFromDatabase(row)])));
+  await upsertDevices(t, messages);
+  const { resolution, upserted } =
+    scope === 'device' ? await insertThenResolve(t, messages) : await resolveThenUpsert(t, messages);
   const outcomes = resolution.messages.map((outcome, index) => ({
     ...outcome,
     rejected: [...(messages[index]?.invalid ?? []), ...outcome.rejected],
   }));
 
+  const conflicts = uniqueBy(resolution.conflicts, (entry) => entry.conflictId);
+  for (const sql of multiRowInsertStatements(conflicts, conflictColumns, INSERT_CONFLICTS)) await t.none(sql);
+
+  const statuses = syncStatusRows(messages, outcomes);
+  for (const sql of multiRowInsertStatements(statuses, syncStatusColumns, UPSERT_SYNC_STATUS)) await t.none(sql);
+
+  return { outcomes, upserted, conflictsLogged: conflicts.length };
+}
+
+/** Auto-registration (the broker proved each device's identity); first, for the foreign keys. */
+async function upsertDevices(t: Task, messages: readonly TelemetryWriteMessage[]): Promise<void> {
   const deviceIds = [...new Set(messages.map((message) => message.deviceId))].sort();
   for (const sql of multiRowInsertStatements(
     deviceIds.map((deviceId) => ({ deviceId })),
@@ -256,8 +280,63 @@ export async function writeTelemetryInTransaction(
     UPSERT_DEVICES,
   ))
     await t.none(sql);
+}
 
+/**
+ * The device path (G7). Most readings are new: each one the batch would write if nothing were
+ * stored is inserted unless its (device_id, id) exists, which reads only the device's own pages of
+ * that index (the ON CONFLICT arbiter), whatever the number of devices in the batch, and needs no
+ * lookup first. Only the readings that were already there (a re-sent batch, a newer version) are
+ * then read, per device through (device_id, id), resolved against what is stored, and upserted
+ * under the guard. A reading whose id another device owns fails the insert with 23505 on the
+ * primary key (writeTelemetryBatch then takes the id-wide path).
+ */
+async function insertThenResolve(
+  t: Task,
+  messages: readonly TelemetryWriteMessage[],
+): Promise<{ resolution: BatchResolution; upserted: number }> {
+  const fresh = resolveBatch(messages, new Map());
+  const candidates = [...fresh.upserts].sort(byId);
+  const inserted = new Set<string>();
+  for (const sql of multiRowInsertStatements(
+    candidates,
+    telemetryColumns,
+    INSERT_TELEMETRY_NEW,
+    undefined,
+    telemetryTuple,
+  ))
+    for (const row of await t.any<{ id: string }>(sql)) inserted.add(row.id);
+  const existing = new Set(candidates.filter((row) => !inserted.has(row.id)).map((row) => row.id));
+  if (existing.size === 0) return { resolution: fresh, upserted: inserted.size };
+
+  // the stored versions of the readings that were there before this transaction, and only those
+  const select = storedRowsQuery(
+    messages.map((message) => ({ ...message, records: message.records.filter((record) => existing.has(record.id)) })),
+    'device',
+  );
+  const stored = select === null ? [] : await t.any<StoredRow>(select);
+  const resolution = resolveBatch(messages, new Map(stored.map((row) => [row.id, rowFromDatabase(row)])));
+  // a reading inserted above resolves the same way again (nothing was stored for it): written already
+  const upserts = resolution.upserts.filter((row) => !inserted.has(row.id)).sort(byId);
+  await upsertGuarded(t, upserts, 'device');
+  return { resolution, upserted: inserted.size + upserts.length };
+}
+
+/** The id-wide path: read every id through the primary key, resolve, upsert under the guard. */
+async function resolveThenUpsert(
+  t: Task,
+  messages: readonly TelemetryWriteMessage[],
+): Promise<{ resolution: BatchResolution; upserted: number }> {
+  const select = storedRowsQuery(messages, 'record-id');
+  const stored = select === null ? [] : await t.any<StoredRow>(select);
+  const resolution = resolveBatch(messages, new Map(stored.map((row) => [row.id, rowFromDatabase(row)])));
   const upserts = [...resolution.upserts].sort(byId);
+  await upsertGuarded(t, upserts, 'record-id');
+  return { resolution, upserted: upserts.length };
+}
+
+/** The guarded upserts; every row must be written, or a concurrent writer got there first (retry). */
+async function upsertGuarded(t: Task, upserts: readonly TelemetryRow[], scope: TelemetryWriteScope): Promise<void> {
   const written: string[] = []; // RETURNING id of every chunk, checked once all chunks ran
   for (const sql of telemetryUpsertStatements(upserts, scope))
     written.push(...(await t.any<{ id: string }>(sql)).map((row) => row.id));
@@ -266,14 +345,6 @@ export async function writeTelemetryInTransaction(
       `upsert guard skipped ${upserts.length - written.length} of ${upserts.length} rows changed concurrently; restart transaction`,
     );
   }
-
-  const conflicts = uniqueBy(resolution.conflicts, (entry) => entry.conflictId);
-  for (const sql of multiRowInsertStatements(conflicts, conflictColumns, INSERT_CONFLICTS)) await t.none(sql);
-
-  const statuses = syncStatusRows(messages, outcomes);
-  for (const sql of multiRowInsertStatements(statuses, syncStatusColumns, UPSERT_SYNC_STATUS)) await t.none(sql);
-
-  return { outcomes, upserted: upserts.length, conflictsLogged: conflicts.length };
 }
 
 /**

@@ -236,6 +236,25 @@ describe('writeTelemetryBatch', () => {
     });
   });
 
+  it("rejects another device's record id inside a large batch (the insert meets the primary key, and the batch is written again by id)", async () => {
+    const LARGE = 300;
+    const owner = randomUUID();
+    const intruder = randomUUID();
+    const id = randomUUID();
+    await writeTelemetryBatch(db, [message(owner, [makeRow(owner, { id, value: 1 })])]);
+    const own = Array.from({ length: LARGE }, () => makeRow(intruder));
+    const result = await writeTelemetryBatch(db, [message(intruder, [...own, makeRow(intruder, { id, version: 9 })])]);
+    expect(result.outcomes[0]).toEqual({
+      accepted: LARGE,
+      rejected: [{ id, reason: RECORD_OF_ANOTHER_DEVICE }],
+      conflicts: 0,
+      inserted: LARGE,
+    });
+    const rows = await storedRows();
+    expect(rows.find((r) => r.id === id)).toMatchObject({ device_id: owner, value: 1, version: 1 });
+    expect(rows.filter((r) => r.device_id === intruder)).toHaveLength(LARGE);
+  });
+
   it('writes many devices and the same id twice in one batch as one transaction', async () => {
     const devices = [randomUUID(), randomUUID(), randomUUID()];
     const shared = randomUUID();

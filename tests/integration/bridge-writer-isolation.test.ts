@@ -8,10 +8,10 @@
  * 1000 lookups covered most leaf pages of that key, so the two transactions read pages the other
  * one wrote and PostgreSQL cancelled one of them (40001): the bench's flooding device stored none
  * of its batches while the probe kept writing, and every cancelled attempt cost the probe time.
- * The writer now reads and upserts through (device_id, id) (migration 004), so each transaction
- * reads only index pages of its own device. The test runs both paths side by side on the same
- * data: the id-wide path (still the fallback for an id owned by another device) is cancelled, the
- * device path is not.
+ * The writer now inserts, reads and upserts through (device_id, id) (migration 004), so each
+ * transaction reads only index pages of its own device. The test runs both paths side by side on
+ * the same data: the id-wide path (still the fallback for an id owned by another device) is
+ * cancelled, the device path is not.
  */
 import { randomUUID } from 'node:crypto';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';

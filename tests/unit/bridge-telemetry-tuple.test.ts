@@ -8,7 +8,12 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { pgp } from '../../bridge/db/connection.js';
 import { telemetryRowFromRecord, type TelemetryRow } from '../../bridge/ingest/telemetry-row.js';
-import { telemetryColumns, telemetryTuple, telemetryUpsertStatements } from '../../bridge/ingest/telemetry-writer.js';
+import {
+  storedRowsQuery,
+  telemetryColumns,
+  telemetryTuple,
+  telemetryUpsertStatements,
+} from '../../bridge/ingest/telemetry-writer.js';
 
 function row(overrides: Record<string, unknown>): TelemetryRow {
   const result = telemetryRowFromRecord(randomUUID(), {
@@ -51,5 +56,28 @@ describe('telemetryTuple', () => {
     expect(statement?.startsWith(pgp.helpers.insert(rows, telemetryColumns) + ' ON CONFLICT (device_id, id)')).toBe(
       true,
     );
+  });
+});
+
+describe('storedRowsQuery (the stored versions of readings already there)', () => {
+  const message = (deviceId: string, count: number) => ({
+    deviceId,
+    records: Array.from({ length: count }, () => row({ id: randomUUID() })),
+    invalid: [],
+    pendingCount: null,
+  });
+
+  it("looks up each device's readings through (device_id, id), one branch per device, in one statement", () => {
+    const [first, second] = [randomUUID(), randomUUID()];
+    const messages = [message(first, 300), message(second, 3), message(first, 2)];
+    const branches = (storedRowsQuery(messages, 'device') ?? '').split(' UNION ALL ');
+    expect(branches).toHaveLength(2);
+    expect(branches[0]).toContain(`WHERE device_id = '${first}'::uuid AND id = ANY(`);
+    expect(branches[1]).toContain(`WHERE device_id = '${second}'::uuid AND id = ANY(`);
+    for (const record of [...messages[0]!.records, ...messages[2]!.records]) expect(branches[0]).toContain(record.id);
+    for (const record of messages[1]!.records) expect(branches[1]).toContain(record.id);
+    // the id-wide path looks everything up by id; nothing to look up, no statement
+    expect(storedRowsQuery(messages, 'record-id')).toMatch(/^SELECT .* WHERE id = ANY\(/);
+    expect(storedRowsQuery([{ ...message(first, 0), invalid: [{ id: 'x', reason: 'bad' }] }], 'device')).toBeNull();
   });
 });

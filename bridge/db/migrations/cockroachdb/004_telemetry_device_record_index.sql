@@ -1,11 +1,12 @@
 -- G7 (fairness between devices): the index a device's telemetry batch reads and upserts through.
--- The writer (bridge/ingest/telemetry-writer.ts) looks up a batch's stored rows by
--- (device_id, id) and upserts ON CONFLICT (device_id, id), so one device's transaction reads only
--- index pages holding that device's rows. Keyed by the random UUID alone (the primary key), a
--- 1000-reading batch read nearly every leaf page of the key, and PostgreSQL's serializable
--- isolation, whose read locks cover whole index pages, cancelled it for every small batch another
--- device wrote next to it (PostgreSQL 17; the flood in bridge-fairness.test.ts stored none of its
--- batches). On CockroachDB the same lookup reads only the keys it names, in the device's span.
+-- The writer (bridge/ingest/telemetry-writer.ts) inserts a batch's new readings ON CONFLICT
+-- (device_id, id) DO NOTHING, then reads and upserts the ones already there by (device_id, id), so
+-- one device's transaction reads only index pages holding that device's rows. Keyed by the random
+-- UUID alone (the primary key), a 1000-reading batch read nearly every leaf page of the key, and
+-- PostgreSQL's serializable isolation, whose read locks cover whole index pages, cancelled it for
+-- every small batch another device wrote next to it (PostgreSQL 17; a flooding device stored
+-- almost none of its batches). On CockroachDB the same lookup reads only the keys it names, in
+-- the device's span.
 -- The primary key (id) stays: a record id still belongs to one device, and the writer falls back
 -- to the id-wide lookup when an insert meets another device's row (unique violation 23505).
 -- Portable: both dialects take CREATE UNIQUE INDEX IF NOT EXISTS; CockroachDB builds it online.
