@@ -23,7 +23,11 @@ const BOOT = new URL('../../common/ts-worker-boot.js', import.meta.url);
 const ENTRY = new URL('./parse-worker.ts', import.meta.url).href;
 
 export interface ParsePool {
-  /** Reads a message like parseTelemetryMessage, on a worker thread. Never rejects. */
+  /**
+   * Reads a message like parseTelemetryMessage, on a worker thread. Rejects only if the parse
+   * itself throws on the event loop too (no input is known to): the pipeline then releases the
+   * message unacknowledged.
+   */
   parse(topic: string, payload: Buffer): Promise<ParsedTelemetryMessage>;
   /** Stops the workers; idempotent. */
   close(): Promise<void>;
@@ -33,6 +37,7 @@ interface Pending {
   topic: string;
   payload: Buffer;
   resolve: (parsed: ParsedTelemetryMessage) => void;
+  reject: (error: unknown) => void;
 }
 
 interface Slot {
@@ -52,7 +57,7 @@ export function startParsePool(options: ParsePoolOptions): ParsePool {
   let nextId = 1;
   let closing: Promise<void> | undefined;
   const onLoop = (request: Pending) => {
-    void parseTelemetryMessageInSlices(request.topic, request.payload).then(request.resolve);
+    parseTelemetryMessageInSlices(request.topic, request.payload).then(request.resolve, request.reject);
   };
   const slots: Slot[] = Array.from({ length: Math.max(0, options.workers) }, (_, index) => {
     const worker = new Worker(BOOT, { workerData: { entry: options.entry ?? ENTRY }, name: `bridge-parse-${index}` });
@@ -87,8 +92,8 @@ export function startParsePool(options: ParsePoolOptions): ParsePool {
 
   return {
     parse: (topic, payload) =>
-      new Promise<ParsedTelemetryMessage>((resolve) => {
-        const request: Pending = { topic, payload, resolve };
+      new Promise<ParsedTelemetryMessage>((resolve, reject) => {
+        const request: Pending = { topic, payload, resolve, reject };
         const live = slots.filter((slot) => slot.alive);
         if (closing !== undefined || live.length === 0) return onLoop(request);
         const slot = live.reduce((least, candidate) =>

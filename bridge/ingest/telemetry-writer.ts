@@ -26,7 +26,8 @@
  * the lookup of readings that are new, nearly all of them, and one lookup branch per device in a
  * batch of many devices (PostgreSQL planned 500 branches in 160 ms).
  * The primary key still makes a record id belong to one device: when an insert meets another
- * device's row with the same id (23505 on the primary key), the batch is written again on the
+ * device's row with the same id (23505 on the primary key; on PostgreSQL also when two bridges
+ * insert the same new reading of one device at once), the batch is written again on the
  * id-wide path (`scope: 'record-id'`: read every id through the primary key, resolve, upsert),
  * which finds that row and rejects the reading (RECORD_OF_ANOTHER_DEVICE), as before.
  */
@@ -209,7 +210,8 @@ export async function writeTelemetryBatch(
     );
   } catch (error) {
     if (scope === 'device' && isUniqueViolation(error)) {
-      // another device's row holds one of these ids: the id-wide path finds it and rejects that reading
+      // another device owns one of these ids (or a concurrent insert of the same reading won): the
+      // id-wide path finds that row and rejects the reading, or resolves it as a duplicate
       return runSerializable(
         db,
         'telemetry-batch',
