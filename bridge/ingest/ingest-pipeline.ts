@@ -93,7 +93,7 @@ export const DEFAULT_FAILURE_BACKOFF: BackoffPolicy = {
 };
 
 export const DEFAULT_WRITERS = 2;
-/** G7: messages up to this size are parsed at once (a few ms at most); larger ones in slices */
+/** G7: messages up to this size are parsed at once (a few ms at most); larger ones off the event loop (`parseLarge`) */
 export const INLINE_PARSE_BYTES = 64 * 1024;
 export const DEFAULT_RETRY_AFTER_MS = 1000;
 
@@ -113,7 +113,7 @@ export class IngestPipeline {
   private consecutiveFailures = 0;
   private stopped = false;
   private closing: Promise<void> | undefined;
-  /** per device: the last of its messages being parsed in slices (later ones wait for it) */
+  /** per device: the last of its messages being parsed off the event loop (later ones wait for it) */
   private readonly parsing = new Map<string, Promise<void>>();
 
   constructor(private readonly options: IngestPipelineOptions) {
@@ -156,27 +156,33 @@ export class IngestPipeline {
     if (topic !== null && topic.kind === 'telemetry') {
       const previous = this.parsing.get(topic.deviceId);
       if (previous !== undefined || inbound.payload.length > INLINE_PARSE_BYTES) {
-        this.parseInSlices(inbound, topic.deviceId, previous);
+        this.parseLater(inbound, topic.deviceId, previous);
         return;
       }
     }
     this.handleParsed(inbound, parseTelemetryMessage(inbound.topic, inbound.payload), null);
   }
 
-  /** G7: parses a large message (or one behind it) in slices, held from now on, in its device's order. */
-  private parseInSlices(inbound: InboundMessage, deviceId: string, previous: Promise<void> | undefined): void {
+  /**
+   * G7: parses a large message (or one behind it) off the event loop (`parseLarge`), held from now
+   * on, in its device's order.
+   */
+  private parseLater(inbound: InboundMessage, deviceId: string, previous: Promise<void> | undefined): void {
     this.scheduler.reserve(deviceId, inbound.payload.length);
     this.updateHeldMetrics();
+    const lastOfDevice = () => {
+      if (this.parsing.get(deviceId) === parsed) this.parsing.delete(deviceId);
+    };
     const parsed: Promise<void> = (previous ?? Promise.resolve())
       .then(() => (this.options.parseLarge ?? parseTelemetryMessageInSlices)(inbound.topic, inbound.payload))
       .then(
         (message) => {
-          if (this.parsing.get(deviceId) === parsed) this.parsing.delete(deviceId);
+          lastOfDevice();
           this.handleParsed(inbound, message, deviceId);
         },
         (error: unknown) => {
           // not expected (the parse returns every failure as a value): let the broker deliver it again
-          if (this.parsing.get(deviceId) === parsed) this.parsing.delete(deviceId);
+          lastOfDevice();
           this.options.logger.error({ err: error, deviceId }, 'telemetry message could not be parsed');
           this.scheduler.unreserve(deviceId, inbound.payload.length);
           this.updateHeldMetrics();
@@ -187,7 +193,7 @@ export class IngestPipeline {
   }
 
   /**
-   * `reservedFor`: the device the message is already held for (parseInSlices); null: it is held
+   * `reservedFor`: the device the message is already held for (parseLater); null: it is held
    * only when queued.
    */
   private handleParsed(inbound: InboundMessage, parsed: ParsedTelemetryMessage, reservedFor: string | null): void {
