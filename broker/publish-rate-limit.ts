@@ -83,6 +83,12 @@ export class TokenBucket {
     return this.#tokens >= 0 ? 0 : (-this.#tokens / this.limit.perSecond) * 1000;
   }
 
+  /** Gives back `cost` tokens reserved for something that never happened (never beyond the burst). */
+  refund(nowMs: number, cost: number): void {
+    this.#refill(nowMs);
+    this.#tokens = Math.min(this.limit.burst, this.#tokens + cost);
+  }
+
   /** The tokens available at `nowMs` (negative while in debt). */
   tokens(nowMs: number): number {
     this.#refill(nowMs);
@@ -110,7 +116,12 @@ export type PublishDecision =
   | { action: 'delay'; delayMs: number; started: boolean }
   | { action: 'disconnect'; delayMs: number; episode: ThrottleEpisode };
 
-/** One client's limits. */
+/**
+ * One client identity's limits. The broker keeps one per clientId (= the certificate's CN,
+ * ./identity.ts) across that identity's connections (./publish-throttle.ts): a reconnect resumes
+ * the buckets where the last connection left them, so disconnecting (or being disconnected) never
+ * buys a fresh burst.
+ */
 export class PublishRateLimiter {
   readonly #messages: TokenBucket;
   readonly #bytes: TokenBucket;
@@ -127,6 +138,24 @@ export class PublishRateLimiter {
   /** Whether the client's last publish had to wait (it is over its limit). */
   get throttled(): boolean {
     return this.#episode !== undefined;
+  }
+
+  /**
+   * The client's connection closed with publishes held back (never acknowledged, never routed:
+   * the client sends them again): their cost is given back, and the episode ends. What the
+   * publishes that passed cost stays spent.
+   */
+  connectionClosed(nowMs: number, heldMessages: number, heldBytes: number): void {
+    this.#messages.refund(nowMs, heldMessages);
+    this.#bytes.refund(nowMs, heldBytes);
+    this.#episode = undefined;
+  }
+
+  /** Whether both buckets are full at `nowMs`: a fresh limiter would decide the same from now on. */
+  rested(nowMs: number): boolean {
+    return (
+      this.#messages.tokens(nowMs) >= this.limits.messages.burst && this.#bytes.tokens(nowMs) >= this.limits.bytes.burst
+    );
   }
 
   decide(nowMs: number, payloadBytes: number): PublishDecision {

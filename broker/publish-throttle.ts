@@ -22,6 +22,17 @@
  * client sends them again on its next connection). A disconnected flooder's will fires as for any
  * dropped connection.
  *
+ * The limits belong to the identity (clientId = certificate CN, ./identity.ts), not to the
+ * connection: a reconnect resumes the token buckets where the last connection left them (the
+ * dropped publishes' cost given back, since they were never routed). Keyed by connection, a
+ * device disconnected for flooding came back at once with a full burst (8 MiB by default) and a
+ * fresh 10 s: npm run bench:fairness showed the other device's slowest sync/acks right after each
+ * such reconnect. An identity with no connection left is forgotten once its buckets are full
+ * again (swept at most every SWEEP_INTERVAL_MS, when a connection publishes for the first time),
+ * so the state is bounded by the identities that published within the last burst/rate seconds.
+ * The state is per broker node: a device that reconnects to another node starts there with that
+ * node's state of it (fresh if it never published there).
+ *
  * Only publishes read from the client's socket are limited: aedes also calls authorizePublish for
  * wills (lib/client.js close, aedes.js _clearWills; ./authorization-hooks.ts isWillPublish), which
  * are never held back.
@@ -50,35 +61,62 @@ export interface PublishThrottle {
   authorize(client: Client | null, packet: PublishPacket, callback: Callback): void;
   /** Clients currently over their limit. */
   throttledClients(): number;
+  /** Identities whose limits are kept (connected, or disconnected with buckets not yet full again). */
+  trackedIdentities(): number;
 }
 
 interface Held {
   releaseAtMs: number;
+  payloadBytes: number;
   callback: Callback;
 }
 
-interface ClientState {
+/** One identity (clientId), across its connections. */
+interface IdentityState {
   limiter: PublishRateLimiter;
+  connections: number;
+}
+
+/** One connection of an identity. */
+interface ClientState {
+  identity: IdentityState;
   held: Held[];
   timer: NodeJS.Timeout | undefined;
   closed: boolean;
 }
 
+/** How often, at most, identities without a connection are looked at for forgetting. */
+export const SWEEP_INTERVAL_MS = 10_000;
+
 export function createPublishThrottle(options: PublishThrottleOptions): PublishThrottle {
   const { limits, logger, metrics } = options;
   const now = options.now ?? Date.now;
   const states = new WeakMap<Client, ClientState>();
+  const identities = new Map<string, IdentityState>();
   const throttled = new Set<ClientState>();
+  let sweptAtMs = now();
+
+  /** Forgets the identities without a connection whose buckets are full again (a fresh limiter decides the same). */
+  const sweep = (at: number) => {
+    if (at - sweptAtMs < SWEEP_INTERVAL_MS) return;
+    sweptAtMs = at;
+    for (const [clientId, identity] of identities) {
+      if (identity.connections === 0 && identity.limiter.rested(at)) identities.delete(clientId);
+    }
+  };
 
   const stateOf = (client: Client): ClientState => {
     let state = states.get(client);
     if (state === undefined) {
-      const created: ClientState = {
-        limiter: new PublishRateLimiter(limits, now()),
-        held: [],
-        timer: undefined,
-        closed: false,
-      };
+      const at = now();
+      sweep(at);
+      let identity = identities.get(client.id);
+      if (identity === undefined) {
+        identity = { limiter: new PublishRateLimiter(limits, at), connections: 0 };
+        identities.set(client.id, identity);
+      }
+      identity.connections += 1;
+      const created: ClientState = { identity, held: [], timer: undefined, closed: false };
       client.conn.once('close', () => forget(created));
       states.set(client, created);
       state = created;
@@ -86,10 +124,19 @@ export function createPublishThrottle(options: PublishThrottleOptions): PublishT
     return state;
   };
 
-  const forget = (state: ClientState) => {
+  /** The connection is gone: its held publishes are dropped and their cost given back to the identity. */
+  const forget = (state: ClientState, alsoUnrouted = { messages: 0, bytes: 0 }) => {
+    if (state.closed) return;
     state.closed = true;
     clearTimeout(state.timer);
     state.timer = undefined;
+    const heldBytes = state.held.reduce((sum, held) => sum + held.payloadBytes, 0);
+    state.identity.limiter.connectionClosed(
+      now(),
+      state.held.length + alsoUnrouted.messages,
+      heldBytes + alsoUnrouted.bytes,
+    );
+    state.identity.connections -= 1;
     state.held = [];
     throttled.delete(state);
   };
@@ -118,12 +165,12 @@ export function createPublishThrottle(options: PublishThrottleOptions): PublishT
     const state = stateOf(client);
     const at = now();
     const payloadBytes = byteLength(packet.payload);
-    const decision = state.limiter.decide(at, payloadBytes);
+    const decision = state.identity.limiter.decide(at, payloadBytes);
     if (decision.action === 'pass') {
       throttled.delete(state);
       if (state.held.length === 0) return callback(null);
       // a timer that fired late must not let this one overtake the held ones
-      state.held.push({ releaseAtMs: at, callback });
+      state.held.push({ releaseAtMs: at, payloadBytes, callback });
       return schedule(state);
     }
 
@@ -146,7 +193,7 @@ export function createPublishThrottle(options: PublishThrottleOptions): PublishT
         'publish rate over the limit for too long: disconnecting the client',
       );
       metrics.disconnects.inc({ reason: 'rate-limit' });
-      forget(state);
+      forget(state, { messages: 1, bytes: payloadBytes }); // this publish is not routed either
       client.close();
       return;
     }
@@ -161,11 +208,11 @@ export function createPublishThrottle(options: PublishThrottleOptions): PublishT
       );
     }
     logger.debug({ clientId: client.id, delayMs: Math.round(decision.delayMs), payloadBytes }, 'publish delayed');
-    state.held.push({ releaseAtMs: at + decision.delayMs, callback });
+    state.held.push({ releaseAtMs: at + decision.delayMs, payloadBytes, callback });
     schedule(state);
   };
 
-  return { authorize, throttledClients: () => throttled.size };
+  return { authorize, throttledClients: () => throttled.size, trackedIdentities: () => identities.size };
 }
 
 function byteLength(payload: Buffer | string | undefined): number {

@@ -30,17 +30,24 @@ const SLOW: PublishRateLimits = {
 let certs: TestCertificates;
 let slow: TestTlsBroker;
 let strict: TestTlsBroker;
+/** 1 message/s, 5 at once, disconnected after 1.5 s over: a reconnect within a second refills nothing */
+let sticky: TestTlsBroker;
 const log = capturedLogger();
 
 beforeAll(async () => {
   certs = await createTestCertificates({ deviceIds: [FLOODER, OTHER], serviceNames: ['bridge'] });
   const common = { tls: certs.broker, metricsPort: 0 };
-  [slow, strict] = await Promise.all([
+  [slow, strict, sticky] = await Promise.all([
     startTlsBroker({ ...common, publishRateLimits: SLOW, logger: log.logger.child({ broker: 'slow' }) }),
     startTlsBroker({
       ...common,
       publishRateLimits: { ...SLOW, maxThrottledMs: 1_500 },
       logger: log.logger.child({ broker: 'strict' }),
+    }),
+    startTlsBroker({
+      ...common,
+      publishRateLimits: { ...SLOW, messages: { perSecond: 1, burst: 5 }, maxThrottledMs: 1_500 },
+      logger: log.logger.child({ broker: 'sticky' }),
     }),
   ]);
 });
@@ -207,5 +214,41 @@ describe('a device that stays over its limit', () => {
     all.catch(() => undefined);
     await closed(device, DELIVERY_POLL.timeout);
     expect(logged('strict', DISCONNECTING, OTHER)).toHaveLength(before + 1);
+  });
+});
+
+describe('a device that reconnects', () => {
+  it('gets no fresh burst after it was disconnected for flooding: its first publish on the new connection waits', async () => {
+    const flooder = await connect(sticky, FLOODER);
+    const { all } = flood(flooder, 50, (index) => JSON.stringify({ index }));
+    all.catch(() => undefined);
+    await closed(flooder, DELIVERY_POLL.timeout);
+    expect(logged('sticky', DISCONNECTING, FLOODER)).toHaveLength(1);
+
+    // keyed by connection, these 3 publishes would pass at once (a new burst of 5)
+    const delayedBefore = logged('sticky', DELAYED, FLOODER).length;
+    const back = await connect(sticky, FLOODER);
+    const publishes = flood(back, 3, (index) => JSON.stringify({ again: index }));
+    publishes.all.catch(() => undefined);
+    await expect.poll(() => logged('sticky', DELAYED, FLOODER).length, DELIVERY_POLL).toBeGreaterThan(delayedBefore);
+    expect(publishes.acked.length).toBeLessThan(3);
+    await back.endAsync(true);
+  });
+
+  it('is not charged for the publishes its last connection held back and dropped', async () => {
+    const device = await connect(sticky, OTHER);
+    // 5 pass (the burst), the 6th is held back for 1 s and dropped when the device leaves at once
+    const first = flood(device, 6, (index) => JSON.stringify({ index }));
+    first.all.catch(() => undefined);
+    await expect.poll(() => first.acked.length, DELIVERY_POLL).toBe(5);
+    await device.endAsync(true);
+    await closed(device);
+    // 1.2 s later one token came back; the dropped publish owes nothing, so one publish passes at once
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const delayedBefore = logged('sticky', DELAYED, OTHER).length;
+    const back = await connect(sticky, OTHER);
+    await back.publishAsync(topics.telemetry(OTHER), '{"again":true}', { qos: 1 });
+    expect(logged('sticky', DELAYED, OTHER).slice(delayedBefore)).toEqual([]);
+    await back.endAsync(true);
   });
 });

@@ -114,6 +114,47 @@ describe('PublishRateLimiter', () => {
   });
 });
 
+describe('PublishRateLimiter across connections', () => {
+  const limits: PublishRateLimits = {
+    messages: { perSecond: 10, burst: 2 },
+    bytes: { perSecond: 1000, burst: 1000 },
+    maxThrottledMs: 1_000,
+  };
+
+  it('keeps what passed publishes spent when a connection closes: the next one gets no fresh burst', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    limiter.decide(0, 1000);
+    limiter.connectionClosed(0, 0, 0);
+    expect(limiter.decide(0, 500)).toMatchObject({ action: 'delay', delayMs: 500 });
+  });
+
+  it('gives back the cost of the held publishes a closed connection dropped, and ends the episode', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    limiter.decide(0, 1000); // passes
+    expect(limiter.decide(0, 400)).toMatchObject({ action: 'delay' }); // held, then dropped
+    expect(limiter.throttled).toBe(true);
+    limiter.connectionClosed(0, 1, 400);
+    expect(limiter.throttled).toBe(false);
+    // 100 ms later: 100 bytes and 1 message refilled since the 1000 that passed, nothing owed for the dropped 400
+    expect(limiter.decide(100, 100)).toEqual({ action: 'pass' });
+  });
+
+  it('never gives back beyond the burst', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    limiter.connectionClosed(0, 50, 50_000);
+    expect(limiter.decide(0, 1000)).toEqual({ action: 'pass' });
+    expect(limiter.decide(0, 1)).toMatchObject({ action: 'delay' });
+  });
+
+  it('is rested once both buckets are full again', () => {
+    const limiter = new PublishRateLimiter(limits, 0);
+    expect(limiter.rested(0)).toBe(true);
+    limiter.decide(0, 1000);
+    expect(limiter.rested(500)).toBe(false); // bytes half refilled
+    expect(limiter.rested(1_000)).toBe(true);
+  });
+});
+
 describe('DEFAULT_PUBLISH_RATE_LIMITS', () => {
   it('let a device catch up at 10,000 readings/s (~2 MB/s) in full batches without waiting', () => {
     const limiter = new PublishRateLimiter(DEFAULT_PUBLISH_RATE_LIMITS, 0);
