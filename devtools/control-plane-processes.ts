@@ -32,7 +32,8 @@ export interface Spawned {
 export function spawnEntryPoint(name: string, entry: string, env: Record<string, string>, logDir: string): Spawned {
   const logPath = join(logDir, `${name}.log`);
   const log = openSync(logPath, 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+  const extra = (process.env['BENCH_NODE_FLAGS_' + name.toUpperCase()] ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...extra, '--import', 'tsx', entry], {
     env: { ...process.env, ...env },
     stdio: ['ignore', log, log],
   });

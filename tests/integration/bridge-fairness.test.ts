@@ -1,7 +1,7 @@
 /**
  * Issue 7, item 2 (G7): one device flooding full batches at 10× its broker rate limit must not
  * stall another device's sync. Broker and bridge run as their own processes (their entry points,
- * default limits: 200 msg/s and 4 MiB/s per device at the broker; MAX_IN_FLIGHT 1000,
+ * default limits: 200 msg/s and 4 MiB/s per device at the broker, bursts of 400 and 1 MiB; MAX_IN_FLIGHT 1000,
  * MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS 2 at the bridge),
  * over mutual TLS, with PostgreSQL at SERIALIZABLE. A probe device publishes small batches at a
  * steady pace; its publish → sync/ack latency is measured without the flood and under it, in
@@ -111,7 +111,12 @@ describe('fairness under a flooding device', () => {
       // bounded memory: MAX_IN_FLIGHT messages at most, RSS far below the 1.3–1.5 GB of before
       expect(peakHeld).toBeLessThanOrEqual(1000);
       expect(peakRss).toBeLessThan(512 * 1024 * 1024);
-      expect(floodStats.retryLater).toBeGreaterThan(0);
+      // The broker paces the flood to 4 MiB/s after a 1 MiB burst, which the bridge keeps up with
+      // here: the flooder's held messages stay within its per-device bound (32), so none of its
+      // messages needs a "retry later" (that path: bridge-mqtt-ingest.test.ts, 'holds at most
+      // maxInFlight messages while the database waits, and answers the rest "retry later" without
+      // storing them'). With the former 8 MiB burst the onset overran it.
+      expect(peakHeld).toBeLessThanOrEqual(32 + 1);
     },
   );
 });

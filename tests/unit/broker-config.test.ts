@@ -175,7 +175,7 @@ const INTEGER_VARIABLES: IntegerVariable<BrokerConfig>[] = [
     name: 'BROKER_RATE_BYTES_BURST',
     min: 1024,
     max: 16 * 1024 ** 3,
-    fallback: 8 * 1024 ** 2,
+    fallback: 1024 ** 2,
     read: (c) => c.publishRateLimits.bytes.burst,
   },
   {

@@ -162,23 +162,37 @@ describe('DEFAULT_PUBLISH_RATE_LIMITS', () => {
     for (let t = 0; t < 60_000; t += 100) expect(limiter.decide(t, 200_000).action).toBe('pass');
   });
 
-  it("let the edge agent's whole window of 4 largest batches through at once, and a largest payload", () => {
+  it("let a quiet device's largest payload through at once, and the edge agent's window of 4 full batches of 200-byte readings", () => {
+    expect(new PublishRateLimiter(DEFAULT_PUBLISH_RATE_LIMITS, 0).decide(0, MAX_PAYLOAD_BYTES).action).toBe('pass');
     const limiter = new PublishRateLimiter(DEFAULT_PUBLISH_RATE_LIMITS, 0);
-    for (let i = 0; i < 4; i++) expect(limiter.decide(0, MAX_BATCH_BYTES).action).toBe('pass');
-    expect(DEFAULT_PUBLISH_RATE_LIMITS.bytes.burst).toBeGreaterThanOrEqual(4 * MAX_BATCH_BYTES + MAX_PAYLOAD_BYTES);
+    for (let i = 0; i < 4; i++) expect(limiter.decide(0, 1000 * 200).action).toBe('pass');
+  });
+
+  it("spread the edge agent's window of 4 largest batches over at most half a second", () => {
+    const limiter = new PublishRateLimiter(DEFAULT_PUBLISH_RATE_LIMITS, 0);
+    const waits = Array.from({ length: 4 }, () => {
+      const decision = limiter.decide(0, MAX_BATCH_BYTES);
+      return decision.action === 'delay' ? decision.delayMs : 0;
+    });
+    expect(waits[0]).toBe(0);
+    expect(Math.max(...waits)).toBeLessThanOrEqual(500);
   });
 
   it('slow down, then disconnect, a device flooding full batches as fast as it can', () => {
     const limiter = new PublishRateLimiter(DEFAULT_PUBLISH_RATE_LIMITS, 0);
     // 100 batches of 768 KiB per second (75 MiB/s), released as the limiter allows
     let t = 0;
-    let outcome = 'pass';
-    while (outcome !== 'disconnect' && t < 60_000) {
-      const decision = limiter.decide(t, MAX_BATCH_BYTES);
-      outcome = decision.action;
+    let firstDelayAt: number | undefined;
+    let decision = limiter.decide(t, MAX_BATCH_BYTES);
+    while (decision.action !== 'disconnect' && t < 60_000) {
+      if (decision.action === 'delay') firstDelayAt ??= t;
       t += decision.action === 'delay' ? Math.max(10, decision.delayMs) : 10;
+      decision = limiter.decide(t, MAX_BATCH_BYTES);
     }
-    expect(outcome).toBe('disconnect');
-    expect(t).toBeGreaterThan(DEFAULT_PUBLISH_RATE_LIMITS.maxThrottledMs);
+    if (decision.action !== 'disconnect') throw new Error(`not disconnected within 60 s: ${decision.action}`);
+    // slowed first, for nearly the whole maxThrottledMs: disconnected when its next publish would
+    // be released more than maxThrottledMs after its first wait
+    expect(t).toBeGreaterThan(0.9 * DEFAULT_PUBLISH_RATE_LIMITS.maxThrottledMs);
+    expect(t + decision.delayMs - (firstDelayAt ?? 0)).toBeGreaterThan(DEFAULT_PUBLISH_RATE_LIMITS.maxThrottledMs);
   });
 });
