@@ -289,9 +289,10 @@ describe('a crashed node (broker/main.ts in cluster mode, SIGKILL)', () => {
 });
 
 describe('backend lifecycle', () => {
+  const PERSISTENCE_NOT_DESTROYED = 'persistence not destroyed cleanly';
   const CLOSE_STEPS = [
     'Redis did not confirm QUIT in time: connections dropped',
-    'persistence not destroyed cleanly',
+    PERSISTENCE_NOT_DESTROYED,
     'cluster backends closed',
     'broker closed',
   ];
@@ -320,11 +321,20 @@ describe('backend lifecycle', () => {
     await expect.poll(health, { timeout: WAIT_MS, interval: 20 }).toBe(503);
     const before = log.lines.length;
     await node.close();
-    // close() finished because both waits on the dead Redis gave up at closeTimeoutMs: the bus'
-    // QUIT, then the persistence's unsubscribe; then everything was closed, once
+    // close() finished although Redis is gone: the bus' QUIT gave up at closeTimeoutMs, then the
+    // persistence was destroyed or given up on; then everything was closed, once
     const closing = log.lines.slice(before).filter((line) => line.node === 'node-c');
-    expect(closing.map((line) => line.msg).filter((msg) => CLOSE_STEPS.includes(msg))).toEqual(CLOSE_STEPS);
-    expect(closing.find((line) => line.msg === 'persistence not destroyed cleanly')?.outcome).toBe('timed out');
+    // The persistence's destroy() either waits on the dead Redis until closeTimeoutMs ('timed out'),
+    // or finishes on its own when the bus' connections were already dropped (ioredis 5 fails a
+    // command on an ended connection at once; aedes-persistence-redis 11.2.2's destroy() goes on
+    // to disconnect): which one depends on how the two timers fall, and both end close(). Seen once
+    // in a loaded CI run: no 'persistence not destroyed cleanly' line at all.
+    const persistenceLine = closing.find((line) => line.msg === PERSISTENCE_NOT_DESTROYED);
+    if (persistenceLine !== undefined) expect(['timed out', 'failed']).toContain(persistenceLine.outcome);
+    const expectedSteps = CLOSE_STEPS.filter(
+      (msg) => msg !== PERSISTENCE_NOT_DESTROYED || persistenceLine !== undefined,
+    );
+    expect(closing.map((line) => line.msg).filter((msg) => CLOSE_STEPS.includes(msg))).toEqual(expectedSteps);
     expect(logged('cluster backends closed', { node: 'node-c' })).toHaveLength(1);
   });
 });
