@@ -32,7 +32,9 @@ export interface Spawned {
 export function spawnEntryPoint(name: string, entry: string, env: Record<string, string>, logDir: string): Spawned {
   const logPath = join(logDir, `${name}.log`);
   const log = openSync(logPath, 'a');
-  const extra = (process.env['BENCH_NODE_FLAGS_' + name.toUpperCase()] ?? '').split(' ').filter(Boolean);
+  // BENCH_NODE_FLAGS_<NAME>: Node flags for this process only (--trace-gc, a profiler hook), which
+  // NODE_OPTIONS would refuse or pass to every process
+  const extra = (process.env[`BENCH_NODE_FLAGS_${name.toUpperCase()}`] ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...extra, '--import', 'tsx', entry], {
     env: { ...process.env, ...env },
     stdio: ['ignore', log, log],
