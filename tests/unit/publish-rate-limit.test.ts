@@ -37,13 +37,14 @@ describe('TokenBucket', () => {
   });
 });
 
-describe('PublishRateLimiter', () => {
-  const limits: PublishRateLimits = {
-    messages: { perSecond: 10, burst: 2 },
-    bytes: { perSecond: 1000, burst: 1000 },
-    maxThrottledMs: 1_000,
-  };
+/** 10 messages/s, 2 at once; 1000 bytes/s, 1000 at once */
+const limits: PublishRateLimits = {
+  messages: { perSecond: 10, burst: 2 },
+  bytes: { perSecond: 1000, burst: 1000 },
+  maxThrottledMs: 1_000,
+};
 
+describe('PublishRateLimiter', () => {
   it('never holds back a client that publishes exactly at its rate', () => {
     const limiter = new PublishRateLimiter(limits, 0);
     for (let t = 0; t < 10_000; t += 100) expect(limiter.decide(t, 100)).toEqual({ action: 'pass' });
@@ -115,12 +116,6 @@ describe('PublishRateLimiter', () => {
 });
 
 describe('PublishRateLimiter across connections', () => {
-  const limits: PublishRateLimits = {
-    messages: { perSecond: 10, burst: 2 },
-    bytes: { perSecond: 1000, burst: 1000 },
-    maxThrottledMs: 1_000,
-  };
-
   it('keeps what passed publishes spent when a connection closes: the next one gets no fresh burst', () => {
     const limiter = new PublishRateLimiter(limits, 0);
     limiter.decide(0, 1000);
