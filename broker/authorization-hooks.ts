@@ -86,13 +86,28 @@ const REVOKED: AclDecision = { allowed: false, reason: 'the client certificate i
 
 /**
  * Whether aedes asks about a will rather than a PUBLISH read from the client's socket: aedes 1.2.0
- * authorizes a will when the client's connection closes (lib/client.js close: `closed` is already
- * set), and a will stored by a node that died (aedes.js _clearWills: the client is null, or a newer
- * connection of that clientId). Every will carries the `brokerId` its node stored it under
- * (persistence putWill); a PUBLISH from the parser has none.
+ * authorizes a will when the client's connection closes (lib/client.js close → finish: it passes
+ * `client.will` itself, and clears it only after this synchronous hook returned), and a will
+ * stored by a node that died (aedes.js _clearWills: the client is null, or a newer connection of
+ * that clientId). Every stored will carries the `brokerId` its node stored it under (persistence
+ * putWill); a PUBLISH from the parser has none.
+ *
+ * Not `client.closed`: aedes goes on handling the PUBLISH packets it had queued (lib/client.js
+ * dequeue) after close() set it, so "closed" also matched up to a socket chunk of a client's own
+ * publishes, which then skipped the rate limit and were routed (found by an independent review:
+ * 14 of 40 routed after a denied publish closed the connection). See isLatePublish.
  */
 export function isWillPublish(client: Client | null, packet: PublishPacket): boolean {
-  return client === null || client.closed || (packet as { brokerId?: unknown }).brokerId !== undefined;
+  return (
+    client === null ||
+    packet === (client as { will?: unknown }).will ||
+    (packet as { brokerId?: unknown }).brokerId !== undefined
+  );
+}
+
+/** A PUBLISH of the client's own that aedes handles after the connection was closed (not its will). */
+export function isLatePublish(client: Client | null, packet: PublishPacket): boolean {
+  return client !== null && client.closed && !isWillPublish(client, packet);
 }
 
 /** Re-addresses a publish so that aedes acknowledges it but routes it to no one (see the header). */
@@ -167,6 +182,12 @@ export function createAuthorizationHooks({
   };
 
   const authorizePublish: Hook<'authorizePublish'> = (client, packet, callback) => {
+    // the connection is closed (a denied publish, the rate limit, a revocation): what it had sent
+    // after that is neither acknowledged nor routed; a QoS 1 client sends it again when it is back
+    if (isLatePublish(client, packet)) {
+      metrics.droppedPublishes.inc({ kind: 'after-close' });
+      return;
+    }
     const request = publishRequestOf(packet);
     const identity = client ? identities.get(client) : undefined;
     let decision: AclDecision;

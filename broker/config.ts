@@ -15,9 +15,9 @@
  *   BROKER_REDIS_URL     cluster mode: redis://[[user]:password@]host[:port][/db] shared by all nodes
  *   BROKER_HEARTBEAT_MS  aedes heartbeat interval (default 15000 in cluster mode, aedes' 60000
  *                        standalone); a crashed node's wills fire 3-7 intervals after its last beat
- *   BROKER_RATE_MESSAGES_PER_S   publishes per second per device connection (default 200)
+ *   BROKER_RATE_MESSAGES_PER_S   publishes per second per device, across its connections (default 200)
  *   BROKER_RATE_MESSAGES_BURST   publishes a quiet device may send at once (default 400)
- *   BROKER_RATE_BYTES_PER_S      payload bytes per second per device connection (default 4194304, 4 MiB)
+ *   BROKER_RATE_BYTES_PER_S      payload bytes per second per device, across its connections (default 4194304, 4 MiB)
  *   BROKER_RATE_BYTES_BURST      payload bytes a quiet device may send at once (default 1048576, 1 MiB)
  *   BROKER_RATE_MAX_THROTTLED_MS a device whose publishes keep waiting for longer is disconnected
  *                        (default 10000). Why these defaults: broker/publish-rate-limit.ts. The

@@ -11,7 +11,10 @@ export interface BrokerMetrics {
   deniedSubscriptions: Counter<'role'>;
   deniedDeliveries: Counter<'role'>;
   oversizePackets: Counter;
-  /** label kind: what was checked, e.g. 'status' (./publish-content.ts) */
+  /**
+   * label kind: 'status' (payload refused, ./publish-content.ts), 'will' (a will the ACL refuses),
+   * 'after-close' (a client's own publish aedes handled after its connection was closed)
+   */
   droppedPublishes: Counter<'kind'>;
   /** publishes held back because their client was over its rate limit (./publish-throttle.ts) */
   throttledPublishes: Counter<'role'>;
@@ -76,7 +79,7 @@ export function createBrokerMetrics(registry: Registry, gauges: BrokerGauges): B
     }),
     droppedPublishes: new Counter({
       name: 'mqtt_broker_dropped_publishes_total',
-      help: 'Publishes acknowledged but not routed or retained because their payload was refused, by kind',
+      help: 'Publishes neither routed nor retained, by kind: status (payload refused; acknowledged), will (refused by the ACL), after-close (sent before the connection was closed, handled after; not acknowledged)',
       labelNames: ['kind'],
       registers: [registry],
     }),

@@ -29,7 +29,8 @@
  * fresh 10 s: npm run bench:fairness showed the other device's slowest sync/acks right after each
  * such reconnect. An identity with no connection left is forgotten once its buckets are full
  * again (swept at most every SWEEP_INTERVAL_MS, when a connection publishes for the first time),
- * so the state is bounded by the identities that published within the last burst/rate seconds.
+ * so the state is bounded by the connected identities plus those that left within about
+ * burst/rate + SWEEP_INTERVAL_MS (and in all by the certificates issued: clientId = CN).
  * The state is per broker node: a device that reconnects to another node starts there with that
  * node's state of it (fresh if it never published there).
  *
@@ -39,7 +40,7 @@
  */
 import type { Client, PublishPacket } from 'aedes';
 import type { Logger } from '../common/logger.js';
-import { isWillPublish } from './authorization-hooks.js';
+import { isLatePublish, isWillPublish } from './authorization-hooks.js';
 import type { ClientRole } from './identity.js';
 import type { BrokerMetrics } from './metrics.js';
 import { episodeRates, PublishRateLimiter, type PublishRateLimits } from './publish-rate-limit.js';
@@ -159,6 +160,9 @@ export function createPublishThrottle(options: PublishThrottleOptions): PublishT
 
   const authorize = (client: Client | null, packet: PublishPacket, callback: Callback) => {
     if (client === null || isWillPublish(client, packet)) return callback(null);
+    // handled after its connection closed (the ACL drops these first): never acknowledged nor
+    // routed, and never counted against a connection that is gone
+    if (isLatePublish(client, packet)) return;
     const role = options.roleOf(client);
     if (role === undefined || role === 'service') return callback(null);
 

@@ -84,7 +84,7 @@ export interface BrokerOptions {
   crl?: { source: string; content: Buffer };
   /** how often the retained revocation list is read again; default 30 s */
   revocationRefreshIntervalMs?: number;
-  /** per-client publish rate limits (G7); default DEFAULT_PUBLISH_RATE_LIMITS (./publish-rate-limit.ts) */
+  /** per-device publish rate limits (G7); default DEFAULT_PUBLISH_RATE_LIMITS (./publish-rate-limit.ts) */
   publishRateLimits?: PublishRateLimits;
   /** aedes heartbeat; in a cluster a crashed node's wills fire 3-7 of these after its last beat; default aedes' 60 s */
   heartbeatIntervalMs?: number;
@@ -162,7 +162,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     persistence: () => (aedesRef.current as { persistence?: unknown } | undefined)?.persistence,
     revocations,
   });
-  // G7: per-client publish rate limits, applied after the ACL allowed the publish
+  // G7: per-device publish rate limits, applied after the ACL allowed the publish
   const throttle = (throttleRef.current = createPublishThrottle({
     limits: options.publishRateLimits ?? DEFAULT_PUBLISH_RATE_LIMITS,
     logger,

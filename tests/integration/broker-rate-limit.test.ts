@@ -12,6 +12,7 @@ import { topics } from '../../schemas/topics.js';
 import { createTestCertificates, type TestCertificates } from '../helpers/certs.js';
 import { capturedLogger, type LogLine } from '../helpers/logger.js';
 import { mosquittoConnectArgs, runMosquitto } from '../helpers/mosquitto.js';
+import { openRawMqtts, rawPackets } from '../helpers/raw-mqtt.js';
 import { closed, connectClient } from '../helpers/mqtt-client.js';
 import { collectMessages, DELIVERY_POLL, subscribeGranted } from '../helpers/mqtt-observe.js';
 import { startTlsBroker, type TestTlsBroker } from '../helpers/tls-broker.js';
@@ -250,5 +251,49 @@ describe('a device that reconnects', () => {
     await back.publishAsync(topics.telemetry(OTHER), '{"again":true}', { qos: 1 });
     expect(logged('sticky', DELAYED, OTHER).slice(delayedBefore)).toEqual([]);
     await back.endAsync(true);
+  });
+});
+
+describe('publishes a client sent before the broker closed its connection', () => {
+  it('are neither acknowledged nor routed, and never skip the rate limit (aedes handles them after close)', async () => {
+    const service = await connect(slow, 'bridge');
+    await subscribeGranted(service, [topics.telemetry(FLOODER)]);
+    const received = collectMessages(service);
+    const droppedBefore = (await scrape(slow))('mqtt_broker_dropped_publishes_total{kind="after-close"}');
+    const tls = certs.devices[FLOODER]!;
+
+    // a persistent session with a subscription: aedes then closes the connection asynchronously
+    // (it unsubscribes first), and goes on handling the packets it had read meanwhile
+    const first = await openRawMqtts(slow.port, tls);
+    first.send(rawPackets.connect({ clientId: FLOODER, keepaliveSeconds: 60, clean: false }));
+    await first.next(2);
+    first.send(rawPackets.subscribe(1, [[topics.commandsFilter(FLOODER), 1]]));
+    await first.next(9);
+    first.destroy();
+    await first.closed;
+
+    // one write: CONNECT, a publish the ACL denies (another device's topic: the connection is
+    // closed), then 40 publishes of its own. Before: 14 of them were acknowledged and routed, and
+    // never counted by the rate limit (its burst here is 5)
+    const second = await openRawMqtts(slow.port, tls);
+    const own = Array.from({ length: 40 }, (_, index) =>
+      rawPackets.publishQos1(index + 2, topics.telemetry(FLOODER), JSON.stringify({ index })),
+    );
+    second.send(
+      Buffer.concat([
+        rawPackets.connect({ clientId: FLOODER, keepaliveSeconds: 60, clean: false }),
+        rawPackets.publishQos1(1, topics.telemetry(OTHER), '{}'),
+        ...own,
+      ]),
+    );
+    await second.closed;
+    await expect
+      .poll(async () => (await scrape(slow))('mqtt_broker_dropped_publishes_total{kind="after-close"}'), DELIVERY_POLL)
+      .toBeGreaterThan(droppedBefore);
+    // let anything that would still be routed arrive
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(received).toEqual([]);
+    expect(second.received.filter((packet) => packet.type === 4)).toEqual([]); // no PUBACK
+    await service.endAsync(true);
   });
 });

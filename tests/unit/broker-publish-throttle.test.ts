@@ -137,6 +137,42 @@ describe("the publish throttle keeps a device's limits across its connections", 
     expect(throttle.trackedIdentities()).toBe(4);
   });
 
+  it('keeps a disconnected identity whose buckets are not full again when a sweep runs, so it gets no fresh burst', () => {
+    const { throttle, publish, advance } = setup();
+    publish(fakeClient('device-l'), 1); // t = 0: no sweep yet
+    advance(SWEEP_INTERVAL_MS - 2000);
+    const gone = fakeClient('device-k');
+    expect(publish(gone, 4000)).toBe(true); // its whole burst
+    gone.closeConnection();
+    advance(2000); // 2000 of 4000 bytes refilled
+    publish(fakeClient('device-n'), 1); // sweeps
+    expect(throttle.trackedIdentities()).toBe(3);
+    expect(publish(fakeClient('device-k'), 4000)).toBe(false);
+  });
+
+  it('counts a connection the broker closed for flooding once: the identity reconnected is never swept while connected', () => {
+    const { throttle, publish, advance } = setup();
+    const flooder = fakeClient('device-o');
+    publish(flooder, 4000);
+    for (let i = 0; i < 10 && !flooder.closedByBroker(); i++) publish(flooder, 1000);
+    expect(flooder.closedByBroker()).toBe(true); // its connection's 'close' fired after the throttle forgot it
+    const back = fakeClient('device-o');
+    publish(back, 1);
+    advance(SWEEP_INTERVAL_MS + 10_000); // rested, but connected
+    publish(fakeClient('device-p'), 1); // sweeps
+    expect(throttle.trackedIdentities()).toBe(2);
+  });
+
+  it('gives back the publish that got a device disconnected, which is not routed either', () => {
+    const { publish, advance } = setup();
+    const flooder = fakeClient('device-q');
+    expect(publish(flooder, 4000)).toBe(true);
+    publish(flooder, 6000); // would wait 6 s > maxThrottledMs 5 s: disconnected at once, not routed
+    expect(flooder.closedByBroker()).toBe(true);
+    advance(1000);
+    expect(publish(fakeClient('device-q'), 1000)).toBe(true); // 1 s refilled since the 4000 that passed
+  });
+
   it('shares one set of buckets between two connections of the same identity (a session takeover)', () => {
     const { publish } = setup();
     const old = fakeClient('device-j');

@@ -12,8 +12,9 @@
  *   aedes 1.2.0      storeSubscriptions handing every filter of a SUBSCRIBE, refused ones included,
  *                    to persistence.addSubscriptions                    → broker/session-subscriptions.ts
  *   aedes 1.2.0      a packet re-addressed in authorizePublish is acknowledged and routed to its
- *                    new topic only, not retained; a will is authorized with client.closed set
- *                    (isWillPublish)                                    → broker/authorization-hooks.ts
+ *                    new topic only, not retained; a will is authorized as client.will itself
+ *                    (isWillPublish); PUBLISH packets read before a close are still authorized
+ *                    after it, with client.closed set (isLatePublish)   → broker/authorization-hooks.ts
  *   aedes 1.2.0 /    aedes.subscribe() gets what clients publish, with no client in between, and
  *   aedes-persistence 11   persistence.createRetainedStream(topic) yields the retained packet
  *                                                                       → broker/revocation-sync.ts
@@ -307,12 +308,17 @@ describe('aedes wills and internal subscriptions (broker/authorization-hooks.ts,
     return { mqttClient, brokerSide };
   }
 
-  it('authorizes a PUBLISH with the client open, and its will with client.closed set', async () => {
+  it('authorizes a PUBLISH with the client open, and its will with client.closed set, passing client.will itself', async () => {
     const SEE = 'see broker/authorization-hooks.ts isWillPublish';
-    const seen: Array<{ topic: string; closed: boolean | undefined; brokerId: unknown }> = [];
+    const seen: Array<{ topic: string; closed: boolean | undefined; brokerId: unknown; isClientWill: boolean }> = [];
     const aedes = await aedesBroker({
       authorizePublish: (c, packet, callback) => {
-        seen.push({ topic: packet.topic, closed: c?.closed, brokerId: (packet as { brokerId?: unknown }).brokerId });
+        seen.push({
+          topic: packet.topic,
+          closed: c?.closed,
+          brokerId: (packet as { brokerId?: unknown }).brokerId,
+          isClientWill: c !== null && packet === (c as { will?: unknown }).will,
+        });
         callback(null);
       },
     });
@@ -323,8 +329,48 @@ describe('aedes wills and internal subscriptions (broker/authorization-hooks.ts,
     brokerSide.destroy(); // the connection drops: no DISCONNECT, so the will fires
     await expect.poll(() => seen.length).toBeGreaterThanOrEqual(2);
     expect(seen, `aedes authorizes wills differently now: ${SEE}`).toEqual([
-      { topic: 'live', closed: false, brokerId: undefined },
-      { topic: 'will', closed: true, brokerId: aedes.id },
+      { topic: 'live', closed: false, brokerId: undefined, isClientWill: false },
+      { topic: 'will', closed: true, brokerId: aedes.id, isClientWill: true },
+    ]);
+  });
+
+  it('goes on authorizing PUBLISH packets it had read after a denied one closed the connection', async () => {
+    const SEE = 'see broker/authorization-hooks.ts isLatePublish';
+    const seen: Array<{ topic: string; closed: boolean | undefined }> = [];
+    const aedes = await aedesBroker({
+      authorizePublish: (c, packet, callback) => {
+        seen.push({ topic: packet.topic, closed: c?.closed });
+        callback(packet.topic === 'denied' ? new Error('denied') : null);
+      },
+    });
+    // a persistent session with a subscription: close() unsubscribes first, asynchronously
+    const { mqttClient } = await client(aedes, 'late', { clean: false });
+    await mqttClient.subscribeAsync('x', { qos: 1 });
+    mqttClient.end(true);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const [clientSide, brokerSide] = duplexPair();
+    aedes.handle(brokerSide);
+    // CONNECT, a denied PUBLISH and three more, in one write
+    const publish = (id: number, topic: string) =>
+      Buffer.from([
+        0x32,
+        2 + topic.length + 2 + 2,
+        0,
+        topic.length,
+        ...Buffer.from(topic),
+        id >> 8,
+        id & 255,
+        0x7b,
+        0x7d,
+      ]);
+    const connect = Buffer.from([0x10, 16, 0, 4, ...Buffer.from('MQTT'), 4, 0, 0, 60, 0, 4, ...Buffer.from('late')]);
+    clientSide.write(Buffer.concat([connect, publish(1, 'denied'), publish(2, 'a'), publish(3, 'b'), publish(4, 'c')]));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(seen, `aedes authorizes publishes read before a close differently now: ${SEE}`).toEqual([
+      { topic: 'denied', closed: false },
+      { topic: 'a', closed: true },
+      { topic: 'b', closed: true },
+      { topic: 'c', closed: true },
     ]);
   });
 
