@@ -14,8 +14,8 @@
  * timing ratio on a shared two-core machine running the whole system is no pass/fail criterion
  * (speed targets are checked by benchmark scripts that print their numbers). The bench
  * (docs/capacity.md, "Fairness under a flooding device") measures it: within 1.3–2.4× when the
- * flood does not saturate the machine (a 512 KiB/s limit), 3.4–5.7× at the default 4 MiB/s limit
- * (2.2–2.9× from 2 s into the flood), where the flood alone keeps the two cores about half busy. The probe's small batch is taken alone by
+ * flood does not saturate the machine (a 512 KiB/s limit), 1.6–4.0× at the default 4 MiB/s limit
+ * (median 2.95× over 9 runs), where the flood alone keeps the two cores about half busy. The probe's small batch is taken alone by
  * the next free writer, its transaction touches only its own device's index pages, and the
  * flooder's messages are parsed on a worker thread; what remains is the flood's cost on the same
  * cores.
