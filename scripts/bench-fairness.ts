@@ -123,17 +123,13 @@ async function main(): Promise<void> {
       `bench:fairness — ${cpus().length} cores, Node ${process.version}; broker limits 200 msg/s, ${mib(LIMIT_BYTES)} MiB/s per device (burst ${mib(BURST_BYTES)} MiB), flood offered ${mib(OFFERED_BYTES)} MiB/s; ` +
         `bridge MAX_IN_FLIGHT 1000, MAX_IN_FLIGHT_BYTES 64 MiB, DEVICE_MAX_IN_FLIGHT 32 / 8 MiB, BATCH_WRITERS ${args.writers}, BATCH_MAX_RECORDS ${args['batch-records']}`,
     );
+    const floodOptions = { url, deviceId: FLOODER, clientOptions: tlsOf(FLOODER), offeredBytesPerS: OFFERED_BYTES };
     // Warm-up: a long-running bridge has parsed, formatted and written large batches before; the
     // first ones after a start run in V8's interpreter and baseline tiers, which is start-up cost,
     // not the flood's. So the flood runs once for WARMUP_S, then everything drains and the
     // flooder's broker buckets refill (burst / rate) before anything is measured.
     if (WARMUP_S > 0) {
-      const warmup = await startFloodProcess({
-        url,
-        deviceId: FLOODER,
-        clientOptions: tlsOf(FLOODER),
-        offeredBytesPerS: OFFERED_BYTES,
-      });
+      const warmup = await startFloodProcess(floodOptions);
       await new Promise((resolve) => setTimeout(resolve, WARMUP_S * 1000));
       await warmup.stop();
       for (let waited = 0; waited < 30_000; waited += 250) {
@@ -157,12 +153,7 @@ async function main(): Promise<void> {
     });
     const cpuBefore = cpuOf();
     const ingestedBefore = (await scrape(metricsUrl))['bridge_telemetry_records_ingested_total'] ?? 0;
-    const flood = await startFloodProcess({
-      url,
-      deviceId: FLOODER,
-      clientOptions: tlsOf(FLOODER),
-      offeredBytesPerS: OFFERED_BYTES,
-    });
+    const flood = await startFloodProcess(floodOptions);
     const peaks = { rss: 0, held: 0, inFlight: 0, lagMs: 0 };
     const sampler = setInterval(() => {
       void scrape(metricsUrl).then(
